@@ -1,0 +1,72 @@
+"""`python -m data_prep {synth,convert,verify}`: the preprocessing stage."""
+
+import argparse
+import os
+import sys
+
+# Quiet TensorFlow's C++ start-up banner before it is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+
+    synth = commands.add_parser("synth", formatter_class=formatter,
+                                help="write a synthetic dataset in the Kaggle HPA layout")
+    synth.add_argument("--out", required=True, help="output folder (train.csv, train/, test/, ...)")
+    synth.add_argument("--train", type=int, default=2000, help="number of labeled training images")
+    synth.add_argument("--test", type=int, default=400, help="number of unlabeled test images")
+    synth.add_argument("--size", type=int, default=64, help="image side in pixels")
+    synth.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files")
+
+    convert = commands.add_parser("convert", formatter_class=formatter,
+                                  help="convert a raw HPA-layout folder into sharded TFRecords")
+    convert.add_argument("--images", required=True, help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif> files")
+    convert.add_argument("--csv", default=None,
+                         help="Id,Target labels CSV; without it the folder becomes an unlabeled 'test' split")
+    convert.add_argument("--out", required=True, help="output folder for the shards and dataset.json")
+    convert.add_argument("--size", type=int, default=None,
+                         help="output side in pixels (area-resized); default: keep the source size")
+    convert.add_argument("--val-fraction", type=float, default=0.1,
+                         help="share of labeled images held out as the 'val' split (0 for none)")
+    convert.add_argument("--shards", type=int, default=4, help="shards per split")
+    convert.add_argument("--seed", type=int, default=0, help="seed of the split and example order")
+    convert.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+
+    verify = commands.add_parser("verify", formatter_class=formatter,
+                                 help="re-read every shard and check it against dataset.json")
+    verify.add_argument("data", help="dataset folder (holds dataset.json)")
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    # Imported here so `--help` answers without loading TensorFlow.
+    from data_prep import convert, sources, synthetic, verify
+    from protein_location import manifest
+
+    try:
+        if args.command == "synth":
+            summary = synthetic.generate_dataset(args.out, args.train, args.test, args.size, args.seed)
+            print(f"synth: {summary['num_train']} train and {summary['num_test']} test images "
+                  f"({args.size}x{args.size}) in {args.out}")
+        elif args.command == "convert":
+            result = convert.convert(args.images, args.out, csv_path=args.csv, size=args.size,
+                                     val_fraction=args.val_fraction, num_shards=args.shards,
+                                     seed=args.seed, overwrite=args.overwrite)
+            counts = ", ".join(f"{split} {entry['num_examples']}" for split, entry in result["splits"].items())
+            print(f"convert: {counts} examples at {result['image_size']}px in {args.out}")
+        else:
+            checked = verify.verify_dataset(args.data)
+            counts = ", ".join(f"{split} {count}" for split, count in checked.items())
+            print(f"verify: {args.data} OK ({counts} examples, sha256 and counts match)")
+    except (sources.SourceError, manifest.ManifestError, verify.VerifyError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

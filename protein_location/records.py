@@ -1,0 +1,94 @@
+"""THE TFRecord schema: the one place that knows how an example is laid out.
+
+Writers (`data_prep.convert`) call `serialize_example`; readers (the tf.data
+pipeline, `verify`, the exported `serve_examples` path later) call
+`parse_example`. Keys follow the TF Model Garden `tf_example` convention.
+"""
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from protein_location import labels as labels_lib
+
+SCHEMA_VERSION = 1
+IMAGE_FORMAT = "png"
+
+KEY_ENCODED = "image/encoded"
+KEY_FORMAT = "image/format"
+KEY_HEIGHT = "image/height"
+KEY_WIDTH = "image/width"
+KEY_CHANNELS = "image/channels"
+KEY_SOURCE_ID = "image/source_id"
+KEY_LABEL = "image/class/label"
+
+FEATURE_SPEC = {
+    KEY_ENCODED: tf.io.FixedLenFeature([], tf.string),
+    KEY_FORMAT: tf.io.FixedLenFeature([], tf.string, default_value=IMAGE_FORMAT),
+    KEY_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+    KEY_WIDTH: tf.io.FixedLenFeature([], tf.int64),
+    KEY_CHANNELS: tf.io.FixedLenFeature([], tf.int64),
+    KEY_SOURCE_ID: tf.io.FixedLenFeature([], tf.string),
+    KEY_LABEL: tf.io.VarLenFeature(tf.int64),
+}
+
+
+def encode_rgby_png(image):
+    """uint8 (H, W, 4) RGBY -> PNG bytes that `tf.io.decode_png` reads as RGBY.
+
+    OpenCV writes 4-channel arrays as BGRA, so R and B are swapped going in.
+    """
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 4:
+        raise ValueError(f"expected a uint8 (H, W, 4) image, got {image.dtype} {image.shape}")
+    ok, encoded = cv2.imencode(".png", image[..., [2, 1, 0, 3]])
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return encoded.tobytes()
+
+
+def serialize_example(image, source_id, label_indices):
+    """One HPA image (uint8 RGBY) and its labels -> serialized tf.train.Example."""
+    height, width, channels = image.shape
+
+    def _bytes(value):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    def _ints(values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
+    features = {
+        KEY_ENCODED: _bytes(encode_rgby_png(image)),
+        KEY_FORMAT: _bytes(IMAGE_FORMAT.encode()),
+        KEY_HEIGHT: _ints([height]),
+        KEY_WIDTH: _ints([width]),
+        KEY_CHANNELS: _ints([channels]),
+        KEY_SOURCE_ID: _bytes(source_id.encode()),
+        KEY_LABEL: _ints(sorted(label_indices)),
+    }
+    example = tf.train.Example(features=tf.train.Features(feature=features))
+    return example.SerializeToString()
+
+
+def parse_example(serialized):
+    """Serialized Example -> dict with `image` uint8 (H, W, 4), `source_id`,
+    `label_indices` int64 [k] and `labels` float32 multi-hot [28].
+
+    Works on one scalar string tensor (use inside `Dataset.map`).
+    """
+    parsed = tf.io.parse_single_example(serialized, FEATURE_SPEC)
+    image = tf.io.decode_png(parsed[KEY_ENCODED], channels=4, dtype=tf.uint8)
+    image = tf.ensure_shape(image, [None, None, 4])
+    label_indices = tf.sparse.to_dense(parsed[KEY_LABEL])
+    return {
+        "image": image,
+        "source_id": parsed[KEY_SOURCE_ID],
+        "label_indices": label_indices,
+        "labels": multi_hot(label_indices),
+    }
+
+
+def multi_hot(label_indices):
+    """int label indices [k] -> float32 multi-hot [NUM_CLASSES] (zeros when k=0)."""
+    one_hot = tf.one_hot(label_indices, labels_lib.NUM_CLASSES, dtype=tf.float32)
+    # A sum, not a max: the max of an empty [0, 28] tensor is -inf, not 0.
+    return tf.minimum(tf.reduce_sum(one_hot, axis=0), 1.0)

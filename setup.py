@@ -1,0 +1,34 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="protein-location",
+    version="0.1.0",
+    description="Where a human protein sits in a cell: HPA images -> TFRecords -> SE-ResNet -> SavedModel",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["protein_location", "protein_location.*", "data_prep", "data_prep.*"]),
+    py_modules=["train_keras"],
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<4",
+        # TF 2.21 no longer installs TensorBoard; the training logs need it.
+        "tensorboard>=2.21,<2.22",
+        "numpy>=1.26",
+        "pandas>=2.0",
+        "opencv-python-headless>=4.8",
+        "scikit-learn>=1.3",
+        "iterative-stratification>=0.1.9",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={
+        "console_scripts": [
+            "protein-location=protein_location.__main__:main",
+            "hpa-data-prep=data_prep.__main__:main",
+            "hpa-train=train_keras:main",
+        ]
+    },
+)

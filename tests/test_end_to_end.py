@@ -1,0 +1,138 @@
+"""The whole pipeline as a user runs it: CLIs in fresh processes on a tiny dataset."""
+
+import csv
+import json
+import textwrap
+
+import pytest
+
+from tests.conftest import ROOT, last_error_line, run_cli
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """synth -> convert -> verify -> train -> export, each a CLI call."""
+    work = tmp_path_factory.mktemp("e2e")
+    raw, data, run, export = work / "raw", work / "tfrecords" / "tiny", work / "runs" / "tiny", work / "export" / "tiny"
+    run_cli("-m", "data_prep", "synth", "--out", raw, "--train", 64, "--test", 10, "--size", 32, "--seed", 3)
+    converted = run_cli("-m", "data_prep", "convert", "--csv", raw / "train.csv", "--images", raw / "train",
+                        "--out", data, "--val-fraction", 0.25, "--shards", 2, "--seed", 3)
+    verified = run_cli("-m", "data_prep", "verify", data)
+    trained = run_cli("train_keras.py", "--data", data, "--model-dir", run, "--epochs", 2, "--batch-size", 8,
+                      "--width", 0.125, "--export", export)
+    return {"raw": raw, "data": data, "run": run, "export": export, "work": work,
+            "converted": converted, "verified": verified, "trained": trained}
+
+
+def test_cli_steps_say_what_they_did(pipeline):
+    assert "convert: train " in pipeline["converted"].stdout
+    assert "verify: " in pipeline["verified"].stdout and " OK " in pipeline["verified"].stdout
+    out = pipeline["trained"].stdout
+    assert "strategy: _DefaultDistributionStrategy with 1 replica(s)" in out
+    assert "(8 per replica)" in out
+    assert "val macro F1: " in out
+    assert f"export: SavedModel in {pipeline['export']}" in out
+
+
+def test_training_leaves_a_complete_run_folder(pipeline):
+    run = pipeline["run"]
+    for name in ("best.weights.h5", "model.keras", "history.csv", "thresholds.json", "report.json"):
+        assert (run / name).is_file(), name
+    assert any((run / "logs").rglob("events.out.tfevents.*")), "no TensorBoard event files"
+    history = list(csv.DictReader((run / "history.csv").open()))
+    assert [row["epoch"] for row in history] == ["0", "1"]
+    assert "val_macro_f1" in history[0]
+    report = json.loads((run / "report.json").read_text())
+    thresholds = json.loads((run / "thresholds.json").read_text())["thresholds"]
+    assert len(report["per_class"]) == len(thresholds) == 28
+    assert 0.0 <= report["val_macro_f1_at_0.5"] <= report["val_macro_f1_tuned"] <= 1.0
+
+
+def test_savedmodel_loads_in_a_process_that_imports_only_tensorflow(pipeline):
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np, tensorflow as tf
+        loaded = tf.saved_model.load({str(pipeline['export'])!r})
+        serve = loaded.signatures["serving_default"]
+        inputs = serve.structured_input_signature[1]
+        assert list(inputs) == ["image"] and inputs["image"].dtype == tf.uint8, inputs
+        for side in (32, 50):
+            images = np.random.default_rng(0).integers(0, 255, (3, side, side, 4)).astype("uint8")
+            out = serve(image=tf.constant(images))
+            assert sorted(out) == ["labels", "probabilities"], sorted(out)
+            assert out["probabilities"].dtype == tf.float32 and out["probabilities"].shape == (3, 28)
+            assert out["labels"].dtype == tf.int32 and out["labels"].shape == (3, 28)
+            assert set(np.unique(out["labels"].numpy())) <= {{0, 1}}
+            expected = (out["probabilities"].numpy() >= loaded.thresholds[0].numpy()).astype("int32")
+            assert (out["labels"].numpy() == expected).all()
+        assert int(loaded.image_size[0].numpy()) == 32
+        assert loaded.class_names[0].numpy()[27] == b"Rods & rings"
+        assert not any(name.startswith(("protein_location", "data_prep")) for name in sys.modules)
+        print("loaded-ok")
+    """)
+    result = run_cli("-c", script, cwd=pipeline["work"])
+    assert "loaded-ok" in result.stdout
+
+
+def test_predict_writes_a_submission_in_sample_order(pipeline):
+    raw, submission = pipeline["raw"], pipeline["work"] / "submission.csv"
+    sample = list(csv.DictReader((raw / "sample_submission.csv").open()))
+    sample.reverse()  # the sample's order, whatever it is, is kept
+    with (pipeline["work"] / "sample.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["Id", "Predicted"])
+        writer.writeheader()
+        writer.writerows(sample)
+    result = run_cli("-m", "protein_location", "predict", "--model", pipeline["export"], "--images", raw / "test",
+                     "--csv", pipeline["work"] / "sample.csv", "--out", submission)
+    assert f"predict: 10 images -> {submission}" in result.stdout
+    rows = list(csv.DictReader(submission.open()))
+    assert [row["Id"] for row in rows] == [row["Id"] for row in sample]
+    for row in rows:
+        indices = [int(i) for i in row["Predicted"].split()]
+        assert indices == sorted(set(indices)) and all(0 <= i < 28 for i in indices)
+    scored = run_cli("-m", "protein_location", "score", "--submission", submission, "--truth", raw / "test_labels.csv")
+    assert scored.stdout.startswith("score: macro F1 ")
+
+
+def test_train_on_a_folder_without_dataset_json_is_a_one_line_error(tmp_path):
+    result = run_cli("train_keras.py", "--data", tmp_path, "--model-dir", tmp_path / "run", check=False)
+    assert result.returncode == 1
+    assert last_error_line(result) == (f"error: {tmp_path}: no dataset.json here; convert a dataset first "
+                                       "with `python -m data_prep convert`")
+
+
+def test_batch_larger_than_the_train_split_is_a_one_line_error(pipeline, tmp_path):
+    result = run_cli("train_keras.py", "--data", pipeline["data"], "--model-dir", tmp_path / "run",
+                     "--batch-size", 4096, check=False)
+    assert result.returncode == 1
+    assert last_error_line(result).startswith(f"error: {pipeline['data']}: the train split has ")
+    assert last_error_line(result).endswith(" examples, fewer than one batch of 4096; lower --batch-size")
+
+
+def test_convert_cli_errors_are_one_line_with_nonzero_exit(pipeline, tmp_path):
+    missing = run_cli("-m", "data_prep", "convert", "--images", tmp_path / "nope", "--out", tmp_path / "o",
+                      check=False)
+    assert missing.returncode == 1
+    assert last_error_line(missing) == f"error: {tmp_path / 'nope'}: images folder not found"
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("Id,Target\nabc,31\n")
+    bad = run_cli("-m", "data_prep", "convert", "--csv", bad_csv, "--images", pipeline["raw"] / "train",
+                  "--out", tmp_path / "o2", check=False)
+    assert bad.returncode == 1
+    assert last_error_line(bad) == f"error: {bad_csv} line 2: Id abc: label 31 is outside 0-27"
+
+
+def test_predict_with_a_missing_or_corrupt_savedmodel_is_a_clear_error(pipeline, tmp_path):
+    result = run_cli("-m", "protein_location", "predict", "--model", tmp_path / "none", "--images",
+                     pipeline["raw"] / "test", "--out", tmp_path / "s.csv", check=False)
+    assert result.returncode == 1
+    assert last_error_line(result) == (f"error: {tmp_path / 'none'}: not a SavedModel (no saved_model.pb); "
+                                       "export one with train_keras.py --export")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "saved_model.pb").write_bytes(b"not a protobuf")
+    result = run_cli("-m", "protein_location", "predict", "--model", corrupt, "--images",
+                     pipeline["raw"] / "test", "--out", tmp_path / "s.csv", check=False)
+    assert result.returncode == 1
+    assert last_error_line(result).startswith(f"error: {corrupt}: cannot load the SavedModel (")
+    assert not (tmp_path / "s.csv").exists()

@@ -1,0 +1,47 @@
+import json
+
+import numpy as np
+import pytest
+
+from protein_location import input as input_lib
+from protein_location.manifest import ManifestError
+
+
+def test_training_batches_have_model_shapes_and_dtypes(converted_dir):
+    dataset = input_lib.make_dataset(str(converted_dir), "train", batch_size=8, training=True)
+    images, labels = next(iter(dataset))
+    assert images.shape == (8, 32, 32, 4) and images.dtype.name == "float32"
+    assert labels.shape == (8, 28) and labels.dtype.name == "float32"
+    assert 0 <= images.numpy().min() and images.numpy().max() <= 255
+    assert set(np.unique(labels.numpy())) <= {0.0, 1.0}
+    assert labels.numpy().sum(axis=1).min() >= 1  # every training image has a label
+
+
+def test_training_drops_the_partial_batch_evaluation_keeps_it(converted_dir):
+    train_count = sum(1 for _ in input_lib.make_dataset(str(converted_dir), "train", 5, training=True).unbatch())
+    val_batches = list(input_lib.make_dataset(str(converted_dir), "val", 5))
+    assert train_count % 5 == 0 and train_count > 0
+    manifest = json.loads((converted_dir / "dataset.json").read_text())
+    assert sum(len(labels) for _, labels in val_batches) == manifest["splits"]["val"]["num_examples"]
+
+
+def test_evaluation_order_is_fixed_and_training_repeats_for_a_seed(converted_dir):
+    def ids(**kwargs):
+        dataset = input_lib.make_dataset(str(converted_dir), "train", 4, with_ids=True, **kwargs)
+        return [i for _, _, batch in dataset for i in batch.numpy().tolist()]
+
+    assert ids() == ids()
+    assert ids(training=True, seed=1) == ids(training=True, seed=1)
+    assert ids(training=True, seed=1) != ids(training=True, seed=2)
+
+
+def test_images_are_resized_to_the_requested_size(converted_dir):
+    images, _ = next(iter(input_lib.make_dataset(str(converted_dir), "val", 2, image_size=24)))
+    assert images.shape == (2, 24, 24, 4)
+
+
+def test_folder_without_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(ManifestError) as error:
+        input_lib.make_dataset(str(tmp_path), "train", 4)
+    assert str(error.value) == (f"{tmp_path}: no dataset.json here; convert a dataset first with "
+                                "`python -m data_prep convert`")

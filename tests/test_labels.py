@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from protein_location import labels
+
+
+def test_28_locations_in_kaggle_order():
+    assert labels.NUM_CLASSES == 28 == len(labels.HPA_TRAIN_COUNTS)
+    assert labels.CLASS_NAMES[0] == "Nucleoplasm"
+    assert labels.CLASS_NAMES[25] == "Cytosol"
+    assert labels.CLASS_NAMES[27] == "Rods & rings"
+
+
+def test_parse_target_reads_kaggle_targets():
+    assert labels.parse_target("16 0") == [0, 16]
+    assert labels.parse_target("27") == [27]
+    assert labels.parse_target(" 5  5 2 ") == [2, 5]
+
+
+@pytest.mark.parametrize("target, message", [
+    ("28", "label 28 is outside 0-27"),
+    ("3 x", "label 'x' is not an integer in 0-27"),
+    ("-1", "label '-1' is not an integer in 0-27"),
+    ("1.5", "label '1.5' is not an integer in 0-27"),
+    ("", "empty Target ''"),
+])
+def test_parse_target_rejects_bad_labels(target, message):
+    with pytest.raises(ValueError) as error:
+        labels.parse_target(target)
+    assert str(error.value) == message
+
+
+def test_multi_hot_round_trip():
+    vector = labels.to_multi_hot([0, 16, 27])
+    assert vector.dtype == np.float32 and vector.sum() == 3
+    assert labels.from_multi_hot(vector) == [0, 16, 27]
+    assert labels.format_target(labels.from_multi_hot(vector)) == "0 16 27"
+    assert labels.from_multi_hot(np.zeros(28)) == []
+
+
+@pytest.mark.parametrize("image_id, valid", [
+    ("00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", True),
+    ("10580_1610_C1_1", True),
+    ("../../etc/passwd", False),
+    ("a/b", False),
+    ("", False),
+    ("id with space", False),
+])
+def test_is_valid_id(image_id, valid):
+    assert labels.is_valid_id(image_id) is valid

@@ -1,0 +1,46 @@
+import numpy as np
+import tensorflow as tf
+
+from protein_location import records
+
+
+def _rgby_image(height=12, width=10):
+    image = np.zeros((height, width, 4), np.uint8)
+    for channel, value in enumerate((10, 80, 160, 240)):  # R, G, B, Y distinct
+        image[..., channel] = value
+    image[0, 0] = (1, 2, 3, 4)
+    return image
+
+
+def test_serialize_parse_round_trip_keeps_pixels_channel_order_and_labels():
+    image = _rgby_image()
+    serialized = records.serialize_example(image, "00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", [16, 0])
+    parsed = records.parse_example(tf.constant(serialized))
+    np.testing.assert_array_equal(parsed["image"].numpy(), image)
+    assert parsed["source_id"].numpy() == b"00070df0-bbc3-11e8-b2bc-ac1f6b6435d0"
+    assert parsed["label_indices"].numpy().tolist() == [0, 16]
+    multi_hot = parsed["labels"].numpy()
+    assert multi_hot.dtype == np.float32 and multi_hot.shape == (28,)
+    assert np.flatnonzero(multi_hot).tolist() == [0, 16]
+
+
+def test_example_has_the_documented_keys():
+    example = tf.train.Example.FromString(records.serialize_example(_rgby_image(), "x1", [3]))
+    feature = example.features.feature
+    assert sorted(feature) == sorted([
+        "image/encoded", "image/format", "image/height", "image/width", "image/channels",
+        "image/source_id", "image/class/label",
+    ])
+    assert feature["image/format"].bytes_list.value == [b"png"]
+    assert feature["image/height"].int64_list.value == [12]
+    assert feature["image/width"].int64_list.value == [10]
+    assert feature["image/channels"].int64_list.value == [4]
+    # Stored as a standard RGBA PNG whose channels are R, G, B, Y.
+    decoded = tf.io.decode_png(feature["image/encoded"].bytes_list.value[0], channels=4).numpy()
+    assert decoded[5, 5].tolist() == [10, 80, 160, 240]
+
+
+def test_unlabeled_example_parses_to_all_zero_labels():
+    parsed = records.parse_example(tf.constant(records.serialize_example(_rgby_image(), "test1", [])))
+    assert parsed["label_indices"].numpy().size == 0
+    assert parsed["labels"].numpy().tolist() == [0.0] * 28

@@ -1,0 +1,53 @@
+"""Train an SE-ResNet on converted HPA TFRecords, tune thresholds, export a SavedModel.
+
+    python train_keras.py --data tfrecords/demo --model-dir runs/demo --epochs 10 --export export/demo
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data", required=True, help="dataset folder from `python -m data_prep convert`")
+    parser.add_argument("--model-dir", required=True, help="run folder: checkpoints, logs, report")
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs")
+    parser.add_argument("--batch-size", type=int, default=64, help="global batch size")
+    parser.add_argument("--size", type=int, default=None, help="input side in pixels; default: the dataset's")
+    parser.add_argument("--arch", default="seresnet18", choices=["seresnet18", "seresnet34", "seresnet50"],
+                        help="SE-ResNet preset")
+    parser.add_argument("--width", type=float, default=1.0, help="multiplier on the filters of every stage")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
+    parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW decoupled weight decay")
+    parser.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warmup before cosine decay")
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout before the head")
+    parser.add_argument("--shuffle-buffer", type=int, default=2048, help="examples held for shuffling")
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialization, shuffling and augmentation")
+    parser.add_argument("--export", default=None, help="write the SavedModel here after training")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from protein_location.manifest import ManifestError
+    from protein_location.train import TrainConfig, TrainError, train
+
+    config = TrainConfig(
+        data=args.data, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
+        image_size=args.size, arch=args.arch, width=args.width, learning_rate=args.lr,
+        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, dropout=args.dropout,
+        shuffle_buffer=args.shuffle_buffer, seed=args.seed, export_dir=args.export,
+    )
+    try:
+        train(config)
+    except (ManifestError, TrainError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
