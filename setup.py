@@ -22,6 +22,7 @@ setup(
         "iterative-stratification>=0.1.9",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        "pillow>=10",  # image headers: the pixel cap is checked before decoding
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={

@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+import time
 
 # Quiet TensorFlow's C++ start-up banner before it is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,9 +32,21 @@ def _parser():
                          help="output side in pixels (area-resized); default: keep the source size")
     convert.add_argument("--val-fraction", type=float, default=0.1,
                          help="share of labeled images held out as the 'val' split (0 for none)")
-    convert.add_argument("--shards", type=int, default=4, help="shards per split")
+    convert.add_argument("--folds", type=int, default=None,
+                         help="instead of --val-fraction: k stratified folds of train (train with --fold i)")
+    convert.add_argument("--shards", type=int, default=None,
+                         help="shards per split (per fold); default: sized by content, see --shard-mb")
+    convert.add_argument("--shard-mb", type=float, default=150.0, help="target shard size when --shards is not given")
+    convert.add_argument("--workers", type=int, default=os.cpu_count(),
+                         help="decoding processes; the output is the same for any number")
+    convert.add_argument("--on-error", choices=["fail", "skip"], default="fail",
+                         help="fail: stop at the first bad input; skip: leave it out and list it in errors.csv")
+    convert.add_argument("--max-pixels", type=int, default=40_000_000,
+                         help="refuse images with more pixels (decompression bombs), checked before decoding")
     convert.add_argument("--seed", type=int, default=0, help="seed of the split and example order")
     convert.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    convert.add_argument("--resume", action="store_true",
+                         help="finish an interrupted conversion (same arguments), reusing its completed shards")
 
     verify = commands.add_parser("verify", formatter_class=formatter,
                                  help="re-read every shard and check it against dataset.json")
@@ -53,11 +66,20 @@ def main(argv=None):
             print(f"synth: {summary['num_train']} train and {summary['num_test']} test images "
                   f"({args.size}x{args.size}) in {args.out}")
         elif args.command == "convert":
+            start = time.perf_counter()
             result = convert.convert(args.images, args.out, csv_path=args.csv, size=args.size,
-                                     val_fraction=args.val_fraction, num_shards=args.shards,
-                                     seed=args.seed, overwrite=args.overwrite)
-            counts = ", ".join(f"{split} {entry['num_examples']}" for split, entry in result["splits"].items())
-            print(f"convert: {counts} examples at {result['image_size']}px in {args.out}")
+                                     val_fraction=args.val_fraction, folds=args.folds, num_shards=args.shards,
+                                     shard_mb=args.shard_mb, seed=args.seed, workers=args.workers,
+                                     on_error=args.on_error, max_pixels=args.max_pixels,
+                                     overwrite=args.overwrite, resume=args.resume)
+            seconds = time.perf_counter() - start
+            splits = result["splits"].items()
+            counts = ", ".join(f"{split} {entry['num_examples']}" for split, entry in splits)
+            total = sum(entry["num_examples"] for _, entry in splits)
+            shards = sum(len(entry["shards"]) for _, entry in splits)
+            skipped = f", {result['num_errors']} skipped (errors.csv)" if args.on_error == "skip" else ""
+            print(f"convert: {counts} examples{skipped} at {result['image_size']}px in {shards} shards, "
+                  f"{seconds:.1f} s ({total / max(seconds, 1e-9):.0f} img/s, {args.workers} workers) -> {args.out}")
         else:
             checked = verify.verify_dataset(args.data)
             counts = ", ".join(f"{split} {count}" for split, count in checked.items())

@@ -1,11 +1,24 @@
 """Raw HPA layout -> sharded TFRecords + dataset.json.
 
-Deterministic: the same input, size and seed give byte-identical shards.
-Atomic: shards are written under `.tmp` names and renamed when complete, and
-dataset.json, written last, marks the dataset as finished. A failed run
-removes what it wrote.
+- Parallel and deterministic: W worker processes decode, resize and encode;
+  one writer takes their results in input order, so the same input and seed
+  give byte-identical shards whatever W is.
+- Streaming: examples flow through the workers a shard at a time; memory does
+  not grow with the dataset.
+- Atomic and resumable: a shard is written under a `.tmp` name, its record
+  (sha256, counts) goes to `.convert/` and only then is it renamed into place;
+  dataset.json, written last, marks the dataset finished. `resume=True` with
+  the same arguments reuses every shard whose record and sha256 agree.
 """
 
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import multiprocessing
+import os
 import posixpath
 
 import numpy as np
@@ -17,93 +30,251 @@ from protein_location import labels as labels_lib
 from protein_location import manifest as manifest_lib
 from protein_location import records
 
+STATE_DIR = ".convert"
+ERRORS_NAME = "errors.csv"
+SAMPLE_FOR_SHARD_SIZE = 8
 
-def plan_splits(entries, val_fraction, seed):
-    """Entries -> {split: [entries]} with a seeded order inside each split.
 
-    Labeled entries go to train/val (stratified), unlabeled ones to test.
+@dataclasses.dataclass(frozen=True)
+class ConvertOptions:
+    """Everything that decides the output; resume requires the same values."""
+
+    images_dir: str
+    csv_path: str | None = None
+    size: int | None = None
+    val_fraction: float = 0.1
+    folds: int | None = None
+    num_shards: int | None = None
+    shard_mb: float = 150.0
+    seed: int = 0
+    on_error: str = "fail"
+    max_pixels: int = sources.DEFAULT_MAX_PIXELS
+
+
+@dataclasses.dataclass
+class Shard:
+    split: str
+    index: int
+    count: int
+    items: list  # (Id, label indices or None)
+    fold: int | None = None
+
+    @property
+    def name(self):
+        return manifest_lib.shard_name(self.split, self.index, self.count)
+
+
+# ---------------------------------------------------------------- planning
+
+
+def plan_splits(entries, options):
+    """Entries -> {split: [(Id, labels, fold)]}, seeded order inside each split.
+
+    Labeled entries go to train/val (stratified) or to k folds of train;
+    unlabeled ones to test, in file order.
     """
     if entries and entries[0][1] is None:
-        splits = {"test": list(entries)}
-    elif val_fraction > 0:
-        matrix = np.stack([labels_lib.to_multi_hot(labels) for _, labels in entries])
-        train, val = split_lib.split_train_val(matrix, val_fraction, seed)
-        splits = {"train": [entries[i] for i in train], "val": [entries[i] for i in val]}
-    else:
-        splits = {"train": list(entries)}
-    rng = np.random.default_rng(seed)
-    # Shuffle inside a split so each shard holds a mix of classes; test keeps
-    # its order so predictions come back in file order.
+        return {"test": [(i, None, None) for i, _ in entries]}
+    rng = np.random.default_rng(options.seed)
+    matrix = np.stack([labels_lib.to_multi_hot(labels) for _, labels in entries])
+    if options.folds:
+        fold = split_lib.assign_folds(matrix, options.folds, options.seed)
+        order = [i for f in range(options.folds) for i in rng.permutation(np.flatnonzero(fold == f))]
+        return {"train": [(*entries[i], int(fold[i])) for i in order]}
+    if options.val_fraction > 0:
+        train, val = split_lib.split_train_val(matrix, options.val_fraction, options.seed)
+        return {name: [(*entries[i], None) for i in rng.permutation(part)]
+                for name, part in (("train", train), ("val", val))}
+    return {"train": [(*entries[i], None) for i in rng.permutation(len(entries))]}
+
+
+def _shard_count(items, options, bytes_per_example):
+    if options.num_shards:
+        return min(options.num_shards, len(items))
+    return max(1, min(len(items), math.ceil(len(items) * bytes_per_example / (options.shard_mb * 2**20))))
+
+
+def plan_shards(splits, options, bytes_per_example):
+    """Cuts each split (each fold of it) into contiguous shards."""
+    shards = []
+    for split, items in splits.items():
+        groups = {}
+        for image_id, labels, fold in items:
+            groups.setdefault(fold, []).append((image_id, labels))
+        pieces = []
+        for fold, group in groups.items():
+            for chunk in np.array_split(np.arange(len(group)), _shard_count(group, options, bytes_per_example)):
+                pieces.append((fold, [group[i] for i in chunk]))
+        shards += [Shard(split, index, len(pieces), chunk, fold) for index, (fold, chunk) in enumerate(pieces)]
+    return shards
+
+
+def _fingerprint(options, shards):
+    plan = [(s.name, s.fold, [i for i, _ in s.items]) for s in shards]
+    text = json.dumps([dataclasses.asdict(options), plan], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- workers
+
+
+def encode_item(task):
+    """Worker: one Id -> its PNG-encoded RGBY image and pixel sums, or its error."""
+    images_dir, image_id, size, max_pixels = task
+    try:
+        image = sources.read_image(images_dir, image_id, size, max_pixels)
+    except sources.SourceError as error:
+        return {"error": [error.image_id or image_id, error.path or "", error.problem]}
+    if image.shape[:2] != (size, size):
+        return {"error": [image_id, "", f"image is {image.shape[1]}x{image.shape[0]}, others are "
+                                        f"{size}x{size}; pass --size to resize all images"]}
+    pixels = image.reshape(-1, 4).astype(np.float64)
+    return {"png": records.encode_rgby_png(image), "sum": pixels.sum(0).tolist(),
+            "sum_sq": np.square(pixels).sum(0).tolist()}
+
+
+class _Encoder:
+    """Maps encode_item over Ids in input order, in W processes (or in this one)."""
+
+    def __init__(self, workers):
+        self.pool = None
+        if workers > 1:
+            # fork: workers inherit the imported modules and start at once.
+            self.pool = multiprocessing.get_context("fork").Pool(workers)
+
+    def map(self, tasks):
+        if self.pool is None:
+            return map(encode_item, tasks)
+        return self.pool.imap(encode_item, tasks, chunksize=4)
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _write_shard(out_dir, shard, options, size, encoder, progress):
+    """Writes one shard under a temporary name; returns its record."""
+    tmp_path = posixpath.join(out_dir, shard.name + ".tmp")
+    label_counts = np.zeros(labels_lib.NUM_CLASSES, np.int64)
+    pixel_sum, pixel_sum_sq, errors, count = np.zeros(4), np.zeros(4), [], 0
+    tasks = [(options.images_dir, image_id, size, options.max_pixels) for image_id, _ in shard.items]
+    with tf.io.TFRecordWriter(tmp_path) as writer:
+        for (image_id, labels), result in zip(shard.items, encoder.map(tasks)):
+            progress.update(1)
+            if "error" in result:
+                if options.on_error == "fail":
+                    raise sources.SourceError(result["error"][2], result["error"][0], result["error"][1] or None)
+                errors.append(result["error"])
+                continue
+            labels = labels or []
+            writer.write(records.serialize_encoded(result["png"], size, size, image_id, labels))
+            label_counts[labels] += 1
+            pixel_sum += result["sum"]
+            pixel_sum_sq += result["sum_sq"]
+            count += 1
     return {
-        name: items if name == "test" else [items[i] for i in rng.permutation(len(items))]
-        for name, items in splits.items()
+        "file": shard.name, "num_examples": count, "sha256": manifest_lib.file_sha256(tmp_path),
+        "label_counts": label_counts.tolist(), **({"fold": shard.fold} if shard.fold is not None else {}),
+        "pixel_sum": pixel_sum.tolist(), "pixel_sum_sq": pixel_sum_sq.tolist(), "errors": errors,
     }
 
 
-def _check_output_dir(out_dir, overwrite):
-    if not tf.io.gfile.isdir(out_dir):
-        tf.io.gfile.makedirs(out_dir)
-        return
-    existing = [n for n in tf.io.gfile.listdir(out_dir) if n.endswith((".tfrecord", ".json", ".tmp"))]
-    if existing and not overwrite:
-        raise sources.SourceError(
-            f"{out_dir}: already holds a dataset ({existing[0]}, ...); pass --overwrite to replace it"
-        )
-    for name in existing:
-        tf.io.gfile.remove(posixpath.join(out_dir, name))
+def _read_json(path):
+    with tf.io.gfile.GFile(path, "r") as f:
+        return json.load(f)
 
 
-class _ChannelStats:
-    """Running per-channel mean and std (0-255 scale) of the training images."""
-
-    def __init__(self):
-        self.count, self.total, self.squares = 0, np.zeros(4), np.zeros(4)
-
-    def add(self, image):
-        pixels = image.reshape(-1, 4).astype(np.float64)
-        self.count += len(pixels)
-        self.total += pixels.sum(axis=0)
-        self.squares += np.square(pixels).sum(axis=0)
-
-    def result(self):
-        mean = self.total / max(self.count, 1)
-        std = np.sqrt(np.maximum(self.squares / max(self.count, 1) - mean**2, 0.0))
-        return [round(float(m), 4) for m in mean], [round(float(s), 4) for s in std]
+def _write_json(path, payload):
+    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+        json.dump(payload, f, indent=2)
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
-def _write_split(out_dir, split, items, images_dir, size, num_shards, stats, written, progress):
-    """Writes one split's shards; returns its manifest entry."""
-    count = min(num_shards, len(items))
-    shards, label_counts = [], np.zeros(labels_lib.NUM_CLASSES, np.int64)
-    for index, chunk in enumerate(np.array_split(np.arange(len(items)), count)):
-        path = posixpath.join(out_dir, manifest_lib.shard_name(split, index, count))
-        written.append(path + ".tmp")
-        with tf.io.TFRecordWriter(path + ".tmp") as writer:
-            for i in chunk:
-                image_id, label_indices = items[i]
-                image = sources.read_image(images_dir, image_id, size)
-                if size is None:
-                    size = image.shape[0]
-                if image.shape[:2] != (size, size):
-                    raise sources.SourceError(
-                        f"Id {image_id}: image is {image.shape[1]}x{image.shape[0]}, others are "
-                        f"{size}x{size}; pass --size to resize all images"
-                    )
-                if stats is not None:
-                    stats.add(image)
-                label_indices = label_indices or []
-                label_counts[label_indices] += 1
-                writer.write(records.serialize_example(image, image_id, label_indices))
-                progress.update(1)
-        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
-        written.append(path)
-        shards.append({"file": posixpath.basename(path), "num_examples": len(chunk), "sha256": manifest_lib.file_sha256(path)})
-    entry = {"num_examples": len(items), "label_counts": label_counts.tolist(), "shards": shards}
-    return entry, size
+def _completed(out_dir, shard):
+    """A shard's record from an earlier run, if the shard on disk matches it."""
+    record_path = posixpath.join(out_dir, STATE_DIR, shard.name + ".json")
+    path = posixpath.join(out_dir, shard.name)
+    if not (tf.io.gfile.exists(record_path) and tf.io.gfile.exists(path)):
+        return None
+    record = _read_json(record_path)
+    return record if manifest_lib.file_sha256(path) == record["sha256"] else None
 
 
-def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, num_shards=4,
-            seed=0, overwrite=False):
+def _prepare_output(out_dir, fingerprint, overwrite, resume):
+    """Refuses to mix runs; returns True when an unfinished run is resumed."""
+    state = posixpath.join(out_dir, STATE_DIR)
+    plan_path = posixpath.join(state, "plan.json")
+    if overwrite and tf.io.gfile.isdir(out_dir):
+        _remove_dataset_files(out_dir)
+    if tf.io.gfile.exists(posixpath.join(out_dir, manifest_lib.MANIFEST_NAME)):
+        raise sources.SourceError("already holds a finished dataset (dataset.json); pass --overwrite to replace it",
+                                  path=out_dir)
+    if tf.io.gfile.exists(plan_path):
+        same = _read_json(plan_path)["fingerprint"] == fingerprint
+        if resume and same:
+            return True
+        hint = ("it was started with different arguments or inputs; rerun it with its own, or pass --overwrite"
+                if resume else "pass --resume (same arguments) to finish it, or --overwrite to start again")
+        raise sources.SourceError(f"holds an unfinished conversion; {hint}", path=out_dir)
+    if tf.io.gfile.isdir(out_dir) and any(n.endswith((".tfrecord", ".tmp")) for n in tf.io.gfile.listdir(out_dir)):
+        raise sources.SourceError("already holds TFRecord shards; pass --overwrite to replace them", path=out_dir)
+    tf.io.gfile.makedirs(state)
+    _write_json(plan_path, {"fingerprint": fingerprint})
+    return False
+
+
+def _remove_dataset_files(out_dir):
+    """Deletes what a conversion writes in out_dir, and nothing else."""
+    state = posixpath.join(out_dir, STATE_DIR)
+    if tf.io.gfile.isdir(state):
+        tf.io.gfile.rmtree(state)
+    for name in tf.io.gfile.listdir(out_dir):
+        if name.endswith((".tfrecord", ".tfrecord.tmp")) or name in (manifest_lib.MANIFEST_NAME, ERRORS_NAME):
+            tf.io.gfile.remove(posixpath.join(out_dir, name))
+
+
+def _write_errors(out_dir, errors):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["Id", "file", "problem"])
+    writer.writerows(errors)
+    with tf.io.gfile.GFile(posixpath.join(out_dir, ERRORS_NAME), "w") as f:
+        f.write(buffer.getvalue())
+
+
+def _source_size(entries, options):
+    """The common side of the source images when no --size is given."""
+    for image_id, _ in entries:
+        try:
+            image = sources.read_image(options.images_dir, image_id, None, options.max_pixels)
+        except sources.SourceError:
+            if options.on_error == "fail":
+                raise
+            continue
+        if image.shape[0] != image.shape[1]:
+            raise sources.SourceError(f"image is {image.shape[1]}x{image.shape[0]}, not square; pass --size",
+                                      image_id)
+        return image.shape[0]
+    raise sources.SourceError("no readable image", path=options.images_dir)
+
+
+def _bytes_per_example(splits, options, size):
+    """Mean record size over a few evenly spaced examples (deterministic)."""
+    items = [item for split_items in splits.values() for item in split_items]
+    picks = np.linspace(0, len(items) - 1, min(SAMPLE_FOR_SHARD_SIZE, len(items))).astype(int)
+    sizes = [len(result["png"]) for result in
+             (encode_item((options.images_dir, items[i][0], size, options.max_pixels)) for i in picks)
+             if "png" in result]
+    return (np.mean(sizes) if sizes else 1.0) + 200  # the Example's other fields
+
+
+def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, folds=None, num_shards=None,
+            shard_mb=150.0, seed=0, workers=None, on_error="fail", max_pixels=sources.DEFAULT_MAX_PIXELS,
+            overwrite=False, resume=False):
     """Converts a raw HPA-layout folder into TFRecord shards; returns the manifest.
 
     Args:
@@ -113,44 +284,93 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, num
         size: output side in pixels (area-resized); None keeps the source size,
             which must then be the same for all images.
         val_fraction: share of labeled images held out as `val` (0: none).
-        num_shards: shards per split (fewer when a split has fewer examples).
+        folds: instead of val, k stratified folds of `train` (shards carry a
+            `fold`; training picks one with --fold).
+        num_shards: shards per split (per fold); None sizes shards by content.
+        shard_mb: target shard size in MB when num_shards is None.
         seed: seeds the split and the order of examples.
+        workers: decoding processes (default: all cores); never changes the output.
+        on_error: "fail" stops at the first bad input; "skip" leaves bad
+            examples out and lists them in errors.csv.
+        max_pixels: images with more pixels are refused before decoding.
         overwrite: replace a dataset already in `out_dir`.
+        resume: finish an interrupted conversion started with the same arguments.
     """
-    if num_shards < 1:
+    if num_shards is not None and num_shards < 1:
         raise ValueError(f"--shards must be at least 1, got {num_shards}")
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"--on-error must be fail or skip, got {on_error!r}")
+    options = ConvertOptions(images_dir, csv_path, size, 0.0 if folds else val_fraction, folds, num_shards,
+                             shard_mb, seed, on_error, max_pixels)
+    workers = workers or os.cpu_count() or 1
     sources.check_images_dir(images_dir)
     if csv_path is not None:
-        entries = sources.read_labels_csv(csv_path)
+        entries, errors = sources.read_labels_csv(csv_path, on_error)
+        errors = [[e.image_id or "", e.path or "", e.problem] for e in errors]
     else:
-        entries = [(image_id, None) for image_id in sources.list_image_ids(images_dir)]
-    splits = plan_splits(entries, val_fraction, seed)
-    _check_output_dir(out_dir, overwrite)
+        entries, errors = [(image_id, None) for image_id in sources.list_image_ids(images_dir)], []
+    splits = plan_splits(entries, options)
+    size = size or _source_size(entries, options)
+    shards = plan_shards(splits, options, _bytes_per_example(splits, options, size))
+    resuming = _prepare_output(out_dir, _fingerprint(dataclasses.replace(options, size=size), shards),
+                               overwrite, resume)
 
-    written, stats = [], _ChannelStats()
+    shard_records, encoder = [], _Encoder(workers)
+    todo = [s for s in shards if not (resuming and _completed(out_dir, s))]
+    try:
+        with tqdm(total=sum(len(s.items) for s in todo), unit="img", desc=f"convert -> {out_dir}",
+                  disable=None) as progress:
+            for shard in shards:
+                record = _completed(out_dir, shard) if resuming and shard not in todo else None
+                if record is None:
+                    record = _write_shard(out_dir, shard, options, size, encoder, progress)
+                    _write_json(posixpath.join(out_dir, STATE_DIR, shard.name + ".json"), record)
+                    path = posixpath.join(out_dir, shard.name)
+                    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+                shard_records.append((shard, record))
+    except Exception:
+        _remove_dataset_files(out_dir)  # bad input: leave nothing that looks like a dataset
+        raise
+    finally:
+        encoder.close()
+
+    manifest = _build_manifest(options, size, shard_records)
+    errors += [e for _, record in shard_records for e in record["errors"]]
+    manifest["num_errors"] = len(errors)
+    if options.on_error == "skip":
+        _write_errors(out_dir, errors)
+    manifest_lib.write_manifest(out_dir, manifest)
+    tf.io.gfile.rmtree(posixpath.join(out_dir, STATE_DIR))
+    return manifest
+
+
+def _build_manifest(options, size, shard_records):
+    splits, pixel_sum, pixel_sum_sq = {}, np.zeros(4), np.zeros(4)
+    for shard, record in shard_records:
+        entry = splits.setdefault(shard.split, {"num_examples": 0, "label_counts": [0] * labels_lib.NUM_CLASSES,
+                                                "shards": []})
+        entry["num_examples"] += record["num_examples"]
+        entry["label_counts"] = [a + b for a, b in zip(entry["label_counts"], record["label_counts"])]
+        entry["shards"].append({k: record[k] for k in ("file", "num_examples", "sha256", "label_counts", "fold")
+                                if k in record})
+        if shard.split == "train":
+            pixel_sum += record["pixel_sum"]
+            pixel_sum_sq += record["pixel_sum_sq"]
     manifest = {
         "schema_version": records.SCHEMA_VERSION,
         "class_names": list(labels_lib.CLASS_NAMES),
         "channels": list(labels_lib.CHANNELS),
         "image_format": records.IMAGE_FORMAT,
         "image_size": size,
-        "source": {"images": images_dir, "csv": csv_path, "val_fraction": val_fraction, "seed": seed},
-        "splits": {},
+        "source": {"images": options.images_dir, "csv": options.csv_path, "val_fraction": options.val_fraction,
+                   "seed": options.seed},
+        **({"folds": options.folds} if options.folds else {}),
+        "splits": splits,
     }
-    try:
-        with tqdm(total=len(entries), unit="img", desc=f"convert -> {out_dir}", disable=None) as progress:
-            for split, items in splits.items():
-                split_stats = stats if split == "train" else None
-                manifest["splits"][split], size = _write_split(
-                    out_dir, split, items, images_dir, size, num_shards, split_stats, written, progress
-                )
-    except BaseException:
-        for path in written:
-            if tf.io.gfile.exists(path):
-                tf.io.gfile.remove(path)
-        raise
-    manifest["image_size"] = size
-    if stats.count:
-        manifest["channel_mean"], manifest["channel_std"] = stats.result()
-    manifest_lib.write_manifest(out_dir, manifest)
+    pixels = splits.get("train", {}).get("num_examples", 0) * size * size
+    if pixels:
+        mean = pixel_sum / pixels
+        std = np.sqrt(np.maximum(pixel_sum_sq / pixels - mean**2, 0.0))
+        manifest["channel_mean"] = [round(float(m), 4) for m in mean]
+        manifest["channel_std"] = [round(float(s), 4) for s in std]
     return manifest

@@ -48,7 +48,12 @@ def encode_rgby_png(image):
 
 def serialize_example(image, source_id, label_indices):
     """One HPA image (uint8 RGBY) and its labels -> serialized tf.train.Example."""
-    height, width, channels = image.shape
+    height, width, _ = image.shape
+    return serialize_encoded(encode_rgby_png(image), height, width, source_id, label_indices)
+
+
+def serialize_encoded(encoded_png, height, width, source_id, label_indices):
+    """The same from an already encoded RGBY PNG (what conversion workers send)."""
 
     def _bytes(value):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
@@ -57,11 +62,11 @@ def serialize_example(image, source_id, label_indices):
         return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
 
     features = {
-        KEY_ENCODED: _bytes(encode_rgby_png(image)),
+        KEY_ENCODED: _bytes(encoded_png),
         KEY_FORMAT: _bytes(IMAGE_FORMAT.encode()),
         KEY_HEIGHT: _ints([height]),
         KEY_WIDTH: _ints([width]),
-        KEY_CHANNELS: _ints([channels]),
+        KEY_CHANNELS: _ints([4]),
         KEY_SOURCE_ID: _bytes(source_id.encode()),
         KEY_LABEL: _ints(sorted(label_indices)),
     }

@@ -1,3 +1,4 @@
+import csv
 import json
 
 import cv2
@@ -6,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from data_prep import convert, sources, verify
-from protein_location import manifest as manifest_lib, records
+from protein_location import input as input_lib, manifest as manifest_lib, records
 from tests.conftest import write_image_set, write_raw_dataset
 
 KAGGLE_IDS = ["00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", "000a6c98-bb9b-11e8-b2b9-ac1f6b6435d0",
@@ -23,6 +24,15 @@ def _records(path):
     return [records.parse_example(s) for s in tf.data.TFRecordDataset(str(path))]
 
 
+def _convert_synthetic(synthetic_dir, out, **kwargs):
+    kwargs = {"val_fraction": 0.25, "num_shards": 2, **kwargs}
+    return convert.convert(str(synthetic_dir / "train"), str(out), csv_path=str(synthetic_dir / "train.csv"), **kwargs)
+
+
+def _shard_bytes(out):
+    return {p.name: p.read_bytes() for p in sorted(out.glob("*.tfrecord"))}
+
+
 def test_convert_writes_named_shards_and_manifest(converted_dir):
     manifest = json.loads((converted_dir / "dataset.json").read_text())
     assert sorted(p.name for p in converted_dir.iterdir()) == [
@@ -37,6 +47,8 @@ def test_convert_writes_named_shards_and_manifest(converted_dir):
     shard = manifest["splits"]["train"]["shards"][0]
     assert shard["sha256"] == manifest_lib.file_sha256(str(converted_dir / shard["file"]))
     assert shard["num_examples"] == len(_records(converted_dir / shard["file"]))
+    assert sum(s["label_counts"][0] for s in manifest["splits"]["train"]["shards"]) == \
+        manifest["splits"]["train"]["label_counts"][0]
     assert len(manifest["channel_mean"]) == len(manifest["channel_std"]) == 4
 
 
@@ -55,14 +67,32 @@ def test_convert_reads_kaggle_ids_and_targets(tmp_path):
     np.testing.assert_array_equal(image[..., 3], yellow)
 
 
-def test_same_input_and_seed_give_byte_identical_shards(synthetic_dir, tmp_path):
-    def shards(out, seed):
-        convert.convert(str(synthetic_dir / "train"), str(out), csv_path=str(synthetic_dir / "train.csv"),
-                        val_fraction=0.25, num_shards=2, seed=seed)
-        return {p.name: p.read_bytes() for p in sorted(out.glob("*.tfrecord"))}
+def test_same_input_and_seed_give_byte_identical_shards_whatever_the_workers(synthetic_dir, tmp_path):
+    one = _shard_bytes(_convert_synthetic(synthetic_dir, tmp_path / "a", workers=1) and tmp_path / "a")
+    two = _shard_bytes(_convert_synthetic(synthetic_dir, tmp_path / "b", workers=2) and tmp_path / "b")
+    three = _shard_bytes(_convert_synthetic(synthetic_dir, tmp_path / "c", workers=3) and tmp_path / "c")
+    assert one == two == three
+    assert (tmp_path / "a/dataset.json").read_text().replace("/a", "") == \
+        (tmp_path / "b/dataset.json").read_text().replace("/b", "")
+    _convert_synthetic(synthetic_dir, tmp_path / "d", seed=1)
+    assert _shard_bytes(tmp_path / "d") != one
 
-    assert shards(tmp_path / "a", 0) == shards(tmp_path / "b", 0)
-    assert shards(tmp_path / "a2", 0) != shards(tmp_path / "c", 1)
+
+def test_shards_are_sized_by_content_unless_counted(synthetic_dir, tmp_path):
+    # 32 px examples are about 3 KB: 0.01 MB shards hold about 3 each.
+    small = _convert_synthetic(synthetic_dir, tmp_path / "small", num_shards=None, shard_mb=0.01)
+    assert len(small["splits"]["train"]["shards"]) >= 8
+    default = _convert_synthetic(synthetic_dir, tmp_path / "default", num_shards=None)
+    assert [len(s["shards"]) for s in default["splits"].values()] == [1, 1]
+
+
+def test_folds_are_written_to_the_manifest_and_shards(synthetic_dir, tmp_path):
+    manifest = _convert_synthetic(synthetic_dir, tmp_path / "folds", folds=3, num_shards=1)
+    assert manifest["folds"] == 3 and list(manifest["splits"]) == ["train"]
+    shards = manifest["splits"]["train"]["shards"]
+    assert sorted(s["fold"] for s in shards) == [0, 1, 2]
+    assert sum(s["num_examples"] for s in shards) == 48
+    assert all(10 <= s["num_examples"] <= 22 for s in shards)
 
 
 def test_folder_without_csv_becomes_an_unlabeled_test_split(synthetic_dir, tmp_path):
@@ -73,86 +103,151 @@ def test_folder_without_csv_becomes_an_unlabeled_test_split(synthetic_dir, tmp_p
     assert all(e["label_indices"].numpy().size == 0 for e in examples)
 
 
-def test_16_bit_jpeg_and_other_sizes_are_scaled_to_8_bit_and_size(tmp_path):
+def test_16_bit_jpeg_tiff_and_other_sizes_are_scaled_to_8_bit_and_size(tmp_path):
     write_image_set(tmp_path / "img", "a16", size=40, dtype=np.uint16)
     write_image_set(tmp_path / "img", "b_jpg", size=24, ext=".jpg")
-    (tmp_path / "labels.csv").write_text("Id,Target\na16,1\nb_jpg,2 3\n")
+    write_image_set(tmp_path / "img", "10580_1610_C1_1", size=32, dtype=np.uint16, ext=".tif")
+    (tmp_path / "labels.csv").write_text("Id,Target\na16,1\nb_jpg,2 3\n10580_1610_C1_1,27\n")
     manifest = convert.convert(str(tmp_path / "img"), str(tmp_path / "out"), csv_path=str(tmp_path / "labels.csv"),
                                size=16, val_fraction=0, num_shards=1)
     assert manifest["image_size"] == 16
     images = [e["image"].numpy() for e in _records(tmp_path / "out/train-00000-of-00001.tfrecord")]
+    assert len(images) == 3
     assert all(image.shape == (16, 16, 4) and image.dtype == np.uint8 for image in images)
     assert max(image.max() for image in images) > 128  # 16-bit range mapped onto 0-255
 
 
-def test_convert_and_verify_work_on_gfile_paths(synthetic_dir):
+def test_gfile_output_is_verified_and_read_by_the_training_pipeline(synthetic_dir):
     out = "ram://datasets/tiny"
-    convert.convert(str(synthetic_dir / "train"), out, csv_path=str(synthetic_dir / "train.csv"),
-                    val_fraction=0.25, num_shards=2)
+    _convert_synthetic(synthetic_dir, out)
     checked = verify.verify_dataset(out)
     assert sorted(checked) == ["train", "val"] and sum(checked.values()) == 48
+    images, labels = next(iter(input_lib.make_dataset(out, "train", 4, training=True)))
+    assert images.shape == (4, 32, 32, 4) and labels.shape == (4, 28)
 
 
-def test_verify_detects_a_corrupted_shard(synthetic_dir, tmp_path):
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_verify_names_a_damaged_shard(synthetic_dir, tmp_path, damage):
     out = tmp_path / "data"
-    convert.convert(str(synthetic_dir / "train"), str(out), csv_path=str(synthetic_dir / "train.csv"),
-                    val_fraction=0.25, num_shards=2)
+    _convert_synthetic(synthetic_dir, out)
     shard = out / "val-00001-of-00002.tfrecord"
     data = bytearray(shard.read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        del data[len(data) // 2:]
     shard.write_bytes(bytes(data))
     with pytest.raises(verify.VerifyError) as error:
         verify.verify_dataset(str(out))
     assert str(error.value) == f"{shard}: sha256 differs from dataset.json"
 
 
+# ------------------------------------------------------------ bad input
+
+
 @pytest.mark.parametrize("csv_text, message", [
     ("Image,Label\na,1\n", "{csv}: expected columns Id,Target, found 'Image,Label'"),
     ("", "{csv}: empty CSV, expected columns Id,Target"),
     ("Id,Target\n", "{csv}: no rows below the Id,Target header"),
-    ("Id,Target\nok1,1\nok2,28\n", "{csv} line 3: Id ok2: label 28 is outside 0-27"),
-    ("Id,Target\nok1,1\nok1,2\n", "{csv} line 3: duplicate Id 'ok1'"),
+    ("Id,Target\nok1,1\nok2,28\n", "Id ok2: {csv} line 3: label 28 is outside 0-27"),
+    ("Id,Target\nok1,1\nok2,two\n", "Id ok2: {csv} line 3: label 'two' is not an integer in 0-27"),
+    ("Id,Target\nok1,1\nok1,2\n", "Id ok1: {csv} line 3: duplicate Id"),
     ("Id,Target\n../../x,1\n", "{csv} line 2: Id '../../x' has characters outside [A-Za-z0-9_-]"),
-    ("Id,Target\nok1,\n", "{csv} line 2: Id ok1: empty Target ''"),
+    ("Id,Target\nok1,\n", "Id ok1: {csv} line 2: empty Target ''"),
 ])
 def test_bad_csv_gets_one_line_naming_file_and_row(tmp_path, csv_text, message):
     write_image_set(tmp_path / "img", "ok1")
     write_image_set(tmp_path / "img", "ok2")
-    csv = tmp_path / "labels.csv"
-    csv.write_text(csv_text)
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text(csv_text)
     with pytest.raises(sources.SourceError) as error:
-        convert.convert(str(tmp_path / "img"), str(tmp_path / "out"), csv_path=str(csv), val_fraction=0)
-    assert str(error.value) == message.format(csv=csv)
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+        convert.convert(str(tmp_path / "img"), str(tmp_path / "out"), csv_path=str(csv_path), val_fraction=0)
+    assert str(error.value) == message.format(csv=csv_path)
+    assert not (tmp_path / "out").exists()
 
 
-def test_missing_channel_file_stops_and_leaves_no_dataset(tmp_path):
+def _break(folder, image_id, how):
+    """Damages one channel file of `image_id` in one of the ways real downloads do."""
+    path = folder / f"{image_id}_green.png"
+    if how == "missing":
+        path.unlink()
+    elif how == "zero-byte":
+        path.write_bytes(b"")
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[:60])
+    elif how == "not an image":
+        path.write_bytes(b"<html>404 Not Found</html>")
+    elif how == "three channels":
+        cv2.imwrite(str(path), np.zeros((20, 20, 3), np.uint8))
+    elif how == "other size":
+        cv2.imwrite(str(path), np.zeros((24, 24), np.uint8))
+    elif how == "over the pixel cap":
+        cv2.imwrite(str(path), np.zeros((20, 30), np.uint8))  # 600 pixels, over the test's cap of 590
+    return path
+
+
+BAD_FILES = {
+    "missing": "missing channel file",
+    "zero-byte": "empty file (0 bytes)",
+    "truncated": "truncated or corrupt image (60 bytes)",
+    "not an image": "not an image (26 bytes)",
+    "three channels": "expected one grayscale channel, found 3 channels",
+    "other size": "24x24 differs from the red channel's 20x20",
+    "over the pixel cap": "30x20 pixels is over the cap of 590 (--max-pixels)",
+}
+
+
+@pytest.mark.parametrize("how", list(BAD_FILES))
+def test_bad_image_fails_with_id_file_and_problem_and_leaves_no_dataset(tmp_path, how):
     raw = _kaggle_like(tmp_path)
-    (raw / "train" / f"{KAGGLE_IDS[3]}_yellow.png").unlink()
+    path = _break(raw / "train", KAGGLE_IDS[3], how)
     with pytest.raises(sources.SourceError) as error:
         convert.convert(str(raw / "train"), str(tmp_path / "out"), csv_path=str(raw / "train.csv"),
-                        val_fraction=0, num_shards=2)
-    assert str(error.value) == f"Id {KAGGLE_IDS[3]}: missing channel file {raw / 'train'}/{KAGGLE_IDS[3]}_yellow.png"
+                        val_fraction=0, num_shards=2, max_pixels=590)
+    assert str(error.value) == f"Id {KAGGLE_IDS[3]}: {path}: {BAD_FILES[how]}"
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_unreadable_image_is_named(tmp_path):
+def test_skip_leaves_bad_examples_out_and_lists_them(tmp_path):
     raw = _kaggle_like(tmp_path)
-    bad = raw / "train" / f"{KAGGLE_IDS[0]}_green.png"
-    bad.write_bytes(b"")
-    with pytest.raises(sources.SourceError) as error:
-        convert.convert(str(raw / "train"), str(tmp_path / "out"), csv_path=str(raw / "train.csv"), val_fraction=0)
-    assert str(error.value) == f"{bad}: not a readable image (0 bytes)"
+    _break(raw / "train", KAGGLE_IDS[1], "truncated")
+    _break(raw / "train", KAGGLE_IDS[4], "missing")
+    (raw / "train.csv").write_text((raw / "train.csv").read_text() + "bad_label,29\n")
+    manifest = convert.convert(str(raw / "train"), str(tmp_path / "out"), csv_path=str(raw / "train.csv"),
+                               val_fraction=0, num_shards=2, on_error="skip")
+    assert manifest["splits"]["train"]["num_examples"] == 4 and manifest["num_errors"] == 3
+    kept = [e["source_id"].numpy().decode() for s in manifest["splits"]["train"]["shards"]
+            for e in _records(tmp_path / "out" / s["file"])]
+    assert sorted(kept) == sorted(KAGGLE_IDS[i] for i in (0, 2, 3, 5))
+    rows = list(csv.DictReader((tmp_path / "out/errors.csv").open()))
+    assert {row["Id"]: row["problem"] for row in rows} == {
+        "bad_label": "label 29 is outside 0-27",
+        KAGGLE_IDS[1]: "truncated or corrupt image (60 bytes)",
+        KAGGLE_IDS[4]: "missing channel file",
+    }
+    assert verify.verify_dataset(str(tmp_path / "out")) == {"train": 4}
 
 
-def test_existing_dataset_is_kept_unless_overwrite(converted_dir, synthetic_dir):
+def test_existing_dataset_is_kept_unless_overwrite(synthetic_dir, tmp_path):
+    out = tmp_path / "data"
+    _convert_synthetic(synthetic_dir, out)
+    before = _shard_bytes(out)
     with pytest.raises(sources.SourceError) as error:
-        convert.convert(str(synthetic_dir / "train"), str(converted_dir), csv_path=str(synthetic_dir / "train.csv"))
-    assert str(error.value).startswith(f"{converted_dir}: already holds a dataset (")
-    assert str(error.value).endswith("); pass --overwrite to replace it")
+        _convert_synthetic(synthetic_dir, out, seed=5)
+    assert str(error.value) == f"{out}: already holds a finished dataset (dataset.json); pass --overwrite to replace it"
+    assert _shard_bytes(out) == before
+    _convert_synthetic(synthetic_dir, out, seed=5, overwrite=True)
+    assert _shard_bytes(out) != before
 
 
 def test_missing_images_folder(tmp_path):
     with pytest.raises(sources.SourceError) as error:
         convert.convert(str(tmp_path / "nowhere"), str(tmp_path / "out"))
     assert str(error.value) == f"{tmp_path / 'nowhere'}: images folder not found"
+
+
+def test_cli_pixel_cap_default_is_the_library_default():
+    from data_prep.__main__ import _parser
+
+    args = _parser().parse_args(["convert", "--images", "x", "--out", "y"])
+    assert args.max_pixels == sources.DEFAULT_MAX_PIXELS
