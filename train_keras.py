@@ -26,6 +26,8 @@ def parse_args(argv=None):
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout before the head")
     parser.add_argument("--shuffle-buffer", type=int, default=2048, help="examples held for shuffling")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialization, shuffling and augmentation")
+    parser.add_argument("--fold", type=int, default=None,
+                        help="for a dataset converted with --folds: the fold held out as val")
     parser.add_argument("--export", default=None, help="write the SavedModel here after training")
     return parser.parse_args(argv)
 
@@ -39,7 +41,7 @@ def main(argv=None):
         data=args.data, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
         image_size=args.size, arch=args.arch, width=args.width, learning_rate=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, dropout=args.dropout,
-        shuffle_buffer=args.shuffle_buffer, seed=args.seed, export_dir=args.export,
+        shuffle_buffer=args.shuffle_buffer, seed=args.seed, fold=args.fold, export_dir=args.export,
     )
     try:
         train(config)

@@ -20,6 +20,7 @@ def make_dataset(
     seed=0,
     shuffle_buffer=2048,
     with_ids=False,
+    fold=None,
 ):
     """Batches of (image float32 [B, S, S, 4] on 0-255, labels float32 [B, 28]).
 
@@ -34,9 +35,10 @@ def make_dataset(
         seed: seeds shuffling and augmentation, so runs repeat.
         shuffle_buffer: examples held for shuffling when training.
         with_ids: also yield the `source_id` strings (for prediction).
+        fold: for a dataset converted with --folds, the fold held out as "val".
     """
     manifest = manifest_lib.load_manifest(data_dir)
-    files = manifest_lib.shard_paths(data_dir, manifest, split)
+    files, num_examples, _ = manifest_lib.split_summary(data_dir, manifest, split, fold)
     stored_size = manifest["image_size"]
     image_size = image_size or stored_size
 
@@ -51,7 +53,6 @@ def make_dataset(
     )
     # TFRecord files do not know their length; the manifest does. A known
     # cardinality gives Keras a full progress bar and a definite epoch end.
-    num_examples = manifest["splits"][split]["num_examples"]
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_examples))
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)

@@ -44,12 +44,35 @@ def write_manifest(data_dir, manifest):
     tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
-def shard_paths(data_dir, manifest, split):
-    """Full paths of a split's shards, in manifest order."""
-    if split not in manifest.get("splits", {}):
-        present = ", ".join(manifest.get("splits", {})) or "none"
-        raise ManifestError(f"{data_dir}: the dataset has no {split!r} split (splits: {present})")
-    return [posixpath.join(data_dir, shard["file"]) for shard in manifest["splits"][split]["shards"]]
+def select_shards(data_dir, manifest, split, fold=None):
+    """The shard entries of a split, in manifest order.
+
+    With `fold` (a dataset converted with --folds), "val" is that fold of the
+    train split and "train" is every other fold.
+    """
+    splits = manifest.get("splits", {})
+    if fold is not None:
+        folds = manifest.get("folds")
+        if not folds:
+            raise ManifestError(f"{data_dir}: --fold needs a dataset converted with --folds")
+        if not 0 <= fold < folds:
+            raise ManifestError(f"{data_dir}: --fold {fold} is outside 0-{folds - 1}")
+        return [s for s in splits["train"]["shards"] if (s["fold"] == fold) == (split == "val")]
+    if split not in splits:
+        present = ", ".join(splits) or "none"
+        hint = ""
+        if split == "val":
+            hint = "; pick one with --fold" if manifest.get("folds") else "; convert with --val-fraction above 0"
+        raise ManifestError(f"{data_dir}: the dataset has no {split!r} split (splits: {present}){hint}")
+    return splits[split]["shards"]
+
+
+def split_summary(data_dir, manifest, split, fold=None):
+    """(shard paths, example count, per-class label counts) of a split."""
+    shards = select_shards(data_dir, manifest, split, fold)
+    label_counts = [sum(counts) for counts in zip(*[s["label_counts"] for s in shards])] if shards else []
+    return ([posixpath.join(data_dir, s["file"]) for s in shards], sum(s["num_examples"] for s in shards),
+            label_counts)
 
 
 def file_sha256(path):

@@ -71,7 +71,9 @@ def serialize_encoded(encoded_png, height, width, source_id, label_indices):
         KEY_LABEL: _ints(sorted(label_indices)),
     }
     example = tf.train.Example(features=tf.train.Features(feature=features))
-    return example.SerializeToString()
+    # `features` is a protobuf map: without deterministic=True its entries are
+    # written in a per-process hash order, and shards differ from run to run.
+    return example.SerializeToString(deterministic=True)
 
 
 def parse_example(serialized):

@@ -32,6 +32,7 @@ class TrainConfig:
     dropout: float = 0.0
     shuffle_buffer: int = 2048
     seed: int = 0
+    fold: int | None = None
     export_dir: str | None = None
 
 
@@ -42,29 +43,23 @@ def class_log_odds(label_counts, num_examples):
     return np.log(p / (1.0 - p))
 
 
-def _check_batch(config, manifest, replicas):
+def _check_batch(config, train_count, replicas):
     if config.batch_size % replicas:
         raise TrainError(f"--batch-size {config.batch_size} is not divisible by the {replicas} replicas")
-    for split in ("train", "val"):
-        if split not in manifest["splits"]:
-            raise TrainError(f"{config.data}: the dataset has no {split!r} split; "
-                             "convert it from a labels CSV with --val-fraction above 0")
-    train_count = manifest["splits"]["train"]["num_examples"]
     if train_count < config.batch_size:
         raise TrainError(f"{config.data}: the train split has {train_count} examples, fewer than one "
                          f"batch of {config.batch_size}; lower --batch-size")
 
 
-def build_and_compile(config, manifest, steps_per_epoch):
+def build_and_compile(config, manifest, train_label_counts, train_count, steps_per_epoch):
     """The SE-ResNet, AdamW with warmup + cosine decay, BCE, macro F1 and AUC."""
-    train = manifest["splits"]["train"]
     model = model_lib.build_seresnet(
         config.arch,
         image_size=config.image_size or manifest["image_size"],
         width=config.width,
         channel_mean=manifest.get("channel_mean", (0.0,) * 4),
         channel_std=manifest.get("channel_std", (255.0,) * 4),
-        output_bias=class_log_odds(train["label_counts"], train["num_examples"]),
+        output_bias=class_log_odds(train_label_counts, train_count),
         dropout=config.dropout,
         synchronized_bn=tf.distribute.get_strategy().num_replicas_in_sync > 1,
     )
@@ -99,9 +94,9 @@ def _callbacks(model_dir, best_path):
     ]
 
 
-def predict_split(model, data_dir, split, batch_size, image_size):
+def predict_split(model, data_dir, split, batch_size, image_size, fold=None):
     """(labels [n, 28], probabilities [n, 28]) of a split, in manifest order."""
-    dataset = input_lib.make_dataset(data_dir, split, batch_size, image_size)
+    dataset = input_lib.make_dataset(data_dir, split, batch_size, image_size, fold=fold)
     y_true = np.concatenate([labels.numpy() for _, labels in dataset])
     y_prob = model.predict(dataset.map(lambda image, _: image), verbose=0)
     return y_true, y_prob
@@ -149,20 +144,22 @@ def train(config):
     manifest = manifest_lib.load_manifest(config.data)
     strategy = distribute.select_strategy()
     replicas = strategy.num_replicas_in_sync
-    _check_batch(config, manifest, replicas)
+    _, train_count, train_label_counts = manifest_lib.split_summary(config.data, manifest, "train", config.fold)
+    _, val_count, _ = manifest_lib.split_summary(config.data, manifest, "val", config.fold)
+    _check_batch(config, train_count, replicas)
     image_size = config.image_size or manifest["image_size"]
-    train_count = manifest["splits"]["train"]["num_examples"]
     steps_per_epoch = train_count // config.batch_size
+    held_out = f" (fold {config.fold} held out)" if config.fold is not None else ""
     print(f"strategy: {distribute.describe(strategy)}")
-    print(f"data: {config.data}: train {train_count}, val {manifest['splits']['val']['num_examples']} "
+    print(f"data: {config.data}: train {train_count}, val {val_count}{held_out} "
           f"examples at {image_size}px; global batch {config.batch_size} "
           f"({config.batch_size // replicas} per replica), {steps_per_epoch} steps per epoch")
 
     train_data = input_lib.make_dataset(config.data, "train", config.batch_size, image_size, training=True,
-                                        seed=config.seed, shuffle_buffer=config.shuffle_buffer)
-    val_data = input_lib.make_dataset(config.data, "val", config.batch_size, image_size)
+                                        seed=config.seed, shuffle_buffer=config.shuffle_buffer, fold=config.fold)
+    val_data = input_lib.make_dataset(config.data, "val", config.batch_size, image_size, fold=config.fold)
     with strategy.scope():
-        model = build_and_compile(config, manifest, steps_per_epoch)
+        model = build_and_compile(config, manifest, train_label_counts, train_count, steps_per_epoch)
     print(f"model: {model.name}, {model.count_params():,} parameters, input {model.input_shape[1:]}")
 
     tf.io.gfile.makedirs(config.model_dir)
@@ -175,7 +172,7 @@ def train(config):
         model.load_weights(best_path)
     model.save(posixpath.join(config.model_dir, "model.keras"))
 
-    y_true, y_prob = predict_split(model, config.data, "val", config.batch_size, image_size)
+    y_true, y_prob = predict_split(model, config.data, "val", config.batch_size, image_size, config.fold)
     thresholds, untuned = thresholds_lib.tune_thresholds(y_true, y_prob)
     _write_json(posixpath.join(config.model_dir, "thresholds.json"), {
         "class_names": list(labels_lib.CLASS_NAMES), "thresholds": thresholds.tolist(),

@@ -45,3 +45,32 @@ def test_folder_without_manifest_is_a_clear_error(tmp_path):
         input_lib.make_dataset(str(tmp_path), "train", 4)
     assert str(error.value) == (f"{tmp_path}: no dataset.json here; convert a dataset first with "
                                 "`python -m data_prep convert`")
+
+
+def test_fold_selects_held_out_and_training_shards(synthetic_dir, tmp_path):
+    from data_prep import convert
+
+    out = tmp_path / "folds"
+    manifest = convert.convert(str(synthetic_dir / "train"), str(out), csv_path=str(synthetic_dir / "train.csv"),
+                               folds=3, num_shards=1)
+
+    def ids(split, fold):
+        dataset = input_lib.make_dataset(str(out), split, 4, with_ids=True, fold=fold)
+        return {i for _, _, batch in dataset for i in batch.numpy().tolist()}
+
+    held_out = next(s for s in manifest["splits"]["train"]["shards"] if s["fold"] == 1)
+    assert len(ids("val", 1)) == held_out["num_examples"]
+    assert ids("val", 1).isdisjoint(ids("train", 1))
+    assert len(ids("val", 1) | ids("train", 1)) == 48
+    with pytest.raises(ManifestError) as error:
+        input_lib.make_dataset(str(out), "val", 4)
+    assert str(error.value) == f"{out}: the dataset has no 'val' split (splits: train); pick one with --fold"
+    with pytest.raises(ManifestError) as error:
+        input_lib.make_dataset(str(out), "val", 4, fold=3)
+    assert str(error.value) == f"{out}: --fold 3 is outside 0-2"
+
+
+def test_fold_on_a_dataset_without_folds_is_an_error(converted_dir):
+    with pytest.raises(ManifestError) as error:
+        input_lib.make_dataset(str(converted_dir), "train", 4, fold=0)
+    assert str(error.value) == f"{converted_dir}: --fold needs a dataset converted with --folds"
