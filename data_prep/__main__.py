@@ -43,6 +43,8 @@ def _parser():
                          help="fail: stop at the first bad input; skip: leave it out and list it in errors.csv")
     convert.add_argument("--max-pixels", type=int, default=40_000_000,
                          help="refuse images with more pixels (decompression bombs), checked before decoding")
+    convert.add_argument("--png-compression", type=int, default=0, choices=range(10), metavar="{0..9}",
+                         help="zlib level of the stored PNGs: 0 is fastest to write and read, 9 smallest")
     convert.add_argument("--seed", type=int, default=0, help="seed of the split and example order")
     convert.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     convert.add_argument("--resume", action="store_true",
@@ -71,6 +73,7 @@ def main(argv=None):
                                      val_fraction=args.val_fraction, folds=args.folds, num_shards=args.shards,
                                      shard_mb=args.shard_mb, seed=args.seed, workers=args.workers,
                                      on_error=args.on_error, max_pixels=args.max_pixels,
+                                     png_compression=args.png_compression,
                                      overwrite=args.overwrite, resume=args.resume)
             seconds = time.perf_counter() - start
             splits = result["splits"].items()

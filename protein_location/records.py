@@ -33,14 +33,20 @@ FEATURE_SPEC = {
 }
 
 
-def encode_rgby_png(image):
+def encode_rgby_png(image, compression=0):
     """uint8 (H, W, 4) RGBY -> PNG bytes that `tf.io.decode_png` reads as RGBY.
 
     OpenCV writes 4-channel arrays as BGRA, so R and B are swapped going in.
+    compression 0 stores pixels unfiltered and uncompressed: about 6x faster
+    to encode and faster to decode than OpenCV's default, for shards about
+    1.6x larger (measured on 512 px images, README); 1-9 trade speed for size.
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 4:
         raise ValueError(f"expected a uint8 (H, W, 4) image, got {image.dtype} {image.shape}")
-    ok, encoded = cv2.imencode(".png", image[..., [2, 1, 0, 3]])
+    params = [cv2.IMWRITE_PNG_COMPRESSION, compression]
+    if compression == 0:
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA), params)
     if not ok:
         raise ValueError("PNG encoding failed")
     return encoded.tobytes()
