@@ -50,17 +50,17 @@ def time_decode(images_dir, ids, workers):
     return time.perf_counter() - start
 
 
-def time_convert(raw, out, workers):
+def time_convert(raw, out, workers, png_compression):
     start = time.perf_counter()
     convert.convert(os.path.join(raw, "train"), out, csv_path=os.path.join(raw, "train.csv"),
-                    workers=workers, overwrite=True)
+                    workers=workers, png_compression=png_compression, overwrite=True)
     return time.perf_counter() - start
 
 
-def peak_memory_mb(raw, out, workers):
+def peak_memory_mb(raw, out, workers, png_compression):
     """Peak RSS of the largest process of a CLI conversion (converter or worker)."""
     command = [sys.executable, "-m", "data_prep", "convert", "--csv", os.path.join(raw, "train.csv"),
-               "--images", os.path.join(raw, "train"), "--out", out, "--workers", str(workers), "--overwrite"]
+               "--images", os.path.join(raw, "train"), "--out", out, "--workers", str(workers), "--png-compression", str(png_compression), "--overwrite"]
     subprocess.run(command, check=True, capture_output=True,
                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -76,6 +76,7 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=2000, help="training images to generate")
     parser.add_argument("--size", type=int, default=512, help="side of the generated images")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for both measurements")
+    parser.add_argument("--png-compression", type=int, default=0, help="convert's --png-compression")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement (after a warm-up)")
     parser.add_argument("--work", default="/tmp/protein-location-bench", help="cache of generated data and output")
     parser.add_argument("--out", default=None, help="also write the JSON record here")
@@ -91,18 +92,19 @@ def main(argv=None):
     decode, conversion = [], []
     for _ in range(args.repeats):
         decode.append(time_decode(os.path.join(raw, "train"), ids, args.workers))
-        conversion.append(time_convert(raw, out, args.workers))
+        conversion.append(time_convert(raw, out, args.workers, args.png_compression))
     source_mb = sum(os.path.getsize(os.path.join(raw, "train", n)) for n in os.listdir(os.path.join(raw, "train")))
     shards_mb = sum(os.path.getsize(os.path.join(out, n)) for n in os.listdir(out) if n.endswith(".tfrecord"))
     record = {
         "benchmark": "convert",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "images": len(ids), "size": args.size, "workers": args.workers, "repeats": args.repeats,
+        "png_compression": args.png_compression,
         "source_mb": round(source_mb / 2**20, 1), "shards_mb": round(shards_mb / 2**20, 1),
         "decode_limit": summary(decode, len(ids)),
         "convert": summary(conversion, len(ids)),
         "ratio_convert_to_decode": round(statistics.median(conversion) / statistics.median(decode), 3),
-        "peak_rss_mb_largest_process": round(peak_memory_mb(raw, out, args.workers), 1),
+        "peak_rss_mb_largest_process": round(peak_memory_mb(raw, out, args.workers, args.png_compression), 1),
     }
     shutil.rmtree(out, ignore_errors=True)
     text = json.dumps(record, indent=2)

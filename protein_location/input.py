@@ -21,6 +21,7 @@ def make_dataset(
     shuffle_buffer=2048,
     with_ids=False,
     fold=None,
+    augment_config=augment.AugmentConfig(),
 ):
     """Batches of (image float32 [B, S, S, 4] on 0-255, labels float32 [B, 28]).
 
@@ -36,6 +37,7 @@ def make_dataset(
         shuffle_buffer: examples held for shuffling when training.
         with_ids: also yield the `source_id` strings (for prediction).
         fold: for a dataset converted with --folds, the fold held out as "val".
+        augment_config: the augmentations applied when training.
     """
     manifest = manifest_lib.load_manifest(data_dir)
     files, num_examples, _ = manifest_lib.split_summary(data_dir, manifest, split, fold)
@@ -70,7 +72,7 @@ def make_dataset(
             image = tf.image.resize(image, [image_size, image_size], method="area")
         image = tf.ensure_shape(image, [image_size, image_size, 4])
         if training:
-            image = augment.random_dihedral(image, example_seed)
+            image = augment.augment(image, example_seed, augment_config)
         if with_ids:
             return image, example["labels"], example["source_id"]
         return image, example["labels"]
