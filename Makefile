@@ -36,9 +36,9 @@ demo: $(INSTALLED)
 	$(PY) train_keras.py --data $(DEMO)/tfrecords --model-dir $(DEMO)/run --epochs $(DEMO_EPOCHS) \
 		--batch-size $(DEMO_BATCH) --arch $(DEMO_ARCH) --width $(DEMO_WIDTH) --lr $(DEMO_LR) --seed $(SEED) --export $(DEMO)/export
 	$(PY) -m protein_location predict --model $(DEMO)/export --images $(DEMO)/raw/test \
-		--csv $(DEMO)/raw/sample_submission.csv --out $(DEMO)/submission.csv
+		--csv $(DEMO)/raw/sample_submission.csv --out $(DEMO)/submission.csv --tta 8
 	$(PY) -m protein_location score --submission $(DEMO)/submission.csv --truth $(DEMO)/raw/test_labels.csv
-	@echo "demo: raw images $(DEMO)/raw, shards $(DEMO)/tfrecords, run $(DEMO)/run (report.json, logs/), SavedModel $(DEMO)/export, submission $(DEMO)/submission.csv"
+	@echo "demo: raw images $(DEMO)/raw, shards $(DEMO)/tfrecords, run $(DEMO)/run (report.json, report.png, logs/), SavedModel $(DEMO)/export, submission $(DEMO)/submission.csv"
 
 test: $(INSTALLED)
 	$(PY) -m pytest -q tests

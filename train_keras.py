@@ -24,6 +24,20 @@ def parse_args(argv=None):
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW decoupled weight decay")
     parser.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warmup before cosine decay")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout before the head")
+    parser.add_argument("--loss", choices=["bce", "focal"], default="bce",
+                        help="binary cross-entropy, or focal loss with alpha class balancing for rare classes")
+    parser.add_argument("--focal-gamma", type=float, default=2.0, help="focal loss focusing parameter")
+    parser.add_argument("--focal-alpha", type=float, default=0.25, help="focal loss weight of positive labels")
+    parser.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the loss")
+    parser.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"], default="float32",
+                        help="Keras dtype policy; the sigmoid head stays float32")
+    parser.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
+    parser.add_argument("--augment-flips", action=argparse.BooleanOptionalAction, default=True,
+                        help="random one of the 8 flips/rotations")
+    parser.add_argument("--augment-crop", type=float, default=0.7, metavar="MIN_AREA",
+                        help="random crop of at least this share of the image, resized back (1: off)")
+    parser.add_argument("--augment-jitter", type=float, default=0.1,
+                        help="per-channel brightness/contrast jitter amplitude (0: off)")
     parser.add_argument("--shuffle-buffer", type=int, default=2048, help="examples held for shuffling")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialization, shuffling and augmentation")
     parser.add_argument("--fold", type=int, default=None,
@@ -34,6 +48,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from protein_location.augment import AugmentConfig
     from protein_location.manifest import ManifestError
     from protein_location.train import TrainConfig, TrainError, train
 
@@ -41,6 +56,9 @@ def main(argv=None):
         data=args.data, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
         image_size=args.size, arch=args.arch, width=args.width, learning_rate=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, dropout=args.dropout,
+        loss=args.loss, focal_gamma=args.focal_gamma, focal_alpha=args.focal_alpha,
+        label_smoothing=args.label_smoothing, precision=args.precision, jit_compile=args.jit_compile,
+        augmentation=AugmentConfig(args.augment_flips, args.augment_crop, args.augment_jitter),
         shuffle_buffer=args.shuffle_buffer, seed=args.seed, fold=args.fold, export_dir=args.export,
     )
     try:

@@ -10,7 +10,7 @@ import tensorflow as tf
 from sklearn.metrics import f1_score
 from tqdm import tqdm
 
-from protein_location import export, labels as labels_lib
+from protein_location import augment, export, labels as labels_lib
 
 
 class PredictError(ValueError):
@@ -18,7 +18,7 @@ class PredictError(ValueError):
 
 
 def load_serving_model(path):
-    """SavedModel folder -> (serving function, the model's input side)."""
+    """SavedModel folder -> (serving function, the model's input side, its thresholds)."""
     if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         raise PredictError(f"{path}: not a SavedModel (no saved_model.pb); export one with train_keras.py --export")
     try:
@@ -27,7 +27,8 @@ def load_serving_model(path):
     except (tf.errors.OpError, OSError, KeyError, ValueError) as error:
         raise PredictError(f"{path}: cannot load the SavedModel ({str(error).splitlines()[0]})") from None
     image_size = int(loaded.image_size[0].numpy()) if hasattr(loaded, "image_size") else None
-    return serve, image_size
+    thresholds = loaded.thresholds[0].numpy() if hasattr(loaded, "thresholds") else 0.5
+    return serve, image_size, thresholds
 
 
 def read_csv(path, columns):
@@ -40,11 +41,17 @@ def read_csv(path, columns):
     return table
 
 
-def predict_images(model_path, images_dir, ids, batch_size=64):
-    """Probabilities [n, 28] and labels [n, 28] of the images `ids` in `images_dir`."""
+def predict_images(model_path, images_dir, ids, batch_size=64, tta=1):
+    """Probabilities [n, 28] and labels [n, 28] of the images `ids` in `images_dir`.
+
+    tta=8 averages the probabilities of the 8 flips/rotations of each image
+    and applies the model's thresholds to the average.
+    """
     from data_prep import sources  # the raw-layout reader, shared with convert
 
-    serve, image_size = load_serving_model(model_path)
+    if tta not in (1, 8):
+        raise PredictError(f"--tta must be 1 or 8, got {tta}")
+    serve, image_size, thresholds = load_serving_model(model_path)
     sources.check_images_dir(images_dir)
     probabilities, labels = [], []
     # Reading overlaps inference: OpenCV decodes without holding the GIL.
@@ -53,9 +60,16 @@ def predict_images(model_path, images_dir, ids, batch_size=64):
         for start in range(0, len(ids), batch_size):
             batch_ids = ids[start:start + batch_size]
             images = list(pool.map(lambda i: sources.read_image(images_dir, i, image_size), batch_ids))
-            outputs = serve(image=tf.constant(np.stack(images)))
-            probabilities.append(outputs["probabilities"].numpy())
-            labels.append(outputs["labels"].numpy())
+            batch = tf.constant(np.stack(images))
+            if tta == 1:
+                outputs = serve(image=batch)
+                probabilities.append(outputs["probabilities"].numpy())
+                labels.append(outputs["labels"].numpy())
+            else:
+                views = augment.dihedral_views(batch)
+                mean = np.mean([serve(image=view)["probabilities"].numpy() for view in views], axis=0)
+                probabilities.append(mean)
+                labels.append((mean >= thresholds).astype(np.int32))
             progress.update(len(batch_ids))
     return np.concatenate(probabilities), np.concatenate(labels)
 

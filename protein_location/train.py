@@ -1,7 +1,6 @@
 """Training: strategy scope -> compile -> fit -> thresholds -> report -> export."""
 
 import dataclasses
-import json
 import posixpath
 import time
 
@@ -9,8 +8,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from protein_location import distribute, export, input as input_lib, labels as labels_lib
-from protein_location import manifest as manifest_lib, model as model_lib, thresholds as thresholds_lib
+from protein_location import augment, distribute, export, input as input_lib, labels as labels_lib
+from protein_location import manifest as manifest_lib, model as model_lib, report as report_lib
+from protein_location import thresholds as thresholds_lib
 
 
 class TrainError(ValueError):
@@ -30,6 +30,13 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
     dropout: float = 0.0
+    loss: str = "bce"
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.25
+    label_smoothing: float = 0.0
+    precision: str = "float32"
+    jit_compile: bool = False
+    augmentation: augment.AugmentConfig = dataclasses.field(default_factory=augment.AugmentConfig)
     shuffle_buffer: int = 2048
     seed: int = 0
     fold: int | None = None
@@ -73,7 +80,8 @@ def build_and_compile(config, manifest, train_label_counts, train_count, steps_p
     )
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-        loss=keras.losses.BinaryCrossentropy(),
+        loss=build_loss(config),
+        jit_compile=config.jit_compile,
         metrics=[
             # threshold=0.5: without it F1Score takes the argmax (single-label).
             keras.metrics.F1Score(average="macro", threshold=0.5, name="macro_f1"),
@@ -83,13 +91,29 @@ def build_and_compile(config, manifest, train_label_counts, train_count, steps_p
     return model
 
 
+def build_loss(config):
+    """BCE, or focal BCE for class imbalance (alpha weighting switched on:
+    Keras applies alpha only with apply_class_balancing=True)."""
+    if config.loss == "focal":
+        return keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=config.focal_alpha,
+                                                    gamma=config.focal_gamma, label_smoothing=config.label_smoothing)
+    if config.loss == "bce":
+        return keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
+    raise TrainError(f"--loss must be bce or focal, got {config.loss!r}")
+
+
 def _callbacks(model_dir, best_path):
+    backup = posixpath.join(model_dir, "backup")
+    history = posixpath.join(model_dir, "history.csv")
+    # A resumed run appends to its history; a fresh one starts it anew.
+    if not tf.io.gfile.exists(backup) and tf.io.gfile.exists(history):
+        tf.io.gfile.remove(history)
     return [
-        keras.callbacks.BackupAndRestore(posixpath.join(model_dir, "backup")),
+        keras.callbacks.BackupAndRestore(backup),
         keras.callbacks.ModelCheckpoint(best_path, monitor="val_macro_f1", mode="max",
                                         save_best_only=True, save_weights_only=True),
         keras.callbacks.TensorBoard(posixpath.join(model_dir, "logs"), profile_batch=0),
-        keras.callbacks.CSVLogger(posixpath.join(model_dir, "history.csv")),
+        keras.callbacks.CSVLogger(history, append=True),
         keras.callbacks.TerminateOnNaN(),
     ]
 
@@ -102,45 +126,13 @@ def predict_split(model, data_dir, split, batch_size, image_size, fold=None):
     return y_true, y_prob
 
 
-def build_report(config, y_true, y_prob, thresholds, untuned, fit_seconds, images_seen):
-    from sklearn.metrics import f1_score
-
-    def per_class_f1(cut):
-        y_pred = (y_prob >= cut).astype(int)
-        return f1_score(y_true.astype(int), y_pred, average=None, zero_division=0)
-
-    at_half, tuned = per_class_f1(thresholds_lib.DEFAULT_THRESHOLD), per_class_f1(thresholds)
-    return {
-        "arch": config.arch,
-        "width": config.width,
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "val_examples": int(len(y_true)),
-        "val_macro_f1_at_0.5": float(np.mean(at_half)),
-        # Tuned and scored on the same val split: an optimistic estimate.
-        "val_macro_f1_tuned": float(np.mean(tuned)),
-        "classes_without_val_examples": [labels_lib.CLASS_NAMES[c] for c in untuned],
-        "train_seconds": round(fit_seconds, 1),
-        "train_images_per_second": round(images_seen / max(fit_seconds, 1e-9), 1),
-        "per_class": [
-            {"index": c, "name": labels_lib.CLASS_NAMES[c], "val_support": int(y_true[:, c].sum()),
-             "threshold": float(thresholds[c]), "f1_at_0.5": float(at_half[c]), "f1_tuned": float(tuned[c])}
-            for c in range(labels_lib.NUM_CLASSES)
-        ],
-    }
-
-
-def _write_json(path, payload):
-    with tf.io.gfile.GFile(path, "w") as f:
-        json.dump(payload, f, indent=2)
-
-
 def train(config):
     """Trains, tunes thresholds on val, writes the report and (optionally) the export.
 
     Returns the report dict.
     """
     keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(config.precision)
     manifest = manifest_lib.load_manifest(config.data)
     strategy = distribute.select_strategy()
     replicas = strategy.num_replicas_in_sync
@@ -156,17 +148,19 @@ def train(config):
           f"({config.batch_size // replicas} per replica), {steps_per_epoch} steps per epoch")
 
     train_data = input_lib.make_dataset(config.data, "train", config.batch_size, image_size, training=True,
-                                        seed=config.seed, shuffle_buffer=config.shuffle_buffer, fold=config.fold)
+                                        seed=config.seed, shuffle_buffer=config.shuffle_buffer, fold=config.fold,
+                                        augment_config=config.augmentation)
     val_data = input_lib.make_dataset(config.data, "val", config.batch_size, image_size, fold=config.fold)
     with strategy.scope():
         model = build_and_compile(config, manifest, train_label_counts, train_count, steps_per_epoch)
-    print(f"model: {model.name}, {model.count_params():,} parameters, input {model.input_shape[1:]}")
+    print(f"model: {model.name}, {model.count_params():,} parameters, input {model.input_shape[1:]}, "
+          f"{config.precision}{', XLA' if config.jit_compile else ''}, loss {config.loss}; augment {config.augmentation}")
 
     tf.io.gfile.makedirs(config.model_dir)
     best_path = posixpath.join(config.model_dir, "best.weights.h5")
     start = time.perf_counter()
-    model.fit(train_data, validation_data=val_data, epochs=config.epochs, shuffle=False,  # shuffled in tf.data
-              callbacks=_callbacks(config.model_dir, best_path))
+    fit = model.fit(train_data, validation_data=val_data, epochs=config.epochs, shuffle=False,  # shuffled in tf.data
+                    callbacks=_callbacks(config.model_dir, best_path))
     fit_seconds = time.perf_counter() - start
     if tf.io.gfile.exists(best_path):
         model.load_weights(best_path)
@@ -174,16 +168,25 @@ def train(config):
 
     y_true, y_prob = predict_split(model, config.data, "val", config.batch_size, image_size, config.fold)
     thresholds, untuned = thresholds_lib.tune_thresholds(y_true, y_prob)
-    _write_json(posixpath.join(config.model_dir, "thresholds.json"), {
+    report_lib.write_json(posixpath.join(config.model_dir, "thresholds.json"), {
         "class_names": list(labels_lib.CLASS_NAMES), "thresholds": thresholds.tolist(),
         "untuned_classes": untuned,
     })
-    report = build_report(config, y_true, y_prob, thresholds, untuned, fit_seconds,
-                          config.epochs * steps_per_epoch * config.batch_size)
-    _write_json(posixpath.join(config.model_dir, "report.json"), report)
+    run_info = {
+        "arch": config.arch, "width": config.width, "epochs": config.epochs, "batch_size": config.batch_size,
+        "loss": config.loss, "precision": config.precision, "augmentation": dataclasses.asdict(config.augmentation),
+        "seed": config.seed, "fold": config.fold,
+        # This process's epochs only: a resumed run does not count the ones before.
+        "train_seconds": round(fit_seconds, 1),
+        "train_images_per_second": round(len(fit.epoch) * steps_per_epoch * config.batch_size / fit_seconds, 1),
+    }
+    report = report_lib.build_report(run_info, y_true, y_prob, thresholds, untuned)
+    report_lib.write_json(posixpath.join(config.model_dir, "report.json"), report)
+    report_lib.plot_report(report_lib.read_history(posixpath.join(config.model_dir, "history.csv")), report,
+                           posixpath.join(config.model_dir, "report.png"))
     print(f"val macro F1: {report['val_macro_f1_at_0.5']:.4f} at 0.5, "
           f"{report['val_macro_f1_tuned']:.4f} at per-class thresholds tuned on val (optimistic)")
-    print(f"run: {config.model_dir} (best.weights.h5, model.keras, history.csv, logs/, thresholds.json, report.json)")
+    print(f"run: {config.model_dir} (best.weights.h5, model.keras, history.csv, logs/, thresholds.json, report.json, report.png)")
     if config.export_dir:
         export.export_saved_model(model, thresholds, config.export_dir)
         print(f"export: SavedModel in {config.export_dir}")

@@ -136,3 +136,25 @@ def test_predict_with_a_missing_or_corrupt_savedmodel_is_a_clear_error(pipeline,
     assert result.returncode == 1
     assert last_error_line(result).startswith(f"error: {corrupt}: cannot load the SavedModel (")
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_tta_averages_the_8_flips_and_rotations(pipeline):
+    import numpy as np
+    import tensorflow as tf
+
+    from data_prep import sources
+    from protein_location import predict
+
+    raw = pipeline["raw"]
+    ids = [line.split(",")[0] for line in (raw / "sample_submission.csv").read_text().splitlines()[1:4]]
+    probabilities, labels = predict.predict_images(str(pipeline["export"]), str(raw / "test"), ids, tta=8)
+    loaded = tf.saved_model.load(str(pipeline["export"]))
+    serve = loaded.signatures["serving_default"]
+    batch = np.stack([sources.read_image(str(raw / "test"), i, 32) for i in ids])
+    views = [np.rot90(m, k, axes=(1, 2)) for m in (batch, batch[:, :, ::-1]) for k in range(4)]
+    expected = np.mean([serve(image=tf.constant(np.ascontiguousarray(v)))["probabilities"].numpy()
+                        for v in views], axis=0)
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(labels, (expected >= loaded.thresholds[0].numpy()).astype(np.int32))
+    single, _ = predict.predict_images(str(pipeline["export"]), str(raw / "test"), ids, tta=1)
+    assert not np.allclose(single, probabilities)

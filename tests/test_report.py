@@ -1,0 +1,34 @@
+import numpy as np
+
+from protein_location import report
+
+
+def test_paper_table_matches_hand_computed_values():
+    y_true = np.array([[1, 0, 1], [0, 1, 0]])
+    y_pred = np.array([[1, 1, 0], [0, 1, 0]])
+    table = report.paper_table(y_true, y_pred)
+    assert table["binary_accuracy"] == 4 / 6
+    # class 0: F1 1; class 1: P 0.5 R 1 F1 2/3; class 2: F1 0
+    assert abs(table["macro_f1"] - (1 + 2 / 3 + 0) / 3) < 1e-12
+    assert abs(table["macro_precision"] - (1 + 0.5 + 0) / 3) < 1e-12
+    assert abs(table["macro_recall"] - (1 + 1 + 0) / 3) < 1e-12
+    # sample IoU: |{0}| / |{0,1,2}| = 1/3, then 1
+    assert abs(table["sample_iou"] - (1 / 3 + 1) / 2) < 1e-12
+
+
+def test_report_and_picture(tmp_path):
+    rng = np.random.default_rng(0)
+    y_true = (rng.random((60, 28)) < 0.2).astype(int)
+    y_true[:, 27] = 0
+    y_prob = np.clip(y_true * 0.6 + rng.random((60, 28)) * 0.5, 0, 1)
+    result = report.build_report({"arch": "seresnet18"}, y_true, y_prob, np.full(28, 0.55), [27])
+    assert result["arch"] == "seresnet18" and len(result["per_class"]) == 28
+    assert result["classes_without_val_examples"] == ["Rods & rings"]
+    assert 0.5 < result["val_macro_auc"] <= 1.0
+    assert set(result["paper_table_tuned"]) == {"binary_accuracy", "macro_f1", "macro_precision",
+                                                "macro_recall", "sample_iou"}
+    history = [{"epoch": e, "loss": 1 / (e + 1), "val_loss": 1.2 / (e + 1), "macro_f1": 0.1 * e,
+                "val_macro_f1": 0.08 * e} for e in range(4)]
+    report.plot_report(history, result, str(tmp_path / "report.png"))
+    data = (tmp_path / "report.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000

@@ -1,0 +1,66 @@
+"""Training as a user runs it: repeatable for a seed, resumable after kill -9,
+and the imbalance/precision options all reach the end of a run."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import ROOT, run_cli
+
+TINY = ["--batch-size", 8, "--width", 0.125, "--size", 32]
+
+
+def _train_args(data, run, epochs, *extra):
+    return ["train_keras.py", "--data", data, "--model-dir", run, "--epochs", epochs, *TINY, *extra]
+
+
+def _history(run):
+    return list(csv.DictReader((run / "history.csv").open()))
+
+
+def test_same_command_twice_gives_the_same_metrics(converted_dir, tmp_path):
+    for name in ("a", "b"):
+        run_cli(*_train_args(converted_dir, tmp_path / name, 2, "--seed", 5))
+    assert _history(tmp_path / "a") == _history(tmp_path / "b")
+    assert (tmp_path / "a/thresholds.json").read_text() == (tmp_path / "b/thresholds.json").read_text()
+
+
+def test_killed_run_resumes_from_its_last_epoch(converted_dir, tmp_path):
+    run, epochs = tmp_path / "run", 8
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    process = subprocess.Popen([sys.executable, *map(str, _train_args(converted_dir, run, epochs))], cwd=ROOT,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if (run / "history.csv").exists() and len(_history(run)) >= 2:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    done_before = len(_history(run))
+    assert 2 <= done_before < epochs
+
+    resumed = run_cli(*_train_args(converted_dir, run, epochs))
+    assert "Epoch 1/8" not in resumed.stdout
+    assert f"Epoch {done_before + 1}/8" in resumed.stdout or f"Epoch {done_before}/8" in resumed.stdout
+    assert [int(row["epoch"]) for row in _history(run)] == list(range(epochs))
+    assert not (run / "backup").exists()  # removed once training completed
+
+
+def test_focal_loss_mixed_bfloat16_and_xla_run_to_a_report(converted_dir, tmp_path):
+    run = tmp_path / "run"
+    result = run_cli(*_train_args(converted_dir, run, 1, "--loss", "focal", "--label-smoothing", 0.05,
+                                  "--precision", "mixed_bfloat16", "--jit-compile", "--no-augment-flips",
+                                  "--augment-crop", 1, "--augment-jitter", 0))
+    assert "mixed_bfloat16, XLA, loss focal" in result.stdout
+    assert "AugmentConfig(flips=False, crop_min_area=1.0, jitter=0.0)" in result.stdout
+    report = json.loads((run / "report.json").read_text())
+    assert report["loss"] == "focal" and report["precision"] == "mixed_bfloat16"
+    assert set(report["paper_table_tuned"]) == {"binary_accuracy", "macro_f1", "macro_precision",
+                                                "macro_recall", "sample_iou"}
+    assert (run / "report.png").read_bytes()[:4] == b"\x89PNG"
