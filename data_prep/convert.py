@@ -11,6 +11,7 @@
   the same arguments reuses every shard whose record and sha256 agree.
 """
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -323,16 +324,19 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
         entries, errors = [(image_id, None) for image_id in sources.list_image_ids(images_dir)], []
     splits = plan_splits(entries, options)
     size = size or _source_size(entries, options)
-    shards = plan_shards(splits, options, _bytes_per_example(splits, options, size))
+    bytes_per_example = _bytes_per_example(splits, options, size) if num_shards is None else None
+    shards = plan_shards(splits, options, bytes_per_example)
     resuming = _prepare_output(out_dir, _fingerprint(dataclasses.replace(options, size=size), shards),
                                overwrite, resume)
 
     done = {s.name: _completed(out_dir, s) for s in shards} if resuming else {}
     todo = [s for s in shards if not done.get(s.name)]
     try:
+        # closing(): on a fatal record the pool is stopped before the cleanup below.
         with tqdm(total=sum(len(s.items) for s in todo), unit="img", desc=f"convert -> {out_dir}",
-                  disable=None) as progress:
-            for record in _write_shards([(out_dir, s, options, size) for s in todo], workers):
+                  disable=None) as progress, \
+                contextlib.closing(_write_shards([(out_dir, s, options, size) for s in todo], workers)) as written:
+            for record in written:
                 if "fatal" in record:
                     image_id, path, problem = record["fatal"]
                     raise sources.SourceError(problem, image_id, path or None)
