@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import ROOT, last_error_line, run_cli
+from tests.conftest import last_error_line, run_cli
 
 
 @pytest.fixture(scope="module")
