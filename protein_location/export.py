@@ -1,17 +1,25 @@
-"""SavedModel export: uint8 RGBY images in, probabilities and labels out.
+"""SavedModel export: three signatures, probabilities and labels out.
+
+- `serving_default`: `image` uint8 [batch, H, W, 4] RGBY, any H and W.
+- `predict_channels`: `red`, `green`, `blue`, `yellow` string [batch], the
+  encoded PNG/JPEG files of each stain (8- or 16-bit), any size.
+- `serve_examples`: `examples` string [batch], serialized tf.train.Examples
+  in this project's TFRecord schema (the TF Model Garden `tf_example` input).
 
 Uses `keras.export.ExportArchive` (not `tf.saved_model.save` on a Keras 3
 model, which names and types the signature wrongly: keras-team/keras#19458).
-The signature resizes inside, so callers send images of any size.
+Every signature resizes inside, so callers send images of any size.
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from protein_location import labels as labels_lib
+from protein_location import labels as labels_lib, records
 
 SIGNATURE = "serving_default"
+CHANNELS_SIGNATURE = "predict_channels"
+EXAMPLES_SIGNATURE = "serve_examples"
 
 
 def serving_signature():
@@ -27,17 +35,42 @@ def export_saved_model(model, thresholds, path):
     thresholds = tf.Variable(np.asarray(thresholds, np.float32).reshape([labels_lib.NUM_CLASSES]),
                              trainable=False, name="thresholds")
 
+    def resize(pixels):
+        return tf.image.resize(tf.cast(pixels, tf.float32), [image_size, image_size], method="area")
+
+    def outputs(pixels):
+        probabilities = tf.cast(model(pixels, training=False), tf.float32)
+        return {"probabilities": probabilities, "labels": tf.cast(probabilities >= thresholds, tf.int32)}
+
     @tf.function(input_signature=[serving_signature()])
     def serve(image):
-        pixels = tf.cast(image, tf.float32)
-        pixels = tf.image.resize(pixels, [image_size, image_size], method="area")
-        probabilities = tf.cast(model(pixels, training=False), tf.float32)
-        labels = tf.cast(probabilities >= thresholds, tf.int32)
-        return {"probabilities": probabilities, "labels": labels}
+        return outputs(resize(image))
+
+    def decode_stain(encoded):
+        # decode_image scales 8- and 16-bit alike into [0, 1].
+        stain = tf.io.decode_image(encoded, channels=1, dtype=tf.float32, expand_animations=False)
+        return resize(stain * 255.0)[..., 0]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=c) for c in labels_lib.CHANNELS])
+    def predict_channels(red, green, blue, yellow):
+        def one_image(files):
+            return tf.stack([decode_stain(f) for f in files], axis=-1)
+
+        pixels = tf.map_fn(one_image, (red, green, blue, yellow),
+                           fn_output_signature=tf.TensorSpec([image_size, image_size, 4], tf.float32))
+        return outputs(pixels)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(examples):
+        pixels = tf.map_fn(lambda e: resize(records.parse_example(e)["image"]), examples,
+                           fn_output_signature=tf.TensorSpec([image_size, image_size, 4], tf.float32))
+        return outputs(pixels)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(SIGNATURE, serve)
+    archive.add_endpoint(CHANNELS_SIGNATURE, predict_channels)
+    archive.add_endpoint(EXAMPLES_SIGNATURE, serve_examples)
     # What a caller needs without this package, after `loaded =
     # tf.saved_model.load(path)`: loaded.image_size[0], loaded.thresholds[0],
     # loaded.class_names[0], loaded.channels[0].

@@ -158,3 +158,44 @@ def test_tta_averages_the_8_flips_and_rotations(pipeline):
     np.testing.assert_array_equal(labels, (expected >= loaded.thresholds[0].numpy()).astype(np.int32))
     single, _ = predict.predict_images(str(pipeline["export"]), str(raw / "test"), ids, tta=1)
     assert not np.allclose(single, probabilities)
+
+
+def test_raw_files_and_tfrecords_score_the_same_through_their_signatures(pipeline):
+    """predict_channels (encoded stain files) and serve_examples (our records)
+    agree with serving_default, in a process that imports only TensorFlow."""
+    script = textwrap.dedent(f"""
+        import glob, sys
+        import numpy as np, tensorflow as tf
+        loaded = tf.saved_model.load({str(pipeline['export'])!r})
+        serve = loaded.signatures["serving_default"]
+        channels = ["red", "green", "blue", "yellow"]
+        ids = sorted({{p.split("/")[-1].rsplit("_", 1)[0] for p in glob.glob({str(pipeline['raw'] / 'test')!r} + "/*.png")}})[:3]
+        files = {{c: [tf.io.read_file(f"{str(pipeline['raw'] / 'test')}/{{i}}_{{c}}.png") for i in ids] for c in channels}}
+        from_files = loaded.signatures["predict_channels"](**{{c: tf.stack(v) for c, v in files.items()}})
+        pixels = tf.stack([tf.concat([tf.io.decode_png(files[c][n]) for c in channels], -1) for n in range(len(ids))])
+        np.testing.assert_allclose(from_files["probabilities"], serve(image=pixels)["probabilities"], atol=1e-5)
+        # 16-bit stains at another size: the same image up to 8-bit rounding.
+        wide = {{c: tf.stack([tf.io.encode_png(tf.image.resize(tf.cast(tf.io.decode_png(f), tf.float32) * 257,
+                 [48, 48], "nearest")[..., :1].numpy().astype(np.uint16)) for f in files[c]]) for c in channels}}
+        from_16bit = loaded.signatures["predict_channels"](**wide)["probabilities"].numpy()
+        assert from_16bit.shape == (3, 28)
+        records = glob.glob({str(pipeline['data'])!r} + "/val-*.tfrecord")
+        examples = tf.stack(list(tf.data.TFRecordDataset(records).take(4)))
+        from_records = loaded.signatures["serve_examples"](examples=examples)
+        assert from_records["probabilities"].shape == (4, 28) and from_records["labels"].dtype == tf.int32
+        assert not any(name.startswith(("protein_location", "data_prep")) for name in sys.modules)
+        print("signatures-ok")
+    """)
+    assert "signatures-ok" in run_cli("-c", script, cwd=pipeline["work"]).stdout
+
+
+def test_saved_model_cli_lists_the_three_signatures(pipeline):
+    import pathlib
+    import subprocess
+    import sys
+
+    cli = pathlib.Path(sys.executable).parent / "saved_model_cli"  # installed with tensorflow
+    shown = subprocess.run([str(cli), "show", "--dir", str(pipeline["export"]), "--all"],
+                           capture_output=True, text=True, check=True).stdout
+    for name in ("serving_default", "predict_channels", "serve_examples", "probabilities", "labels"):
+        assert name in shown
