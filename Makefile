@@ -38,7 +38,7 @@ demo: $(INSTALLED)
 	$(PY) -m protein_location predict --model $(DEMO)/export --images $(DEMO)/raw/test \
 		--csv $(DEMO)/raw/sample_submission.csv --out $(DEMO)/submission.csv --tta 8
 	$(PY) -m protein_location score --submission $(DEMO)/submission.csv --truth $(DEMO)/raw/test_labels.csv
-	@echo "demo: raw images $(DEMO)/raw, shards $(DEMO)/tfrecords, run $(DEMO)/run (report.json, report.png, logs/), SavedModel $(DEMO)/export, submission $(DEMO)/submission.csv"
+	@echo "demo: raw images $(DEMO)/raw, shards $(DEMO)/tfrecords, run $(DEMO)/run (report.json, report.png, logs/), SavedModel $(DEMO)/export/<version>, submission $(DEMO)/submission.csv"
 
 test: $(INSTALLED)
 	$(PY) -m pytest -q tests

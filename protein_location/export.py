@@ -11,6 +11,8 @@ model, which names and types the signature wrongly: keras-team/keras#19458).
 Every signature resizes inside, so callers send images of any size.
 """
 
+import posixpath
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -26,11 +28,28 @@ def serving_signature():
     return tf.TensorSpec([None, None, None, 4], tf.uint8, name="image")
 
 
-def export_saved_model(model, thresholds, path):
-    """Writes `model` with its per-class thresholds as a SavedModel at `path`.
+def version_dirs(export_base):
+    """{version number: path} of the SavedModels under an export base."""
+    if not tf.io.gfile.isdir(export_base):
+        return {}
+    names = [n.rstrip("/") for n in tf.io.gfile.listdir(export_base)]
+    return {int(n): posixpath.join(export_base, n) for n in names if n.isdigit()}
 
-    Returns the serving function (a tf.function) that was exported.
+
+def resolve_saved_model(path):
+    """An export base (highest version wins, as TF Serving does) or a version folder -> the SavedModel folder."""
+    versions = version_dirs(path)
+    return versions[max(versions)] if versions else path
+
+
+def export_saved_model(model, thresholds, export_base):
+    """Writes `model` with its per-class thresholds as a new version under `export_base`.
+
+    The layout TF Serving reads: `export_base/1/`, then `2/`, ... Returns the
+    SavedModel folder written.
     """
+    versions = version_dirs(export_base)
+    path = posixpath.join(export_base, str(max(versions, default=0) + 1))
     image_size = int(model.input_shape[1])
     thresholds = tf.Variable(np.asarray(thresholds, np.float32).reshape([labels_lib.NUM_CLASSES]),
                              trainable=False, name="thresholds")
@@ -83,4 +102,4 @@ def export_saved_model(model, thresholds, path):
     for name, variable in metadata.items():
         archive.add_variable_collection(name, [variable])
     archive.write_out(path, verbose=False)
-    return serve
+    return path

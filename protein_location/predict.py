@@ -18,7 +18,8 @@ class PredictError(ValueError):
 
 
 def load_serving_model(path):
-    """SavedModel folder -> (serving function, the model's input side, its thresholds)."""
+    """SavedModel folder or export base -> (serving function, the model's input side, its thresholds)."""
+    path = export.resolve_saved_model(path)
     if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         raise PredictError(f"{path}: not a SavedModel (no saved_model.pb); export one with train_keras.py --export")
     try:

@@ -188,6 +188,6 @@ def train(config):
           f"{report['val_macro_f1_tuned']:.4f} at per-class thresholds tuned on val (optimistic)")
     print(f"run: {config.model_dir} (best.weights.h5, model.keras, history.csv, logs/, thresholds.json, report.json, report.png)")
     if config.export_dir:
-        export.export_saved_model(model, thresholds, config.export_dir)
-        print(f"export: SavedModel in {config.export_dir}")
+        saved_model = export.export_saved_model(model, thresholds, config.export_dir)
+        print(f"export: SavedModel in {saved_model}")
     return report

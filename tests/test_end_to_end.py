@@ -31,7 +31,7 @@ def test_cli_steps_say_what_they_did(pipeline):
     assert "strategy: _DefaultDistributionStrategy with 1 replica(s)" in out
     assert "(8 per replica)" in out
     assert "val macro F1: " in out
-    assert f"export: SavedModel in {pipeline['export']}" in out
+    assert f"export: SavedModel in {pipeline['export'] / '1'}" in out
 
 
 def test_training_leaves_a_complete_run_folder(pipeline):
@@ -52,7 +52,7 @@ def test_savedmodel_loads_in_a_process_that_imports_only_tensorflow(pipeline):
     script = textwrap.dedent(f"""
         import sys
         import numpy as np, tensorflow as tf
-        loaded = tf.saved_model.load({str(pipeline['export'])!r})
+        loaded = tf.saved_model.load({str(pipeline['export'] / '1')!r})
         serve = loaded.signatures["serving_default"]
         inputs = serve.structured_input_signature[1]
         assert list(inputs) == ["image"] and inputs["image"].dtype == tf.uint8, inputs
@@ -148,7 +148,7 @@ def test_tta_averages_the_8_flips_and_rotations(pipeline):
     raw = pipeline["raw"]
     ids = [line.split(",")[0] for line in (raw / "sample_submission.csv").read_text().splitlines()[1:4]]
     probabilities, labels = predict.predict_images(str(pipeline["export"]), str(raw / "test"), ids, tta=8)
-    loaded = tf.saved_model.load(str(pipeline["export"]))
+    loaded = tf.saved_model.load(str(pipeline["export"] / "1"))
     serve = loaded.signatures["serving_default"]
     batch = np.stack([sources.read_image(str(raw / "test"), i, 32) for i in ids])
     views = [np.rot90(m, k, axes=(1, 2)) for m in (batch, batch[:, :, ::-1]) for k in range(4)]
@@ -166,7 +166,7 @@ def test_raw_files_and_tfrecords_score_the_same_through_their_signatures(pipelin
     script = textwrap.dedent(f"""
         import glob, sys
         import numpy as np, tensorflow as tf
-        loaded = tf.saved_model.load({str(pipeline['export'])!r})
+        loaded = tf.saved_model.load({str(pipeline['export'] / '1')!r})
         serve = loaded.signatures["serving_default"]
         channels = ["red", "green", "blue", "yellow"]
         ids = sorted({{p.split("/")[-1].rsplit("_", 1)[0] for p in glob.glob({str(pipeline['raw'] / 'test')!r} + "/*.png")}})[:3]
@@ -195,7 +195,7 @@ def test_saved_model_cli_lists_the_three_signatures(pipeline):
     import sys
 
     cli = pathlib.Path(sys.executable).parent / "saved_model_cli"  # installed with tensorflow
-    shown = subprocess.run([str(cli), "show", "--dir", str(pipeline["export"]), "--all"],
+    shown = subprocess.run([str(cli), "show", "--dir", str(pipeline["export"] / "1"), "--all"],
                            capture_output=True, text=True, check=True).stdout
     for name in ("serving_default", "predict_channels", "serve_examples", "probabilities", "labels"):
         assert name in shown
