@@ -19,6 +19,8 @@ def _parser():
     predict.add_argument("--csv", default=None,
                          help="sample_submission.csv: predict its Ids in its order (default: every Id in --images, sorted)")
     predict.add_argument("--out", required=True, help="submission CSV to write (Id,Predicted)")
+    predict.add_argument("--probabilities", default=None,
+                         help="also write a CSV of all 28 probabilities per Id (columns: Id, the location names)")
     predict.add_argument("--batch-size", type=int, default=64, help="images per inference call")
     predict.add_argument("--tta", type=int, choices=[1, 8], default=1,
                          help="test-time augmentation: 8 averages the 8 flips/rotations of each image")
@@ -41,8 +43,11 @@ def main(argv=None):
                 ids = list(predict.read_csv(args.csv, ["Id"])["Id"])
             else:
                 ids = list_image_ids(args.images)
-            _, label_matrix = predict.predict_images(args.model, args.images, ids, args.batch_size, args.tta)
+            probabilities, label_matrix = predict.predict_images(args.model, args.images, ids, args.batch_size,
+                                                                 args.tta)
             predict.write_submission(args.out, ids, label_matrix)
+            if args.probabilities:
+                predict.write_probabilities(args.probabilities, ids, probabilities)
             print(f"predict: {len(ids)} images{' (8x TTA)' if args.tta == 8 else ''} -> {args.out}")
         else:
             f1 = predict.score_submission(args.submission, args.truth)

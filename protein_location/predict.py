@@ -82,6 +82,14 @@ def write_submission(path, ids, label_matrix):
         pd.DataFrame({"Id": ids, "Predicted": predicted}).to_csv(f, index=False)
 
 
+def write_probabilities(path, ids, probabilities):
+    """`Id` and one column per location (the 28 names), the model's probabilities."""
+    table = pd.DataFrame(np.asarray(probabilities), columns=list(labels_lib.CLASS_NAMES))
+    table.insert(0, "Id", ids)
+    with tf.io.gfile.GFile(path, "w") as f:
+        table.to_csv(f, index=False, float_format="%.6f")
+
+
 def score_submission(submission_path, truth_path):
     """Macro F1 (the Kaggle metric) of a submission against an `Id,Target` CSV."""
     submission = read_csv(submission_path, ["Id", "Predicted"]).set_index("Id")["Predicted"]

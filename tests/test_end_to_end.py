@@ -82,14 +82,19 @@ def test_predict_writes_a_submission_in_sample_order(pipeline):
         writer = csv.DictWriter(f, ["Id", "Predicted"])
         writer.writeheader()
         writer.writerows(sample)
+    probabilities = pipeline["work"] / "probabilities.csv"
     result = run_cli("-m", "protein_location", "predict", "--model", pipeline["export"], "--images", raw / "test",
-                     "--csv", pipeline["work"] / "sample.csv", "--out", submission)
+                     "--csv", pipeline["work"] / "sample.csv", "--out", submission, "--probabilities", probabilities)
     assert f"predict: 10 images -> {submission}" in result.stdout
     rows = list(csv.DictReader(submission.open()))
     assert [row["Id"] for row in rows] == [row["Id"] for row in sample]
     for row in rows:
         indices = [int(i) for i in row["Predicted"].split()]
         assert indices == sorted(set(indices)) and all(0 <= i < 28 for i in indices)
+    table = list(csv.DictReader(probabilities.open()))
+    assert [row["Id"] for row in table] == [row["Id"] for row in sample]
+    assert list(table[0])[:2] == ["Id", "Nucleoplasm"] and list(table[0])[-1] == "Rods & rings"
+    assert all(0.0 <= float(v) <= 1.0 for row in table for k, v in row.items() if k != "Id")
     scored = run_cli("-m", "protein_location", "score", "--submission", submission, "--truth", raw / "test_labels.csv")
     assert scored.stdout.startswith("score: macro F1 ")
 
