@@ -172,7 +172,7 @@ def write_shard(task):
         "label_counts": label_counts.tolist(), **({"fold": shard.fold} if shard.fold is not None else {}),
         "pixel_sum": pixel_sum.tolist(), "pixel_sum_sq": pixel_sum_sq.tolist(), "errors": errors,
     }
-    _write_json(posixpath.join(out_dir, STATE_DIR, shard.name + ".json"), record)
+    manifest_lib.write_json_atomic(posixpath.join(out_dir, STATE_DIR, shard.name + ".json"), record)
     tf.io.gfile.rename(tmp_path, posixpath.join(out_dir, shard.name), overwrite=True)
     return record
 
@@ -193,12 +193,6 @@ def _write_shards(tasks, workers):
 def _read_json(path):
     with tf.io.gfile.GFile(path, "r") as f:
         return json.load(f)
-
-
-def _write_json(path, payload):
-    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-        json.dump(payload, f, indent=2)
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
 def _completed(out_dir, shard):
@@ -230,7 +224,7 @@ def _prepare_output(out_dir, fingerprint, overwrite, resume):
     if tf.io.gfile.isdir(out_dir) and any(n.endswith((".tfrecord", ".tmp")) for n in tf.io.gfile.listdir(out_dir)):
         raise sources.SourceError("already holds TFRecord shards; pass --overwrite to replace them", path=out_dir)
     tf.io.gfile.makedirs(state)
-    _write_json(plan_path, {"fingerprint": fingerprint})
+    manifest_lib.write_json_atomic(plan_path, {"fingerprint": fingerprint})
     return False
 
 

@@ -36,12 +36,16 @@ def load_manifest(data_dir):
             raise ManifestError(f"{path}: not valid JSON ({error})") from None
 
 
-def write_manifest(data_dir, manifest):
-    """Write dataset.json atomically: a temporary file renamed into place."""
-    path = posixpath.join(data_dir, MANIFEST_NAME)
+def write_json_atomic(path, payload):
+    """Writes JSON through a temporary file renamed into place: never half a file."""
     with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-        json.dump(manifest, f, indent=2)
+        json.dump(payload, f, indent=2)
     tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+
+
+def write_manifest(data_dir, manifest):
+    """Write dataset.json atomically."""
+    write_json_atomic(posixpath.join(data_dir, MANIFEST_NAME), manifest)
 
 
 def select_shards(data_dir, manifest, split, fold=None):

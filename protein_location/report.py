@@ -2,7 +2,6 @@
 
 import csv
 import io
-import json
 
 import matplotlib
 
@@ -22,7 +21,7 @@ def paper_table(y_true, y_pred):
     y_true, y_pred = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int)
     return {
         "binary_accuracy": float((y_true == y_pred).mean()),
-        "macro_f1": float(metrics.f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "macro_f1": thresholds_lib.macro_f1(y_true, y_pred),
         "macro_precision": float(metrics.precision_score(y_true, y_pred, average="macro", zero_division=0)),
         "macro_recall": float(metrics.recall_score(y_true, y_pred, average="macro", zero_division=0)),
         "sample_iou": float(metrics.jaccard_score(y_true, y_pred, average="samples", zero_division=0)),
@@ -100,8 +99,3 @@ def plot_report(history, report, path):
     plt.close(figure)
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(buffer.getvalue())
-
-
-def write_json(path, payload):
-    with tf.io.gfile.GFile(path, "w") as f:
-        json.dump(payload, f, indent=2)

@@ -168,7 +168,7 @@ def train(config):
 
     y_true, y_prob = predict_split(model, config.data, "val", config.batch_size, image_size, config.fold)
     thresholds, untuned = thresholds_lib.tune_thresholds(y_true, y_prob)
-    report_lib.write_json(posixpath.join(config.model_dir, "thresholds.json"), {
+    manifest_lib.write_json_atomic(posixpath.join(config.model_dir, "thresholds.json"), {
         "class_names": list(labels_lib.CLASS_NAMES), "thresholds": thresholds.tolist(),
         "untuned_classes": untuned,
     })
@@ -181,7 +181,7 @@ def train(config):
         "train_images_per_second": round(len(fit.epoch) * steps_per_epoch * config.batch_size / fit_seconds, 1),
     }
     report = report_lib.build_report(run_info, y_true, y_prob, thresholds, untuned)
-    report_lib.write_json(posixpath.join(config.model_dir, "report.json"), report)
+    manifest_lib.write_json_atomic(posixpath.join(config.model_dir, "report.json"), report)
     report_lib.plot_report(report_lib.read_history(posixpath.join(config.model_dir, "history.csv")), report,
                            posixpath.join(config.model_dir, "report.png"))
     print(f"val macro F1: {report['val_macro_f1_at_0.5']:.4f} at 0.5, "
