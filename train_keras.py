@@ -26,6 +26,12 @@ def parse_args(argv=None):
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout before the head")
     parser.add_argument("--loss", choices=["bce", "focal"], default="bce",
                         help="binary cross-entropy, or focal loss with alpha class balancing for rare classes")
+    parser.add_argument("--bias-init", action=argparse.BooleanOptionalAction, default=True,
+                        help="start the head's bias at each class's training log-odds (off: zeros)")
+    parser.add_argument("--oversample", type=float, nargs="?", const=0.1, default=None, metavar="THRESHOLD",
+                        help="repeat-factor sampling: an image is repeated sqrt(THRESHOLD / f) times per epoch, "
+                             "f the training frequency of its rarest label, when f < THRESHOLD "
+                             "(flag alone: 0.1); epochs keep their length")
     parser.add_argument("--focal-gamma", type=float, default=2.0, help="focal loss focusing parameter")
     parser.add_argument("--focal-alpha", type=float, default=0.25, help="focal loss weight of positive labels")
     parser.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the loss")
@@ -56,7 +62,8 @@ def main(argv=None):
         data=args.data, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
         image_size=args.size, arch=args.arch, width=args.width, learning_rate=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, dropout=args.dropout,
-        loss=args.loss, focal_gamma=args.focal_gamma, focal_alpha=args.focal_alpha,
+        loss=args.loss, bias_init=args.bias_init, oversample=args.oversample,
+        focal_gamma=args.focal_gamma, focal_alpha=args.focal_alpha,
         label_smoothing=args.label_smoothing, precision=args.precision, jit_compile=args.jit_compile,
         augmentation=AugmentConfig(args.augment_flips, args.augment_crop, args.augment_jitter),
         shuffle_buffer=args.shuffle_buffer, seed=args.seed, fold=args.fold, export_dir=args.export,

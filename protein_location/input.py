@@ -4,6 +4,7 @@ One function builds every pipeline (training, evaluation, prediction); the
 record layout is known only to `records.parse_example`.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from protein_location import augment, manifest as manifest_lib, records
@@ -22,6 +23,7 @@ def make_dataset(
     with_ids=False,
     fold=None,
     augment_config=augment.AugmentConfig(),
+    oversample_factors=None,
 ):
     """Batches of (image float32 [B, S, S, 4] on 0-255, labels float32 [B, 28]).
 
@@ -38,6 +40,10 @@ def make_dataset(
         with_ids: also yield the `source_id` strings (for prediction).
         fold: for a dataset converted with --folds, the fold held out as "val".
         augment_config: the augmentations applied when training.
+        oversample_factors: when training, per-class repeat factors (from
+            `repeat_factors`): each record is repeated by the largest factor of
+            its labels, stochastically rounded, within an epoch of unchanged
+            length. None: every record once per epoch.
     """
     manifest = manifest_lib.load_manifest(data_dir)
     files, num_examples, _ = manifest_lib.split_summary(data_dir, manifest, split, fold)
@@ -53,6 +59,8 @@ def make_dataset(
         num_parallel_calls=AUTOTUNE,
         deterministic=True,
     )
+    if training and oversample_factors is not None:
+        dataset = _oversample(dataset, oversample_factors, seed, shuffle_buffer).take(num_examples)
     # TFRecord files do not know their length; the manifest does. A known
     # cardinality gives Keras a full progress bar and a definite epoch end.
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_examples))
@@ -80,3 +88,33 @@ def make_dataset(
     dataset = dataset.map(to_model_inputs, num_parallel_calls=AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=training)
     return dataset.prefetch(AUTOTUNE)
+
+
+def repeat_factors(label_counts, num_examples, threshold=0.1):
+    """Per-class repeat factors of repeat-factor sampling (Gupta et al., LVIS,
+    2019): r_c = max(1, sqrt(threshold / f_c)), f_c the share of training
+    images that carry class c. Classes rarer than `threshold` are seen more
+    often; the rest as often as before. A class absent from training gets 1.
+    """
+    frequency = np.asarray(label_counts, np.float64) / max(num_examples, 1)
+    with np.errstate(divide="ignore"):
+        factors = np.sqrt(threshold / frequency)
+    return np.where(frequency > 0, np.maximum(factors, 1.0), 1.0)
+
+
+def _oversample(serialized_records, class_factors, seed, shuffle_buffer):
+    """An endless stream of serialized records, each repeated floor(r) or
+    ceil(r) times (mean r, r the largest factor of its labels), shuffled so
+    that copies do not arrive together. The caller cuts it into epochs."""
+    class_factors = tf.constant(class_factors, tf.float32)
+    draws = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
+
+    def copies(serialized, draw):
+        label_factors = tf.gather(class_factors, records.parse_label_indices(serialized))
+        factor = tf.reduce_max(tf.concat([[1.0], label_factors], axis=0))
+        uniform = tf.random.stateless_uniform([], tf.stack([draw, tf.constant(seed, tf.int64)]))
+        count = tf.floor(factor) + tf.cast(uniform < factor - tf.floor(factor), tf.float32)
+        return tf.data.Dataset.from_tensors(serialized).repeat(tf.cast(count, tf.int64))
+
+    stream = tf.data.Dataset.zip(serialized_records.repeat(), draws).flat_map(copies)
+    return stream.shuffle(shuffle_buffer, seed=seed + 2, reshuffle_each_iteration=True)

@@ -100,6 +100,13 @@ def parse_example(serialized):
     }
 
 
+def parse_label_indices(serialized):
+    """Serialized Example -> its label indices int64 [k], without decoding the
+    image (cheap enough to run on every record, e.g. to weight sampling)."""
+    parsed = tf.io.parse_single_example(serialized, {KEY_LABEL: FEATURE_SPEC[KEY_LABEL]})
+    return tf.sparse.to_dense(parsed[KEY_LABEL])
+
+
 def multi_hot(label_indices):
     """int label indices [k] -> float32 multi-hot [NUM_CLASSES] (zeros when k=0)."""
     one_hot = tf.one_hot(label_indices, labels_lib.NUM_CLASSES, dtype=tf.float32)

@@ -31,6 +31,8 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     dropout: float = 0.0
     loss: str = "bce"
+    bias_init: bool = True
+    oversample: float | None = None
     focal_gamma: float = 2.0
     focal_alpha: float = 0.25
     label_smoothing: float = 0.0
@@ -66,7 +68,7 @@ def build_and_compile(config, manifest, train_label_counts, train_count, steps_p
         width=config.width,
         channel_mean=manifest.get("channel_mean", (0.0,) * 4),
         channel_std=manifest.get("channel_std", (255.0,) * 4),
-        output_bias=class_log_odds(train_label_counts, train_count),
+        output_bias=class_log_odds(train_label_counts, train_count) if config.bias_init else None,
         dropout=config.dropout,
         synchronized_bn=tf.distribute.get_strategy().num_replicas_in_sync > 1,
     )
@@ -147,9 +149,14 @@ def train(config):
           f"examples at {image_size}px; global batch {config.batch_size} "
           f"({config.batch_size // replicas} per replica), {steps_per_epoch} steps per epoch")
 
+    oversample_factors = None
+    if config.oversample:
+        oversample_factors = input_lib.repeat_factors(train_label_counts, train_count, config.oversample)
+        print(f"oversample: classes rarer than {config.oversample:g} of training images repeated up to "
+              f"{oversample_factors.max():.1f}x per epoch (repeat-factor sampling)")
     train_data = input_lib.make_dataset(config.data, "train", config.batch_size, image_size, training=True,
                                         seed=config.seed, shuffle_buffer=config.shuffle_buffer, fold=config.fold,
-                                        augment_config=config.augmentation)
+                                        augment_config=config.augmentation, oversample_factors=oversample_factors)
     val_data = input_lib.make_dataset(config.data, "val", config.batch_size, image_size, fold=config.fold)
     with strategy.scope():
         model = build_and_compile(config, manifest, train_label_counts, train_count, steps_per_epoch)
@@ -174,7 +181,8 @@ def train(config):
     })
     run_info = {
         "arch": config.arch, "width": config.width, "epochs": config.epochs, "batch_size": config.batch_size,
-        "loss": config.loss, "precision": config.precision, "augmentation": dataclasses.asdict(config.augmentation),
+        "loss": config.loss, "bias_init": config.bias_init, "oversample": config.oversample,
+        "precision": config.precision, "augmentation": dataclasses.asdict(config.augmentation),
         "seed": config.seed, "fold": config.fold,
         # This process's epochs only: a resumed run does not count the ones before.
         "train_seconds": round(fit_seconds, 1),
@@ -184,8 +192,11 @@ def train(config):
     manifest_lib.write_json_atomic(posixpath.join(config.model_dir, "report.json"), report)
     report_lib.plot_report(report_lib.read_history(posixpath.join(config.model_dir, "history.csv")), report,
                            posixpath.join(config.model_dir, "report.png"))
+    supported = report["val_macro_f1_tuned_min5"]
     print(f"val macro F1: {report['val_macro_f1_at_0.5']:.4f} at 0.5, "
-          f"{report['val_macro_f1_tuned']:.4f} at per-class thresholds tuned on val (optimistic)")
+          f"{report['val_macro_f1_tuned']:.4f} at per-class thresholds tuned on val (optimistic); tuned over the "
+          f"{report['classes_with_min5_val_examples']} classes with >= 5 val examples: "
+          f"{'n/a' if supported is None else f'{supported:.4f}'}")
     print(f"run: {config.model_dir} (best.weights.h5, model.keras, history.csv, logs/, thresholds.json, report.json, report.png)")
     if config.export_dir:
         saved_model = export.export_saved_model(model, thresholds, config.export_dir)

@@ -74,3 +74,27 @@ def test_fold_on_a_dataset_without_folds_is_an_error(converted_dir):
     with pytest.raises(ManifestError) as error:
         input_lib.make_dataset(str(converted_dir), "train", 4, fold=0)
     assert str(error.value) == f"{converted_dir}: --fold needs a dataset converted with --folds"
+
+
+def test_repeat_factors_raise_only_classes_rarer_than_the_threshold():
+    factors = input_lib.repeat_factors([50, 10, 1, 0], num_examples=100, threshold=0.1)
+    np.testing.assert_allclose(factors, [1.0, 1.0, np.sqrt(10.0), 1.0])
+
+
+def test_oversampling_keeps_the_epoch_length_and_favours_rare_labels(converted_dir):
+    manifest = json.loads((converted_dir / "dataset.json").read_text())
+    train = manifest["splits"]["train"]
+    counts = np.sum([shard["label_counts"] for shard in train["shards"]], axis=0)
+    factors = input_lib.repeat_factors(counts, train["num_examples"], threshold=0.1)
+    rare = factors > 1.0
+
+    def epochs(**kwargs):
+        dataset = input_lib.make_dataset(str(converted_dir), "train", 4, training=True, seed=3, **kwargs)
+        return [np.concatenate([labels.numpy() for _, labels in dataset]) for _ in range(4)]
+
+    plain, oversampled = epochs(), epochs(oversample_factors=factors)
+    assert [len(epoch) for epoch in oversampled] == [len(epoch) for epoch in plain]
+    rare_per_image = [np.concatenate(run)[:, rare].sum(axis=1).mean() for run in (plain, oversampled)]
+    assert rare_per_image[1] > 1.25 * rare_per_image[0]
+    again = epochs(oversample_factors=factors)
+    assert all(np.array_equal(a, b) for a, b in zip(oversampled, again))

@@ -32,3 +32,14 @@ def test_report_and_picture(tmp_path):
     report.plot_report(history, result, str(tmp_path / "report.png"))
     data = (tmp_path / "report.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_supported_macro_f1_leaves_out_classes_with_few_val_examples():
+    y_true = np.zeros((10, 28), int)
+    y_true[:6, 0] = 1  # class 0: 6 val examples, predicted perfectly
+    y_true[:2, 1] = 1  # class 1: 2 val examples, always missed
+    y_prob = y_true[:, :].astype(float) * np.r_[1.0, 0.0, np.ones(26)]
+    result = report.build_report({}, y_true, y_prob, np.full(28, 0.5), list(range(2, 28)))
+    assert result["classes_with_min5_val_examples"] == 1
+    assert result["val_macro_f1_tuned_min5"] == 1.0
+    assert result["val_macro_f1_tuned"] == 1 / 28
