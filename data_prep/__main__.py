@@ -21,6 +21,8 @@ def _parser():
     synth.add_argument("--test", type=int, default=400, help="number of unlabeled test images")
     synth.add_argument("--size", type=int, default=64, help="image side in pixels")
     synth.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files")
+    synth.add_argument("--workers", type=int, default=None,
+                       help="rendering processes (default: all cores); the files are the same for any count")
 
     convert = commands.add_parser("convert", formatter_class=formatter,
                                   help="convert a raw HPA-layout folder into sharded TFRecords")
@@ -64,7 +66,8 @@ def main(argv=None):
 
     try:
         if args.command == "synth":
-            summary = synthetic.generate_dataset(args.out, args.train, args.test, args.size, args.seed)
+            summary = synthetic.generate_dataset(args.out, args.train, args.test, args.size, args.seed,
+                                                 workers=args.workers)
             print(f"synth: {summary['num_train']} train and {summary['num_test']} test images "
                   f"({args.size}x{args.size}) in {args.out}")
         elif args.command == "convert":

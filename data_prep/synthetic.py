@@ -16,6 +16,9 @@ Layout written by `generate_dataset` (Kaggle's, plus one file):
                                demo score its submission honestly.
 """
 
+import functools
+import multiprocessing
+import os
 import pathlib
 import uuid
 
@@ -493,26 +496,34 @@ def render_cells(rng, labels, size):
     return image, {"cell": cell, "nucleus": nucleus, "cytoplasm": cell & ~nucleus}
 
 
-def _write_split(out_dir, split, count, size, seed):
+def _write_image(index, folder, split, size, seed):
+    """Render and write image `index` of a split; returns (Id, labels)."""
+    # Own stream per image: an image never depends on order, count or process.
+    rng = np.random.default_rng([seed, _SPLIT_CODES[split], index])
+    image_id = str(uuid.UUID(bytes=rng.bytes(16), version=1))  # shaped like Kaggle's
+    labels = sample_labels(rng)
+    image, _ = render_cells(rng, labels, size)
+    for c, name in enumerate(CHANNELS):
+        path = folder / f"{image_id}_{name}.png"
+        if not cv2.imwrite(str(path), np.ascontiguousarray(image[:, :, c])):
+            raise OSError(f"could not write {path}")
+    return image_id, labels
+
+
+def _write_split(out_dir, split, count, size, seed, workers):
     """Render and write `count` images; returns [(Id, labels)] in index order."""
     folder = out_dir / split
     folder.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for index in tqdm(range(count), desc=f"synthetic {split}", unit="img", disable=None):
-        # Own stream per image: an image never depends on order or on count.
-        rng = np.random.default_rng([seed, _SPLIT_CODES[split], index])
-        image_id = str(uuid.UUID(bytes=rng.bytes(16), version=1))  # shaped like Kaggle's
-        labels = sample_labels(rng)
-        image, _ = render_cells(rng, labels, size)
-        for c, name in enumerate(CHANNELS):
-            path = folder / f"{image_id}_{name}.png"
-            if not cv2.imwrite(str(path), np.ascontiguousarray(image[:, :, c])):
-                raise OSError(f"could not write {path}")
-        rows.append((image_id, labels))
-    return rows
+    write = functools.partial(_write_image, folder=folder, split=split, size=size, seed=seed)
+    progress = functools.partial(tqdm, total=count, desc=f"synthetic {split}", unit="img", disable=None)
+    if workers <= 1 or count < 2:
+        return list(progress(map(write, range(count))))
+    # fork: workers inherit the imported modules and start at once.
+    with multiprocessing.get_context("fork").Pool(min(workers, count)) as pool:
+        return list(progress(pool.imap(write, range(count), chunksize=16)))
 
 
-def generate_dataset(out_dir, num_train, num_test, size=64, seed=0):
+def generate_dataset(out_dir, num_train, num_test, size=64, seed=0, workers=None):
     """Write a synthetic HPA dataset in the Kaggle layout (see the module docstring).
 
     Files of the same names are overwritten; nothing else is deleted.
@@ -523,6 +534,8 @@ def generate_dataset(out_dir, num_train, num_test, size=64, seed=0):
         num_test: number of test images (their labels go to test_labels.csv).
         size: image side in pixels (>= 32).
         seed: non-negative int; the same seed gives byte-identical files.
+        workers: rendering processes (default: all cores); never changes
+            the output.
 
     Returns:
         dict with out_dir, num_train, num_test, size, seed and
@@ -532,8 +545,9 @@ def generate_dataset(out_dir, num_train, num_test, size=64, seed=0):
         raise ValueError("num_train and num_test must be >= 0")
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train = _write_split(out, "train", num_train, size, seed)
-    test = _write_split(out, "test", num_test, size, seed)
+    workers = workers or os.cpu_count() or 1
+    train = _write_split(out, "train", num_train, size, seed, workers)
+    test = _write_split(out, "test", num_test, size, seed, workers)
     for name, rows in (("train.csv", train), ("test_labels.csv", test)):
         table = [(i, format_target(t)) for i, t in rows]
         pd.DataFrame(table, columns=["Id", "Target"]).to_csv(out / name, index=False)

@@ -73,9 +73,9 @@ def all_bytes(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_same_seed_is_byte_identical_other_seed_differs(tmp_path):
-    generate_dataset(tmp_path / "a", 4, 2, size=SIZE, seed=11)
-    generate_dataset(tmp_path / "b", 4, 2, size=SIZE, seed=11)
+def test_same_seed_is_byte_identical_for_any_worker_count_other_seed_differs(tmp_path):
+    generate_dataset(tmp_path / "a", 4, 2, size=SIZE, seed=11, workers=1)
+    generate_dataset(tmp_path / "b", 4, 2, size=SIZE, seed=11, workers=3)
     generate_dataset(tmp_path / "c", 4, 2, size=SIZE, seed=12)
     a, b, c = (all_bytes(tmp_path / name) for name in "abc")
     assert a == b
