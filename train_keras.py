@@ -44,6 +44,9 @@ def parse_args(argv=None):
                         help="random crop of at least this share of the image, resized back (1: off)")
     parser.add_argument("--augment-jitter", type=float, default=0.1,
                         help="per-channel brightness/contrast jitter amplitude (0: off)")
+    parser.add_argument("--tta", type=int, choices=[1, 8], default=1,
+                        help="views averaged for the val predictions that thresholds are tuned on; "
+                             "use the same --tta when predicting")
     parser.add_argument("--shuffle-buffer", type=int, default=2048, help="examples held for shuffling")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialization, shuffling and augmentation")
     parser.add_argument("--fold", type=int, default=None,
@@ -62,7 +65,7 @@ def main(argv=None):
         data=args.data, model_dir=args.model_dir, epochs=args.epochs, batch_size=args.batch_size,
         image_size=args.size, arch=args.arch, width=args.width, learning_rate=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, dropout=args.dropout,
-        loss=args.loss, bias_init=args.bias_init, oversample=args.oversample,
+        loss=args.loss, bias_init=args.bias_init, oversample=args.oversample, tta=args.tta,
         focal_gamma=args.focal_gamma, focal_alpha=args.focal_alpha,
         label_smoothing=args.label_smoothing, precision=args.precision, jit_compile=args.jit_compile,
         augmentation=AugmentConfig(args.augment_flips, args.augment_crop, args.augment_jitter),

@@ -74,10 +74,16 @@ def augment(image, seed, config):
     return image
 
 
+DIHEDRAL_VIEWS = 8
+
+
+def dihedral_view(images, index):
+    """[B, H, W, C] -> view `index` (0-7) of the 8 flips/rotations: views
+    4-7 are views 0-3 of the mirrored batch; view 0 is the batch itself."""
+    flipped = tf.reverse(images, axis=[2]) if index >= 4 else images
+    return tf.image.rot90(flipped, index % 4)
+
+
 def dihedral_views(images):
     """[B, H, W, C] -> the 8 flips/rotations of the batch, [8, B, H, W, C] (for TTA)."""
-    views = []
-    for flipped in (images, tf.reverse(images, axis=[2])):
-        for k in range(4):
-            views.append(tf.image.rot90(flipped, k))
-    return tf.stack(views)
+    return tf.stack([dihedral_view(images, index) for index in range(DIHEDRAL_VIEWS)])

@@ -33,6 +33,7 @@ class TrainConfig:
     loss: str = "bce"
     bias_init: bool = True
     oversample: float | None = None
+    tta: int = 1
     focal_gamma: float = 2.0
     focal_alpha: float = 0.25
     label_smoothing: float = 0.0
@@ -120,11 +121,13 @@ def _callbacks(model_dir, best_path):
     ]
 
 
-def predict_split(model, data_dir, split, batch_size, image_size, fold=None):
-    """(labels [n, 28], probabilities [n, 28]) of a split, in manifest order."""
+def predict_split(model, data_dir, split, batch_size, image_size, fold=None, tta=1):
+    """(labels [n, 28], probabilities [n, 28]) of a split, in manifest order;
+    tta=8 averages the probabilities of the 8 flips/rotations of each image."""
     dataset = input_lib.make_dataset(data_dir, split, batch_size, image_size, fold=fold)
     y_true = np.concatenate([labels.numpy() for _, labels in dataset])
-    y_prob = model.predict(dataset.map(lambda image, _: image), verbose=0)
+    views = [dataset.map(lambda image, _, k=k: augment.dihedral_view(image, k)) for k in range(tta)]
+    y_prob = np.mean([model.predict(view, verbose=0) for view in views], axis=0)
     return y_true, y_prob
 
 
@@ -173,7 +176,7 @@ def train(config):
         model.load_weights(best_path)
     model.save(posixpath.join(config.model_dir, "model.keras"))
 
-    y_true, y_prob = predict_split(model, config.data, "val", config.batch_size, image_size, config.fold)
+    y_true, y_prob = predict_split(model, config.data, "val", config.batch_size, image_size, config.fold, config.tta)
     thresholds, untuned = thresholds_lib.tune_thresholds(y_true, y_prob)
     manifest_lib.write_json_atomic(posixpath.join(config.model_dir, "thresholds.json"), {
         "class_names": list(labels_lib.CLASS_NAMES), "thresholds": thresholds.tolist(),
@@ -182,6 +185,7 @@ def train(config):
     run_info = {
         "arch": config.arch, "width": config.width, "epochs": config.epochs, "batch_size": config.batch_size,
         "loss": config.loss, "bias_init": config.bias_init, "oversample": config.oversample,
+        "val_tta": config.tta,
         "precision": config.precision, "augmentation": dataclasses.asdict(config.augmentation),
         "seed": config.seed, "fold": config.fold,
         # This process's epochs only: a resumed run does not count the ones before.
