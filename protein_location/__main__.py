@@ -1,4 +1,4 @@
-"""`python -m protein_location {predict,score}`: use an exported model."""
+"""`python -m protein_location {predict,score,explain,export}`: use a trained model."""
 
 import argparse
 import os
@@ -13,11 +13,16 @@ def _parser():
     formatter = argparse.ArgumentDefaultsHelpFormatter
 
     predict = commands.add_parser("predict", formatter_class=formatter,
-                                  help="predict locations of a folder of raw images -> submission CSV")
+                                  help="predict locations of raw images or TFRecords -> submission CSV")
     predict.add_argument("--model", required=True, help="SavedModel folder from train_keras.py --export")
-    predict.add_argument("--images", required=True, help="folder of <Id>_<red|green|blue|yellow>.png files")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="folder of <Id>_<red|green|blue|yellow>.png files")
+    source.add_argument("--records", metavar="DATA_DIR",
+                        help="a dataset folder from `python -m data_prep convert` (dataset.json + shards)")
+    predict.add_argument("--split", default="test", help="with --records: the split to predict")
     predict.add_argument("--csv", default=None,
-                         help="sample_submission.csv: predict its Ids in its order (default: every Id in --images, sorted)")
+                         help="sample_submission.csv: predict its Ids in its order; without it every Id in --images, "
+                              "sorted, or every record of --split in the manifest's order")
     predict.add_argument("--out", required=True, help="submission CSV to write (Id,Predicted)")
     predict.add_argument("--probabilities", default=None,
                          help="also write a CSV of all 28 probabilities per Id (columns: Id, the location names)")
@@ -29,30 +34,84 @@ def _parser():
                                 help="macro F1 of a submission against known labels (Id,Target)")
     score.add_argument("--submission", required=True, help="submission CSV (Id,Predicted)")
     score.add_argument("--truth", required=True, help="labels CSV (Id,Target), e.g. the synthetic test_labels.csv")
+
+    explain = commands.add_parser("explain", formatter_class=formatter,
+                                  help="Grad-CAM heat maps of the predicted locations -> one PNG per image")
+    explain.add_argument("--model", required=True, help="SavedModel folder (export base or version)")
+    explain.add_argument("--images", required=True, help="folder of <Id>_<red|green|blue|yellow>.png files")
+    explain.add_argument("--ids", nargs="+", default=None, help="Ids to explain (default: every Id in --images)")
+    explain.add_argument("--out", required=True, help="folder for <Id>.png and explain.json")
+    explain.add_argument("--max-locations", type=int, default=4,
+                         help="heat maps per image: the most probable predicted locations")
+
+    export = commands.add_parser("export", formatter_class=formatter,
+                                 help="export a training run (model.keras + thresholds.json) as a new SavedModel "
+                                      "version, optionally with TFLite and ONNX files")
+    export.add_argument("--model-dir", required=True, help="run folder of train_keras.py --model-dir")
+    export.add_argument("--out", required=True, help="export base: writes OUT/<next version>/")
+    export.add_argument("--tflite", action="store_true", help="also model.tflite (float32) in the version folder")
+    export.add_argument("--tflite-quantize", action="store_true",
+                        help="also model_int8.tflite (dynamic-range int8 weights)")
+    export.add_argument("--onnx", action="store_true", help="also model.onnx (needs tf2onnx)")
     return parser
+
+
+def _predict(args, predict):
+    from data_prep.sources import list_image_ids
+
+    wanted = list(predict.read_csv(args.csv, ["Id"])["Id"]) if args.csv else None
+    if args.records:
+        ids, probabilities, label_matrix = predict.predict_records(args.model, args.records, args.split,
+                                                                   args.batch_size, args.tta)
+        if wanted is not None:
+            ids, probabilities, label_matrix = predict.select_ids(ids, probabilities, label_matrix, wanted,
+                                                                  args.csv)
+        source = f"{args.split} records of {args.records}"
+    else:
+        ids = wanted if wanted is not None else list_image_ids(args.images)
+        probabilities, label_matrix = predict.predict_images(args.model, args.images, ids, args.batch_size,
+                                                             args.tta)
+        source = "images"
+    predict.write_submission(args.out, ids, label_matrix)
+    if args.probabilities:
+        predict.write_probabilities(args.probabilities, ids, probabilities)
+    print(f"predict: {len(ids)} {source}{' (8x TTA)' if args.tta == 8 else ''} -> {args.out}")
+
+
+def _export(args):
+    from protein_location import export
+
+    formats = export.export_formats_of(args.tflite, args.tflite_quantize, args.onnx, args.out, "--out")
+    model, thresholds = export.load_run(args.model_dir)
+    print(f"export: {args.model_dir}/model.keras ({model.name}, input {model.input_shape[1:]}) "
+          f"with its thresholds.json")
+    export.export_model(model, thresholds, args.out, formats)
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
     from data_prep.sources import SourceError, list_image_ids
     from protein_location import predict
+    from protein_location.export import ExportError
+    from protein_location.manifest import ManifestError
 
     try:
         if args.command == "predict":
-            if args.csv:
-                ids = list(predict.read_csv(args.csv, ["Id"])["Id"])
-            else:
-                ids = list_image_ids(args.images)
-            probabilities, label_matrix = predict.predict_images(args.model, args.images, ids, args.batch_size,
-                                                                 args.tta)
-            predict.write_submission(args.out, ids, label_matrix)
-            if args.probabilities:
-                predict.write_probabilities(args.probabilities, ids, probabilities)
-            print(f"predict: {len(ids)} images{' (8x TTA)' if args.tta == 8 else ''} -> {args.out}")
-        else:
+            _predict(args, predict)
+        elif args.command == "score":
             f1 = predict.score_submission(args.submission, args.truth)
             print(f"score: macro F1 {f1:.4f} ({args.submission} against {args.truth})")
-    except (predict.PredictError, SourceError) as error:
+        elif args.command == "explain":
+            from protein_location import explain
+
+            if args.max_locations < 1:
+                raise predict.PredictError(f"--max-locations must be at least 1, got {args.max_locations}")
+            ids = args.ids or list_image_ids(args.images)
+            record = explain.explain_images(args.model, args.images, ids, args.out, args.max_locations)
+            print(f"explain: {len(record['images'])} images -> {args.out} (<Id>.png, explain.json)")
+        else:
+            _export(args)
+    except (predict.PredictError, SourceError, ManifestError, ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -1,16 +1,24 @@
-"""SavedModel export: three signatures, probabilities and labels out.
+"""SavedModel export: four signatures, probabilities and labels out.
 
 - `serving_default`: `image` uint8 [batch, H, W, 4] RGBY, any H and W.
 - `predict_channels`: `red`, `green`, `blue`, `yellow` string [batch], the
   encoded PNG/JPEG files of each stain (8- or 16-bit), any size.
 - `serve_examples`: `examples` string [batch], serialized tf.train.Examples
   in this project's TFRecord schema (the TF Model Garden `tf_example` input).
+- `gradcam`: `image` as `serving_default`; also returns `heatmaps` float32
+  [batch, S, S, 28], the Grad-CAM map of every location at the model's input
+  side S (Selvaraju et al., 2017), for `python -m protein_location explain`.
+
+`export_model` adds, on request, the same model as TFLite (float32 and
+dynamic-range int8) and ONNX files inside the version folder
+(`export_formats.py`).
 
 Uses `keras.export.ExportArchive` (not `tf.saved_model.save` on a Keras 3
 model, which names and types the signature wrongly: keras-team/keras#19458).
 Every signature resizes inside, so callers send images of any size.
 """
 
+import json
 import posixpath
 
 import keras
@@ -22,6 +30,15 @@ from protein_location import labels as labels_lib, records
 SIGNATURE = "serving_default"
 CHANNELS_SIGNATURE = "predict_channels"
 EXAMPLES_SIGNATURE = "serve_examples"
+GRADCAM_SIGNATURE = "gradcam"
+# Grad-CAM differentiates the head's logits w.r.t. the input of the global
+# pooling layer: the last residual stage's feature map (input side / 32).
+POOL_LAYER = "pool"
+HEAD_LAYER = "probabilities"
+
+
+class ExportError(ValueError):
+    """An export that cannot be written as asked (one line naming the file or flag)."""
 
 
 def serving_signature():
@@ -42,15 +59,102 @@ def resolve_saved_model(path):
     return versions[max(versions)] if versions else path
 
 
+def gradcam_model(model):
+    """The model's view for Grad-CAM: image -> (last feature map, input of the head).
+
+    Needs the layout of `model.build_seresnet`: a global pooling layer named
+    "pool" and a sigmoid Dense head named "probabilities".
+    """
+    try:
+        pool, head = model.get_layer(POOL_LAYER), model.get_layer(HEAD_LAYER)
+    except ValueError:
+        raise ExportError(f"model {model.name!r} has no {POOL_LAYER!r} and {HEAD_LAYER!r} layers; "
+                          "Grad-CAM needs the layout of protein_location.model.build_seresnet") from None
+    return keras.Model(model.inputs, [pool.input, head.input], name=f"{model.name}_gradcam"), head
+
+
+def load_run(model_dir):
+    """A training run folder -> (its model.keras, its thresholds.json thresholds)."""
+    model_path = posixpath.join(model_dir, "model.keras")
+    thresholds_path = posixpath.join(model_dir, "thresholds.json")
+    for path in (model_path, thresholds_path):
+        if not tf.io.gfile.exists(path):
+            raise ExportError(f"{model_dir}: no {posixpath.basename(path)} here; "
+                              "train a run with `train_keras.py --model-dir` first")
+    try:
+        model = keras.models.load_model(model_path, safe_mode=True, compile=False)
+    except Exception as error:  # Keras raises many types for a bad archive
+        raise ExportError(f"{model_path}: cannot load the Keras model ({str(error).splitlines()[0]})") from None
+    try:
+        with tf.io.gfile.GFile(thresholds_path, "r") as f:
+            thresholds = np.asarray(json.load(f)["thresholds"], np.float32)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ExportError(f"{thresholds_path}: not a thresholds file ({error})") from None
+    if thresholds.shape != (labels_lib.NUM_CLASSES,):
+        raise ExportError(f"{thresholds_path}: expected {labels_lib.NUM_CLASSES} thresholds, "
+                          f"found {thresholds.size}")
+    return model, thresholds
+
+
+def export_formats_of(tflite=False, tflite_quantize=False, onnx=False, export_dir="", out_flag="--export"):
+    """The --tflite/--tflite-quantize/--onnx flags -> the formats tuple of
+    `export_model`, checked (converter installed, an export folder given)."""
+    from protein_location import export_formats
+
+    formats = tuple(name for name, wanted in zip(export_formats.FORMATS, (tflite, tflite_quantize, onnx)) if wanted)
+    if formats and not export_dir:
+        flags = {"tflite": "--tflite", "tflite_int8": "--tflite-quantize", "onnx": "--onnx"}
+        raise ExportError(f"{' '.join(flags[f] for f in formats)} needs {out_flag} DIR")
+    export_formats.check_available(formats)
+    return formats
+
+
+def export_model(model, thresholds, export_base, formats=(), log=print):
+    """Writes a new SavedModel version under `export_base` and, for each of
+    `formats` ("tflite", "tflite_int8", "onnx"), the same model in that format
+    inside the version folder, each checked against the SavedModel.
+
+    On any failure the new version folder is removed: no partial export.
+    Returns the SavedModel folder written.
+    """
+    from protein_location import export_formats
+
+    export_formats.check_available(formats)
+    path = export_saved_model(model, thresholds, export_base)
+    log(f"export: SavedModel in {path}")
+    checks = {}  # the SavedModel's outputs on the check images, computed once
+    try:
+        for name in formats:
+            log(f"export: {export_formats.write_format(name, model, thresholds, path, checks)}")
+    except ExportError as error:
+        tf.io.gfile.rmtree(path)
+        raise ExportError(f"{error}; removed {path}") from None
+    except BaseException:
+        tf.io.gfile.rmtree(path)
+        raise
+    return path
+
+
 def export_saved_model(model, thresholds, export_base):
     """Writes `model` with its per-class thresholds as a new version under `export_base`.
 
     The layout TF Serving reads: `export_base/1/`, then `2/`, ... Returns the
-    SavedModel folder written.
+    SavedModel folder written (removed again if writing fails).
     """
     versions = version_dirs(export_base)
     path = posixpath.join(export_base, str(max(versions, default=0) + 1))
+    try:
+        _write_saved_model(model, thresholds, path)
+    except BaseException:
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.rmtree(path)
+        raise
+    return path
+
+
+def _write_saved_model(model, thresholds, path):
     image_size = int(model.input_shape[1])
+    features_model, head = gradcam_model(model)
     thresholds = tf.Variable(np.asarray(thresholds, np.float32).reshape([labels_lib.NUM_CLASSES]),
                              trainable=False, name="thresholds")
 
@@ -85,11 +189,28 @@ def export_saved_model(model, thresholds, export_base):
                            fn_output_signature=tf.TensorSpec([image_size, image_size, 4], tf.float32))
         return outputs(pixels)
 
+    @tf.function(input_signature=[serving_signature()])
+    def gradcam(image):
+        pixels = resize(image)
+        with tf.GradientTape() as tape:
+            features, pooled = features_model(pixels, training=False)
+            # The head's logits, before its sigmoid: a saturated probability
+            # would otherwise give vanishing gradients and a blank map.
+            logits = tf.matmul(tf.cast(pooled, tf.float32), tf.convert_to_tensor(head.kernel)) + \
+                tf.convert_to_tensor(head.bias)
+        gradients = tf.cast(tape.batch_jacobian(logits, features), tf.float32)  # [B, 28, h, w, C]
+        weights = tf.reduce_mean(gradients, axis=[2, 3])  # [B, 28, C]: each channel's importance per class
+        maps = tf.nn.relu(tf.einsum("bhwc,bkc->bhwk", tf.cast(features, tf.float32), weights))
+        probabilities = tf.sigmoid(logits)
+        return {"heatmaps": tf.image.resize(maps, [image_size, image_size], method="bilinear"),
+                "probabilities": probabilities, "labels": tf.cast(probabilities >= thresholds, tf.int32)}
+
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(SIGNATURE, serve)
     archive.add_endpoint(CHANNELS_SIGNATURE, predict_channels)
     archive.add_endpoint(EXAMPLES_SIGNATURE, serve_examples)
+    archive.add_endpoint(GRADCAM_SIGNATURE, gradcam)
     # What a caller needs without this package, after `loaded =
     # tf.saved_model.load(path)`: loaded.image_size[0], loaded.thresholds[0],
     # loaded.class_names[0], loaded.channels[0].
@@ -102,4 +223,3 @@ def export_saved_model(model, thresholds, export_base):
     for name, variable in metadata.items():
         archive.add_variable_collection(name, [variable])
     archive.write_out(path, verbose=False)
-    return path

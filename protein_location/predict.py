@@ -17,16 +17,25 @@ class PredictError(ValueError):
     """Bad prediction input (one line naming the file)."""
 
 
-def load_serving_model(path):
-    """SavedModel folder or export base -> (serving function, the model's input side, its thresholds)."""
+def load_saved_model(path, signature=export.SIGNATURE):
+    """SavedModel folder or export base -> (the loaded object, its `signature` function)."""
     path = export.resolve_saved_model(path)
     if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         raise PredictError(f"{path}: not a SavedModel (no saved_model.pb); export one with train_keras.py --export")
     try:
         loaded = tf.saved_model.load(path)
-        serve = loaded.signatures[export.SIGNATURE]
     except (tf.errors.OpError, OSError, KeyError, ValueError) as error:
         raise PredictError(f"{path}: cannot load the SavedModel ({str(error).splitlines()[0]})") from None
+    if signature not in loaded.signatures:
+        raise PredictError(f"{path}: the SavedModel has no {signature!r} signature (it has "
+                           f"{', '.join(sorted(loaded.signatures)) or 'none'}); re-export it with "
+                           "`python -m protein_location export --model-dir RUN --out DIR`")
+    return loaded, loaded.signatures[signature]
+
+
+def load_serving_model(path):
+    """SavedModel folder or export base -> (serving function, the model's input side, its thresholds)."""
+    loaded, serve = load_saved_model(path)
     image_size = int(loaded.image_size[0].numpy()) if hasattr(loaded, "image_size") else None
     thresholds = loaded.thresholds[0].numpy() if hasattr(loaded, "thresholds") else 0.5
     return serve, image_size, thresholds
@@ -42,6 +51,21 @@ def read_csv(path, columns):
     return table
 
 
+def _predict_batch(serve, thresholds, batch, tta):
+    """(probabilities, labels) of one uint8 batch; tta=8 averages the 8 flips/rotations."""
+    if tta == 1:
+        outputs = serve(image=batch)
+        return outputs["probabilities"].numpy(), outputs["labels"].numpy()
+    views = augment.dihedral_views(batch)
+    mean = np.mean([serve(image=view)["probabilities"].numpy() for view in views], axis=0)
+    return mean, (mean >= thresholds).astype(np.int32)
+
+
+def _check_tta(tta):
+    if tta not in (1, 8):
+        raise PredictError(f"--tta must be 1 or 8, got {tta}")
+
+
 def predict_images(model_path, images_dir, ids, batch_size=64, tta=1):
     """Probabilities [n, 28] and labels [n, 28] of the images `ids` in `images_dir`.
 
@@ -50,8 +74,7 @@ def predict_images(model_path, images_dir, ids, batch_size=64, tta=1):
     """
     from data_prep import sources  # the raw-layout reader, shared with convert
 
-    if tta not in (1, 8):
-        raise PredictError(f"--tta must be 1 or 8, got {tta}")
+    _check_tta(tta)
     serve, image_size, thresholds = load_serving_model(model_path)
     sources.check_images_dir(images_dir)
     probabilities, labels = [], []
@@ -61,18 +84,50 @@ def predict_images(model_path, images_dir, ids, batch_size=64, tta=1):
         for start in range(0, len(ids), batch_size):
             batch_ids = ids[start:start + batch_size]
             images = list(pool.map(lambda i: sources.read_image(images_dir, i, image_size), batch_ids))
-            batch = tf.constant(np.stack(images))
-            if tta == 1:
-                outputs = serve(image=batch)
-                probabilities.append(outputs["probabilities"].numpy())
-                labels.append(outputs["labels"].numpy())
-            else:
-                views = augment.dihedral_views(batch)
-                mean = np.mean([serve(image=view)["probabilities"].numpy() for view in views], axis=0)
-                probabilities.append(mean)
-                labels.append((mean >= thresholds).astype(np.int32))
+            batch_probabilities, batch_labels = _predict_batch(serve, thresholds, tf.constant(np.stack(images)), tta)
+            probabilities.append(batch_probabilities)
+            labels.append(batch_labels)
             progress.update(len(batch_ids))
     return np.concatenate(probabilities), np.concatenate(labels)
+
+
+def predict_records(model_path, data_dir, split="test", batch_size=64, tta=1):
+    """(Ids, probabilities [n, 28], labels [n, 28]) of every record of a split
+    of a converted dataset (`data_prep convert`), in the manifest's order.
+
+    Streams through `input.make_dataset`: shards are read in parallel and
+    decoded while the model runs; the images go in at their stored size, as
+    uint8, and `serving_default` resizes them.
+    """
+    from protein_location import input as input_lib, manifest as manifest_lib
+
+    _check_tta(tta)
+    manifest = manifest_lib.load_manifest(data_dir)
+    _, num_examples, _ = manifest_lib.split_summary(data_dir, manifest, split)
+    serve, _, thresholds = load_serving_model(model_path)
+    dataset = input_lib.make_dataset(data_dir, split, batch_size, with_ids=True)
+    ids, probabilities, labels = [], [], []
+    with tqdm(total=num_examples, unit="img", desc=f"predict {split}", disable=None) as progress:
+        for images, _, source_ids in dataset:
+            # Stored pixels are whole numbers on 0-255: the cast is exact.
+            batch_probabilities, batch_labels = _predict_batch(serve, thresholds, tf.cast(images, tf.uint8), tta)
+            ids.extend(i.decode() for i in source_ids.numpy())
+            probabilities.append(batch_probabilities)
+            labels.append(batch_labels)
+            progress.update(len(batch_probabilities))
+    if not ids:
+        raise PredictError(f"{data_dir}: the {split!r} split has no records")
+    return ids, np.concatenate(probabilities), np.concatenate(labels)
+
+
+def select_ids(ids, probabilities, label_matrix, wanted, source):
+    """The rows of `wanted` Ids, in that order (a sample submission's)."""
+    index = {image_id: row for row, image_id in enumerate(ids)}
+    missing = [image_id for image_id in wanted if image_id not in index]
+    if missing:
+        raise PredictError(f"{source}: {len(missing)} Ids of the CSV are not in the records, e.g. {missing[0]}")
+    rows = [index[image_id] for image_id in wanted]
+    return list(wanted), probabilities[rows], label_matrix[rows]
 
 
 def write_submission(path, ids, label_matrix):

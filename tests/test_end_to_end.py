@@ -19,7 +19,7 @@ def pipeline(tmp_path_factory):
                         "--out", data, "--val-fraction", 0.25, "--shards", 2, "--seed", 3)
     verified = run_cli("-m", "data_prep", "verify", data)
     trained = run_cli("train_keras.py", "--data", data, "--model-dir", run, "--epochs", 2, "--batch-size", 8,
-                      "--width", 0.125, "--export", export)
+                      "--width", 0.125, "--export", export, "--tflite")
     return {"raw": raw, "data": data, "run": run, "export": export, "work": work,
             "converted": converted, "verified": verified, "trained": trained}
 
@@ -32,6 +32,7 @@ def test_cli_steps_say_what_they_did(pipeline):
     assert "(8 per replica)" in out
     assert "val macro F1: " in out
     assert f"export: SavedModel in {pipeline['export'] / '1'}" in out
+    assert f"export: TFLite float32 in {pipeline['export'] / '1' / 'model.tflite'} (" in out
 
 
 def test_training_leaves_a_complete_run_folder(pipeline):
@@ -194,7 +195,7 @@ def test_raw_files_and_tfrecords_score_the_same_through_their_signatures(pipelin
     assert "signatures-ok" in run_cli("-c", script, cwd=pipeline["work"]).stdout
 
 
-def test_saved_model_cli_lists_the_three_signatures(pipeline):
+def test_saved_model_cli_lists_the_four_signatures(pipeline):
     import pathlib
     import subprocess
     import sys
@@ -202,5 +203,95 @@ def test_saved_model_cli_lists_the_three_signatures(pipeline):
     cli = pathlib.Path(sys.executable).parent / "saved_model_cli"  # installed with tensorflow
     shown = subprocess.run([str(cli), "show", "--dir", str(pipeline["export"] / "1"), "--all"],
                            capture_output=True, text=True, check=True).stdout
-    for name in ("serving_default", "predict_channels", "serve_examples", "probabilities", "labels"):
+    for name in ("serving_default", "predict_channels", "serve_examples", "gradcam", "heatmaps", "probabilities",
+                 "labels"):
         assert name in shown
+
+
+def test_tflite_from_training_agrees_with_the_savedmodel_through_litert(pipeline):
+    """The --tflite file of train_keras.py, run by the LiteRT interpreter in a
+    process that does not import this project, on the raw test images."""
+    script = textwrap.dedent(f"""
+        import glob, sys
+        import numpy as np, tensorflow as tf
+        from ai_edge_litert.interpreter import Interpreter
+        version = {str(pipeline['export'] / '1')!r}
+        test = {str(pipeline['raw'] / 'test')!r}
+        ids = sorted({{p.split("/")[-1].rsplit("_", 1)[0] for p in glob.glob(test + "/*.png")}})
+        images = np.stack([np.concatenate([tf.io.decode_png(tf.io.read_file(f"{{test}}/{{i}}_{{c}}.png")).numpy()
+                           for c in ("red", "green", "blue", "yellow")], -1) for i in ids])
+        served = tf.saved_model.load(version).signatures["serving_default"](image=tf.constant(images))
+        runner = Interpreter(model_path=version + "/model.tflite").get_signature_runner("serving_default")
+        out = runner(image=images)
+        difference = np.abs(out["probabilities"] - served["probabilities"].numpy()).max()
+        assert difference <= 1e-3, difference
+        assert out["labels"].shape == (len(ids), 28) and out["labels"].dtype == np.int32
+        assert not any(name.startswith(("protein_location", "data_prep")) for name in sys.modules)
+        print(f"tflite-ok {{len(ids)}} {{difference:.1e}}")
+    """)
+    assert "tflite-ok 10 " in run_cli("-c", script, cwd=pipeline["work"]).stdout
+
+
+def test_export_command_reexports_a_run_as_a_new_version_with_onnx(pipeline):
+    import numpy as np
+    import tensorflow as tf
+
+    base = pipeline["work"] / "export" / "reexported"
+    result = run_cli("-m", "protein_location", "export", "--model-dir", pipeline["run"], "--out", base,
+                     "--onnx")  # TFLite: the training export above; int8: tests/test_export.py
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith(f"export: {pipeline['run']}/model.keras (")
+    assert lines[1] == f"export: SavedModel in {base / '1'}"
+    assert lines[2].startswith(f"export: ONNX in {base / '1' / 'model.onnx'} (")
+    assert lines[2].endswith(" to the SavedModel on 8 random images)")
+    images = tf.constant(np.random.default_rng(0).integers(0, 256, (4, 32, 32, 4)).astype(np.uint8))
+    again = tf.saved_model.load(str(base / "1")).signatures["serving_default"](image=images)
+    trained = tf.saved_model.load(str(pipeline["export"] / "1")).signatures["serving_default"](image=images)
+    np.testing.assert_allclose(again["probabilities"], trained["probabilities"], atol=1e-6)
+    np.testing.assert_array_equal(again["labels"], trained["labels"])
+    missing = run_cli("-m", "protein_location", "export", "--model-dir", pipeline["work"] / "nope", "--out", base,
+                      check=False)
+    assert missing.returncode == 1
+    assert last_error_line(missing) == (f"error: {pipeline['work'] / 'nope'}: no model.keras here; train a run with "
+                                        "`train_keras.py --model-dir` first")
+    assert sorted(p.name for p in base.iterdir()) == ["1"]
+
+
+def test_predict_from_tfrecords_streams_the_split_and_matches_predict_from_images(pipeline, capsys):
+    import numpy as np
+
+    from data_prep import convert
+    from protein_location import __main__ as cli, predict
+
+    raw, work = pipeline["raw"], pipeline["work"]
+    records = work / "tfrecords" / "test"
+    convert.convert(str(raw / "test"), str(records), num_shards=2, seed=0)  # no --csv: an unlabeled test split
+    sample = work / "sample_reversed.csv"
+    ids = [line.split(",")[0] for line in (raw / "sample_submission.csv").read_text().splitlines()[1:]][::-1]
+    sample.write_text("Id,Predicted\n" + "".join(f"{i},\n" for i in ids))
+    out, probabilities = work / "from_records.csv", work / "from_records_probabilities.csv"
+    assert cli.main(["predict", "--model", str(pipeline["export"]), "--records", str(records), "--csv", str(sample),
+                     "--out", str(out), "--probabilities", str(probabilities), "--batch-size", "4"]) == 0
+    assert f"predict: 10 test records of {records} -> {out}" in capsys.readouterr().out
+    rows = list(csv.DictReader(out.open()))
+    assert [row["Id"] for row in rows] == ids
+    expected_probabilities, expected_labels = predict.predict_images(str(pipeline["export"]), str(raw / "test"), ids)
+    table = list(csv.DictReader(probabilities.open()))
+    got = np.array([[float(v) for k, v in row.items() if k != "Id"] for row in table])
+    np.testing.assert_allclose(got, expected_probabilities, atol=2e-6)  # the CSV keeps 6 decimals
+    predicted = [" ".join(str(i) for i in np.flatnonzero(row)) for row in expected_labels]
+    assert [row["Predicted"] for row in rows] == predicted
+
+    # Without --csv: every record of the split, in the manifest's order; a labeled split works too.
+    assert cli.main(["predict", "--model", str(pipeline["export"]), "--records", str(pipeline["data"]),
+                     "--split", "val", "--out", str(work / "val.csv"), "--tta", "8"]) == 0
+    val_count = json.loads((pipeline["data"] / "dataset.json").read_text())["splits"]["val"]["num_examples"]
+    assert len(list(csv.DictReader((work / "val.csv").open()))) == val_count
+    assert cli.main(["predict", "--model", str(pipeline["export"]), "--records", str(pipeline["data"]),
+                     "--out", str(work / "none.csv")]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {pipeline['data']}: the dataset has no 'test' split (splits: train, val)")
+    assert not (work / "none.csv").exists()
+    with pytest.raises(predict.PredictError) as error:
+        predict.select_ids(["a", "b"], np.zeros((2, 28)), np.zeros((2, 28)), ["b", "c", "d"], "sample.csv")
+    assert str(error.value) == "sample.csv: 2 Ids of the CSV are not in the records, e.g. c"

@@ -1,7 +1,10 @@
+import json
+
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from protein_location import export, model as model_lib, predict
+from protein_location import export, export_formats, labels as labels_lib, model as model_lib, predict
 
 
 def test_exports_are_numbered_versions_and_the_newest_is_served(tmp_path):
@@ -18,3 +21,131 @@ def test_exports_are_numbered_versions_and_the_newest_is_served(tmp_path):
     np.testing.assert_allclose(thresholds, 0.5)
     outputs = tf.saved_model.load(second).signatures["serving_default"](image=tf.zeros([1, 20, 20, 4], tf.uint8))
     assert outputs["labels"].shape == (1, 28)
+
+
+# --- TFLite and ONNX beside the SavedModel -------------------------------------------------------
+
+
+def synthetic_test_images(synthetic_dir):
+    from data_prep import sources
+
+    ids = sources.list_image_ids(str(synthetic_dir / "test"))
+    return np.stack([sources.read_image(str(synthetic_dir / "test"), i, 32) for i in ids])
+
+
+@pytest.fixture(scope="module")
+def all_formats(tmp_path_factory):
+    """A 32 px SE-ResNet exported with every format, each checked against the SavedModel on export."""
+    model = model_lib.build_seresnet("seresnet18", image_size=32, width=0.125,
+                                     output_bias=np.linspace(-4.0, 1.0, labels_lib.NUM_CLASSES))
+    lines = []
+    path = export.export_model(model, np.full(labels_lib.NUM_CLASSES, 0.3), str(tmp_path_factory.mktemp("formats")),
+                               formats=export_formats.FORMATS, log=lines.append)
+    return path, lines
+
+
+def test_export_writes_tflite_int8_and_onnx_into_the_version_folder(all_formats):
+    path, lines = all_formats
+    assert lines[0] == f"export: SavedModel in {path}"
+    for line, kind, name in zip(lines[1:], ("TFLite float32", "TFLite dynamic-range int8", "ONNX"),
+                                ("model.tflite", "model_int8.tflite", "model.onnx")):
+        assert line.startswith(f"export: {kind} in {path}/{name} (")
+        assert " to the SavedModel on 8 random images)" in line
+    sizes = {name: tf.io.gfile.stat(f"{path}/{name}").length for name in export_formats.FILE_NAMES.values()}
+    assert sizes["model_int8.tflite"] < sizes["model.tflite"] / 2.5
+
+
+def test_tflite_and_onnx_agree_with_the_savedmodel_on_test_images(all_formats, synthetic_dir):
+    path, _ = all_formats
+    images = synthetic_test_images(synthetic_dir)
+    served = tf.saved_model.load(path).signatures["serving_default"](image=tf.constant(images))
+    expected = served["probabilities"].numpy()
+    for name, run in (("model.tflite", export_formats.run_tflite), ("model.onnx", export_formats.run_onnx)):
+        outputs = run(tf.io.gfile.GFile(f"{path}/{name}", "rb").read(), images)
+        assert outputs["probabilities"].shape == outputs["labels"].shape == (len(images), 28)
+        np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-3, err_msg=name)
+        assert outputs["labels"].dtype == np.int32
+        agree = (outputs["labels"] == served["labels"].numpy()) | (np.abs(expected - 0.3) < 1e-3)
+        assert agree.all(), name
+    quantized = export_formats.run_tflite(tf.io.gfile.GFile(f"{path}/model_int8.tflite", "rb").read(), images)
+    assert quantized["probabilities"].shape == (len(images), 28)
+    assert np.all((quantized["probabilities"] >= 0) & (quantized["probabilities"] <= 1))
+    assert np.abs(quantized["probabilities"] - expected).max() < 0.1
+
+
+def test_a_failed_conversion_leaves_no_version_folder(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("converter broke\n  at a long traceback")
+
+    def fake_saved_model(model, thresholds, export_base):  # the real one is tested above; this is about cleanup
+        path = f"{export_base}/1"
+        tf.io.gfile.makedirs(f"{path}/variables")
+        tf.io.gfile.GFile(f"{path}/saved_model.pb", "wb").write(b"pb")
+        return path
+
+    monkeypatch.setattr(export, "export_saved_model", fake_saved_model)
+    monkeypatch.setattr(export_formats, "convert_tflite", fail)
+    model = model_lib.build_seresnet("seresnet18", image_size=16, width=0.125)
+    with pytest.raises(export.ExportError) as error:
+        export.export_model(model, np.full(28, 0.5), str(tmp_path / "export"), formats=("tflite",), log=lambda _: None)
+    version = tmp_path / "export" / "1"
+    assert str(error.value) == (f"{version / 'model.tflite'}: the TFLite float32 conversion failed (converter broke); "
+                                f"removed {version}")
+    assert export.version_dirs(str(tmp_path / "export")) == {}
+
+
+def test_format_flags_need_an_export_folder_and_an_installed_converter(monkeypatch):
+    with pytest.raises(export.ExportError) as error:
+        export.export_formats_of(tflite=True, onnx=True)
+    assert str(error.value) == "--tflite --onnx needs --export DIR"
+    monkeypatch.setitem(__import__("sys").modules, "tf2onnx", None)
+    with pytest.raises(export.ExportError) as error:
+        export.export_formats_of(onnx=True, export_dir="export/x")
+    assert str(error.value) == ("--onnx needs tf2onnx (import of tf2onnx halted; None in sys.modules); "
+                                "pip install 'protein-location[onnx]' (tf2onnx, onnxruntime)")
+    assert export.export_formats_of(tflite=True, export_dir="export/x") == ("tflite",)
+
+
+def test_load_run_names_what_is_missing_or_wrong(tmp_path):
+    with pytest.raises(export.ExportError) as error:
+        export.load_run(str(tmp_path))
+    assert str(error.value) == f"{tmp_path}: no model.keras here; train a run with `train_keras.py --model-dir` first"
+    model_lib.build_seresnet("seresnet18", image_size=16, width=0.125).save(str(tmp_path / "model.keras"))
+    (tmp_path / "thresholds.json").write_text(json.dumps({"thresholds": [0.5] * 27}))
+    with pytest.raises(export.ExportError) as error:
+        export.load_run(str(tmp_path))
+    assert str(error.value) == f"{tmp_path / 'thresholds.json'}: expected 28 thresholds, found 27"
+    (tmp_path / "model.keras").write_bytes(b"not a zip")
+    with pytest.raises(export.ExportError) as error:
+        export.load_run(str(tmp_path))
+    assert str(error.value).startswith(f"{tmp_path / 'model.keras'}: cannot load the Keras model (")
+
+
+def test_train_keras_format_flags_are_checked_before_training(tmp_path, capsys):
+    import train_keras
+
+    assert train_keras.main(["--data", str(tmp_path), "--model-dir", str(tmp_path / "run"), "--tflite"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: --tflite needs --export DIR"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_mixed_precision_model_converts_as_its_float32_twin():
+    """TFLite has no bfloat16 builtins: the file is converted from a float32
+    copy with the same weights (export_model then checks it against that copy)."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = model_lib.build_seresnet("seresnet18", image_size=16, width=0.125)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    twin = export_formats.float32_twin(model)
+    assert {layer.dtype_policy.name for layer in twin.layers} == {"float32"}
+    assert export_formats.float32_twin(twin) is twin
+    images = export_formats.check_images(16)
+    thresholds = np.full(28, 0.5)
+    expected = export_formats.fixed_size_function(twin, thresholds)(tf.constant(images))["probabilities"].numpy()
+    mixed = export_formats.fixed_size_function(model, thresholds)(tf.constant(images))["probabilities"].numpy()
+    np.testing.assert_allclose(mixed, expected, atol=2e-2)  # the same weights, bfloat16 rounding apart
+    outputs = export_formats.run_tflite(export_formats.convert_tflite(twin, thresholds), images)
+    np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-3)

@@ -1,0 +1,226 @@
+"""The exported model in other runtimes' formats: TFLite (LiteRT) and ONNX.
+
+Written inside a SavedModel version folder by `export.export_model`:
+
+| format | file | converter | checked with |
+| --- | --- | --- | --- |
+| `tflite` | `model.tflite` | `tf.lite.TFLiteConverter`, float32 | LiteRT (`ai-edge-litert`) |
+| `tflite_int8` | `model_int8.tflite` | the same, dynamic-range int8 weights | LiteRT |
+| `onnx` | `model.onnx` | tf2onnx | onnxruntime |
+
+Every file has one signature: input `image` uint8 [batch, S, S, 4] RGBY at
+the model's input side S (resize before calling: TFLite has no area resize
+among its builtin ops), outputs `probabilities` float32 [batch, 28] and
+`labels` int32 [batch, 28] under the tuned thresholds, as `serving_default`.
+
+After writing, each file is run on CHECK_IMAGES seeded random images and
+compared with the SavedModel's `serving_default`; a float file that differs
+by more than FLOAT_TOLERANCE in any probability fails the export.
+"""
+
+import contextlib
+import copy
+import posixpath
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from protein_location import export, labels as labels_lib
+
+FORMATS = ("tflite", "tflite_int8", "onnx")
+FILE_NAMES = {"tflite": "model.tflite", "tflite_int8": "model_int8.tflite", "onnx": "model.onnx"}
+FLOAT_TOLERANCE = 1e-3
+CHECK_IMAGES = 8
+ONNX_INSTALL_HINT = "pip install 'protein-location[onnx]' (tf2onnx, onnxruntime)"
+
+
+def check_available(formats):
+    """Fails early, before any training or writing, when a converter is missing."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise export.ExportError(f"unknown export format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    if "onnx" in formats:
+        try:
+            import tf2onnx  # noqa: F401
+        except ImportError as error:
+            raise export.ExportError(f"--onnx needs tf2onnx ({error}); {ONNX_INSTALL_HINT}") from None
+
+
+def float32_twin(model):
+    """`model` itself when it computes in float32, else a float32 copy with its
+    weights: TFLite's builtin ops and tf2onnx take no bfloat16/float16 graphs
+    of a mixed-precision model (Keras keeps its variables in float32 anyway)."""
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+
+    def to_float32(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy":
+                node["config"]["name"] = "float32"
+            for value in node.values():
+                to_float32(value)
+        elif isinstance(node, list):
+            for value in node:
+                to_float32(value)
+
+    config = copy.deepcopy(model.get_config())
+    to_float32(config)
+    twin = model.__class__.from_config(config)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def fixed_size_function(model, thresholds):
+    """serving_default at the model's own input side: uint8 [batch, S, S, 4] -> probabilities, labels."""
+    side = int(model.input_shape[1])
+    thresholds = tf.constant(np.asarray(thresholds, np.float32).reshape([labels_lib.NUM_CLASSES]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, side, side, 4], tf.uint8, name="image")])
+    def serve(image):
+        probabilities = tf.cast(model(tf.cast(image, tf.float32), training=False), tf.float32)
+        return {"probabilities": probabilities, "labels": tf.cast(probabilities >= thresholds, tf.int32)}
+
+    return serve
+
+
+def convert_tflite(model, thresholds, quantize=False):
+    """The model as TFLite flatbuffer bytes; quantize: dynamic-range int8 weights
+    (float activations, about 4x smaller, no calibration data needed)."""
+    serve = fixed_size_function(model, thresholds)
+    # Through a SavedModel, as Keras' own LiteRT export does: the path the
+    # converter supports for Keras 3 models.
+    with tempfile.TemporaryDirectory() as saved_model_dir:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(export.SIGNATURE, serve)
+        archive.write_out(saved_model_dir, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+        if quantize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        return converter.convert()
+
+
+def convert_onnx(model, thresholds):
+    """The model as ONNX bytes (tf2onnx, default opset).
+
+    tf2onnx 1.17's `from_function` (and so Keras' `model.export(format="onnx")`)
+    turns every tensor a TF 2.21 function captures (here the normalization
+    statistics and the thresholds) into an extra graph input, and onnxruntime
+    then refuses to run ("Required inputs ([...normalize/Sub/y:0, ...]) are
+    missing from input feed (['image'])"). Freezing the function ourselves
+    with only the signature's input as graph input avoids that.
+    """
+    try:
+        import tf2onnx
+        from tf2onnx import tf_loader
+    except ImportError as error:
+        raise export.ExportError(f"--onnx needs tf2onnx ({error}); {ONNX_INSTALL_HINT}") from None
+    function = fixed_size_function(model, thresholds).get_concrete_function()
+    signature_inputs = len(tf.nest.flatten(function.structured_input_signature))
+    input_names = [t.name for t in function.inputs[:signature_inputs]]
+    output_names = [t.name for t in function.outputs]
+    renames = tf2onnx.convert.tensor_names_from_structed(function, input_names, output_names)
+    with tf.device("/cpu:0"):
+        graph_def = tf_loader.from_function(function, input_names, output_names)
+        model_proto, _ = tf2onnx.convert.from_graph_def(graph_def, name="protein_location", input_names=input_names,
+                                                        output_names=output_names, tensors_to_rename=renames)
+    return model_proto.SerializeToString()
+
+
+def run_tflite(model_content, images):
+    """{probabilities, labels} of a TFLite model run with the LiteRT interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=model_content).get_signature_runner(export.SIGNATURE)
+    return runner(image=np.ascontiguousarray(images, np.uint8))
+
+
+def run_onnx(model_content, images):
+    """{probabilities, labels} of an ONNX model run with onnxruntime."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(model_content, providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(names, {"image": np.ascontiguousarray(images, np.uint8)})))
+
+
+RUNNERS = {"tflite": run_tflite, "tflite_int8": run_tflite, "onnx": run_onnx}
+RUNTIME_MODULES = {"tflite": "ai_edge_litert", "tflite_int8": "ai_edge_litert", "onnx": "onnxruntime"}
+
+
+def check_images(side, count=CHECK_IMAGES, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (count, side, side, 4), dtype=np.uint8)
+
+
+def saved_model_probabilities(saved_model_path, images):
+    """serving_default's probabilities for `images`, from the written SavedModel."""
+    serve = tf.saved_model.load(saved_model_path).signatures[export.SIGNATURE]
+    return serve(image=tf.constant(images))["probabilities"].numpy()
+
+
+def max_difference(name, model_content, images, reference):
+    """Largest |probability difference| between a converted file and `reference` on `images`."""
+    return float(np.max(np.abs(RUNNERS[name](model_content, images)["probabilities"] - reference)))
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow_logs():
+    """tf2onnx freezes graphs with TF1 APIs that log deprecation warnings."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def write_format(name, model, thresholds, saved_model_path, checks=None):
+    """Converts, checks and writes one format into `saved_model_path`; returns
+    a one-line description.
+
+    The reference of the check is the SavedModel; for a mixed-precision model
+    it is the float32 computation of the same weights, since the file
+    computes in float32 (the SavedModel's own difference is printed too).
+    checks: a dict shared between calls, caching the reference outputs.
+    """
+    checks = {} if checks is None else checks
+    path = posixpath.join(saved_model_path, FILE_NAMES[name])
+    kind = {"tflite": "TFLite float32", "tflite_int8": "TFLite dynamic-range int8", "onnx": "ONNX"}[name]
+    twin = float32_twin(model)
+    try:
+        with _quiet_tensorflow_logs():
+            if name == "onnx":
+                content = convert_onnx(twin, thresholds)
+            else:
+                content = convert_tflite(twin, thresholds, quantize=name == "tflite_int8")
+    except export.ExportError:
+        raise
+    except Exception as error:  # converters raise their own types, with long messages
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise export.ExportError(f"{path}: the {kind} conversion failed ({first_line})") from None
+    try:
+        __import__(RUNTIME_MODULES[name])
+    except ImportError:
+        check = f"not checked: {RUNTIME_MODULES[name]} is not installed"
+    else:
+        if "images" not in checks:
+            images = checks["images"] = check_images(int(model.input_shape[1]))
+            saved = saved_model_probabilities(saved_model_path, images)
+            checks["reference"], checks["against"], checks["note"] = saved, "the SavedModel", ""
+            if twin is not model:
+                float32 = fixed_size_function(twin, thresholds)(tf.constant(images))["probabilities"].numpy()
+                checks["reference"], checks["against"] = float32, "the float32 model"
+                checks["note"] = f"; the {model.dtype_policy.name} SavedModel: {np.abs(saved - float32).max():.1e}"
+        images = checks["images"]
+        difference = max_difference(name, content, images, checks["reference"])
+        if name != "tflite_int8" and not difference <= FLOAT_TOLERANCE:
+            raise export.ExportError(f"{path}: probabilities differ from {checks['against']} by {difference:.2g} "
+                                     f"(more than {FLOAT_TOLERANCE:g}); not written")
+        check = (f"max |probability difference| {difference:.1e} to {checks['against']} on {len(images)} random "
+                 f"images{checks['note']}")
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(content)
+    return f"{kind} in {path} ({len(content) / 2**20:.2f} MB; {check})"
