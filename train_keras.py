@@ -20,7 +20,9 @@ def parse_args(argv=None):
     parser.add_argument("--arch", default="seresnet18", choices=["seresnet18", "seresnet34", "seresnet50"],
                         help="SE-ResNet preset")
     parser.add_argument("--width", type=float, default=1.0, help="multiplier on the filters of every stage")
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
+    parser.add_argument("--lr", type=float, default=4e-3,
+                        help="peak learning rate (AdamW) at a global batch of 256; the run uses "
+                             "LR x batch-size / 256 (linear scaling)")
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW decoupled weight decay")
     parser.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warmup before cosine decay")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout before the head")
@@ -35,8 +37,9 @@ def parse_args(argv=None):
     parser.add_argument("--focal-gamma", type=float, default=2.0, help="focal loss focusing parameter")
     parser.add_argument("--focal-alpha", type=float, default=0.25, help="focal loss weight of positive labels")
     parser.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the loss")
-    parser.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"], default="float32",
-                        help="Keras dtype policy; the sigmoid head stays float32")
+    parser.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"], default=None,
+                        help="Keras dtype policy; the sigmoid head stays float32 (default: mixed_bfloat16 "
+                             "with --strategy tpu, else float32)")
     parser.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
     parser.add_argument("--augment-flips", action=argparse.BooleanOptionalAction, default=True,
                         help="random one of the 8 flips/rotations")
@@ -52,12 +55,26 @@ def parse_args(argv=None):
     parser.add_argument("--fold", type=int, default=None,
                         help="for a dataset converted with --folds: the fold held out as val")
     parser.add_argument("--export", default=None, help="write the SavedModel here after training")
+    parser.add_argument("--tflite", action="store_true",
+                        help="with --export: also model.tflite (float32) in the SavedModel's version folder")
+    parser.add_argument("--tflite-quantize", action="store_true",
+                        help="with --export: also model_int8.tflite (dynamic-range int8 weights)")
+    parser.add_argument("--onnx", action="store_true", help="with --export: also model.onnx (needs tf2onnx)")
+    parser.add_argument("--strategy", choices=["auto", "default", "mirrored", "multiworker", "tpu"], default="auto",
+                        help="tf.distribute strategy; auto: tpu with --tpu, multiworker when TF_CONFIG names "
+                             "more than one worker, mirrored when GPUs are visible (or --replicas), else default")
+    parser.add_argument("--replicas", type=int, default=None,
+                        help="mirrored: use this many GPUs, or split a machine without GPUs into this many "
+                             "logical CPU devices (default: all GPUs, or one CPU)")
+    parser.add_argument("--tpu", default=None,
+                        help="with --strategy tpu: the Cloud TPU's name, or local on a TPU VM")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     from protein_location.augment import AugmentConfig
+    from protein_location.export import ExportError, export_formats_of
     from protein_location.manifest import ManifestError
     from protein_location.train import TrainConfig, TrainError, train
 
@@ -70,10 +87,13 @@ def main(argv=None):
         label_smoothing=args.label_smoothing, precision=args.precision, jit_compile=args.jit_compile,
         augmentation=AugmentConfig(args.augment_flips, args.augment_crop, args.augment_jitter),
         shuffle_buffer=args.shuffle_buffer, seed=args.seed, fold=args.fold, export_dir=args.export,
+        strategy=args.strategy, replicas=args.replicas, tpu=args.tpu,
     )
     try:
+        # Checked before training: a missing converter must not cost a run.
+        config.export_formats = export_formats_of(args.tflite, args.tflite_quantize, args.onnx, args.export)
         train(config)
-    except (ManifestError, TrainError) as error:
+    except (ManifestError, TrainError, ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

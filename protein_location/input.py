@@ -4,6 +4,8 @@ One function builds every pipeline (training, evaluation, prediction); the
 record layout is known only to `records.parse_example`.
 """
 
+import posixpath
+
 import numpy as np
 import tensorflow as tf
 
@@ -24,6 +26,8 @@ def make_dataset(
     fold=None,
     augment_config=augment.AugmentConfig(),
     oversample_factors=None,
+    input_context=None,
+    drop_remainder=None,
 ):
     """Batches of (image float32 [B, S, S, 4] on 0-255, labels float32 [B, 28]).
 
@@ -44,9 +48,21 @@ def make_dataset(
             `repeat_factors`): each record is repeated by the largest factor of
             its labels, stochastically rounded, within an epoch of unchanged
             length. None: every record once per epoch.
+        input_context: when training under a tf.distribute strategy, the
+            `tf.distribute.InputContext` of this input pipeline (one per
+            worker; `strategy.distribute_datasets_from_function` passes it):
+            the pipeline reads its share of the split (`share_input`) in
+            batches of the per-replica size.
+        drop_remainder: drop the last partial batch (a TPU needs static
+            shapes); None: when training.
     """
     manifest = manifest_lib.load_manifest(data_dir)
     files, num_examples, _ = manifest_lib.split_summary(data_dir, manifest, split, fold)
+    epoch_examples, shard_by_data = None, False
+    if input_context is not None:
+        files, num_examples, epoch_examples, shard_by_data = _pipeline_share(
+            data_dir, manifest, split, fold, batch_size, input_context)
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
     stored_size = manifest["image_size"]
     image_size = image_size or stored_size
 
@@ -59,6 +75,8 @@ def make_dataset(
         num_parallel_calls=AUTOTUNE,
         deterministic=True,
     )
+    if shard_by_data:  # every pipeline shuffled the files alike: the records of each are disjoint
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if training and oversample_factors is not None:
         dataset = _oversample(dataset, oversample_factors, seed, shuffle_buffer).take(num_examples)
     # TFRecord files do not know their length; the manifest does. A known
@@ -66,6 +84,8 @@ def make_dataset(
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_examples))
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if epoch_examples is not None:  # the same whole steps on every worker
+            dataset = dataset.take(epoch_examples)
         # One stateless seed pair per example, new each epoch: augmentation
         # repeats for a seed whatever the parallelism of the map below.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
@@ -86,7 +106,7 @@ def make_dataset(
         return image, example["labels"]
 
     dataset = dataset.map(to_model_inputs, num_parallel_calls=AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(batch_size, drop_remainder=training)
+    dataset = dataset.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)
     return dataset.prefetch(AUTOTUNE)
 
 
@@ -118,3 +138,37 @@ def _oversample(serialized_records, class_factors, seed, shuffle_buffer):
 
     stream = tf.data.Dataset.zip(serialized_records.repeat(), draws).flat_map(copies)
     return stream.shuffle(shuffle_buffer, seed=seed + 2, reshuffle_each_iteration=True)
+
+
+def share_input(shard_counts, num_pipelines, pipeline_batch):
+    """How `num_pipelines` input pipelines (one per worker) share a split whose
+    shards hold `shard_counts` examples, by Model Garden's rule: whole shards
+    (AutoShardPolicy.FILE: pipeline i reads shards i, i + n, ...) when there
+    are at least as many shards as pipelines, else every n-th record of every
+    shard (DATA). So no two replicas see the same example in an epoch. Every
+    pipeline reads the same number of examples per epoch, in whole batches of
+    `pipeline_batch`, so the workers step in lockstep.
+
+    Returns (policy, examples in each pipeline's share, examples each reads per epoch).
+    """
+    total = sum(shard_counts)
+    if num_pipelines == 1:
+        policy, counts = tf.data.experimental.AutoShardPolicy.OFF, [total]
+    elif len(shard_counts) >= num_pipelines:
+        policy = tf.data.experimental.AutoShardPolicy.FILE
+        counts = [sum(shard_counts[index::num_pipelines]) for index in range(num_pipelines)]
+    else:
+        policy = tf.data.experimental.AutoShardPolicy.DATA
+        counts = [len(range(index, total, num_pipelines)) for index in range(num_pipelines)]
+    return policy, counts, min(counts) // pipeline_batch * pipeline_batch
+
+
+def _pipeline_share(data_dir, manifest, split, fold, batch_size, input_context):
+    """(files, examples, examples per epoch, shard records?) of one input pipeline."""
+    shards = manifest_lib.select_shards(data_dir, manifest, split, fold)
+    count, index = input_context.num_input_pipelines, input_context.input_pipeline_id
+    policy, counts, epoch_examples = share_input([s["num_examples"] for s in shards], count, batch_size // count)
+    files = [posixpath.join(data_dir, s["file"]) for s in shards]
+    if policy == tf.data.experimental.AutoShardPolicy.FILE:
+        files = files[index::count]
+    return files, counts[index], epoch_examples, policy == tf.data.experimental.AutoShardPolicy.DATA

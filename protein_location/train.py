@@ -11,10 +11,7 @@ import tensorflow as tf
 from protein_location import augment, distribute, export, input as input_lib, labels as labels_lib
 from protein_location import manifest as manifest_lib, model as model_lib, report as report_lib
 from protein_location import thresholds as thresholds_lib
-
-
-class TrainError(ValueError):
-    """A training request that cannot run as asked (one line, names the flag)."""
+from protein_location.errors import TrainError
 
 
 @dataclasses.dataclass
@@ -26,7 +23,9 @@ class TrainConfig:
     image_size: int | None = None
     arch: str = "seresnet18"
     width: float = 1.0
-    learning_rate: float = 1e-3
+    # The peak rate at the reference global batch of 256; a run uses
+    # learning_rate * batch_size / 256 (distribute.scaled_learning_rate).
+    learning_rate: float = 4e-3
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
     dropout: float = 0.0
@@ -37,13 +36,17 @@ class TrainConfig:
     focal_gamma: float = 2.0
     focal_alpha: float = 0.25
     label_smoothing: float = 0.0
-    precision: str = "float32"
+    precision: str | None = None  # None: mixed_bfloat16 under the tpu strategy, else float32
     jit_compile: bool = False
     augmentation: augment.AugmentConfig = dataclasses.field(default_factory=augment.AugmentConfig)
     shuffle_buffer: int = 2048
     seed: int = 0
     fold: int | None = None
     export_dir: str | None = None
+    export_formats: tuple = ()  # also in the version folder: "tflite", "tflite_int8", "onnx" (export_formats.py)
+    strategy: str = "auto"  # auto, default, mirrored, multiworker or tpu (distribute.choose_strategy)
+    replicas: int | None = None  # mirrored: this many GPUs, or logical CPU devices on a machine without GPUs
+    tpu: str | None = None  # the Cloud TPU's name (local on a TPU VM)
 
 
 def class_log_odds(label_counts, num_examples):
@@ -75,10 +78,11 @@ def build_and_compile(config, manifest, train_label_counts, train_count, steps_p
     )
     total_steps = max(config.epochs * steps_per_epoch, 1)
     warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
+    peak_rate = distribute.scaled_learning_rate(config.learning_rate, config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup_steps else config.learning_rate,
+        initial_learning_rate=0.0 if warmup_steps else peak_rate,
         decay_steps=total_steps - warmup_steps,
-        warmup_target=config.learning_rate if warmup_steps else None,
+        warmup_target=peak_rate if warmup_steps else None,
         warmup_steps=warmup_steps,
     )
     model.compile(
@@ -105,17 +109,22 @@ def build_loss(config):
     raise TrainError(f"--loss must be bce or focal, got {config.loss!r}")
 
 
-def _callbacks(model_dir, best_path):
+def _callbacks(model_dir, best_path, write_dir=None):
+    """Multi-worker: every worker restores from the chief's backup in model_dir,
+    only the chief writes it; the others write their history, logs and best
+    weights to their own write_dir (distribute.write_dir)."""
+    write_dir = write_dir or model_dir
+    chief = write_dir == model_dir
     backup = posixpath.join(model_dir, "backup")
-    history = posixpath.join(model_dir, "history.csv")
+    history = posixpath.join(write_dir, "history.csv")
     # A resumed run appends to its history; a fresh one starts it anew.
     if not tf.io.gfile.exists(backup) and tf.io.gfile.exists(history):
         tf.io.gfile.remove(history)
     return [
-        keras.callbacks.BackupAndRestore(backup),
+        keras.callbacks.BackupAndRestore(backup) if chief else distribute.RestoreFromChief(backup),
         keras.callbacks.ModelCheckpoint(best_path, monitor="val_macro_f1", mode="max",
                                         save_best_only=True, save_weights_only=True),
-        keras.callbacks.TensorBoard(posixpath.join(model_dir, "logs"), profile_batch=0),
+        keras.callbacks.TensorBoard(posixpath.join(write_dir, "logs"), profile_batch=0),
         keras.callbacks.CSVLogger(history, append=True),
         keras.callbacks.TerminateOnNaN(),
     ]
@@ -134,46 +143,95 @@ def predict_split(model, data_dir, split, batch_size, image_size, fold=None, tta
 def train(config):
     """Trains, tunes thresholds on val, writes the report and (optionally) the export.
 
-    Returns the report dict.
+    Returns the report dict (None on a multi-worker run's non-chief workers:
+    the chief writes the model, report and export).
     """
+    # The strategy comes first: logical CPU devices and multi-worker
+    # collectives can only be set up before the TensorFlow runtime starts.
+    kind = distribute.choose_strategy(config.strategy, tpu=config.tpu, replicas=config.replicas,
+                                      tf_config=distribute.read_tf_config(),
+                                      num_gpus=len(tf.config.list_physical_devices("GPU")))
+    if kind == "tpu":
+        distribute.check_tpu_paths(config.data, config.model_dir, config.export_dir)
+    config = dataclasses.replace(config, precision=config.precision or distribute.default_precision(kind))
+    manifest = manifest_lib.load_manifest(config.data)
+    strategy = distribute.create_strategy(kind, replicas=config.replicas, tpu=config.tpu)
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
-    manifest = manifest_lib.load_manifest(config.data)
-    strategy = distribute.select_strategy()
     replicas = strategy.num_replicas_in_sync
     _, train_count, train_label_counts = manifest_lib.split_summary(config.data, manifest, "train", config.fold)
     _, val_count, _ = manifest_lib.split_summary(config.data, manifest, "val", config.fold)
     _check_batch(config, train_count, replicas)
     image_size = config.image_size or manifest["image_size"]
-    steps_per_epoch = train_count // config.batch_size
+    pipelines = distribute.num_input_pipelines(strategy)
+    shard_counts = [s["num_examples"] for s in manifest_lib.select_shards(config.data, manifest, "train", config.fold)]
+    policy, shares, epoch_examples = input_lib.share_input(shard_counts, pipelines, config.batch_size // pipelines)
+    steps_per_epoch = epoch_examples // (config.batch_size // pipelines)
+    peak_rate = distribute.scaled_learning_rate(config.learning_rate, config.batch_size)
     held_out = f" (fold {config.fold} held out)" if config.fold is not None else ""
     print(f"strategy: {distribute.describe(strategy)}")
     print(f"data: {config.data}: train {train_count}, val {val_count}{held_out} "
           f"examples at {image_size}px; global batch {config.batch_size} "
           f"({config.batch_size // replicas} per replica), {steps_per_epoch} steps per epoch")
+    print(f"learning rate: peak {peak_rate:.4g} = --lr {config.learning_rate:g} x global batch "
+          f"{config.batch_size} / {distribute.REFERENCE_BATCH} (linear scaling)")
+    if pipelines > 1:
+        how = ("whole shards to each" if policy == tf.data.experimental.AutoShardPolicy.FILE
+               else f"1 record in {pipelines} of every shard to each")
+        share = shares[0] if len(set(shares)) == 1 else shares
+        print(f"input: AutoShardPolicy.{policy.name}: {len(shard_counts)} train shards over {pipelines} workers, "
+              f"{how}; every worker reads {epoch_examples} examples per epoch (its share: {share})")
+    elif kind != "default":
+        print(f"input: one pipeline, no sharding; each step gives each of the {replicas} replicas "
+              f"{config.batch_size // replicas} distinct examples")
 
     oversample_factors = None
     if config.oversample:
         oversample_factors = input_lib.repeat_factors(train_label_counts, train_count, config.oversample)
         print(f"oversample: classes rarer than {config.oversample:g} of training images repeated up to "
               f"{oversample_factors.max():.1f}x per epoch (repeat-factor sampling)")
-    train_data = input_lib.make_dataset(config.data, "train", config.batch_size, image_size, training=True,
-                                        seed=config.seed, shuffle_buffer=config.shuffle_buffer, fold=config.fold,
-                                        augment_config=config.augmentation, oversample_factors=oversample_factors)
-    val_data = input_lib.make_dataset(config.data, "val", config.batch_size, image_size, fold=config.fold)
+
+    def train_dataset(input_context=None):
+        dataset = input_lib.make_dataset(config.data, "train", config.batch_size, image_size, training=True,
+                                         seed=config.seed, shuffle_buffer=config.shuffle_buffer, fold=config.fold,
+                                         augment_config=config.augmentation, oversample_factors=oversample_factors,
+                                         input_context=input_context)
+        # Repeated, cut into epochs by fit's steps_per_epoch: a pass is exactly one epoch of whole steps.
+        return dataset if input_context is None else dataset.repeat()
+
+    # Under a strategy each input pipeline (one per worker) reads its own share of the shards.
+    train_data = train_dataset() if kind == "default" else strategy.distribute_datasets_from_function(train_dataset)
+    val_data = input_lib.make_dataset(config.data, "val", config.batch_size, image_size, fold=config.fold,
+                                      drop_remainder=kind == "tpu")
     with strategy.scope():
         model = build_and_compile(config, manifest, train_label_counts, train_count, steps_per_epoch)
     print(f"model: {model.name}, {model.count_params():,} parameters, input {model.input_shape[1:]}, "
           f"{config.precision}{', XLA' if config.jit_compile else ''}, loss {config.loss}; augment {config.augmentation}")
 
     tf.io.gfile.makedirs(config.model_dir)
-    best_path = posixpath.join(config.model_dir, "best.weights.h5")
+    write_dir = distribute.write_dir(config.model_dir, strategy)
+    best_path = posixpath.join(write_dir, "best.weights.h5")
     start = time.perf_counter()
     fit = model.fit(train_data, validation_data=val_data, epochs=config.epochs, shuffle=False,  # shuffled in tf.data
-                    callbacks=_callbacks(config.model_dir, best_path))
+                    steps_per_epoch=None if kind == "default" else steps_per_epoch,
+                    callbacks=_callbacks(config.model_dir, best_path, write_dir))
     fit_seconds = time.perf_counter() - start
+    if distribute.local_replicas(strategy) > 1:
+        # The export takes the first replica's copy: all copies must be equal
+        # (BatchNormalization(synchronized=True) keeps the moving statistics so).
+        drift = distribute.replica_disagreement(model)
+        print(f"replicas: the {len(model.variables)} variables' copies on this worker's replicas differ by at "
+              f"most {drift:.3g}{' (WARNING: they drifted apart; the export takes the first)' if drift > 1e-6 else ''}")
+    if write_dir != config.model_dir:
+        distribute.remove_write_dir(config.model_dir, write_dir)
+        print(f"worker: training done; the chief writes the model, report and export to {config.model_dir}")
+        return None
     if tf.io.gfile.exists(best_path):
         model.load_weights(best_path)
+    if distribute.is_multi_worker(strategy):
+        # The chief goes on alone: a plain copy of its replica predicts and exports without the other workers.
+        trained, model = model, build_and_compile(config, manifest, train_label_counts, train_count, steps_per_epoch)
+        model.set_weights(trained.get_weights())
     model.save(posixpath.join(config.model_dir, "model.keras"))
 
     y_true, y_prob = predict_split(model, config.data, "val", config.batch_size, image_size, config.fold, config.tta)
@@ -188,6 +246,10 @@ def train(config):
         "val_tta": config.tta,
         "precision": config.precision, "augmentation": dataclasses.asdict(config.augmentation),
         "seed": config.seed, "fold": config.fold,
+        "strategy": kind, "replicas": replicas, "workers": pipelines,
+        # --lr is the peak rate at a global batch of 256; the run used peak_learning_rate.
+        "learning_rate": config.learning_rate, "reference_batch_size": distribute.REFERENCE_BATCH,
+        "peak_learning_rate": peak_rate,
         # This process's epochs only: a resumed run does not count the ones before.
         "train_seconds": round(fit_seconds, 1),
         "train_images_per_second": round(len(fit.epoch) * steps_per_epoch * config.batch_size / fit_seconds, 1),
@@ -203,6 +265,5 @@ def train(config):
           f"{'n/a' if supported is None else f'{supported:.4f}'}")
     print(f"run: {config.model_dir} (best.weights.h5, model.keras, history.csv, logs/, thresholds.json, report.json, report.png)")
     if config.export_dir:
-        saved_model = export.export_saved_model(model, thresholds, config.export_dir)
-        print(f"export: SavedModel in {saved_model}")
+        export.export_model(model, thresholds, config.export_dir, config.export_formats)
     return report
