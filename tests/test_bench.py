@@ -14,3 +14,50 @@ def test_convert_benchmark_reports_the_ratio_to_the_decode_limit(tmp_path):
     assert record["decode_limit"]["images_per_s"] > 0 and record["convert"]["images_per_s"] > 0
     assert record["ratio_convert_to_decode"] > 0
     assert record["peak_rss_mb_largest_process"] > 0
+
+
+FIGURE_FIELDS = {"median_s", "min_s", "max_s", "images_per_s", "images_per_s_min", "images_per_s_max", "images", "runs"}
+
+
+def assert_figure(part):
+    assert FIGURE_FIELDS <= set(part), sorted(FIGURE_FIELDS - set(part))
+    assert 0 < part["min_s"] <= part["median_s"] <= part["max_s"]
+    assert 0 < part["images_per_s_min"] <= part["images_per_s"] <= part["images_per_s_max"]
+
+
+def test_quick_benchmark_measures_every_stage_against_its_reference(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_cli("-m", "bench", "--quick", "--work", tmp_path / "work", "--out", out)
+    record = json.loads(out.read_text())
+    assert record["settings"]["quick"] and record["machine"]["cores"] >= 1
+
+    conversion = record["conversion"]
+    assert_figure(conversion["decode_limit"]), assert_figure(conversion["convert"])
+    assert conversion["ratio_convert_to_decode"] > 0 and conversion["convert_share_of_decode_limit"] > 0
+    assert conversion["peak_rss_mb_largest_process"] > 0
+
+    pipeline = record["input"]
+    assert_figure(pipeline["read_limit"]), assert_figure(pipeline["pipeline"])
+    assert pipeline["pipeline_share_of_read_limit"] > 0 and pipeline["peak_rss_mb"] > 0
+
+    training = record["training"]
+    assert set(training) == {"seresnet18", "keras_resnet50"}
+    for model in training.values():
+        assert_figure(model["training"])
+        assert model["parameters"] > 0 and model["peak_rss_mb"] > 0 and model["input_over_training"] > 0
+    assert_figure(training["seresnet18"]["training_live_input"])
+    assert training["seresnet18"]["live_share_of_cached"] > 0
+
+    inference = record["inference"]
+    for key in ("serving", "serving_tta8", "from_files"):
+        assert_figure(inference[key])
+        assert inference[f"{key}_share_of_paper"] > 0
+    assert inference["peak_rss_mb"] > 0
+    bf16 = record["inference_onednn_bf16"]
+    assert bf16["onednn_bf16_rewrite"] and bf16["saved_model"] == inference["saved_model"]
+    for key in ("serving", "serving_tta8"):
+        assert_figure(bf16[key])
+
+    assert [goal["target"] for goal in record["goals"]] == [75.0, 75.0, 5.0]
+    assert all(goal["measured"] > 0 for goal in record["goals"])
+    assert "| conversion" in result.stdout and "| inference: SavedModel + 8× TTA" in result.stdout
