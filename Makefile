@@ -8,14 +8,14 @@ INSTALLED := $(VENV)/.installed
 
 # The demo's size: small enough for minutes on 2 CPU cores.
 DEMO ?= demo
-DEMO_TRAIN ?= 3000
+DEMO_TRAIN ?= 6000
 DEMO_TEST ?= 400
-DEMO_SIZE ?= 64
-DEMO_EPOCHS ?= 35
+DEMO_SIZE ?= 128
+DEMO_EPOCHS ?= 18
 DEMO_BATCH ?= 32
 DEMO_ARCH ?= seresnet18
 DEMO_WIDTH ?= 0.5
-DEMO_LR ?= 3e-3
+DEMO_LR ?= 2.4e-2
 SEED ?= 0
 
 .PHONY: install demo test clean
@@ -34,7 +34,7 @@ demo: $(INSTALLED)
 		--val-fraction 0.15 --shards 4 --seed $(SEED) --overwrite
 	$(PY) -m data_prep verify $(DEMO)/tfrecords
 	$(PY) train_keras.py --data $(DEMO)/tfrecords --model-dir $(DEMO)/run --epochs $(DEMO_EPOCHS) \
-		--batch-size $(DEMO_BATCH) --arch $(DEMO_ARCH) --width $(DEMO_WIDTH) --lr $(DEMO_LR) --seed $(SEED) --export $(DEMO)/export
+		--batch-size $(DEMO_BATCH) --arch $(DEMO_ARCH) --width $(DEMO_WIDTH) --lr $(DEMO_LR) --oversample --tta 8 --seed $(SEED) --export $(DEMO)/export
 	$(PY) -m protein_location predict --model $(DEMO)/export --images $(DEMO)/raw/test \
 		--csv $(DEMO)/raw/sample_submission.csv --out $(DEMO)/submission.csv --tta 8
 	$(PY) -m protein_location score --submission $(DEMO)/submission.csv --truth $(DEMO)/raw/test_labels.csv
