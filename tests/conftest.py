@@ -60,12 +60,16 @@ def synthetic_dir(tmp_path_factory):
     return out
 
 
+def convert_synthetic(synthetic_dir, out, num_shards):
+    """Converts the tiny synthetic dataset to TFRecords: a quarter as val, `num_shards` per split."""
+    from data_prep import convert
+
+    convert.convert(str(synthetic_dir / "train"), str(out), csv_path=str(synthetic_dir / "train.csv"),
+                    val_fraction=0.25, num_shards=num_shards, seed=0)
+    return out
+
+
 @pytest.fixture(scope="session")
 def converted_dir(synthetic_dir, tmp_path_factory):
     """The tiny synthetic dataset converted to TFRecords (train/val, 2 shards each)."""
-    from data_prep import convert
-
-    out = tmp_path_factory.mktemp("tfrecords") / "tiny"
-    convert.convert(str(synthetic_dir / "train"), str(out), csv_path=str(synthetic_dir / "train.csv"),
-                    val_fraction=0.25, num_shards=2, seed=0)
-    return out
+    return convert_synthetic(synthetic_dir, tmp_path_factory.mktemp("tfrecords") / "tiny", num_shards=2)

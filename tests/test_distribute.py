@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from protein_location import distribute, input as input_lib
 from protein_location.errors import TrainError
-from tests.conftest import ROOT, last_error_line, run_cli
+from tests.conftest import ROOT, convert_synthetic, last_error_line, run_cli
 
 TINY = ["--batch-size", 8, "--width", 0.125, "--size", 32]
 FILE, DATA, OFF = (tf.data.experimental.AutoShardPolicy.FILE, tf.data.experimental.AutoShardPolicy.DATA,
@@ -43,12 +43,7 @@ def _history(run):
 @pytest.fixture(scope="module")
 def one_shard_dir(synthetic_dir, tmp_path_factory):
     """The tiny synthetic dataset as one train and one val shard."""
-    from data_prep import convert
-
-    out = tmp_path_factory.mktemp("tfrecords") / "one-shard"
-    convert.convert(str(synthetic_dir / "train"), str(out), csv_path=str(synthetic_dir / "train.csv"),
-                    val_fraction=0.25, num_shards=1, seed=0)
-    return out
+    return convert_synthetic(synthetic_dir, tmp_path_factory.mktemp("tfrecords") / "one-shard", num_shards=1)
 
 
 # The choice of strategy and the requests that cannot run.
