@@ -19,7 +19,7 @@ stage beside the reference that tells how close it is to its limit:
   is input-bound on this machine;
 - inference: the SavedModel written by `protein_location.export` (untrained
   weights: speed does not depend on them) on batches of --infer-batch at the
-  model size, with 8x TTA (`augment.dihedral_views`, predict's TTA path), and
+  model size, with 8x TTA (`augment.mean_over_views`, predict's TTA path), and
   from the PNG files through `protein_location.predict.predict_images`,
   against the paper's 75 images/s (Chen 2020: 0.0128 s per image, batch 64,
   224 px, one Tesla P100); then the same SavedModel again with TensorFlow's
@@ -287,7 +287,7 @@ def stage_inference(settings):
             serve(image=images)["probabilities"].numpy()
 
     def serving_tta8():  # what predict_images does per batch with --tta 8
-        np.mean([serve(image=view)["probabilities"].numpy() for view in augment.dihedral_views(images)], axis=0)
+        augment.mean_over_views(lambda view: serve(image=view)["probabilities"], images).numpy()
 
     def from_files():  # the CLI's path: load the SavedModel, read and resize the PNGs (threads), infer
         predict.predict_images(path, images_dir, file_ids, batch_size=batch, tta=1)

@@ -56,8 +56,7 @@ def _predict_batch(serve, thresholds, batch, tta):
     if tta == 1:
         outputs = serve(image=batch)
         return outputs["probabilities"].numpy(), outputs["labels"].numpy()
-    views = augment.dihedral_views(batch)
-    mean = np.mean([serve(image=view)["probabilities"].numpy() for view in views], axis=0)
+    mean = augment.mean_over_views(lambda view: serve(image=view)["probabilities"], batch).numpy()
     return mean, (mean >= thresholds).astype(np.int32)
 
 
