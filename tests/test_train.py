@@ -9,6 +9,9 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
+from protein_location import train
 from tests.conftest import ROOT, run_cli
 
 TINY = ["--batch-size", 8, "--width", 0.125, "--size", 32]
@@ -67,3 +70,15 @@ def test_focal_oversampling_mixed_bfloat16_and_xla_run_to_a_report(converted_dir
     assert set(report["paper_table_tuned"]) == {"binary_accuracy", "macro_f1", "macro_precision",
                                                 "macro_recall", "sample_iou"}
     assert (run / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_head_bias_starts_at_the_class_log_odds_unless_bias_init_is_off():
+    counts, examples = [50] + [2] * 27, 100
+    manifest = {"image_size": 32}
+    heads = {}
+    for bias_init in (True, False):
+        config = train.TrainConfig(data="unused", model_dir="unused", width=0.125, bias_init=bias_init)
+        model = train.build_and_compile(config, manifest, counts, examples, steps_per_epoch=1)
+        heads[bias_init] = model.get_layer("probabilities").bias.numpy()
+    np.testing.assert_allclose(heads[True], train.class_log_odds(counts, examples), rtol=1e-6)
+    assert heads[True][0] > heads[True][1] and not heads[False].any()
