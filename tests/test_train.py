@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from protein_location import train
+from protein_location import augment, input as input_lib, model as model_lib, train
 from tests.conftest import ROOT, run_cli
 
 TINY = ["--batch-size", 8, "--width", 0.125, "--size", 32]
@@ -82,3 +82,14 @@ def test_head_bias_starts_at_the_class_log_odds_unless_bias_init_is_off():
         heads[bias_init] = model.get_layer("probabilities").bias.numpy()
     np.testing.assert_allclose(heads[True], train.class_log_odds(counts, examples), rtol=1e-6)
     assert heads[True][0] > heads[True][1] and not heads[False].any()
+
+
+def test_val_probabilities_with_tta_are_the_mean_over_the_8_views(converted_dir):
+    model = model_lib.build_seresnet("seresnet18", image_size=32, width=0.125)
+    y_true, single = train.predict_split(model, str(converted_dir), "val", 4, 32, tta=1)
+    _, averaged = train.predict_split(model, str(converted_dir), "val", 4, 32, tta=8)
+    images = np.concatenate([batch.numpy() for batch, _ in input_lib.make_dataset(str(converted_dir), "val", 4)])
+    expected = np.mean([model.predict(augment.dihedral_view(images, k), verbose=0) for k in range(8)], axis=0)
+    assert y_true.shape == single.shape == averaged.shape
+    np.testing.assert_allclose(averaged, expected, atol=1e-5)
+    assert not np.allclose(averaged, single, atol=1e-5)
