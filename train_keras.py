@@ -39,7 +39,8 @@ def parse_args(argv=None):
     parser.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the loss")
     parser.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"], default=None,
                         help="Keras dtype policy; the sigmoid head stays float32 (default: mixed_bfloat16 "
-                             "with --strategy tpu, else float32)")
+                             "on a TPU, and on a machine without GPUs whose CPU has AVX512_BF16 or AMX; "
+                             "else float32)")
     parser.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
     parser.add_argument("--augment-flips", action=argparse.BooleanOptionalAction, default=True,
                         help="random one of the 8 flips/rotations")

@@ -36,7 +36,7 @@ class TrainConfig:
     focal_gamma: float = 2.0
     focal_alpha: float = 0.25
     label_smoothing: float = 0.0
-    precision: str | None = None  # None: mixed_bfloat16 under the tpu strategy, else float32
+    precision: str | None = None  # None: distribute.default_precision (mixed_bfloat16 on TPUs, CPUs with bf16)
     jit_compile: bool = False
     augmentation: augment.AugmentConfig = dataclasses.field(default_factory=augment.AugmentConfig)
     shuffle_buffer: int = 2048
@@ -148,12 +148,15 @@ def train(config):
     """
     # The strategy comes first: logical CPU devices and multi-worker
     # collectives can only be set up before the TensorFlow runtime starts.
+    num_gpus = len(tf.config.list_physical_devices("GPU"))
     kind = distribute.choose_strategy(config.strategy, tpu=config.tpu, replicas=config.replicas,
-                                      tf_config=distribute.read_tf_config(),
-                                      num_gpus=len(tf.config.list_physical_devices("GPU")))
+                                      tf_config=distribute.read_tf_config(), num_gpus=num_gpus)
     if kind == "tpu":
         distribute.check_tpu_paths(config.data, config.model_dir, config.export_dir)
-    config = dataclasses.replace(config, precision=config.precision or distribute.default_precision(kind))
+    precision_reason = "--precision"
+    if config.precision is None:
+        precision, precision_reason = distribute.default_precision(kind, num_gpus)
+        config = dataclasses.replace(config, precision=precision)
     manifest = manifest_lib.load_manifest(config.data)
     strategy = distribute.create_strategy(kind, replicas=config.replicas, tpu=config.tpu)
     keras.utils.set_random_seed(config.seed)
@@ -170,6 +173,7 @@ def train(config):
     peak_rate = distribute.scaled_learning_rate(config.learning_rate, config.batch_size)
     held_out = f" (fold {config.fold} held out)" if config.fold is not None else ""
     print(f"strategy: {distribute.describe(strategy)}")
+    print(f"precision: {config.precision} ({precision_reason})")
     print(f"data: {config.data}: train {train_count}, val {val_count}{held_out} "
           f"examples at {image_size}px; global batch {config.batch_size} "
           f"({config.batch_size // replicas} per replica), {steps_per_epoch} steps per epoch")
@@ -232,6 +236,9 @@ def train(config):
         # The chief goes on alone: a plain copy of its replica predicts and exports without the other workers.
         trained, model = model, build_and_compile(config, manifest, train_label_counts, train_count, steps_per_epoch)
         model.set_weights(trained.get_weights())
+    # Mixed precision was for speed: thresholds are tuned on the float32
+    # computation, the one the export serves (model.float32_twin).
+    model = model_lib.float32_twin(model)
     model.save(posixpath.join(config.model_dir, "model.keras"))
 
     y_true, y_prob = predict_split(model, config.data, "val", config.batch_size, image_size, config.fold, config.tta)

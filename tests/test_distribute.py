@@ -24,7 +24,9 @@ from protein_location import distribute, input as input_lib
 from protein_location.errors import TrainError
 from tests.conftest import ROOT, convert_synthetic, last_error_line, run_cli
 
-TINY = ["--batch-size", 8, "--width", 0.125, "--size", 32]
+# float32 pinned: these tests compare numbers across strategies and workers,
+# which a CPU with native bfloat16 (distribute.default_precision) would blur.
+TINY = ["--batch-size", 8, "--width", 0.125, "--size", 32, "--precision", "float32"]
 FILE, DATA, OFF = (tf.data.experimental.AutoShardPolicy.FILE, tf.data.experimental.AutoShardPolicy.DATA,
                    tf.data.experimental.AutoShardPolicy.OFF)
 
@@ -141,8 +143,7 @@ def test_tpu_connects_through_the_cluster_resolver():
     initialize.assert_called_once_with(resolver)
     tpu_strategy.assert_called_once_with(resolver)
     assert strategy is tpu_strategy.return_value
-    assert distribute.default_precision("tpu") == "mixed_bfloat16"
-    assert distribute.default_precision("mirrored") == "float32"
+    assert distribute.default_precision("tpu")[0] == "mixed_bfloat16"
     distribute.check_tpu_paths("gs://bucket/tfrecords/hpa", "gs://bucket/runs/hpa", "gs://bucket/export/hpa")
     with pytest.raises(TrainError, match="^--export must be a gs:// path with --strategy tpu"):
         distribute.check_tpu_paths("gs://bucket/tfrecords/hpa", "gs://bucket/runs/hpa", "export/hpa")
@@ -322,3 +323,28 @@ def test_keras_fit_under_two_workers_still_needs_the_shim(tmp_path):
     assert returncodes == [0, 0], "\n".join(outputs)
     histories = [json.loads(output.split("history: ")[-1]) for output in outputs]
     assert histories[0] == histories[1] and len(histories[0]["loss"]) == 2
+
+
+def test_default_precision_is_bfloat16_on_tpus_and_cpus_that_compute_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n\n"
+                       "processor\t: 1\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert distribute.cpu_bfloat16_flags(cpuinfo) == ["avx512_bf16"]
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f amx_bf16 amx_tile\n")
+    assert distribute.cpu_bfloat16_flags(cpuinfo) == ["amx_bf16"]
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
+    assert distribute.cpu_bfloat16_flags(cpuinfo) == []
+    assert distribute.cpu_bfloat16_flags(tmp_path / "missing") == []  # not Linux
+
+    native = ["avx512_bf16"]
+    assert distribute.default_precision("default", cpu_flags=native) == (
+        "mixed_bfloat16", "this CPU computes bfloat16 natively (avx512_bf16); --precision float32 to turn off")
+    assert distribute.default_precision("mirrored", cpu_flags=native)[0] == "mixed_bfloat16"  # logical CPUs
+    assert distribute.default_precision("default", cpu_flags=[]) == (
+        "float32", "this CPU has no native bfloat16 arithmetic")
+    assert distribute.default_precision("mirrored", num_gpus=2, cpu_flags=native) == (
+        "float32", "GPUs: --precision mixed_float16 to use their half-precision units")
+    assert distribute.default_precision("tpu", cpu_flags=[]) == ("mixed_bfloat16", "the TPU's native type")
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert distribute.default_precision("default", cpu_flags=native)[0] == "float32"

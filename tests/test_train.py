@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from protein_location import augment, input as input_lib, model as model_lib, train
+from protein_location import augment, distribute, input as input_lib, model as model_lib, train
 from tests.conftest import ROOT, run_cli
 
 TINY = ["--batch-size", 8, "--width", 0.125, "--size", 32]
@@ -30,6 +30,10 @@ def test_same_command_twice_gives_the_same_metrics(converted_dir, tmp_path):
         run_cli(*_train_args(converted_dir, tmp_path / name, 2, "--seed", 5))
     assert _history(tmp_path / "a") == _history(tmp_path / "b")
     assert (tmp_path / "a/thresholds.json").read_text() == (tmp_path / "b/thresholds.json").read_text()
+    # Without --precision the machine decides: mixed_bfloat16 on a CPU with native bfloat16 (the CI's), so
+    # repeatability holds in the precision the demo trains in.
+    report = json.loads((tmp_path / "a/report.json").read_text())
+    assert report["precision"] == distribute.default_precision("default")[0]
 
 
 def test_killed_run_resumes_from_its_last_epoch(converted_dir, tmp_path):
