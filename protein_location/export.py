@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from protein_location import labels as labels_lib, records
+from protein_location import labels as labels_lib, model as model_lib, records
 
 SIGNATURE = "serving_default"
 CHANNELS_SIGNATURE = "predict_channels"
@@ -114,12 +114,15 @@ def export_model(model, thresholds, export_base, formats=(), log=print):
     `formats` ("tflite", "tflite_int8", "onnx"), the same model in that format
     inside the version folder, each checked against the SavedModel.
 
+    A mixed-precision model is exported as its float32 twin: the export
+    computes in float32 on any device (README, "Precision").
     On any failure the new version folder is removed: no partial export.
     Returns the SavedModel folder written.
     """
     from protein_location import export_formats
 
     export_formats.check_available(formats)
+    model = model_lib.float32_twin(model)
     path = export_saved_model(model, thresholds, export_base)
     log(f"export: SavedModel in {path}")
     checks = {}  # the SavedModel's outputs on the check images, computed once

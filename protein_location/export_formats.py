@@ -19,7 +19,6 @@ by more than FLOAT_TOLERANCE in any probability fails the export.
 """
 
 import contextlib
-import copy
 import posixpath
 import tempfile
 
@@ -46,30 +45,6 @@ def check_available(formats):
             import tf2onnx  # noqa: F401
         except ImportError as error:
             raise export.ExportError(f"--onnx needs tf2onnx ({error}); {ONNX_INSTALL_HINT}") from None
-
-
-def float32_twin(model):
-    """`model` itself when it computes in float32, else a float32 copy with its
-    weights: TFLite's builtin ops and tf2onnx take no bfloat16/float16 graphs
-    of a mixed-precision model (Keras keeps its variables in float32 anyway)."""
-    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
-        return model
-
-    def to_float32(node):
-        if isinstance(node, dict):
-            if node.get("class_name") == "DTypePolicy":
-                node["config"]["name"] = "float32"
-            for value in node.values():
-                to_float32(value)
-        elif isinstance(node, list):
-            for value in node:
-                to_float32(value)
-
-    config = copy.deepcopy(model.get_config())
-    to_float32(config)
-    twin = model.__class__.from_config(config)
-    twin.set_weights(model.get_weights())
-    return twin
 
 
 def fixed_size_function(model, thresholds):
@@ -181,21 +156,19 @@ def write_format(name, model, thresholds, saved_model_path, checks=None):
     """Converts, checks and writes one format into `saved_model_path`; returns
     a one-line description.
 
-    The reference of the check is the SavedModel; for a mixed-precision model
-    it is the float32 computation of the same weights, since the file
-    computes in float32 (the SavedModel's own difference is printed too).
-    checks: a dict shared between calls, caching the reference outputs.
+    `model` computes in float32 (export.export_model passes its float32
+    twin): TFLite's builtin ops and tf2onnx take no bfloat16/float16 graphs.
+    checks: a dict shared between calls, caching the SavedModel's outputs.
     """
     checks = {} if checks is None else checks
     path = posixpath.join(saved_model_path, FILE_NAMES[name])
     kind = {"tflite": "TFLite float32", "tflite_int8": "TFLite dynamic-range int8", "onnx": "ONNX"}[name]
-    twin = float32_twin(model)
     try:
         with _quiet_tensorflow_logs():
             if name == "onnx":
-                content = convert_onnx(twin, thresholds)
+                content = convert_onnx(model, thresholds)
             else:
-                content = convert_tflite(twin, thresholds, quantize=name == "tflite_int8")
+                content = convert_tflite(model, thresholds, quantize=name == "tflite_int8")
     except export.ExportError:
         raise
     except Exception as error:  # converters raise their own types, with long messages
@@ -208,19 +181,13 @@ def write_format(name, model, thresholds, saved_model_path, checks=None):
     else:
         if "images" not in checks:
             images = checks["images"] = check_images(int(model.input_shape[1]))
-            saved = saved_model_probabilities(saved_model_path, images)
-            checks["reference"], checks["against"], checks["note"] = saved, "the SavedModel", ""
-            if twin is not model:
-                float32 = fixed_size_function(twin, thresholds)(tf.constant(images))["probabilities"].numpy()
-                checks["reference"], checks["against"] = float32, "the float32 model"
-                checks["note"] = f"; the {model.dtype_policy.name} SavedModel: {np.abs(saved - float32).max():.1e}"
+            checks["reference"] = saved_model_probabilities(saved_model_path, images)
         images = checks["images"]
         difference = max_difference(name, content, images, checks["reference"])
         if name != "tflite_int8" and not difference <= FLOAT_TOLERANCE:
-            raise export.ExportError(f"{path}: probabilities differ from {checks['against']} by {difference:.2g} "
+            raise export.ExportError(f"{path}: probabilities differ from the SavedModel by {difference:.2g} "
                                      f"(more than {FLOAT_TOLERANCE:g}); not written")
-        check = (f"max |probability difference| {difference:.1e} to {checks['against']} on {len(images)} random "
-                 f"images{checks['note']}")
+        check = f"max |probability difference| {difference:.1e} to the SavedModel on {len(images)} random images"
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(content)
     return f"{kind} in {path} ({len(content) / 2**20:.2f} MB; {check})"

@@ -5,6 +5,8 @@ paper (Chen, 2020). Per-channel normalization is the model's first layer, so
 the model (and its SavedModel export) takes raw 0-255 RGBY pixels.
 """
 
+import copy
+
 import keras
 import numpy as np
 
@@ -128,3 +130,31 @@ def build_seresnet(
     outputs = keras.layers.Dense(num_classes, activation="sigmoid", bias_initializer=bias,
                                  dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"{preset}_x{width:g}" if width != 1 else preset)
+
+
+def float32_twin(model):
+    """`model` itself when it computes in float32, else a float32 copy with its
+    weights (Keras keeps the variables of a mixed-precision model in float32).
+
+    Mixed precision is a training speed-up: after training, thresholds are
+    tuned on, and the export serves, the float32 computation, which runs on
+    any device and which TFLite and ONNX can represent.
+    """
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+
+    def to_float32(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy":
+                node["config"]["name"] = "float32"
+            for value in node.values():
+                to_float32(value)
+        elif isinstance(node, list):
+            for value in node:
+                to_float32(value)
+
+    config = copy.deepcopy(model.get_config())
+    to_float32(config)
+    twin = model.__class__.from_config(config)
+    twin.set_weights(model.get_weights())
+    return twin

@@ -139,9 +139,9 @@ def test_a_mixed_precision_model_converts_as_its_float32_twin():
         model = model_lib.build_seresnet("seresnet18", image_size=16, width=0.125)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    twin = export_formats.float32_twin(model)
+    twin = model_lib.float32_twin(model)
     assert {layer.dtype_policy.name for layer in twin.layers} == {"float32"}
-    assert export_formats.float32_twin(twin) is twin
+    assert model_lib.float32_twin(twin) is twin
     images = export_formats.check_images(16)
     thresholds = np.full(28, 0.5)
     expected = export_formats.fixed_size_function(twin, thresholds)(tf.constant(images))["probabilities"].numpy()
