@@ -16,7 +16,9 @@ stage beside the reference that tells how close it is to its limit:
   `keras.applications.ResNet50` (the peer in the same framework, compiled
   alike), all on the same cached batches of the training pipeline; the first
   preset also once fed by the live pipeline, which shows whether training
-  is input-bound on this machine;
+  is input-bound on this machine, and (with --precision float32) once more
+  in mixed_bfloat16, the precision `train_keras.py` picks by default on CPUs
+  with native bfloat16 (distribute.default_precision);
 - inference: the SavedModel written by `protein_location.export` (untrained
   weights: speed does not depend on them) on batches of --infer-batch at the
   model size, with 8x TTA (`augment.mean_over_views`, predict's TTA path), and
@@ -398,6 +400,7 @@ def table(record):
                     f"| {i['pipeline_share_of_read_limit']} of the limit | {i['peak_rss_mb']:,.0f} MB |")
     for name, t in record.get("training", {}).items():
         extra = f"; input pipeline = {t['input_over_training']}× this" if "input_over_training" in t else ""
+        extra += f"; {t['over_float32']}× float32" if "over_float32" in t else ""
         peer = record["training"].get(PEER)
         reference = f"ResNet50 {_figure(peer['training'])}" if peer and name != PEER else "—"
         label = "keras.applications.ResNet50" if name == PEER else t["model"]
@@ -523,6 +526,13 @@ def main(argv=None):
             if "input" in record:
                 record["training"][name]["input_over_training"] = ratio(
                     record["input"]["pipeline"]["images_per_s"], record["training"][name]["training"]["images_per_s"], 1)
+        if args.precision == "float32":
+            first = args.presets[0]
+            bf16 = record["training"][f"{first}_mixed_bfloat16"] = stage(
+                f"training {first}, mixed_bfloat16", stage_training,
+                {**settings, "model": first, "precision": "mixed_bfloat16", "live_input": False})
+            bf16["over_float32"] = ratio(bf16["training"]["images_per_s"],
+                                         record["training"][first]["training"]["images_per_s"])
     if "inference" in args.stages:
         record["inference"] = stage("inference", stage_inference, settings)
         record["inference_onednn_bf16"] = stage(

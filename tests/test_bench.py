@@ -41,10 +41,14 @@ def test_quick_benchmark_measures_every_stage_against_its_reference(tmp_path):
     assert pipeline["pipeline_share_of_read_limit"] > 0 and pipeline["peak_rss_mb"] > 0
 
     training = record["training"]
-    assert set(training) == {"seresnet18", "keras_resnet50"}
+    assert set(training) == {"seresnet18", "keras_resnet50", "seresnet18_mixed_bfloat16"}
     for model in training.values():
         assert_figure(model["training"])
-        assert model["parameters"] > 0 and model["peak_rss_mb"] > 0 and model["input_over_training"] > 0
+        assert model["parameters"] > 0 and model["peak_rss_mb"] > 0
+    for name in ("seresnet18", "keras_resnet50"):
+        assert training[name]["input_over_training"] > 0 and training[name]["precision"] == "float32"
+    assert training["seresnet18_mixed_bfloat16"]["precision"] == "mixed_bfloat16"
+    assert training["seresnet18_mixed_bfloat16"]["over_float32"] > 0
     assert_figure(training["seresnet18"]["training_live_input"])
     assert training["seresnet18"]["live_share_of_cached"] > 0
 
