@@ -1,4 +1,4 @@
-"""Training: strategy scope -> compile -> fit -> thresholds -> report -> export."""
+"""Training: plan (strategy, precision, data) -> fit -> thresholds and report -> export."""
 
 import dataclasses
 import posixpath
@@ -140,11 +140,25 @@ def predict_split(model, data_dir, split, batch_size, image_size, fold=None, tta
     return y_true, y_prob
 
 
-def train(config):
-    """Trains, tunes thresholds on val, writes the report and (optionally) the export.
+@dataclasses.dataclass
+class RunPlan:
+    """What a run settles before it builds anything: the strategy, the data and the steps."""
+    kind: str
+    strategy: tf.distribute.Strategy
+    manifest: dict
+    image_size: int
+    train_count: int
+    train_label_counts: np.ndarray
+    pipelines: int  # input pipelines, one per worker
+    steps_per_epoch: int
+    peak_rate: float
+    oversample_factors: np.ndarray | None
 
-    Returns the report dict (None on a multi-worker run's non-chief workers:
-    the chief writes the model, report and export).
+
+def plan_run(config):
+    """Chooses the strategy and precision, reads the dataset's counts, prints the set-up.
+
+    Returns (config with its precision settled, RunPlan).
     """
     # The strategy comes first: logical CPU devices and multi-worker
     # collectives can only be set up before the TensorFlow runtime starts.
@@ -188,39 +202,56 @@ def train(config):
     elif kind != "default":
         print(f"input: one pipeline, no sharding; each step gives each of the {replicas} replicas "
               f"{config.batch_size // replicas} distinct examples")
-
     oversample_factors = None
     if config.oversample:
         oversample_factors = input_lib.repeat_factors(train_label_counts, train_count, config.oversample)
         print(f"oversample: classes rarer than {config.oversample:g} of training images repeated up to "
               f"{oversample_factors.max():.1f}x per epoch (repeat-factor sampling)")
+    return config, RunPlan(kind, strategy, manifest, image_size, train_count, train_label_counts, pipelines,
+                           steps_per_epoch, peak_rate, oversample_factors)
 
+
+def make_datasets(config, plan):
+    """(train, val) datasets; under a strategy each input pipeline (one per
+    worker) reads its own share of the training shards."""
     def train_dataset(input_context=None):
-        dataset = input_lib.make_dataset(config.data, "train", config.batch_size, image_size, training=True,
+        dataset = input_lib.make_dataset(config.data, "train", config.batch_size, plan.image_size, training=True,
                                          seed=config.seed, shuffle_buffer=config.shuffle_buffer, fold=config.fold,
-                                         augment_config=config.augmentation, oversample_factors=oversample_factors,
-                                         input_context=input_context)
+                                         augment_config=config.augmentation,
+                                         oversample_factors=plan.oversample_factors, input_context=input_context)
         # Repeated, cut into epochs by fit's steps_per_epoch: a pass is exactly one epoch of whole steps.
         return dataset if input_context is None else dataset.repeat()
 
-    # Under a strategy each input pipeline (one per worker) reads its own share of the shards.
-    train_data = train_dataset() if kind == "default" else strategy.distribute_datasets_from_function(train_dataset)
-    val_data = input_lib.make_dataset(config.data, "val", config.batch_size, image_size, fold=config.fold,
-                                      drop_remainder=kind == "tpu")
-    with strategy.scope():
-        model = build_and_compile(config, manifest, train_label_counts, train_count, steps_per_epoch)
+    train_data = (train_dataset() if plan.kind == "default"
+                  else plan.strategy.distribute_datasets_from_function(train_dataset))
+    val_data = input_lib.make_dataset(config.data, "val", config.batch_size, plan.image_size, fold=config.fold,
+                                      drop_remainder=plan.kind == "tpu")
+    return train_data, val_data
+
+
+def fit_model(config, plan):
+    """Builds the model under the strategy and fits it.
+
+    Returns (model with the best epoch's weights in float32, Keras History,
+    seconds), or None on a multi-worker run's non-chief workers.
+    """
+    train_data, val_data = make_datasets(config, plan)
+    with plan.strategy.scope():
+        model = build_and_compile(config, plan.manifest, plan.train_label_counts, plan.train_count,
+                                  plan.steps_per_epoch)
     print(f"model: {model.name}, {model.count_params():,} parameters, input {model.input_shape[1:]}, "
-          f"{config.precision}{', XLA' if config.jit_compile else ''}, loss {config.loss}; augment {config.augmentation}")
+          f"{config.precision}{', XLA' if config.jit_compile else ''}, loss {config.loss}; "
+          f"augment {config.augmentation}")
 
     tf.io.gfile.makedirs(config.model_dir)
-    write_dir = distribute.write_dir(config.model_dir, strategy)
+    write_dir = distribute.write_dir(config.model_dir, plan.strategy)
     best_path = posixpath.join(write_dir, "best.weights.h5")
     start = time.perf_counter()
     fit = model.fit(train_data, validation_data=val_data, epochs=config.epochs, shuffle=False,  # shuffled in tf.data
-                    steps_per_epoch=None if kind == "default" else steps_per_epoch,
+                    steps_per_epoch=None if plan.kind == "default" else plan.steps_per_epoch,
                     callbacks=_callbacks(config.model_dir, best_path, write_dir))
     fit_seconds = time.perf_counter() - start
-    if distribute.local_replicas(strategy) > 1:
+    if distribute.local_replicas(plan.strategy) > 1:
         # The export takes the first replica's copy: all copies must be equal
         # (BatchNormalization(synchronized=True) keeps the moving statistics so).
         drift = distribute.replica_disagreement(model)
@@ -232,16 +263,22 @@ def train(config):
         return None
     if tf.io.gfile.exists(best_path):
         model.load_weights(best_path)
-    if distribute.is_multi_worker(strategy):
+    if distribute.is_multi_worker(plan.strategy):
         # The chief goes on alone: a plain copy of its replica predicts and exports without the other workers.
-        trained, model = model, build_and_compile(config, manifest, train_label_counts, train_count, steps_per_epoch)
+        trained, model = model, build_and_compile(config, plan.manifest, plan.train_label_counts, plan.train_count,
+                                                  plan.steps_per_epoch)
         model.set_weights(trained.get_weights())
     # Mixed precision was for speed: thresholds are tuned on the float32
     # computation, the one the export serves (model.float32_twin).
-    model = model_lib.float32_twin(model)
-    model.save(posixpath.join(config.model_dir, "model.keras"))
+    return model_lib.float32_twin(model), fit, fit_seconds
 
-    y_true, y_prob = predict_split(model, config.data, "val", config.batch_size, image_size, config.fold, config.tta)
+
+def write_report(config, plan, model, fit, fit_seconds):
+    """Tunes the thresholds on val; writes model.keras, thresholds.json,
+    report.json and report.png. Returns (report, thresholds)."""
+    model.save(posixpath.join(config.model_dir, "model.keras"))
+    y_true, y_prob = predict_split(model, config.data, "val", config.batch_size, plan.image_size, config.fold,
+                                   config.tta)
     thresholds, untuned = thresholds_lib.tune_thresholds(y_true, y_prob)
     manifest_lib.write_json_atomic(posixpath.join(config.model_dir, "thresholds.json"), {
         "class_names": list(labels_lib.CLASS_NAMES), "thresholds": thresholds.tolist(),
@@ -253,13 +290,13 @@ def train(config):
         "val_tta": config.tta,
         "precision": config.precision, "augmentation": dataclasses.asdict(config.augmentation),
         "seed": config.seed, "fold": config.fold,
-        "strategy": kind, "replicas": replicas, "workers": pipelines,
+        "strategy": plan.kind, "replicas": plan.strategy.num_replicas_in_sync, "workers": plan.pipelines,
         # --lr is the peak rate at a global batch of 256; the run used peak_learning_rate.
         "learning_rate": config.learning_rate, "reference_batch_size": distribute.REFERENCE_BATCH,
-        "peak_learning_rate": peak_rate,
+        "peak_learning_rate": plan.peak_rate,
         # This process's epochs only: a resumed run does not count the ones before.
         "train_seconds": round(fit_seconds, 1),
-        "train_images_per_second": round(len(fit.epoch) * steps_per_epoch * config.batch_size / fit_seconds, 1),
+        "train_images_per_second": round(len(fit.epoch) * plan.steps_per_epoch * config.batch_size / fit_seconds, 1),
     }
     report = report_lib.build_report(run_info, y_true, y_prob, thresholds, untuned)
     manifest_lib.write_json_atomic(posixpath.join(config.model_dir, "report.json"), report)
@@ -270,7 +307,23 @@ def train(config):
           f"{report['val_macro_f1_tuned']:.4f} at per-class thresholds tuned on val (optimistic); tuned over the "
           f"{report['classes_with_min5_val_examples']} classes with >= 5 val examples: "
           f"{'n/a' if supported is None else f'{supported:.4f}'}")
-    print(f"run: {config.model_dir} (best.weights.h5, model.keras, history.csv, logs/, thresholds.json, report.json, report.png)")
+    print(f"run: {config.model_dir} (best.weights.h5, model.keras, history.csv, logs/, thresholds.json, "
+          f"report.json, report.png)")
+    return report, thresholds
+
+
+def train(config):
+    """Trains, tunes thresholds on val, writes the report and (optionally) the export.
+
+    Returns the report dict (None on a multi-worker run's non-chief workers:
+    the chief writes the model, report and export).
+    """
+    config, plan = plan_run(config)
+    fitted = fit_model(config, plan)
+    if fitted is None:
+        return None
+    model, fit, fit_seconds = fitted
+    report, thresholds = write_report(config, plan, model, fit, fit_seconds)
     if config.export_dir:
         export.export_model(model, thresholds, config.export_dir, config.export_formats)
     return report
