@@ -133,12 +133,11 @@ def _callbacks(model_dir, best_path, write_dir=None):
 def predict_split(model, data_dir, split, batch_size, image_size, fold=None, tta=1):
     """(labels [n, 28], probabilities [n, 28]) of a split, in manifest order;
     tta=8 averages the probabilities of the 8 flips/rotations of each image."""
-    # One pass over the split: each batch is read and decoded once for all its views.
-    y_true, y_prob = [], []
-    for images, labels in input_lib.make_dataset(data_dir, split, batch_size, image_size, fold=fold):
-        y_true.append(labels.numpy())
-        y_prob.append(np.mean([model.predict_on_batch(augment.dihedral_view(images, k)) for k in range(tta)], axis=0))
-    return np.concatenate(y_true), np.concatenate(y_prob)
+    dataset = input_lib.make_dataset(data_dir, split, batch_size, image_size, fold=fold)
+    y_true = np.concatenate([labels.numpy() for _, labels in dataset])
+    views = [dataset.map(lambda image, _, k=k: augment.dihedral_view(image, k)) for k in range(tta)]
+    y_prob = np.mean([model.predict(view, verbose=0) for view in views], axis=0)
+    return y_true, y_prob
 
 
 @dataclasses.dataclass
