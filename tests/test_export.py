@@ -129,9 +129,10 @@ def test_train_keras_format_flags_are_checked_before_training(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_mixed_precision_model_converts_as_its_float32_twin():
-    """TFLite has no bfloat16 builtins: the file is converted from a float32
-    copy with the same weights (export_model then checks it against that copy)."""
+def test_a_mixed_precision_model_exports_and_converts_as_its_float32_twin(tmp_path):
+    """TFLite has no bfloat16 builtins, and a bfloat16 SavedModel would run
+    emulated on most CPUs: export_model writes a float32 copy with the same
+    weights, and the TFLite file is converted from that copy."""
     import keras
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -149,3 +150,6 @@ def test_a_mixed_precision_model_converts_as_its_float32_twin():
     np.testing.assert_allclose(mixed, expected, atol=2e-2)  # the same weights, bfloat16 rounding apart
     outputs = export_formats.run_tflite(export_formats.convert_tflite(twin, thresholds), images)
     np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-3)
+    assert np.abs(mixed - expected).max() > 1e-5  # so the SavedModel check below tells float32 from bfloat16
+    path = export.export_model(model, thresholds, str(tmp_path / "export"), formats=("tflite",), log=lambda _: None)
+    np.testing.assert_allclose(export_formats.saved_model_probabilities(path, images), expected, atol=1e-6)

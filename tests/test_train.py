@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 
 from protein_location import augment, distribute, input as input_lib, model as model_lib, train
@@ -66,6 +67,10 @@ def test_focal_oversampling_mixed_bfloat16_and_xla_run_to_a_report(converted_dir
                                   "--augment-crop", 1, "--augment-jitter", 0,
                                   "--oversample", "--no-bias-init", "--tta", 8))
     assert "mixed_bfloat16, XLA, loss focal" in result.stdout
+    assert "precision: mixed_bfloat16 (--precision)" in result.stdout
+    # Thresholds are tuned on, and model.keras holds, the float32 computation of the trained weights.
+    saved = keras.models.load_model(run / "model.keras")
+    assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
     assert "AugmentConfig(flips=False, crop_min_area=1.0, jitter=0.0)" in result.stdout
     report = json.loads((run / "report.json").read_text())
     assert report["loss"] == "focal" and report["precision"] == "mixed_bfloat16"
