@@ -61,7 +61,7 @@ import tensorflow as tf  # noqa: E402
 
 from bench import convert as convert_bench  # noqa: E402
 from data_prep import convert as convert_lib, sources, synthetic  # noqa: E402
-from protein_location import augment, export, input as input_lib, labels as labels_lib  # noqa: E402
+from protein_location import augment, distribute, export, input as input_lib, labels as labels_lib  # noqa: E402
 from protein_location import manifest as manifest_lib, model as model_lib, predict, train as train_lib  # noqa: E402
 
 STAGES = ("conversion", "input", "training", "inference")
@@ -346,7 +346,7 @@ def machine():
         except OSError:
             return None
 
-    flags = (first("/proc/cpuinfo", "flags") or "").split()
+    flags = distribute.cpu_flags()
     memory_kb = first("/proc/meminfo", "MemTotal")
     return {
         "cpu": first("/proc/cpuinfo", "model name") or platform.processor() or platform.machine(),

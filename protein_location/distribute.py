@@ -122,13 +122,18 @@ def check_tpu_paths(data, model_dir, export_dir=None):
 BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def cpu_bfloat16_flags(cpuinfo="/proc/cpuinfo"):
-    """The BFLOAT16_CPU_FLAGS this machine's CPU has (Linux; none elsewhere)."""
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The feature flags of this machine's CPU (Linux; none elsewhere)."""
     try:
         with open(cpuinfo) as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+            return next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
     except OSError:
         return []
+
+
+def cpu_bfloat16_flags(cpuinfo="/proc/cpuinfo"):
+    """The BFLOAT16_CPU_FLAGS this machine's CPU has."""
+    flags = cpu_flags(cpuinfo)
     return [flag for flag in BFLOAT16_CPU_FLAGS if flag in flags]
 
 
@@ -138,7 +143,7 @@ def default_precision(kind, num_gpus=0, cpu_flags=None):
     bfloat16 is the TPU's native type. A machine without GPUs whose CPU
     computes bfloat16 natively trains in mixed_bfloat16 too: 1.45x the
     float32 speed on the demo (2 AMD EPYC cores with AVX512_BF16) at no
-    measured cost in macro F1 (README, "Precision"). Elsewhere float32: a CPU
+    measured cost in macro F1 (README, "3. Train"). Elsewhere float32: a CPU
     without those instructions emulates bfloat16 slowly, and on GPUs
     mixed_float16 is a choice for the user (--precision).
 

@@ -115,7 +115,7 @@ def export_model(model, thresholds, export_base, formats=(), log=print):
     inside the version folder, each checked against the SavedModel.
 
     A mixed-precision model is exported as its float32 twin: the export
-    computes in float32 on any device (README, "Precision").
+    computes in float32 on any device (README, "3. Train").
     On any failure the new version folder is removed: no partial export.
     Returns the SavedModel folder written.
     """
