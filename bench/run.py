@@ -194,7 +194,7 @@ def _compile_like_training(model, config):
         optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay),
         loss=train_lib.build_loss(config), jit_compile=config.jit_compile,
         metrics=[keras.metrics.F1Score(average="macro", threshold=0.5, name="macro_f1"),
-                 keras.metrics.AUC(multi_label=True, num_labels=labels_lib.NUM_CLASSES, name="auc")])
+                 keras.metrics.AUC(multi_label=True, num_labels=model.output_shape[-1], name="auc")])
     return model
 
 
@@ -217,7 +217,7 @@ def stage_training(settings):
     baseline = rss_mb()
     if name == PEER:
         model = _compile_like_training(keras.applications.ResNet50(
-            weights=None, input_shape=(size, size, 4), classes=labels_lib.NUM_CLASSES,
+            weights=None, input_shape=(size, size, 4), classes=len(manifest_lib.class_names(manifest)),
             classifier_activation="sigmoid"), config)
     else:
         model = train_lib.build_and_compile(config, manifest, label_counts, count, max(count // batch, 1))
@@ -273,12 +273,14 @@ def stage_inference(settings):
         shutil.rmtree(base, ignore_errors=True)
         model = model_lib.build_seresnet(preset, image_size=size, width=settings["width"])
         start = time.perf_counter()
-        path = export.export_saved_model(model, np.full(labels_lib.NUM_CLASSES, 0.5, np.float32), base)
+        # The bench's data is synthetic, in the HPA 2018 label set.
+        class_names = labels_lib.HPA2018.class_names
+        path = export.export_saved_model(model, np.full(len(class_names), 0.5, np.float32), base, class_names)
         result["export_s"] = round(time.perf_counter() - start, 1)
         del model
     result["saved_model"] = path
     start = time.perf_counter()
-    serve, _, _ = predict.load_serving_model(path)
+    serve, *_ = predict.load_serving_model(path)
     result["load_s"] = round(time.perf_counter() - start, 1)
     # Real images at the model size: the serving signature's resize is then the identity.
     images = tf.constant(np.stack([sources.read_image(images_dir, ids[i % len(ids)], size) for i in range(batch)]))

@@ -26,9 +26,17 @@ def _parser():
 
     convert = commands.add_parser("convert", formatter_class=formatter,
                                   help="convert a raw HPA-layout folder into sharded TFRecords")
-    convert.add_argument("--images", required=True, help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif> files")
-    convert.add_argument("--csv", default=None,
-                         help="Id,Target labels CSV; without it the folder becomes an unlabeled 'test' split")
+    convert.add_argument("--images", required=True, action="append",
+                         help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif> files; repeat it, each with "
+                              "its --csv in the same order, to join several sources (e.g. Kaggle + HPAv18)")
+    convert.add_argument("--csv", default=None, action="append",
+                         help="labels CSV: Id,Target (HPA 2018, 28 classes) or ID,Label (HPA 2021, 19 classes); "
+                              "without it the folder becomes an unlabeled 'test' split")
+    convert.add_argument("--label-set", choices=["hpa2018", "hpa2021"], default=None,
+                         help="the classes of the labels; default: detected from the CSV header")
+    convert.add_argument("--group-column", default=None,
+                         help="CSV column of groups kept on one side of the split and in one fold; default: "
+                              "the fields of one HPAv18 well (the Id without its _<field>) are a group")
     convert.add_argument("--out", required=True, help="output folder for the shards and dataset.json")
     convert.add_argument("--size", type=int, default=None,
                          help="output side in pixels (area-resized); default: keep the source size")
@@ -76,15 +84,17 @@ def main(argv=None):
                                      val_fraction=args.val_fraction, folds=args.folds, num_shards=args.shards,
                                      shard_mb=args.shard_mb, seed=args.seed, workers=args.workers,
                                      on_error=args.on_error, max_pixels=args.max_pixels,
-                                     png_compression=args.png_compression,
-                                     overwrite=args.overwrite, resume=args.resume)
+                                     png_compression=args.png_compression, overwrite=args.overwrite,
+                                     resume=args.resume, label_set=args.label_set,
+                                     group_column=args.group_column)
             seconds = time.perf_counter() - start
             splits = result["splits"].items()
             counts = ", ".join(f"{split} {entry['num_examples']}" for split, entry in splits)
             total = sum(entry["num_examples"] for _, entry in splits)
             shards = sum(len(entry["shards"]) for _, entry in splits)
             skipped = f", {result['num_errors']} skipped (errors.csv)" if args.on_error == "skip" else ""
-            print(f"convert: {counts} examples{skipped} at {result['image_size']}px in {shards} shards, "
+            print(f"convert: {counts} examples{skipped} ({result['label_set']}, {len(result['class_names'])} classes) "
+                  f"at {result['image_size']}px in {shards} shards, "
                   f"{seconds:.1f} s ({total / max(seconds, 1e-9):.0f} img/s, {args.workers} workers) -> {args.out}")
         else:
             checked = verify.verify_dataset(args.data)

@@ -41,8 +41,10 @@ SAMPLE_FOR_SHARD_SIZE = 8
 class ConvertOptions:
     """Everything that decides the output; resume requires the same values."""
 
-    images_dir: str
-    csv_path: str | None = None
+    images_dirs: tuple  # one folder per source
+    csv_paths: tuple = ()  # one labels CSV per source; () for an unlabeled test split
+    label_set: str = labels_lib.HPA2018.name
+    group_column: str | None = None
     size: int | None = None
     val_fraction: float = 0.1
     folds: int | None = None
@@ -59,7 +61,7 @@ class Shard:
     split: str
     index: int
     count: int
-    items: list  # (Id, label indices or None)
+    items: list  # (Id, label indices or None, source index)
     fold: int | None = None
 
     @property
@@ -70,22 +72,25 @@ class Shard:
 # ---------------------------------------------------------------- planning
 
 
-def plan_splits(entries, options):
-    """Entries -> {split: [(Id, labels, fold)]}, seeded order inside each split.
+def plan_splits(entries, options, groups=None):
+    """Entries (Id, labels, source) -> {split: [(Id, labels, source, fold)]},
+    seeded order inside each split.
 
-    Labeled entries go to train/val (stratified) or to k folds of train;
-    unlabeled ones to test, in file order.
+    Labeled entries go to train/val (stratified over groups: a group's images
+    stay on one side) or to k folds of train; unlabeled ones to test, in
+    file order.
     """
     if entries and entries[0][1] is None:
-        return {"test": [(i, None, None) for i, _ in entries]}
+        return {"test": [(*entry, None) for entry in entries]}
     rng = np.random.default_rng(options.seed)
-    matrix = np.stack([labels_lib.to_multi_hot(labels) for _, labels in entries])
+    num_classes = labels_lib.label_set_named(options.label_set).num_classes
+    matrix = np.stack([labels_lib.to_multi_hot(labels, num_classes) for _, labels, _ in entries])
     if options.folds:
-        fold = split_lib.assign_folds(matrix, options.folds, options.seed)
+        fold = split_lib.assign_folds(matrix, options.folds, options.seed, groups=groups)
         order = [i for f in range(options.folds) for i in rng.permutation(np.flatnonzero(fold == f))]
         return {"train": [(*entries[i], int(fold[i])) for i in order]}
     if options.val_fraction > 0:
-        train, val = split_lib.split_train_val(matrix, options.val_fraction, options.seed)
+        train, val = split_lib.split_train_val(matrix, options.val_fraction, options.seed, groups=groups)
         return {name: [(*entries[i], None) for i in rng.permutation(part)]
                 for name, part in (("train", train), ("val", val))}
     return {"train": [(*entries[i], None) for i in rng.permutation(len(entries))]}
@@ -102,8 +107,8 @@ def plan_shards(splits, options, bytes_per_example):
     shards = []
     for split, items in splits.items():
         groups = {}
-        for image_id, labels, fold in items:
-            groups.setdefault(fold, []).append((image_id, labels))
+        for image_id, labels, source, fold in items:
+            groups.setdefault(fold, []).append((image_id, labels, source))
         pieces = []
         for fold, group in groups.items():
             for chunk in np.array_split(np.arange(len(group)), _shard_count(group, options, bytes_per_example)):
@@ -113,7 +118,7 @@ def plan_shards(splits, options, bytes_per_example):
 
 
 def _fingerprint(options, shards):
-    plan = [(s.name, s.fold, [i for i, _ in s.items]) for s in shards]
+    plan = [(s.name, s.fold, [(i, source) for i, _, source in s.items]) for s in shards]
     text = json.dumps([dataclasses.asdict(options), plan], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -151,11 +156,12 @@ def write_shard(task):
     """
     out_dir, shard, options, size = task
     tmp_path = posixpath.join(out_dir, shard.name + ".tmp")
-    label_counts = np.zeros(labels_lib.NUM_CLASSES, np.int64)
+    label_counts = np.zeros(labels_lib.label_set_named(options.label_set).num_classes, np.int64)
+    source_counts = np.zeros(len(options.images_dirs), np.int64)
     pixel_sum, pixel_sum_sq, errors, count = np.zeros(4), np.zeros(4), [], 0
     with tf.io.TFRecordWriter(tmp_path) as writer:
-        for image_id, labels in shard.items:
-            result = encode_item((options.images_dir, image_id, labels, size, options.max_pixels,
+        for image_id, labels, source in shard.items:
+            result = encode_item((options.images_dirs[source], image_id, labels, size, options.max_pixels,
                                   options.png_compression))
             if "error" in result:
                 if options.on_error == "fail":
@@ -164,12 +170,14 @@ def write_shard(task):
                 continue
             writer.write(result["example"])
             label_counts[labels or []] += 1
+            source_counts[source] += 1
             pixel_sum += result["sum"]
             pixel_sum_sq += result["sum_sq"]
             count += 1
     record = {
         "file": shard.name, "num_examples": count, "sha256": manifest_lib.file_sha256(tmp_path),
         "label_counts": label_counts.tolist(), **({"fold": shard.fold} if shard.fold is not None else {}),
+        "source_counts": source_counts.tolist(),
         "pixel_sum": pixel_sum.tolist(), "pixel_sum_sq": pixel_sum_sq.tolist(), "errors": errors,
     }
     manifest_lib.write_json_atomic(posixpath.join(out_dir, STATE_DIR, shard.name + ".json"), record)
@@ -249,9 +257,9 @@ def _write_errors(out_dir, errors):
 
 def _source_size(entries, options):
     """The common side of the source images when no --size is given."""
-    for image_id, _ in entries:
+    for image_id, _, source in entries:
         try:
-            image = sources.read_image(options.images_dir, image_id, None, options.max_pixels)
+            image = sources.read_image(options.images_dirs[source], image_id, None, options.max_pixels)
         except sources.SourceError:
             if options.on_error == "fail":
                 raise
@@ -260,7 +268,7 @@ def _source_size(entries, options):
             raise sources.SourceError(f"image is {image.shape[1]}x{image.shape[0]}, not square; pass --size",
                                       image_id)
         return image.shape[0]
-    raise sources.SourceError("no readable image", path=options.images_dir)
+    raise sources.SourceError("no readable image", path=", ".join(options.images_dirs))
 
 
 def _bytes_per_example(splits, options, size):
@@ -268,21 +276,103 @@ def _bytes_per_example(splits, options, size):
     items = [item for split_items in splits.values() for item in split_items]
     picks = np.linspace(0, len(items) - 1, min(SAMPLE_FOR_SHARD_SIZE, len(items))).astype(int)
     sizes = [len(result["example"]) for result in
-             (encode_item((options.images_dir, *items[i][:2], size, options.max_pixels, options.png_compression))
+             (encode_item((options.images_dirs[items[i][2]], *items[i][:2], size, options.max_pixels,
+                           options.png_compression))
               for i in picks)
              if "example" in result]
     return np.mean(sizes) if sizes else 1.0
 
 
+def _as_tuple(value):
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def read_sources(images_dirs, csv_paths, on_error, label_set=None):
+    """Every source's entries -> (entries [(Id, labels or None, source index)],
+    row errors, the LabelSet).
+
+    Sources are (images folder, labels CSV) pairs, in the order given; with no
+    CSV each folder's Ids are an unlabeled test split. One dataset has one
+    label set: sources whose CSV headers imply different ones are refused
+    (unless `label_set` names the set for all), and so is an Id found in two
+    sources.
+    """
+    for images_dir in images_dirs:
+        sources.check_images_dir(images_dir)
+    if csv_paths and len(csv_paths) != len(images_dirs):
+        raise ValueError(f"--csv and --images pair up in order: got {len(csv_paths)} --csv and "
+                         f"{len(images_dirs)} --images")
+    entries, errors, found_sets, owner = [], [], [], {}
+    for source, images_dir in enumerate(images_dirs):
+        if csv_paths:
+            rows, row_errors, source_set = sources.read_labels_csv(csv_paths[source], on_error, label_set)
+            errors += [[e.image_id or "", e.path or "", e.problem] for e in row_errors]
+            found_sets.append(source_set)
+        else:
+            rows = [(image_id, None) for image_id in sources.list_image_ids(images_dir)]
+        origin = csv_paths[source] if csv_paths else images_dir
+        for image_id, labels in rows:
+            if image_id in owner:
+                raise sources.SourceError(f"the Id is in two sources: {owner[image_id]} and {origin}", image_id)
+            owner[image_id] = origin
+            entries.append((image_id, labels, source))
+    for source_set, csv_path in zip(found_sets[1:], csv_paths[1:]):
+        if source_set != found_sets[0]:
+            first = found_sets[0]
+            raise sources.SourceError(
+                f"sources of different label sets: {csv_paths[0]} is {first.name} ({first.num_classes} classes), "
+                f"{csv_path} is {source_set.name} ({source_set.num_classes}); convert them into separate datasets "
+                "or name one with --label-set")
+    return entries, errors, label_set or (found_sets[0] if found_sets else labels_lib.HPA2018)
+
+
+def entry_groups(entries, csv_paths, group_column):
+    """The split group of each entry: from `group_column` of its source's CSV,
+    else `split.group_of_id` (an HPAv18 Id without its `_<field>`)."""
+    if group_column is None:
+        return [split_lib.group_of_id(image_id) for image_id, _, _ in entries]
+    columns = [sources.read_csv_column(csv_path, group_column) for csv_path in csv_paths]
+    return [columns[source][image_id] for image_id, _, source in entries]
+
+
+def _describe_split(entries, splits, groups, options, label_set):
+    """What the split decided, for dataset.json and the console: the groups
+    and how close each class's val share stays to the target."""
+    info = {"val_fraction": options.val_fraction, "seed": options.seed,
+            "groups": f"column {options.group_column}" if options.group_column else "HPAv18 well (Id without _<field>)"}
+    if groups is None:
+        return info
+    info["num_groups"] = len(set(groups))
+    if "val" not in splits:
+        return info
+    num_classes = label_set.num_classes
+    val_ids = {image_id for image_id, *_ in splits["val"]}
+    matrix = np.stack([labels_lib.to_multi_hot(labels, num_classes) for _, labels, _ in entries])
+    in_val = np.array([image_id in val_ids for image_id, _, _ in entries])
+    summary = split_lib.stratification_summary(matrix, in_val, options.val_fraction)
+    info["val_fraction_mean_deviation"] = round(float(summary["mean_deviation"]), 4)
+    if summary["worst_class"] is not None:
+        info["worst_class"] = label_set.class_names[summary["worst_class"]]
+        info["worst_class_val_fraction"] = round(float(summary["worst_val_fraction"]), 4)
+        print(f"split: {len(entries)} images in {info['num_groups']} groups ({info['groups']}); per-class val "
+              f"fractions within {info['val_fraction_mean_deviation']:.3f} of {options.val_fraction:g} on average, "
+              f"worst: {info['worst_class']} at {info['worst_class_val_fraction']:.3f}")
+    return info
+
+
 def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, folds=None, num_shards=None,
             shard_mb=150.0, seed=0, workers=None, on_error="fail", max_pixels=sources.DEFAULT_MAX_PIXELS,
-            png_compression=0, overwrite=False, resume=False):
-    """Converts a raw HPA-layout folder into TFRecord shards; returns the manifest.
+            png_compression=0, overwrite=False, resume=False, label_set=None, group_column=None):
+    """Converts raw HPA-layout folders into TFRecord shards; returns the manifest.
 
     Args:
-        images_dir: folder of `<Id>_<channel>.<ext>` files.
+        images_dir: folder of `<Id>_<channel>.<ext>` files, or a list of
+            folders (several sources, e.g. Kaggle train + HPAv18 external).
         out_dir: output folder for shards and dataset.json.
-        csv_path: `Id,Target` labels; None converts an unlabeled `test` split.
+        csv_path: labels CSV (`Id,Target` or `ID,Label`), or a list paired in
+            order with `images_dir`; None converts an unlabeled `test` split.
         size: output side in pixels (area-resized); None keeps the source size,
             which must then be the same for all images.
         val_fraction: share of labeled images held out as `val` (0: none).
@@ -298,6 +388,10 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
         png_compression: zlib level of the stored PNGs, 0 (fastest, largest) to 9.
         overwrite: replace a dataset already in `out_dir`.
         resume: finish an interrupted conversion started with the same arguments.
+        label_set: "hpa2018" or "hpa2021"; None detects it from the CSV header
+            (`Id,Target` -> hpa2018, `ID,Label` -> hpa2021).
+        group_column: a CSV column whose values group images that must stay on
+            one side of the split; None groups HPAv18 fields of one well.
     """
     if num_shards is not None and num_shards < 1:
         raise ValueError(f"--shards must be at least 1, got {num_shards}")
@@ -305,18 +399,20 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
         raise ValueError(f"--on-error must be fail or skip, got {on_error!r}")
     if not 0 <= png_compression <= 9:
         raise ValueError(f"--png-compression must be 0-9, got {png_compression}")
-    options = ConvertOptions(images_dir, csv_path, size, 0.0 if folds else val_fraction, folds, num_shards,
-                             shard_mb, seed, on_error, max_pixels, png_compression)
+    images_dirs, csv_paths = _as_tuple(images_dir), _as_tuple(csv_path)
+    if group_column is not None and not csv_paths:
+        raise ValueError("--group-column needs --csv")
     workers = workers or os.cpu_count() or 1
     if out_dir.startswith("ram://"):
         workers = 1  # TensorFlow's RAM filesystem lives in one process: workers' writes would vanish
-    sources.check_images_dir(images_dir)
-    if csv_path is not None:
-        entries, errors = sources.read_labels_csv(csv_path, on_error)
-        errors = [[e.image_id or "", e.path or "", e.problem] for e in errors]
-    else:
-        entries, errors = [(image_id, None) for image_id in sources.list_image_ids(images_dir)], []
-    splits = plan_splits(entries, options)
+    entries, errors, chosen_set = read_sources(images_dirs, csv_paths, on_error,
+                                               label_set and labels_lib.label_set_named(label_set))
+    options = ConvertOptions(images_dirs, csv_paths, chosen_set.name, group_column, size,
+                             0.0 if folds else val_fraction, folds, num_shards, shard_mb, seed, on_error, max_pixels,
+                             png_compression)
+    groups = entry_groups(entries, csv_paths, group_column) if csv_paths else None
+    splits = plan_splits(entries, options, groups)
+    split_info = _describe_split(entries, splits, groups, options, chosen_set)
     size = size or _source_size(entries, options)
     bytes_per_example = _bytes_per_example(splits, options, size) if num_shards is None else None
     shards = plan_shards(splits, options, bytes_per_example)
@@ -341,7 +437,7 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
         raise
     shard_records = [(s, done[s.name]) for s in shards]
 
-    manifest = _build_manifest(options, size, shard_records)
+    manifest = _build_manifest(options, size, shard_records, split_info)
     errors += [e for _, record in shard_records for e in record["errors"]]
     manifest["num_errors"] = len(errors)
     if options.on_error == "skip":
@@ -351,10 +447,13 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
     return manifest
 
 
-def _build_manifest(options, size, shard_records):
+def _build_manifest(options, size, shard_records, split_info):
+    label_set = labels_lib.label_set_named(options.label_set)
     splits, pixel_sum, pixel_sum_sq = {}, np.zeros(4), np.zeros(4)
+    source_counts = np.zeros(len(options.images_dirs), np.int64)
     for shard, record in shard_records:
-        entry = splits.setdefault(shard.split, {"num_examples": 0, "label_counts": [0] * labels_lib.NUM_CLASSES,
+        source_counts += record["source_counts"]
+        entry = splits.setdefault(shard.split, {"num_examples": 0, "label_counts": [0] * label_set.num_classes,
                                                 "shards": []})
         entry["num_examples"] += record["num_examples"]
         entry["label_counts"] = [a + b for a, b in zip(entry["label_counts"], record["label_counts"])]
@@ -365,12 +464,15 @@ def _build_manifest(options, size, shard_records):
             pixel_sum_sq += record["pixel_sum_sq"]
     manifest = {
         "schema_version": records.SCHEMA_VERSION,
-        "class_names": list(labels_lib.CLASS_NAMES),
+        "label_set": label_set.name,
+        "class_names": list(label_set.class_names),
         "channels": list(labels_lib.CHANNELS),
         "image_format": records.IMAGE_FORMAT,
         "image_size": size,
-        "source": {"images": options.images_dir, "csv": options.csv_path, "val_fraction": options.val_fraction,
-                   "seed": options.seed},
+        "sources": [{"images": images_dir, "csv": options.csv_paths[index] if options.csv_paths else None,
+                     "num_examples": int(source_counts[index])}
+                    for index, images_dir in enumerate(options.images_dirs)],
+        "split": split_info,
         **({"folds": options.folds} if options.folds else {}),
         "splits": splits,
     }

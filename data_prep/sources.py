@@ -1,8 +1,14 @@
 """Readers for raw HPA layouts: a labels CSV and per-channel image files.
 
-Kaggle HPA: `train.csv` (`Id,Target`) and `<Id>_{red,green,blue,yellow}.png`,
-8-bit 512x512. Also read: `.jpg`/`.jpeg` (HPAv18 external data) and
-`.tif`/`.tiff`, 16-bit images (scaled to 8 bits), any size (area-resized).
+The three releases users download (tests/data/README.md):
+- Kaggle 2018: `train.csv` (`Id,Target`) and `<Id>_{red,green,blue,yellow}.png`,
+  8-bit grayscale 512x512;
+- HPAv18 external data: `Id,Target`, one RGB-tinted JPEG per stain, 1728-3072 px;
+- HPA 2021: `train.csv` (`ID,Label`, 19 classes), grayscale PNG, 8- or 16-bit,
+  1728-3072 px.
+Files are decoded by content, whatever their extension (`.png`, `.jpg`,
+`.jpeg`, `.tif`, `.tiff`); colour and 16-bit files are reduced to 8-bit
+stains by the one rule of `protein_location.stains`; any size is area-resized.
 All reads go through tf.io.gfile so `gs://` folders work.
 """
 
@@ -15,7 +21,7 @@ import pandas as pd
 import PIL.Image
 import tensorflow as tf
 
-from protein_location import labels as labels_lib
+from protein_location import labels as labels_lib, stains
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # HPAv18 full-size images are 3072x3072 (9.4 MP); far beyond that is a
@@ -37,28 +43,26 @@ class SourceError(ValueError):
         self.image_id, self.path, self.problem = image_id, path, problem
 
 
-def read_labels_csv(csv_path, on_error="fail"):
-    """`Id,Target` CSV -> (list of (Id, sorted label indices), list of SourceError).
+def read_labels_csv(csv_path, on_error="fail", label_set=None):
+    """A labels CSV -> (entries, errors, label set).
 
-    A file-level problem (missing, empty, wrong columns) always raises. A bad
-    row raises with on_error="fail" and is returned among the errors with
-    on_error="skip".
+    The release is detected from the header (`Id,Target` -> hpa2018, `ID,Label`
+    -> hpa2021); `label_set` (a LabelSet) overrides the class list it implies.
+    entries: list of (Id, sorted label indices). A file-level problem (missing,
+    empty, unknown columns) always raises. A bad row raises with
+    on_error="fail" and is returned among the errors with on_error="skip".
     """
-    if not tf.io.gfile.exists(csv_path):
-        raise SourceError("labels CSV not found", path=csv_path)
-    with tf.io.gfile.GFile(csv_path, "r") as f:
-        text = f.read()
-    try:
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise SourceError("empty CSV, expected columns Id,Target", path=csv_path) from None
-    if list(table.columns[:2]) != ["Id", "Target"]:
+    table = _read_table(csv_path)
+    detected = labels_lib.label_set_of_header(table.columns)
+    if detected is None:
         found = ",".join(map(str, table.columns))
-        raise SourceError(f"expected columns Id,Target, found {found!r}", path=csv_path)
+        raise SourceError(f"expected columns {labels_lib.expected_headers()}, found {found!r}", path=csv_path)
+    label_set = label_set or detected
     if table.empty:
-        raise SourceError("no rows below the Id,Target header", path=csv_path)
+        raise SourceError(f"no rows below the {detected.id_column},{detected.label_column} header", path=csv_path)
     entries, errors, seen = [], [], set()
-    for row, (image_id, target) in enumerate(zip(table["Id"], table["Target"]), start=2):
+    rows = zip(table[detected.id_column], table[detected.label_column])
+    for row, (image_id, target) in enumerate(rows, start=2):
         where = f"{csv_path} line {row}"
         try:
             if not labels_lib.is_valid_id(image_id):
@@ -67,14 +71,34 @@ def read_labels_csv(csv_path, on_error="fail"):
                 raise SourceError("duplicate Id", image_id, where)
             seen.add(image_id)
             try:
-                entries.append((image_id, labels_lib.parse_target(target)))
+                entries.append((image_id, labels_lib.parse_target(target, label_set.num_classes)))
             except ValueError as error:
-                raise SourceError(str(error), image_id, where) from None
+                raise SourceError(f"{error} ({label_set.name})", image_id, where) from None
         except SourceError as error:
             if on_error == "fail":
                 raise
             errors.append(error)
-    return entries, errors
+    return entries, errors, label_set
+
+
+def read_csv_column(csv_path, column):
+    """{Id: value} of one more column of a labels CSV (e.g. --group-column)."""
+    table = _read_table(csv_path)
+    label_set = labels_lib.label_set_of_header(table.columns)
+    if column not in table.columns or label_set is None:
+        raise SourceError(f"no column {column!r} (columns: {','.join(map(str, table.columns))})", path=csv_path)
+    return dict(zip(table[label_set.id_column], table[column]))
+
+
+def _read_table(csv_path):
+    if not tf.io.gfile.exists(csv_path):
+        raise SourceError("labels CSV not found", path=csv_path)
+    with tf.io.gfile.GFile(csv_path, "r") as f:
+        text = f.read()
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise SourceError(f"empty CSV, expected columns {labels_lib.expected_headers()}", path=csv_path) from None
 
 
 def check_images_dir(images_dir):
@@ -112,8 +136,9 @@ def find_channel_file(images_dir, image_id, channel):
     raise SourceError("missing channel file", image_id, expected)
 
 
-def decode_channel(data, image_id, path, max_pixels=DEFAULT_MAX_PIXELS):
-    """Encoded bytes of one stain -> 2-D uint8 array (16-bit scaled to 8)."""
+def decode_channel(data, channel, image_id, path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Encoded bytes of one stain -> 2-D uint8 array by `stains`' rule: a colour
+    file reduced to the stain's colour, 16-bit scaled to 8 bits."""
     if not data:
         raise SourceError("empty file (0 bytes)", image_id, path)
     try:
@@ -126,13 +151,12 @@ def decode_channel(data, image_id, path, max_pixels=DEFAULT_MAX_PIXELS):
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise SourceError(f"truncated or corrupt image ({len(data)} bytes)", image_id, path)
-    if array.ndim != 2:
-        raise SourceError(f"expected one grayscale channel, found {array.shape[2]} channels", image_id, path)
-    if array.dtype == np.uint16:
-        array = (array >> 8).astype(np.uint8)
-    elif array.dtype != np.uint8:
+    if array.dtype not in (np.uint8, np.uint16):
         raise SourceError(f"unsupported pixel type {array.dtype}", image_id, path)
-    return array
+    if array.ndim == 3 and array.shape[2] >= 3:
+        array = array[..., 2::-1]  # OpenCV's BGR(A) -> RGB
+    # Reduce first, then scale: only one plane is converted.
+    return np.ascontiguousarray(stains.to_8bit(stains.stain_signal(array, channel)))
 
 
 def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
@@ -141,16 +165,16 @@ def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
     The four stains must share one shape; with `size` each is then
     area-resized to size x size.
     """
-    stains, paths = [], []
+    planes, paths = [], []
     for channel in labels_lib.CHANNELS:
         path = find_channel_file(images_dir, image_id, channel)
         with tf.io.gfile.GFile(path, "rb") as f:
-            stains.append(decode_channel(f.read(), image_id, path, max_pixels))
+            planes.append(decode_channel(f.read(), channel, image_id, path, max_pixels))
         paths.append(path)
-    for stain, path in zip(stains[1:], paths[1:]):
-        if stain.shape != stains[0].shape:
-            raise SourceError(f"{stain.shape[1]}x{stain.shape[0]} differs from the red channel's "
-                              f"{stains[0].shape[1]}x{stains[0].shape[0]}", image_id, path)
-    if size is not None and stains[0].shape != (size, size):
-        stains = [cv2.resize(stain, (size, size), interpolation=cv2.INTER_AREA) for stain in stains]
-    return np.stack(stains, axis=-1)
+    for plane, path in zip(planes[1:], paths[1:]):
+        if plane.shape != planes[0].shape:
+            raise SourceError(f"{plane.shape[1]}x{plane.shape[0]} differs from the red channel's "
+                              f"{planes[0].shape[1]}x{planes[0].shape[0]}", image_id, path)
+    if size is not None and planes[0].shape != (size, size):
+        planes = [cv2.resize(plane, (size, size), interpolation=cv2.INTER_AREA) for plane in planes]
+    return np.stack(planes, axis=-1)

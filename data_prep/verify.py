@@ -4,7 +4,6 @@ import posixpath
 
 import tensorflow as tf
 
-from protein_location import labels as labels_lib
 from protein_location import manifest as manifest_lib
 from protein_location import records
 
@@ -17,6 +16,7 @@ def verify_dataset(data_dir):
     """Returns {split: examples checked}; raises VerifyError on the first mismatch."""
     manifest = manifest_lib.load_manifest(data_dir)
     size = manifest["image_size"]
+    num_classes = len(manifest_lib.class_names(manifest))
     checked = {}
     for split, entry in manifest["splits"].items():
         for shard in entry["shards"]:
@@ -28,14 +28,15 @@ def verify_dataset(data_dir):
             count = 0
             try:
                 for serialized in tf.data.TFRecordDataset(path):
-                    example = records.parse_example(serialized)
+                    example = records.parse_example(serialized, num_classes)
                     count += 1
                     shape = tuple(example["image"].shape)
                     if shape != (size, size, 4):
                         raise VerifyError(f"{path}: example {count} has shape {shape}, expected {(size, size, 4)}")
                     indices = example["label_indices"].numpy()
-                    if ((indices < 0) | (indices >= labels_lib.NUM_CLASSES)).any():
-                        raise VerifyError(f"{path}: example {count} has labels {indices.tolist()} outside 0-27")
+                    if ((indices < 0) | (indices >= num_classes)).any():
+                        raise VerifyError(f"{path}: example {count} has labels {indices.tolist()} outside "
+                                          f"0-{num_classes - 1}")
             except tf.errors.OpError as error:
                 raise VerifyError(f"{path}: unreadable after {count} examples ({error.message.splitlines()[0]})") from None
             if count != shard["num_examples"]:

@@ -25,7 +25,8 @@ def _parser():
                               "sorted, or every record of --split in the manifest's order")
     predict.add_argument("--out", required=True, help="submission CSV to write (Id,Predicted)")
     predict.add_argument("--probabilities", default=None,
-                         help="also write a CSV of all 28 probabilities per Id (columns: Id, the location names)")
+                         help="also write a CSV of every class's probability per Id (columns: Id, the model's "
+                              "class names)")
     predict.add_argument("--batch-size", type=int, default=64, help="images per inference call")
     predict.add_argument("--tta", type=int, choices=[1, 8], default=1,
                          help="test-time augmentation: 8 averages the 8 flips/rotations of each image")
@@ -33,7 +34,10 @@ def _parser():
     score = commands.add_parser("score", formatter_class=formatter,
                                 help="macro F1 of a submission against known labels (Id,Target)")
     score.add_argument("--submission", required=True, help="submission CSV (Id,Predicted)")
-    score.add_argument("--truth", required=True, help="labels CSV (Id,Target), e.g. the synthetic test_labels.csv")
+    score.add_argument("--truth", required=True,
+                       help="labels CSV, Id,Target (hpa2018) or ID,Label (hpa2021), e.g. the synthetic test_labels.csv")
+    score.add_argument("--label-set", choices=["hpa2018", "hpa2021"], default=None,
+                       help="the classes of the labels; default: detected from the --truth header")
 
     explain = commands.add_parser("explain", formatter_class=formatter,
                                   help="Grad-CAM heat maps of the predicted locations -> one PNG per image")
@@ -59,7 +63,7 @@ def _parser():
 def _predict(args, predict):
     from data_prep.sources import list_image_ids
 
-    wanted = list(predict.read_csv(args.csv, ["Id"])["Id"]) if args.csv else None
+    wanted = predict.read_ids(args.csv) if args.csv else None
     if args.records:
         ids, probabilities, label_matrix = predict.predict_records(args.model, args.records, args.split,
                                                                    args.batch_size, args.tta)
@@ -74,7 +78,8 @@ def _predict(args, predict):
         source = "images"
     predict.write_submission(args.out, ids, label_matrix)
     if args.probabilities:
-        predict.write_probabilities(args.probabilities, ids, probabilities)
+        class_names = predict.class_names_of(predict.load_saved_model(args.model)[0])
+        predict.write_probabilities(args.probabilities, ids, probabilities, class_names)
     print(f"predict: {len(ids)} {source}{' (8x TTA)' if args.tta == 8 else ''} -> {args.out}")
 
 
@@ -82,10 +87,10 @@ def _export(args):
     from protein_location import export
 
     formats = export.export_formats_of(args.tflite, args.tflite_quantize, args.onnx, args.out, "--out")
-    model, thresholds = export.load_run(args.model_dir)
-    print(f"export: {args.model_dir}/model.keras ({model.name}, input {model.input_shape[1:]}) "
-          f"with its thresholds.json")
-    export.export_model(model, thresholds, args.out, formats)
+    model, thresholds, class_names = export.load_run(args.model_dir)
+    print(f"export: {args.model_dir}/model.keras ({model.name}, input {model.input_shape[1:]}, "
+          f"{len(class_names)} classes) with its thresholds.json")
+    export.export_model(model, thresholds, args.out, formats, class_names=class_names)
 
 
 def main(argv=None):
@@ -99,8 +104,8 @@ def main(argv=None):
         if args.command == "predict":
             _predict(args, predict)
         elif args.command == "score":
-            f1 = predict.score_submission(args.submission, args.truth)
-            print(f"score: macro F1 {f1:.4f} ({args.submission} against {args.truth})")
+            f1, label_set = predict.score_submission(args.submission, args.truth, args.label_set)
+            print(f"score: macro F1 {f1:.4f} ({args.submission} against {args.truth}, {label_set})")
         elif args.command == "explain":
             from protein_location import explain
 

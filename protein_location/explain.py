@@ -45,10 +45,10 @@ def chosen_locations(probabilities, labels, max_locations):
     return predicted[:max_locations] if predicted else [int(order[0])]
 
 
-def plot_explanation(image, heatmaps, probabilities, labels, image_id, max_locations=4):
+def plot_explanation(image, heatmaps, probabilities, labels, image_id, class_names, max_locations=4):
     """The figure of one image: composite, then a heat map per chosen location.
 
-    heatmaps: [S, S, 28] Grad-CAM maps at the model's input side; each is
+    heatmaps: [S, S, C] Grad-CAM maps at the model's input side; each is
     scaled to its own maximum and upsampled to the image's size.
     """
     composite = rgb_composite(image)
@@ -70,7 +70,7 @@ def plot_explanation(image, heatmaps, probabilities, labels, image_id, max_locat
         note = "" if labels[c] else " (below threshold)"
         if peak <= 0:
             note += "\nno positive evidence"
-        axis.set_title(f"{labels_lib.CLASS_NAMES[c]}\np = {probabilities[c]:.2f}{note}", fontsize=9)
+        axis.set_title(f"{class_names[c]}\np = {probabilities[c]:.2f}{note}", fontsize=9)
     for axis in axes:
         axis.set_xticks([])
         axis.set_yticks([])
@@ -89,7 +89,8 @@ def explain_images(model_path, images_dir, ids, out_dir, max_locations=4):
     """Writes `out_dir/<Id>.png` for each Id and `out_dir/explain.json`; returns the JSON record."""
     from data_prep import sources
 
-    _, gradcam = predict.load_saved_model(model_path, export.GRADCAM_SIGNATURE)
+    loaded, gradcam = predict.load_saved_model(model_path, export.GRADCAM_SIGNATURE)
+    class_names = predict.class_names_of(loaded)
     sources.check_images_dir(images_dir)
     images = {image_id: sources.read_image(images_dir, image_id) for image_id in ids}  # bad input fails first
     tf.io.gfile.makedirs(out_dir)
@@ -100,13 +101,13 @@ def explain_images(model_path, images_dir, ids, out_dir, max_locations=4):
         probabilities = outputs["probabilities"].numpy()[0]
         labels = outputs["labels"].numpy()[0]
         figure, chosen = plot_explanation(image, outputs["heatmaps"].numpy()[0], probabilities, labels,
-                                          image_id, max_locations)
+                                          image_id, class_names, max_locations)
         png = posixpath.join(out_dir, f"{image_id}.png")
         save_figure(figure, png)
         entries.append({
             "id": image_id, "png": png,
-            "predicted": [labels_lib.CLASS_NAMES[c] for c in np.flatnonzero(labels)],
-            "shown": [{"index": c, "location": labels_lib.CLASS_NAMES[c], "probability": round(float(probabilities[c]), 4),
+            "predicted": [class_names[c] for c in np.flatnonzero(labels)],
+            "shown": [{"index": c, "location": class_names[c], "probability": round(float(probabilities[c]), 4),
                        "predicted": bool(labels[c])} for c in chosen],
         })
     record = {"model": export.resolve_saved_model(model_path), "images": entries}

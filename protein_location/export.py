@@ -2,11 +2,12 @@
 
 - `serving_default`: `image` uint8 [batch, H, W, 4] RGBY, any H and W.
 - `predict_channels`: `red`, `green`, `blue`, `yellow` string [batch], the
-  encoded PNG/JPEG files of each stain (8- or 16-bit), any size.
+  encoded PNG/JPEG files of each stain (8- or 16-bit, grayscale or the
+  RGB-tinted HPAv18 JPEGs), any size, reduced by `stains`' rule as in conversion.
 - `serve_examples`: `examples` string [batch], serialized tf.train.Examples
   in this project's TFRecord schema (the TF Model Garden `tf_example` input).
 - `gradcam`: `image` as `serving_default`; also returns `heatmaps` float32
-  [batch, S, S, 28], the Grad-CAM map of every location at the model's input
+  [batch, S, S, C], the Grad-CAM map of every class at the model's input
   side S (Selvaraju et al., 2017), for `python -m protein_location explain`.
 
 `export_model` adds, on request, the same model as TFLite (float32 and
@@ -25,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from protein_location import labels as labels_lib, model as model_lib, records
+from protein_location import labels as labels_lib, model as model_lib, records, stains
 
 SIGNATURE = "serving_default"
 CHANNELS_SIGNATURE = "predict_channels"
@@ -74,7 +75,8 @@ def gradcam_model(model):
 
 
 def load_run(model_dir):
-    """A training run folder -> (its model.keras, its thresholds.json thresholds)."""
+    """A training run folder -> (its model.keras, its thresholds.json
+    thresholds, their class names)."""
     model_path = posixpath.join(model_dir, "model.keras")
     thresholds_path = posixpath.join(model_dir, "thresholds.json")
     for path in (model_path, thresholds_path):
@@ -87,13 +89,16 @@ def load_run(model_dir):
         raise ExportError(f"{model_path}: cannot load the Keras model ({str(error).splitlines()[0]})") from None
     try:
         with tf.io.gfile.GFile(thresholds_path, "r") as f:
-            thresholds = np.asarray(json.load(f)["thresholds"], np.float32)
+            content = json.load(f)
+        thresholds = np.asarray(content["thresholds"], np.float32)
+        class_names = [str(name) for name in content["class_names"]]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise ExportError(f"{thresholds_path}: not a thresholds file ({error})") from None
-    if thresholds.shape != (labels_lib.NUM_CLASSES,):
-        raise ExportError(f"{thresholds_path}: expected {labels_lib.NUM_CLASSES} thresholds, "
-                          f"found {thresholds.size}")
-    return model, thresholds
+    width = int(model.output_shape[-1])
+    if thresholds.shape != (width,) or len(class_names) != width:
+        raise ExportError(f"{thresholds_path}: expected {width} thresholds and class names (the model's outputs), "
+                          f"found {thresholds.size} and {len(class_names)}")
+    return model, thresholds, class_names
 
 
 def export_formats_of(tflite=False, tflite_quantize=False, onnx=False, export_dir="", out_flag="--export"):
@@ -109,7 +114,7 @@ def export_formats_of(tflite=False, tflite_quantize=False, onnx=False, export_di
     return formats
 
 
-def export_model(model, thresholds, export_base, formats=(), log=print):
+def export_model(model, thresholds, export_base, formats=(), log=print, *, class_names):
     """Writes a new SavedModel version under `export_base` and, for each of
     `formats` ("tflite", "tflite_int8", "onnx"), the same model in that format
     inside the version folder, each checked against the SavedModel.
@@ -123,7 +128,7 @@ def export_model(model, thresholds, export_base, formats=(), log=print):
 
     export_formats.check_available(formats)
     model = model_lib.float32_twin(model)
-    path = export_saved_model(model, thresholds, export_base)
+    path = export_saved_model(model, thresholds, export_base, class_names)
     log(f"export: SavedModel in {path}")
     checks = {}  # the SavedModel's outputs on the check images, computed once
     try:
@@ -138,16 +143,21 @@ def export_model(model, thresholds, export_base, formats=(), log=print):
     return path
 
 
-def export_saved_model(model, thresholds, export_base):
-    """Writes `model` with its per-class thresholds as a new version under `export_base`.
+def export_saved_model(model, thresholds, export_base, class_names):
+    """Writes `model` with its per-class thresholds and class names (one per
+    output) as a new version under `export_base`.
 
     The layout TF Serving reads: `export_base/1/`, then `2/`, ... Returns the
     SavedModel folder written (removed again if writing fails).
     """
     versions = version_dirs(export_base)
     path = posixpath.join(export_base, str(max(versions, default=0) + 1))
+    width = int(model.output_shape[-1])
+    if len(class_names) != width or np.size(thresholds) != width:
+        raise ExportError(f"the model has {width} outputs but {len(class_names)} class names and "
+                          f"{np.size(thresholds)} thresholds")
     try:
-        _write_saved_model(model, thresholds, path)
+        _write_saved_model(model, thresholds, path, class_names)
     except BaseException:
         if tf.io.gfile.exists(path):
             tf.io.gfile.rmtree(path)
@@ -155,14 +165,16 @@ def export_saved_model(model, thresholds, export_base):
     return path
 
 
-def _write_saved_model(model, thresholds, path):
-    image_size = int(model.input_shape[1])
+def _write_saved_model(model, thresholds, path, class_names):
+    image_size, num_classes = int(model.input_shape[1]), len(class_names)
     features_model, head = gradcam_model(model)
-    thresholds = tf.Variable(np.asarray(thresholds, np.float32).reshape([labels_lib.NUM_CLASSES]),
+    thresholds = tf.Variable(np.asarray(thresholds, np.float32).reshape([num_classes]),
                              trainable=False, name="thresholds")
 
     def resize(pixels):
-        return tf.image.resize(tf.cast(pixels, tf.float32), [image_size, image_size], method="area")
+        # Rounded to whole grey levels, as conversion stores them: files sent
+        # to the model give the pixels it was trained on (within a level at ties).
+        return tf.round(tf.image.resize(tf.cast(pixels, tf.float32), [image_size, image_size], method="area"))
 
     def outputs(pixels):
         probabilities = tf.cast(model(pixels, training=False), tf.float32)
@@ -172,15 +184,12 @@ def _write_saved_model(model, thresholds, path):
     def serve(image):
         return outputs(resize(image))
 
-    def decode_stain(encoded):
-        # decode_image scales 8- and 16-bit alike into [0, 1].
-        stain = tf.io.decode_image(encoded, channels=1, dtype=tf.float32, expand_animations=False)
-        return resize(stain * 255.0)[..., 0]
-
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=c) for c in labels_lib.CHANNELS])
     def predict_channels(red, green, blue, yellow):
         def one_image(files):
-            return tf.stack([decode_stain(f) for f in files], axis=-1)
+            # The conversion's rule (colour -> the stain's colour, 16-bit -> 8), then one resize of all four.
+            planes = [stains.decode_stain_tf(f, c) for f, c in zip(files, labels_lib.CHANNELS)]
+            return resize(tf.stack(planes, axis=-1))
 
         pixels = tf.map_fn(one_image, (red, green, blue, yellow),
                            fn_output_signature=tf.TensorSpec([image_size, image_size, 4], tf.float32))
@@ -188,7 +197,7 @@ def _write_saved_model(model, thresholds, path):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(examples):
-        pixels = tf.map_fn(lambda e: resize(records.parse_example(e)["image"]), examples,
+        pixels = tf.map_fn(lambda e: resize(records.parse_example(e, num_classes)["image"]), examples,
                            fn_output_signature=tf.TensorSpec([image_size, image_size, 4], tf.float32))
         return outputs(pixels)
 
@@ -201,8 +210,8 @@ def _write_saved_model(model, thresholds, path):
             # would otherwise give vanishing gradients and a blank map.
             logits = tf.matmul(tf.cast(pooled, tf.float32), tf.convert_to_tensor(head.kernel)) + \
                 tf.convert_to_tensor(head.bias)
-        gradients = tf.cast(tape.batch_jacobian(logits, features), tf.float32)  # [B, 28, h, w, C]
-        weights = tf.reduce_mean(gradients, axis=[2, 3])  # [B, 28, C]: each channel's importance per class
+        gradients = tf.cast(tape.batch_jacobian(logits, features), tf.float32)  # [B, classes, h, w, C]
+        weights = tf.reduce_mean(gradients, axis=[2, 3])  # [B, classes, C]: each channel's importance per class
         maps = tf.nn.relu(tf.einsum("bhwc,bkc->bhwk", tf.cast(features, tf.float32), weights))
         probabilities = tf.sigmoid(logits)
         return {"heatmaps": tf.image.resize(maps, [image_size, image_size], method="bilinear"),
@@ -220,7 +229,7 @@ def _write_saved_model(model, thresholds, path):
     metadata = {
         "image_size": tf.Variable(image_size, trainable=False, name="image_size"),
         "thresholds": thresholds,
-        "class_names": tf.Variable(list(labels_lib.CLASS_NAMES), trainable=False, name="class_names"),
+        "class_names": tf.Variable(list(class_names), trainable=False, name="class_names"),
         "channels": tf.Variable(list(labels_lib.CHANNELS), trainable=False, name="channels"),
     }
     for name, variable in metadata.items():

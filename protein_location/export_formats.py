@@ -10,8 +10,8 @@ Written inside a SavedModel version folder by `export.export_model`:
 
 Every file has one signature: input `image` uint8 [batch, S, S, 4] RGBY at
 the model's input side S (resize before calling: TFLite has no area resize
-among its builtin ops), outputs `probabilities` float32 [batch, 28] and
-`labels` int32 [batch, 28] under the tuned thresholds, as `serving_default`.
+among its builtin ops), outputs `probabilities` float32 [batch, C] and
+`labels` int32 [batch, C] under the tuned thresholds, as `serving_default`.
 
 After writing, each file is run on CHECK_IMAGES seeded random images and
 compared with the SavedModel's `serving_default`; a float file that differs
@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from protein_location import export, labels as labels_lib
+from protein_location import export
 
 FORMATS = ("tflite", "tflite_int8", "onnx")
 FILE_NAMES = {"tflite": "model.tflite", "tflite_int8": "model_int8.tflite", "onnx": "model.onnx"}
@@ -50,7 +50,7 @@ def check_available(formats):
 def fixed_size_function(model, thresholds):
     """serving_default at the model's own input side: uint8 [batch, S, S, 4] -> probabilities, labels."""
     side = int(model.input_shape[1])
-    thresholds = tf.constant(np.asarray(thresholds, np.float32).reshape([labels_lib.NUM_CLASSES]))
+    thresholds = tf.constant(np.asarray(thresholds, np.float32).reshape([int(model.output_shape[-1])]))
 
     @tf.function(input_signature=[tf.TensorSpec([None, side, side, 4], tf.uint8, name="image")])
     def serve(image):

@@ -29,7 +29,8 @@ def make_dataset(
     input_context=None,
     drop_remainder=None,
 ):
-    """Batches of (image float32 [B, S, S, 4] on 0-255, labels float32 [B, 28]).
+    """Batches of (image float32 [B, S, S, 4] on 0-255, labels float32 [B, C]),
+    C the number of the dataset's classes (dataset.json `class_names`).
 
     Args:
         data_dir: dataset folder holding dataset.json and the shards.
@@ -64,6 +65,7 @@ def make_dataset(
             data_dir, manifest, split, fold, batch_size, input_context)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     stored_size = manifest["image_size"]
+    num_classes = len(manifest_lib.class_names(manifest))
     image_size = image_size or stored_size
 
     dataset = tf.data.Dataset.from_tensor_slices(files)
@@ -94,7 +96,7 @@ def make_dataset(
         dataset = dataset.map(lambda serialized: (serialized, tf.zeros([2], tf.int64)))
 
     def to_model_inputs(serialized, example_seed):
-        example = records.parse_example(serialized)
+        example = records.parse_example(serialized, num_classes)
         image = tf.cast(example["image"], tf.float32)
         if image_size != stored_size:
             image = tf.image.resize(image, [image_size, image_size], method="area")

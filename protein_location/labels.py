@@ -1,9 +1,20 @@
-"""The 28 HPA subcellular locations and conversions between label formats.
+"""HPA label sets and conversions between label formats.
 
-Label indices follow the Kaggle "Human Protein Atlas Image Classification"
-release: `Target` is a space-separated list of these indices ("16 0").
+Two releases, two label sets, both first-class:
+
+- `hpa2018`: the 28 subcellular locations of the Kaggle "Human Protein Atlas
+  Image Classification" release (also the HPAv18 external data): `train.csv`
+  is `Id,Target`, Target a space-separated list of indices ("16 0").
+- `hpa2021`: the 19 classes of the Kaggle "HPA Single Cell Classification"
+  release: `train.csv` is `ID,Label`, Label `|`-separated indices ("8|5|0").
+
+The indices of one release mean nothing in the other (index 8 is Peroxisomes
+in 2018 and Intermediate filaments in 2021). A dataset has exactly one label
+set, recorded as `class_names` in its dataset.json; everything downstream
+takes the class list from there, never from a constant.
 """
 
+import dataclasses
 import re
 
 import numpy as np
@@ -40,6 +51,76 @@ CLASS_NAMES = (
 )
 NUM_CLASSES = len(CLASS_NAMES)
 
+HPA2021_CLASS_NAMES = (
+    "Nucleoplasm",
+    "Nuclear membrane",
+    "Nucleoli",
+    "Nucleoli fibrillar center",
+    "Nuclear speckles",
+    "Nuclear bodies",
+    "Endoplasmic reticulum",
+    "Golgi apparatus",
+    "Intermediate filaments",
+    "Actin filaments",
+    "Microtubules",
+    "Mitotic spindle",
+    "Centrosome",
+    "Plasma membrane",
+    "Mitochondria",
+    "Aggresome",
+    "Cytosol",
+    "Vesicles and punctate cytosolic patterns",
+    "Negative",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSet:
+    """One release's classes and the header of its labels CSV."""
+
+    name: str
+    class_names: tuple
+    id_column: str
+    label_column: str
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+
+HPA2018 = LabelSet("hpa2018", CLASS_NAMES, "Id", "Target")
+HPA2021 = LabelSet("hpa2021", HPA2021_CLASS_NAMES, "ID", "Label")
+LABEL_SETS = {label_set.name: label_set for label_set in (HPA2018, HPA2021)}
+
+
+def label_set_named(name):
+    """`hpa2018` or `hpa2021` -> the LabelSet; ValueError naming the choices."""
+    if name not in LABEL_SETS:
+        raise ValueError(f"unknown label set {name!r}; expected one of {', '.join(LABEL_SETS)}")
+    return LABEL_SETS[name]
+
+
+def label_set_of_header(columns):
+    """The LabelSet whose CSV header starts `columns` (`Id,Target` -> hpa2018,
+    `ID,Label` -> hpa2021), or None."""
+    for label_set in LABEL_SETS.values():
+        if list(columns[:2]) == [label_set.id_column, label_set.label_column]:
+            return label_set
+    return None
+
+
+def expected_headers():
+    """What a labels CSV may start with, for error messages."""
+    return " or ".join(f"{s.id_column},{s.label_column} ({s.name})" for s in LABEL_SETS.values())
+
+
+def label_set_of_classes(class_names):
+    """The name of the label set with exactly these classes, or "custom"."""
+    for label_set in LABEL_SETS.values():
+        if tuple(class_names) == label_set.class_names:
+            return label_set.name
+    return "custom"
+
 # Images per class in the Kaggle training set (31,072 images). The synthetic
 # generator shapes its label frequencies after these.
 HPA_TRAIN_COUNTS = (
@@ -59,17 +140,18 @@ def is_valid_id(image_id):
     return isinstance(image_id, str) and _ID_PATTERN.fullmatch(image_id) is not None
 
 
-def parse_target(target):
-    """`"16 0"` -> `[16, 0]`; raises ValueError naming what is wrong."""
+def parse_target(target, num_classes=NUM_CLASSES):
+    """`"16 0"` (2018) or `"16|0"` (2021) -> `[0, 16]`; raises ValueError
+    naming what is wrong. Either separator is read in either release."""
     if not isinstance(target, str) or not target.strip():
         raise ValueError(f"empty Target {target!r}")
     indices = []
-    for token in target.split():
+    for token in re.split(r"[\s|]+", target.strip()):
         if not re.fullmatch(r"\d+", token):
-            raise ValueError(f"label {token!r} is not an integer in 0-{NUM_CLASSES - 1}")
+            raise ValueError(f"label {token!r} is not an integer in 0-{num_classes - 1}")
         index = int(token)
-        if index >= NUM_CLASSES:
-            raise ValueError(f"label {index} is outside 0-{NUM_CLASSES - 1}")
+        if index >= num_classes:
+            raise ValueError(f"label {index} is outside 0-{num_classes - 1}")
         indices.append(index)
     return sorted(set(indices))
 
@@ -79,9 +161,9 @@ def format_target(indices):
     return " ".join(str(int(i)) for i in sorted(indices))
 
 
-def to_multi_hot(indices):
-    """Label indices -> float32 vector of length NUM_CLASSES."""
-    vector = np.zeros(NUM_CLASSES, np.float32)
+def to_multi_hot(indices, num_classes):
+    """Label indices -> float32 vector of length num_classes."""
+    vector = np.zeros(num_classes, np.float32)
     vector[list(indices)] = 1.0
     return vector
 

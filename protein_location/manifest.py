@@ -18,6 +18,12 @@ class ManifestError(ValueError):
     """A dataset folder without a usable dataset.json."""
 
 
+def class_names(manifest):
+    """The dataset's classes (its label set), from which every consumer sizes
+    its labels; manifests written before label sets hold the 28 of 2018."""
+    return list(manifest["class_names"])
+
+
 def shard_name(split, index, count):
     return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
 

@@ -10,7 +10,6 @@ import copy
 import keras
 import numpy as np
 
-from protein_location import labels as labels_lib
 
 # depths per stage; "basic" = two 3x3 convs, "bottleneck" = 1x1-3x3-1x1 (x4).
 PRESETS = {
@@ -76,7 +75,7 @@ def _residual_block(x, block, filters, strides, se_ratio, synchronized, name):
 def build_seresnet(
     preset="seresnet18",
     image_size=224,
-    num_classes=labels_lib.NUM_CLASSES,
+    num_classes=28,
     width=1.0,
     channel_mean=(0.0, 0.0, 0.0, 0.0),
     channel_std=(255.0, 255.0, 255.0, 255.0),
@@ -90,7 +89,8 @@ def build_seresnet(
     Args:
         preset: one of PRESETS.
         image_size: input side in pixels; input is (image_size, image_size, 4).
-        num_classes: sigmoid outputs (28 HPA locations).
+        num_classes: sigmoid outputs, one per class of the dataset's label
+            set (dataset.json `class_names`: 28 for HPA 2018, 19 for 2021).
         width: multiplier on every stage's filters (tiny models for tests).
         channel_mean, channel_std: per-channel statistics of the training
             images on the 0-255 scale (dataset.json), applied inside the model.

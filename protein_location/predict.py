@@ -33,12 +33,18 @@ def load_saved_model(path, signature=export.SIGNATURE):
     return loaded, loaded.signatures[signature]
 
 
+def class_names_of(loaded):
+    """The class names a loaded SavedModel of this project carries (its label set)."""
+    return [name.decode() for name in loaded.class_names[0].numpy()]
+
+
 def load_serving_model(path):
-    """SavedModel folder or export base -> (serving function, the model's input side, its thresholds)."""
+    """SavedModel folder or export base -> (serving function, the model's input
+    side, its thresholds, its class names)."""
     loaded, serve = load_saved_model(path)
     image_size = int(loaded.image_size[0].numpy()) if hasattr(loaded, "image_size") else None
     thresholds = loaded.thresholds[0].numpy() if hasattr(loaded, "thresholds") else 0.5
-    return serve, image_size, thresholds
+    return serve, image_size, thresholds, class_names_of(loaded)
 
 
 def read_csv(path, columns):
@@ -66,7 +72,8 @@ def _check_tta(tta):
 
 
 def predict_images(model_path, images_dir, ids, batch_size=64, tta=1):
-    """Probabilities [n, 28] and labels [n, 28] of the images `ids` in `images_dir`.
+    """Probabilities [n, C] and labels [n, C] of the images `ids` in `images_dir`,
+    C the SavedModel's classes.
 
     tta=8 averages the probabilities of the 8 flips/rotations of each image
     and applies the model's thresholds to the average.
@@ -74,7 +81,7 @@ def predict_images(model_path, images_dir, ids, batch_size=64, tta=1):
     from data_prep import sources  # the raw-layout reader, shared with convert
 
     _check_tta(tta)
-    serve, image_size, thresholds = load_serving_model(model_path)
+    serve, image_size, thresholds, _ = load_serving_model(model_path)
     sources.check_images_dir(images_dir)
     probabilities, labels = [], []
     # Reading overlaps inference: OpenCV decodes without holding the GIL.
@@ -91,7 +98,7 @@ def predict_images(model_path, images_dir, ids, batch_size=64, tta=1):
 
 
 def predict_records(model_path, data_dir, split="test", batch_size=64, tta=1):
-    """(Ids, probabilities [n, 28], labels [n, 28]) of every record of a split
+    """(Ids, probabilities [n, C], labels [n, C]) of every record of a split
     of a converted dataset (`data_prep convert`), in the manifest's order.
 
     Streams through `input.make_dataset`: shards are read in parallel and
@@ -103,7 +110,8 @@ def predict_records(model_path, data_dir, split="test", batch_size=64, tta=1):
     _check_tta(tta)
     manifest = manifest_lib.load_manifest(data_dir)
     _, num_examples, _ = manifest_lib.split_summary(data_dir, manifest, split)
-    serve, _, thresholds = load_serving_model(model_path)
+    serve, _, thresholds, class_names = load_serving_model(model_path)
+    check_same_classes(class_names, manifest_lib.class_names(manifest), model_path, data_dir)
     dataset = input_lib.make_dataset(data_dir, split, batch_size, with_ids=True)
     ids, probabilities, labels = [], [], []
     with tqdm(total=num_examples, unit="img", desc=f"predict {split}", disable=None) as progress:
@@ -117,6 +125,14 @@ def predict_records(model_path, data_dir, split="test", batch_size=64, tta=1):
     if not ids:
         raise PredictError(f"{data_dir}: the {split!r} split has no records")
     return ids, np.concatenate(probabilities), np.concatenate(labels)
+
+
+def check_same_classes(model_classes, data_classes, model_path, data_dir):
+    """A model trained on one label set refuses data of another (their indices mean different classes)."""
+    if list(model_classes) != list(data_classes):
+        model_set, data_set = labels_lib.label_set_of_classes(model_classes), labels_lib.label_set_of_classes(data_classes)
+        raise PredictError(f"{data_dir}: the dataset's classes ({data_set}, {len(data_classes)}) are not the model's "
+                           f"({model_set}, {len(model_classes)}, {model_path}); use a model trained on this label set")
 
 
 def select_ids(ids, probabilities, label_matrix, wanted, source):
@@ -136,25 +152,51 @@ def write_submission(path, ids, label_matrix):
         pd.DataFrame({"Id": ids, "Predicted": predicted}).to_csv(f, index=False)
 
 
-def write_probabilities(path, ids, probabilities):
-    """`Id` and one column per location (the 28 names), the model's probabilities."""
-    table = pd.DataFrame(np.asarray(probabilities), columns=list(labels_lib.CLASS_NAMES))
+def write_probabilities(path, ids, probabilities, class_names):
+    """`Id` and one column per class (the model's class names), the model's probabilities."""
+    table = pd.DataFrame(np.asarray(probabilities), columns=list(class_names))
     table.insert(0, "Id", ids)
     with tf.io.gfile.GFile(path, "w") as f:
         table.to_csv(f, index=False, float_format="%.6f")
 
 
-def score_submission(submission_path, truth_path):
-    """Macro F1 (the Kaggle metric) of a submission against an `Id,Target` CSV."""
+def read_ids(path):
+    """The Ids of a sample submission, in its order: column `Id` (2018) or `ID` (2021)."""
+    table = read_csv(path, [])
+    for column in ("Id", "ID"):
+        if column in table.columns:
+            return list(table[column])
+    raise PredictError(f"{path}: expected an Id (or ID) column, found {','.join(table.columns)!r}")
+
+
+def score_submission(submission_path, truth_path, label_set=None):
+    """Macro F1 (the Kaggle metric) of a submission against known labels:
+    `Id,Target` (hpa2018) or `ID,Label` (hpa2021), detected from the header;
+    `label_set` ("hpa2018"/"hpa2021") overrides the class count it implies.
+    Returns (macro F1, the label set's name)."""
     submission = read_csv(submission_path, ["Id", "Predicted"]).set_index("Id")["Predicted"]
-    truth = read_csv(truth_path, ["Id", "Target"]).set_index("Id")["Target"]
+    truth_table = read_csv(truth_path, [])
+    detected = labels_lib.label_set_of_header(truth_table.columns)
+    if detected is None:
+        raise PredictError(f"{truth_path}: expected columns {labels_lib.expected_headers()}, "
+                           f"found {','.join(truth_table.columns)!r}")
+    chosen = labels_lib.label_set_named(label_set) if label_set else detected
+    truth = truth_table.set_index(detected.id_column)[detected.label_column]
     missing = truth.index.difference(submission.index)
     if len(missing):
         raise PredictError(f"{submission_path}: no prediction for {len(missing)} Ids, e.g. {missing[0]}")
 
-    def multi_hot(targets, parse):
-        return np.stack([labels_lib.to_multi_hot(parse(t)) for t in targets]).astype(int)
+    def multi_hot(path, targets, allow_empty):
+        rows = []
+        for image_id, target in targets.items():
+            try:
+                indices = [] if allow_empty and not target.strip() else labels_lib.parse_target(target,
+                                                                                              chosen.num_classes)
+            except ValueError as error:
+                raise PredictError(f"{path}: Id {image_id}: {error} ({chosen.name})") from None
+            rows.append(labels_lib.to_multi_hot(indices, chosen.num_classes))
+        return np.stack(rows).astype(int)
 
-    y_true = multi_hot(truth, labels_lib.parse_target)
-    y_pred = multi_hot(submission[truth.index], lambda t: labels_lib.parse_target(t) if t.strip() else [])
-    return thresholds_lib.macro_f1(y_true, y_pred)
+    y_true = multi_hot(truth_path, truth, allow_empty=False)
+    y_pred = multi_hot(submission_path, submission[truth.index], allow_empty=True)
+    return thresholds_lib.macro_f1(y_true, y_pred), chosen.name

@@ -9,8 +9,6 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from protein_location import labels as labels_lib
-
 SCHEMA_VERSION = 1
 IMAGE_FORMAT = "png"
 
@@ -82,9 +80,10 @@ def serialize_encoded(encoded_png, height, width, source_id, label_indices):
     return example.SerializeToString(deterministic=True)
 
 
-def parse_example(serialized):
+def parse_example(serialized, num_classes):
     """Serialized Example -> dict with `image` uint8 (H, W, 4), `source_id`,
-    `label_indices` int64 [k] and `labels` float32 multi-hot [28].
+    `label_indices` int64 [k] and `labels` float32 multi-hot [num_classes]
+    (the dataset's `class_names` count, from dataset.json).
 
     Works on one scalar string tensor (use inside `Dataset.map`).
     """
@@ -96,7 +95,7 @@ def parse_example(serialized):
         "image": image,
         "source_id": parsed[KEY_SOURCE_ID],
         "label_indices": label_indices,
-        "labels": multi_hot(label_indices),
+        "labels": multi_hot(label_indices, num_classes),
     }
 
 
@@ -107,8 +106,8 @@ def parse_label_indices(serialized):
     return tf.sparse.to_dense(parsed[KEY_LABEL])
 
 
-def multi_hot(label_indices):
-    """int label indices [k] -> float32 multi-hot [NUM_CLASSES] (zeros when k=0)."""
-    one_hot = tf.one_hot(label_indices, labels_lib.NUM_CLASSES, dtype=tf.float32)
-    # A sum, not a max: the max of an empty [0, 28] tensor is -inf, not 0.
+def multi_hot(label_indices, num_classes):
+    """int label indices [k] -> float32 multi-hot [num_classes] (zeros when k=0)."""
+    one_hot = tf.one_hot(label_indices, num_classes, dtype=tf.float32)
+    # A sum, not a max: the max of an empty [0, C] tensor is -inf, not 0.
     return tf.minimum(tf.reduce_sum(one_hot, axis=0), 1.0)

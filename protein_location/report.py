@@ -11,7 +11,6 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from sklearn import metrics  # noqa: E402
 
-from protein_location import labels as labels_lib  # noqa: E402
 from protein_location import thresholds as thresholds_lib  # noqa: E402
 
 
@@ -41,17 +40,20 @@ def macro_auc(y_true, y_prob):
     return float(metrics.roc_auc_score(y_true[:, present], y_prob[:, present], average="macro"))
 
 
-def build_report(run_info, y_true, y_prob, thresholds, untuned):
-    """report.json's content from val labels, probabilities and tuned thresholds."""
+def build_report(run_info, y_true, y_prob, thresholds, untuned, class_names):
+    """report.json's content from val labels, probabilities and tuned thresholds;
+    `class_names` are the dataset's (its label set)."""
     y_true = np.asarray(y_true).astype(int)
+    classes = range(len(class_names))
     at_half = (y_prob >= thresholds_lib.DEFAULT_THRESHOLD).astype(int)
     tuned = (y_prob >= np.asarray(thresholds)).astype(int)
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
-        y_true, tuned, average=None, labels=range(labels_lib.NUM_CLASSES), zero_division=0)
-    f1_half = metrics.f1_score(y_true, at_half, average=None, labels=range(labels_lib.NUM_CLASSES), zero_division=0)
+        y_true, tuned, average=None, labels=classes, zero_division=0)
+    f1_half = metrics.f1_score(y_true, at_half, average=None, labels=classes, zero_division=0)
     supported = support >= MIN_SUPPORT
     return {
         **run_info,
+        "class_names": list(class_names),
         "val_examples": int(len(y_true)),
         "val_macro_f1_at_0.5": float(np.mean(f1_half)),
         # Tuned and scored on the same val split: an optimistic estimate.
@@ -62,13 +64,13 @@ def build_report(run_info, y_true, y_prob, thresholds, untuned):
         "val_macro_auc": macro_auc(y_true, y_prob),
         "paper_table_at_0.5": paper_table(y_true, at_half),
         "paper_table_tuned": paper_table(y_true, tuned),
-        "classes_without_val_examples": [labels_lib.CLASS_NAMES[c] for c in untuned],
+        "classes_without_val_examples": [class_names[c] for c in untuned],
         "untuned_threshold_rule": f"classes without val examples keep {thresholds_lib.DEFAULT_THRESHOLD}",
         "per_class": [
-            {"index": c, "name": labels_lib.CLASS_NAMES[c], "val_support": int(support[c]),
+            {"index": c, "name": class_names[c], "val_support": int(support[c]),
              "threshold": float(thresholds[c]), "precision": float(precision[c]), "recall": float(recall[c]),
              "f1_tuned": float(f1[c]), "f1_at_0.5": float(f1_half[c])}
-            for c in range(labels_lib.NUM_CLASSES)
+            for c in classes
         ],
     }
 
@@ -80,8 +82,9 @@ def read_history(path):
 
 
 def plot_report(history, report, path):
-    """report.png: learning curves beside per-class F1 with the 28 location names."""
-    figure, (curves, bars) = plt.subplots(1, 2, figsize=(15, 6.5), gridspec_kw={"width_ratios": [1, 1.3]})
+    """report.png: learning curves beside per-class F1 with the class names."""
+    figure, (curves, bars) = plt.subplots(1, 2, figsize=(15, max(6.5, 0.23 * len(report["per_class"]))),
+                                          gridspec_kw={"width_ratios": [1, 1.3]})
     epochs = [row["epoch"] + 1 for row in history]
     f1_axis = curves.twinx()  # loss and F1 live on different scales
     for axis, key, style in ((curves, "loss", "C0-"), (curves, "val_loss", "C0--"),

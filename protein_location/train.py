@@ -65,10 +65,13 @@ def _check_batch(config, train_count, replicas):
 
 
 def build_and_compile(config, manifest, train_label_counts, train_count, steps_per_epoch):
-    """The SE-ResNet, AdamW with warmup + cosine decay, BCE, macro F1 and AUC."""
+    """The SE-ResNet, AdamW with warmup + cosine decay, BCE, macro F1 and AUC;
+    one sigmoid output per class of the dataset's label set."""
+    num_classes = len(manifest_lib.class_names(manifest))
     model = model_lib.build_seresnet(
         config.arch,
         image_size=config.image_size or manifest["image_size"],
+        num_classes=num_classes,
         width=config.width,
         channel_mean=manifest.get("channel_mean", (0.0,) * 4),
         channel_std=manifest.get("channel_std", (255.0,) * 4),
@@ -92,7 +95,7 @@ def build_and_compile(config, manifest, train_label_counts, train_count, steps_p
         metrics=[
             # threshold=0.5: without it F1Score takes the argmax (single-label).
             keras.metrics.F1Score(average="macro", threshold=0.5, name="macro_f1"),
-            keras.metrics.AUC(multi_label=True, num_labels=labels_lib.NUM_CLASSES, name="auc"),
+            keras.metrics.AUC(multi_label=True, num_labels=num_classes, name="auc"),
         ],
     )
     return model
@@ -131,7 +134,7 @@ def _callbacks(model_dir, best_path, write_dir=None):
 
 
 def predict_split(model, data_dir, split, batch_size, image_size, fold=None, tta=1):
-    """(labels [n, 28], probabilities [n, 28]) of a split, in manifest order;
+    """(labels [n, C], probabilities [n, C]) of a split, in manifest order;
     tta=8 averages the probabilities of the 8 flips/rotations of each image."""
     dataset = input_lib.make_dataset(data_dir, split, batch_size, image_size, fold=fold)
     y_true = np.concatenate([labels.numpy() for _, labels in dataset])
@@ -280,8 +283,10 @@ def write_report(config, plan, model, fit, fit_seconds):
     y_true, y_prob = predict_split(model, config.data, "val", config.batch_size, plan.image_size, config.fold,
                                    config.tta)
     thresholds, untuned = thresholds_lib.tune_thresholds(y_true, y_prob)
+    class_names = manifest_lib.class_names(plan.manifest)
     manifest_lib.write_json_atomic(posixpath.join(config.model_dir, "thresholds.json"), {
-        "class_names": list(labels_lib.CLASS_NAMES), "thresholds": thresholds.tolist(),
+        "label_set": labels_lib.label_set_of_classes(class_names),
+        "class_names": class_names, "thresholds": thresholds.tolist(),
         "untuned_classes": untuned,
     })
     run_info = {
@@ -298,7 +303,7 @@ def write_report(config, plan, model, fit, fit_seconds):
         "train_seconds": round(fit_seconds, 1),
         "train_images_per_second": round(len(fit.epoch) * plan.steps_per_epoch * config.batch_size / fit_seconds, 1),
     }
-    report = report_lib.build_report(run_info, y_true, y_prob, thresholds, untuned)
+    report = report_lib.build_report(run_info, y_true, y_prob, thresholds, untuned, class_names)
     manifest_lib.write_json_atomic(posixpath.join(config.model_dir, "report.json"), report)
     report_lib.plot_report(report_lib.read_history(posixpath.join(config.model_dir, "history.csv")), report,
                            posixpath.join(config.model_dir, "report.png"))
@@ -325,5 +330,6 @@ def train(config):
     model, fit, fit_seconds = fitted
     report, thresholds = write_report(config, plan, model, fit, fit_seconds)
     if config.export_dir:
-        export.export_model(model, thresholds, config.export_dir, config.export_formats)
+        export.export_model(model, thresholds, config.export_dir, config.export_formats,
+                            class_names=manifest_lib.class_names(plan.manifest))
     return report

@@ -21,7 +21,7 @@ def _kaggle_like(tmp_path):
 
 
 def _records(path):
-    return [records.parse_example(s) for s in tf.data.TFRecordDataset(str(path))]
+    return [records.parse_example(s, 28) for s in tf.data.TFRecordDataset(str(path))]
 
 
 def _convert_synthetic(synthetic_dir, out, **kwargs):
@@ -146,14 +146,16 @@ def test_verify_names_a_damaged_shard(synthetic_dir, tmp_path, damage):
 
 
 @pytest.mark.parametrize("csv_text, message", [
-    ("Image,Label\na,1\n", "{csv}: expected columns Id,Target, found 'Image,Label'"),
-    ("", "{csv}: empty CSV, expected columns Id,Target"),
+    ("Image,Label\na,1\n", "{csv}: expected columns Id,Target (hpa2018) or ID,Label (hpa2021), found 'Image,Label'"),
+    ("", "{csv}: empty CSV, expected columns Id,Target (hpa2018) or ID,Label (hpa2021)"),
+    ("ID,Label\n", "{csv}: no rows below the ID,Label header"),
+    ("ID,Label\nok1,1|19\n", "Id ok1: {csv} line 2: label 19 is outside 0-18 (hpa2021)"),
     ("Id,Target\n", "{csv}: no rows below the Id,Target header"),
-    ("Id,Target\nok1,1\nok2,28\n", "Id ok2: {csv} line 3: label 28 is outside 0-27"),
-    ("Id,Target\nok1,1\nok2,two\n", "Id ok2: {csv} line 3: label 'two' is not an integer in 0-27"),
+    ("Id,Target\nok1,1\nok2,28\n", "Id ok2: {csv} line 3: label 28 is outside 0-27 (hpa2018)"),
+    ("Id,Target\nok1,1\nok2,two\n", "Id ok2: {csv} line 3: label 'two' is not an integer in 0-27 (hpa2018)"),
     ("Id,Target\nok1,1\nok1,2\n", "Id ok1: {csv} line 3: duplicate Id"),
     ("Id,Target\n../../x,1\n", "{csv} line 2: Id '../../x' has characters outside [A-Za-z0-9_-]"),
-    ("Id,Target\nok1,\n", "Id ok1: {csv} line 2: empty Target ''"),
+    ("Id,Target\nok1,\n", "Id ok1: {csv} line 2: empty Target '' (hpa2018)"),
 ])
 def test_bad_csv_gets_one_line_naming_file_and_row(tmp_path, csv_text, message):
     write_image_set(tmp_path / "img", "ok1")
@@ -177,8 +179,9 @@ def _break(folder, image_id, how):
         path.write_bytes(path.read_bytes()[:60])
     elif how == "not an image":
         path.write_bytes(b"<html>404 Not Found</html>")
-    elif how == "three channels":
-        cv2.imwrite(str(path), np.zeros((20, 20, 3), np.uint8))
+    elif how == "float pixels":
+        # TIFF content under the .png name: decoded by content, refused by pixel type.
+        path.write_bytes(cv2.imencode(".tiff", np.zeros((20, 20), np.float32))[1].tobytes())
     elif how == "other size":
         cv2.imwrite(str(path), np.zeros((24, 24), np.uint8))
     elif how == "over the pixel cap":
@@ -191,7 +194,7 @@ BAD_FILES = {
     "zero-byte": "empty file (0 bytes)",
     "truncated": "truncated or corrupt image (60 bytes)",
     "not an image": "not an image (26 bytes)",
-    "three channels": "expected one grayscale channel, found 3 channels",
+    "float pixels": "unsupported pixel type float32",
     "other size": "24x24 differs from the red channel's 20x20",
     "over the pixel cap": "30x20 pixels is over the cap of 590 (--max-pixels)",
 }
@@ -221,7 +224,7 @@ def test_skip_leaves_bad_examples_out_and_lists_them(tmp_path):
     assert sorted(kept) == sorted(KAGGLE_IDS[i] for i in (0, 2, 3, 5))
     rows = list(csv.DictReader((tmp_path / "out/errors.csv").open()))
     assert {row["Id"]: row["problem"] for row in rows} == {
-        "bad_label": "label 29 is outside 0-27",
+        "bad_label": "label 29 is outside 0-27 (hpa2018)",
         KAGGLE_IDS[1]: "truncated or corrupt image (60 bytes)",
         KAGGLE_IDS[4]: "missing channel file",
     }

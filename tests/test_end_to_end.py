@@ -125,7 +125,7 @@ def test_convert_cli_errors_are_one_line_with_nonzero_exit(pipeline, tmp_path):
     bad = run_cli("-m", "data_prep", "convert", "--csv", bad_csv, "--images", pipeline["raw"] / "train",
                   "--out", tmp_path / "o2", check=False)
     assert bad.returncode == 1
-    assert last_error_line(bad) == f"error: Id abc: {bad_csv} line 2: label 31 is outside 0-27"
+    assert last_error_line(bad) == f"error: Id abc: {bad_csv} line 2: label 31 is outside 0-27 (hpa2018)"
 
 
 def test_predict_with_a_missing_or_corrupt_savedmodel_is_a_clear_error(pipeline, tmp_path):

@@ -56,7 +56,8 @@ def write_channels(folder, image_id, image):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("gradcam") / "export"
-    return export.export_saved_model(green_detector_model(), np.full(labels_lib.NUM_CLASSES, 0.5), str(base))
+    return export.export_saved_model(green_detector_model(), np.full(labels_lib.NUM_CLASSES, 0.5), str(base),
+                                     labels_lib.CLASS_NAMES)
 
 
 @pytest.mark.parametrize("region", [(slice(0, 32), slice(0, 32)), (slice(40, 64), slice(20, 60))])

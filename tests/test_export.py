@@ -10,14 +10,14 @@ from protein_location import export, export_formats, labels as labels_lib, model
 def test_exports_are_numbered_versions_and_the_newest_is_served(tmp_path):
     base = tmp_path / "export"
     model = model_lib.build_seresnet("seresnet18", image_size=16, width=0.125)
-    first = export.export_saved_model(model, np.full(28, 0.5), str(base))
-    second = export.export_saved_model(model, np.full(28, 0.9), str(base))
+    first = export.export_saved_model(model, np.full(28, 0.5), str(base), labels_lib.CLASS_NAMES)
+    second = export.export_saved_model(model, np.full(28, 0.9), str(base), labels_lib.CLASS_NAMES)
     assert (first, second) == (str(base / "1"), str(base / "2"))
     assert sorted(p.name for p in base.iterdir()) == ["1", "2"]
-    _, image_size, thresholds = predict.load_serving_model(str(base))
+    _, image_size, thresholds, _ = predict.load_serving_model(str(base))
     assert image_size == 16
     np.testing.assert_allclose(thresholds, 0.9)
-    _, _, thresholds = predict.load_serving_model(str(base / "1"))  # a version folder works too
+    _, _, thresholds, _ = predict.load_serving_model(str(base / "1"))  # a version folder works too
     np.testing.assert_allclose(thresholds, 0.5)
     outputs = tf.saved_model.load(second).signatures["serving_default"](image=tf.zeros([1, 20, 20, 4], tf.uint8))
     assert outputs["labels"].shape == (1, 28)
@@ -40,7 +40,7 @@ def all_formats(tmp_path_factory):
                                      output_bias=np.linspace(-4.0, 1.0, labels_lib.NUM_CLASSES))
     lines = []
     path = export.export_model(model, np.full(labels_lib.NUM_CLASSES, 0.3), str(tmp_path_factory.mktemp("formats")),
-                               formats=export_formats.FORMATS, log=lines.append)
+                               formats=export_formats.FORMATS, log=lines.append, class_names=labels_lib.CLASS_NAMES)
     return path, lines
 
 
@@ -77,7 +77,7 @@ def test_a_failed_conversion_leaves_no_version_folder(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("converter broke\n  at a long traceback")
 
-    def fake_saved_model(model, thresholds, export_base):  # the real one is tested above; this is about cleanup
+    def fake_saved_model(model, thresholds, export_base, class_names):  # the real one is tested above; this is about cleanup
         path = f"{export_base}/1"
         tf.io.gfile.makedirs(f"{path}/variables")
         tf.io.gfile.GFile(f"{path}/saved_model.pb", "wb").write(b"pb")
@@ -87,7 +87,8 @@ def test_a_failed_conversion_leaves_no_version_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(export_formats, "convert_tflite", fail)
     model = model_lib.build_seresnet("seresnet18", image_size=16, width=0.125)
     with pytest.raises(export.ExportError) as error:
-        export.export_model(model, np.full(28, 0.5), str(tmp_path / "export"), formats=("tflite",), log=lambda _: None)
+        export.export_model(model, np.full(28, 0.5), str(tmp_path / "export"), formats=("tflite",), log=lambda _: None,
+                            class_names=labels_lib.CLASS_NAMES)
     version = tmp_path / "export" / "1"
     assert str(error.value) == (f"{version / 'model.tflite'}: the TFLite float32 conversion failed (converter broke); "
                                 f"removed {version}")
@@ -111,10 +112,12 @@ def test_load_run_names_what_is_missing_or_wrong(tmp_path):
         export.load_run(str(tmp_path))
     assert str(error.value) == f"{tmp_path}: no model.keras here; train a run with `train_keras.py --model-dir` first"
     model_lib.build_seresnet("seresnet18", image_size=16, width=0.125).save(str(tmp_path / "model.keras"))
-    (tmp_path / "thresholds.json").write_text(json.dumps({"thresholds": [0.5] * 27}))
+    (tmp_path / "thresholds.json").write_text(json.dumps({"thresholds": [0.5] * 27,
+                                                          "class_names": list(labels_lib.CLASS_NAMES)}))
     with pytest.raises(export.ExportError) as error:
         export.load_run(str(tmp_path))
-    assert str(error.value) == f"{tmp_path / 'thresholds.json'}: expected 28 thresholds, found 27"
+    assert str(error.value) == (f"{tmp_path / 'thresholds.json'}: expected 28 thresholds and class names "
+                                "(the model's outputs), found 27 and 28")
     (tmp_path / "model.keras").write_bytes(b"not a zip")
     with pytest.raises(export.ExportError) as error:
         export.load_run(str(tmp_path))
@@ -151,5 +154,6 @@ def test_a_mixed_precision_model_exports_and_converts_as_its_float32_twin(tmp_pa
     outputs = export_formats.run_tflite(export_formats.convert_tflite(twin, thresholds), images)
     np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-3)
     assert np.abs(mixed - expected).max() > 1e-5  # so the SavedModel check below tells float32 from bfloat16
-    path = export.export_model(model, thresholds, str(tmp_path / "export"), formats=("tflite",), log=lambda _: None)
+    path = export.export_model(model, thresholds, str(tmp_path / "export"), formats=("tflite",), log=lambda _: None,
+                            class_names=labels_lib.CLASS_NAMES)
     np.testing.assert_allclose(export_formats.saved_model_probabilities(path, images), expected, atol=1e-6)

@@ -15,7 +15,7 @@ def _rgby_image(height=12, width=10):
 def test_serialize_parse_round_trip_keeps_pixels_channel_order_and_labels():
     image = _rgby_image()
     serialized = records.serialize_example(image, "00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", [16, 0])
-    parsed = records.parse_example(tf.constant(serialized))
+    parsed = records.parse_example(tf.constant(serialized), 28)
     np.testing.assert_array_equal(parsed["image"].numpy(), image)
     assert parsed["source_id"].numpy() == b"00070df0-bbc3-11e8-b2bc-ac1f6b6435d0"
     assert parsed["label_indices"].numpy().tolist() == [0, 16]
@@ -41,6 +41,6 @@ def test_example_has_the_documented_keys():
 
 
 def test_unlabeled_example_parses_to_all_zero_labels():
-    parsed = records.parse_example(tf.constant(records.serialize_example(_rgby_image(), "test1", [])))
+    parsed = records.parse_example(tf.constant(records.serialize_example(_rgby_image(), "test1", [])), 28)
     assert parsed["label_indices"].numpy().size == 0
     assert parsed["labels"].numpy().tolist() == [0.0] * 28

@@ -83,7 +83,7 @@ def test_focal_oversampling_mixed_bfloat16_and_xla_run_to_a_report(converted_dir
 
 def test_head_bias_starts_at_the_class_log_odds_unless_bias_init_is_off():
     counts, examples = [50] + [2] * 27, 100
-    manifest = {"image_size": 32}
+    manifest = {"image_size": 32, "class_names": [f"class {c}" for c in range(28)]}
     heads = {}
     for bias_init in (True, False):
         config = train.TrainConfig(data="unused", model_dir="unused", width=0.125, bias_init=bias_init)

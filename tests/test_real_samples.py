@@ -1,0 +1,188 @@
+"""Real HPA files of the three releases (tests/data/hpa, README there): every
+reader, the converter and the serving signatures on the files users have."""
+
+import json
+import pathlib
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_prep import convert, sources
+from protein_location import export, labels as labels_lib, model as model_lib, records, stains
+
+SAMPLES = pathlib.Path(__file__).parent / "data" / "hpa"
+HPAV18_ID = "10008_57_F11_1"
+KAGGLE_ID = "027a702a-bbca-11e8-b2bc-ac1f6b6435d0"
+HPA2021_ID = "5c27f04c-bb99-11e8-b2b9-ac1f6b6435d0"
+TWIN_CROP = slice(608, 1120)  # the grayscale twin is this 512x512 crop of the 1728x1728 field
+SIZE = 32
+
+
+def _convert(release, out, size=SIZE, **kwargs):
+    return convert.convert(str(SAMPLES / release / "train"), str(out), csv_path=str(SAMPLES / release / "train.csv"),
+                           size=size, val_fraction=0, num_shards=1, workers=1, **kwargs)
+
+
+def _stored_images(out, num_classes):
+    """{Id: uint8 RGBY image} of a converted one-shard train split."""
+    path = out / "train-00000-of-00001.tfrecord"
+    parsed = [records.parse_example(s, num_classes) for s in tf.data.TFRecordDataset(str(path))]
+    return {e["source_id"].numpy().decode(): e["image"].numpy() for e in parsed}
+
+
+def _stain_bytes(folder, image_id):
+    return {c: next(folder.glob(f"{image_id}_{c}.*")).read_bytes() for c in labels_lib.CHANNELS}
+
+
+def test_hpav18_colour_jpegs_reduce_to_the_grayscale_twin():
+    colour = sources.read_image(str(SAMPLES / "hpav18" / "train"), HPAV18_ID)
+    assert colour.shape == (1728, 1728, 4) and colour.dtype == np.uint8
+    twin = sources.read_image(str(SAMPLES / "hpav18-grayscale" / "train"), HPAV18_ID)
+    difference = np.abs(colour[TWIN_CROP, TWIN_CROP].astype(float) - twin).mean(axis=(0, 1))
+    assert (difference < 1.5).all(), difference  # JPEG loss only: 1.35, 0.68, 0.76, 0.18 levels
+    # The rule matters: a luminance conversion of the same files is several levels off.
+    luminance = cv2.imread(str(SAMPLES / "hpav18" / "train" / f"{HPAV18_ID}_red.jpg"), cv2.IMREAD_GRAYSCALE)
+    assert np.abs(luminance[TWIN_CROP, TWIN_CROP].astype(float) - twin[..., 0]).mean() > 10
+
+
+def test_readers_trust_content_not_extension(tmp_path):
+    """One original HPAv18 file was published as JPEG under a .png name."""
+    for channel in labels_lib.CHANNELS:
+        source = SAMPLES / "hpav18" / "train" / f"{HPAV18_ID}_{channel}.jpg"
+        shutil.copy(source, tmp_path / f"{HPAV18_ID}_{channel}.png")
+    renamed = sources.read_image(str(tmp_path), HPAV18_ID, 64)
+    np.testing.assert_array_equal(renamed, sources.read_image(str(SAMPLES / "hpav18" / "train"), HPAV18_ID, 64))
+    encoded = tf.constant((tmp_path / f"{HPAV18_ID}_green.png").read_bytes())
+    np.testing.assert_array_equal(stains.decode_stain_tf(encoded, "green").numpy(),
+                                  sources.read_image(str(tmp_path), HPAV18_ID)[..., 1])
+
+
+@pytest.mark.parametrize("release, image_id, label_set, labels, side", [
+    ("kaggle2018", KAGGLE_ID, "hpa2018", [2, 22], 512),
+    ("hpav18", HPAV18_ID, "hpa2018", [21], 1728),
+    ("hpa2021", HPA2021_ID, "hpa2021", [0, 5, 8], 2048),
+])
+def test_each_release_converts_with_its_label_set(tmp_path, release, image_id, label_set, labels, side):
+    manifest = _convert(release, tmp_path / "out")
+    chosen = labels_lib.label_set_named(label_set)
+    assert manifest["label_set"] == label_set and manifest["class_names"] == list(chosen.class_names)
+    assert len(manifest["splits"]["train"]["label_counts"]) == chosen.num_classes
+    assert manifest["sources"][0]["csv"] == str(SAMPLES / release / "train.csv")
+    path = tmp_path / "out" / "train-00000-of-00001.tfrecord"
+    parsed = {e["source_id"].numpy().decode(): e for e in
+              (records.parse_example(s, chosen.num_classes) for s in tf.data.TFRecordDataset(str(path)))}
+    assert sorted(parsed[image_id]["label_indices"].numpy().tolist()) == labels
+    assert parsed[image_id]["labels"].shape == (chosen.num_classes,)
+    full = sources.read_image(str(SAMPLES / release / "train"), image_id)
+    assert full.shape == (side, side, 4)
+    expected = np.stack([cv2.resize(full[..., c], (SIZE, SIZE), interpolation=cv2.INTER_AREA) for c in range(4)], -1)
+    np.testing.assert_array_equal(parsed[image_id]["image"].numpy(), expected)
+
+
+def test_label_set_flag_overrides_the_header(tmp_path):
+    """An `Id,Target` CSV whose indices are of the 2021 classes."""
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text(f"Id,Target\n{HPAV18_ID},18\n11088_89_B5_1,6 8\n")
+    manifest = convert.convert(str(SAMPLES / "hpav18" / "train"), str(tmp_path / "out"), csv_path=str(csv_path),
+                               size=SIZE, val_fraction=0, num_shards=1, workers=1, label_set="hpa2021")
+    assert manifest["label_set"] == "hpa2021" and len(manifest["class_names"]) == 19
+    assert manifest["splits"]["train"]["label_counts"][18] == 1 == manifest["splits"]["train"]["label_counts"][8]
+
+
+def test_16_bit_stains_scale_by_one_rule_in_conversion_and_serving(tmp_path):
+    """16-bit files made from the real 8-bit Kaggle stains (v * 257) give back
+    the 8-bit pixels, by round(v / 257), in OpenCV and in TensorFlow alike."""
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for channel in labels_lib.CHANNELS:
+        plane = cv2.imread(str(SAMPLES / "kaggle2018" / "train" / f"{KAGGLE_ID}_{channel}.png"), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(folder / f"{KAGGLE_ID}_{channel}.png"), plane.astype(np.uint16) * 257)
+    np.testing.assert_array_equal(sources.read_image(str(folder), KAGGLE_ID),
+                                  sources.read_image(str(SAMPLES / "kaggle2018" / "train"), KAGGLE_ID))
+    # Values that are not multiples of 257: both decoders round the same way.
+    values = np.random.default_rng(0).integers(0, 65536, (40, 50), dtype=np.uint16)
+    values[0, :6] = [0, 128, 129, 385, 386, 65535]
+    encoded = cv2.imencode(".png", values)[1].tobytes()
+    expected = np.round(values / 257).astype(np.uint8)
+    assert expected[0, :6].tolist() == [0, 0, 1, 1, 2, 255]
+    np.testing.assert_array_equal(sources.decode_channel(encoded, "red", "x", "x.png"), expected)
+    np.testing.assert_array_equal(stains.decode_stain_tf(tf.constant(encoded), "red").numpy(), expected)
+
+
+def test_large_16_bit_image_converts(tmp_path):
+    """A 3072x3072 16-bit field (HPA 2021's largest), made from the real 2048 px one."""
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for channel in labels_lib.CHANNELS:
+        plane = cv2.imread(str(SAMPLES / "hpa2021" / "train" / f"{HPA2021_ID}_{channel}.png"), cv2.IMREAD_UNCHANGED)
+        large = cv2.resize(plane, (3072, 3072), interpolation=cv2.INTER_LINEAR).astype(np.uint16) * 257
+        cv2.imwrite(str(folder / f"{HPA2021_ID}_{channel}.png"), large, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    shutil.copy(SAMPLES / "hpa2021" / "train.csv", tmp_path / "train.csv")
+    manifest = convert.convert(str(folder), str(tmp_path / "out"), csv_path=str(tmp_path / "train.csv"), size=64,
+                               val_fraction=0, num_shards=1, workers=1)
+    assert manifest["image_size"] == 64 and manifest["splits"]["train"]["num_examples"] == 1
+    image = _stored_images(tmp_path / "out", 19)[HPA2021_ID]
+    reference = sources.read_image(str(SAMPLES / "hpa2021" / "train"), HPA2021_ID, 64)
+    assert np.abs(image.astype(int) - reference).max() <= 2  # only the upsampling differs
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    """An untrained 32 px SE-ResNet exported with the 2018 classes (its weights don't matter here)."""
+    model = model_lib.build_seresnet("seresnet18", image_size=SIZE, width=0.125, channel_mean=(20, 20, 20, 20),
+                                     channel_std=(30, 30, 30, 30), output_bias=np.linspace(-3, 1, 28))
+    base = tmp_path_factory.mktemp("export")
+    path = export.export_saved_model(model, np.full(28, 0.5), str(base), labels_lib.CLASS_NAMES)
+    return tf.saved_model.load(path)
+
+
+def test_predict_channels_on_hpav18_jpegs_equals_the_converted_record(tmp_path, tiny_export):
+    """A TF-only client sending the HPAv18 JPEG bytes gets the probabilities of the converted record."""
+    _convert("hpav18", tmp_path / "out")
+    path = tmp_path / "out" / "train-00000-of-00001.tfrecord"
+    serialized = list(tf.data.TFRecordDataset(str(path)))
+    ids = [records.parse_example(s, 28)["source_id"].numpy().decode() for s in serialized]
+    from_records = tiny_export.signatures["serve_examples"](examples=tf.stack(serialized))["probabilities"].numpy()
+    files = [_stain_bytes(SAMPLES / "hpav18" / "train", image_id) for image_id in ids]
+    from_files = tiny_export.signatures["predict_channels"](
+        **{c: tf.constant([f[c] for f in files]) for c in labels_lib.CHANNELS})["probabilities"].numpy()
+    assert np.abs(from_files - from_records).max() < 1e-3
+    # Pixels: the stored (rounded) image and the serving path's resize agree within one grey level.
+    for image_id, stored in _stored_images(tmp_path / "out", 28).items():
+        decoded = tf.stack([stains.decode_stain_tf(tf.constant(b), c) for c, b in
+                            _stain_bytes(SAMPLES / "hpav18" / "train", image_id).items()], axis=-1)
+        served = tf.image.resize(tf.cast(decoded, tf.float32), [SIZE, SIZE], method="area").numpy()
+        assert np.abs(served - stored).max() <= 0.5
+        assert (np.round(served) != stored).mean() < 0.01  # rounded, they differ only at ties
+
+
+def test_sources_of_two_releases_join_into_one_dataset(tmp_path):
+    manifest = convert.convert([str(SAMPLES / "kaggle2018" / "train"), str(SAMPLES / "hpav18" / "train")],
+                               str(tmp_path / "out"), csv_path=[str(SAMPLES / "kaggle2018" / "train.csv"),
+                                                                str(SAMPLES / "hpav18" / "train.csv")],
+                               size=SIZE, val_fraction=0, num_shards=1, workers=1)
+    assert [(s["images"].split("/")[-2], s["num_examples"]) for s in manifest["sources"]] == [
+        ("kaggle2018", 1), ("hpav18", 2)]
+    assert sorted(_stored_images(tmp_path / "out", 28)) == sorted([KAGGLE_ID, HPAV18_ID, "11088_89_B5_1"])
+    assert json.loads((tmp_path / "out" / "dataset.json").read_text())["sources"] == manifest["sources"]
+
+
+def test_sources_of_different_label_sets_are_refused(tmp_path):
+    csvs = [str(SAMPLES / "kaggle2018" / "train.csv"), str(SAMPLES / "hpa2021" / "train.csv")]
+    with pytest.raises(sources.SourceError) as error:
+        convert.convert([str(SAMPLES / "kaggle2018" / "train"), str(SAMPLES / "hpa2021" / "train")],
+                        str(tmp_path / "out"), csv_path=csvs, size=SIZE, val_fraction=0)
+    assert str(error.value) == (f"sources of different label sets: {csvs[0]} is hpa2018 (28 classes), {csvs[1]} is "
+                                "hpa2021 (19); convert them into separate datasets or name one with --label-set")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_id_in_two_sources_is_refused(tmp_path):
+    csv_path = str(SAMPLES / "hpav18" / "train.csv")
+    images = str(SAMPLES / "hpav18" / "train")
+    with pytest.raises(sources.SourceError) as error:
+        convert.convert([images, images], str(tmp_path / "out"), csv_path=[csv_path, csv_path], size=SIZE)
+    assert str(error.value) == f"Id 11088_89_B5_1: the Id is in two sources: {csv_path} and {csv_path}"
