@@ -51,15 +51,9 @@ CLASS_NAMES = (
 )
 NUM_CLASSES = len(CLASS_NAMES)
 
-HPA2021_CLASS_NAMES = (
-    "Nucleoplasm",
-    "Nuclear membrane",
-    "Nucleoli",
-    "Nucleoli fibrillar center",
-    "Nuclear speckles",
-    "Nuclear bodies",
-    "Endoplasmic reticulum",
-    "Golgi apparatus",
+# The first eight classes (Nucleoplasm ... Golgi apparatus) are those of 2018
+# at the same indices; from index 8 on the two sets part.
+HPA2021_CLASS_NAMES = CLASS_NAMES[:8] + (
     "Intermediate filaments",
     "Actin filaments",
     "Microtubules",
@@ -140,7 +134,7 @@ def is_valid_id(image_id):
     return isinstance(image_id, str) and _ID_PATTERN.fullmatch(image_id) is not None
 
 
-def parse_target(target, num_classes=NUM_CLASSES):
+def parse_target(target, num_classes):
     """`"16 0"` (2018) or `"16|0"` (2021) -> `[0, 16]`; raises ValueError
     naming what is wrong. Either separator is read in either release."""
     if not isinstance(target, str) or not target.strip():

@@ -32,7 +32,7 @@ def tune_thresholds(y_true, y_prob, default=DEFAULT_THRESHOLD):
 
 
 def macro_f1(y_true, y_pred):
-    """Macro F1 over all 28 classes, the Kaggle metric: a class absent from
+    """Macro F1 over all classes, the Kaggle metric: a class absent from
     both truth and prediction counts 0, as sklearn's zero_division=0 does."""
     return float(f1_score(np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int),
                           average="macro", zero_division=0))

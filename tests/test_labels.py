@@ -12,9 +12,9 @@ def test_28_locations_in_kaggle_order():
 
 
 def test_parse_target_reads_kaggle_targets():
-    assert labels.parse_target("16 0") == [0, 16]
-    assert labels.parse_target("27") == [27]
-    assert labels.parse_target(" 5  5 2 ") == [2, 5]
+    assert labels.parse_target("16 0", 28) == [0, 16]
+    assert labels.parse_target("27", 28) == [27]
+    assert labels.parse_target(" 5  5 2 ", 28) == [2, 5]
 
 
 @pytest.mark.parametrize("target, message", [
@@ -26,7 +26,7 @@ def test_parse_target_reads_kaggle_targets():
 ])
 def test_parse_target_rejects_bad_labels(target, message):
     with pytest.raises(ValueError) as error:
-        labels.parse_target(target)
+        labels.parse_target(target, 28)
     assert str(error.value) == message
 
 

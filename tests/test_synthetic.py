@@ -48,7 +48,7 @@ def test_ids_valid_unique_and_targets_parse(dataset):
         assert is_valid_id(image_id) and len(image_id) == 36  # UUID shaped
     counts = np.zeros(NUM_CLASSES, int)
     for _, target in train:
-        labels = parse_target(target)
+        labels = parse_target(target, NUM_CLASSES)
         assert 1 <= len(labels) <= 3
         counts[labels] += 1
     assert summary["train_label_counts"] == counts.tolist()
