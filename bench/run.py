@@ -61,7 +61,7 @@ import tensorflow as tf  # noqa: E402
 
 from bench import convert as convert_bench  # noqa: E402
 from data_prep import convert as convert_lib, sources, synthetic  # noqa: E402
-from protein_location import augment, distribute, export, input as input_lib, labels as labels_lib  # noqa: E402
+from protein_location import augment, distribute, export, input as input_lib, labels as labels_lib, raw_images  # noqa: E402
 from protein_location import manifest as manifest_lib, model as model_lib, predict, train as train_lib  # noqa: E402
 
 STAGES = ("conversion", "input", "training", "inference")
@@ -283,7 +283,7 @@ def stage_inference(settings):
     serve, *_ = predict.load_serving_model(path)
     result["load_s"] = round(time.perf_counter() - start, 1)
     # Real images at the model size: the serving signature's resize is then the identity.
-    images = tf.constant(np.stack([sources.read_image(images_dir, ids[i % len(ids)], size) for i in range(batch)]))
+    images = tf.constant(np.stack([raw_images.read_image(images_dir, ids[i % len(ids)], size) for i in range(batch)]))
     file_ids = [ids[i % len(ids)] for i in range(settings["predict_images"])]
 
     def serving():

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from data_prep import sources, split as split_lib
 from protein_location import labels as labels_lib
-from protein_location import manifest as manifest_lib
+from protein_location import manifest as manifest_lib, raw_images
 from protein_location import records
 
 STATE_DIR = ".convert"
@@ -52,7 +52,7 @@ class ConvertOptions:
     shard_mb: float = 150.0
     seed: int = 0
     on_error: str = "fail"
-    max_pixels: int = sources.DEFAULT_MAX_PIXELS
+    max_pixels: int = raw_images.DEFAULT_MAX_PIXELS
     png_compression: int = 0
 
 
@@ -130,7 +130,7 @@ def encode_item(task):
     """One Id -> its serialized Example and pixel sums, or its error."""
     images_dir, image_id, labels, size, max_pixels, png_compression = task
     try:
-        image = sources.read_image(images_dir, image_id, size, max_pixels)
+        image = raw_images.read_image(images_dir, image_id, size, max_pixels)
     except sources.SourceError as error:
         return {"error": [error.image_id or image_id, error.path or "", error.problem]}
     if image.shape[:2] != (size, size):
@@ -259,7 +259,7 @@ def _source_size(entries, options):
     """The common side of the source images when no --size is given."""
     for image_id, _, source in entries:
         try:
-            image = sources.read_image(options.images_dirs[source], image_id, None, options.max_pixels)
+            image = raw_images.read_image(options.images_dirs[source], image_id, None, options.max_pixels)
         except sources.SourceError:
             if options.on_error == "fail":
                 raise
@@ -300,7 +300,7 @@ def read_sources(images_dirs, csv_paths, on_error, label_set=None):
     sources.
     """
     for images_dir in images_dirs:
-        sources.check_images_dir(images_dir)
+        raw_images.check_images_dir(images_dir)
     if csv_paths and len(csv_paths) != len(images_dirs):
         raise ValueError(f"--csv and --images pair up in order: got {len(csv_paths)} --csv and "
                          f"{len(images_dirs)} --images")
@@ -311,7 +311,7 @@ def read_sources(images_dirs, csv_paths, on_error, label_set=None):
             errors += [[e.image_id or "", e.path or "", e.problem] for e in row_errors]
             found_sets.append(source_set)
         else:
-            rows = [(image_id, None) for image_id in sources.list_image_ids(images_dir)]
+            rows = [(image_id, None) for image_id in raw_images.list_image_ids(images_dir)]
         origin = csv_paths[source] if csv_paths else images_dir
         for image_id, labels in rows:
             if image_id in owner:
@@ -363,7 +363,7 @@ def _describe_split(entries, splits, groups, options, label_set):
 
 
 def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, folds=None, num_shards=None,
-            shard_mb=150.0, seed=0, workers=None, on_error="fail", max_pixels=sources.DEFAULT_MAX_PIXELS,
+            shard_mb=150.0, seed=0, workers=None, on_error="fail", max_pixels=raw_images.DEFAULT_MAX_PIXELS,
             png_compression=0, overwrite=False, resume=False, label_set=None, group_column=None):
     """Converts raw HPA-layout folders into TFRecord shards; returns the manifest.
 

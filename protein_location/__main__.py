@@ -61,7 +61,7 @@ def _parser():
 
 
 def _predict(args, predict):
-    from data_prep.sources import list_image_ids
+    from protein_location.raw_images import list_image_ids
 
     wanted = predict.read_ids(args.csv) if args.csv else None
     if args.records:
@@ -95,7 +95,8 @@ def _export(args):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    from data_prep.sources import SourceError, list_image_ids
+    from protein_location.errors import SourceError
+    from protein_location.raw_images import list_image_ids
     from protein_location import predict
     from protein_location.export import ExportError
     from protein_location.manifest import ManifestError

@@ -87,12 +87,12 @@ def save_figure(figure, path):
 
 def explain_images(model_path, images_dir, ids, out_dir, max_locations=4):
     """Writes `out_dir/<Id>.png` for each Id and `out_dir/explain.json`; returns the JSON record."""
-    from data_prep import sources
+    from protein_location import raw_images
 
     loaded, gradcam = predict.load_saved_model(model_path, export.GRADCAM_SIGNATURE)
     class_names = predict.class_names_of(loaded)
-    sources.check_images_dir(images_dir)
-    images = {image_id: sources.read_image(images_dir, image_id) for image_id in ids}  # bad input fails first
+    raw_images.check_images_dir(images_dir)
+    images = {image_id: raw_images.read_image(images_dir, image_id) for image_id in ids}  # bad input fails first
     tf.io.gfile.makedirs(out_dir)
     entries = []
     for image_id in tqdm(ids, unit="img", desc="explain", disable=None):

@@ -78,18 +78,18 @@ def predict_images(model_path, images_dir, ids, batch_size=64, tta=1):
     tta=8 averages the probabilities of the 8 flips/rotations of each image
     and applies the model's thresholds to the average.
     """
-    from data_prep import sources  # the raw-layout reader, shared with convert
+    from protein_location import raw_images  # OpenCV only where raw files are read, as in convert
 
     _check_tta(tta)
     serve, image_size, thresholds, _ = load_serving_model(model_path)
-    sources.check_images_dir(images_dir)
+    raw_images.check_images_dir(images_dir)
     probabilities, labels = [], []
     # Reading overlaps inference: OpenCV decodes without holding the GIL.
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool, \
             tqdm(total=len(ids), unit="img", desc="predict", disable=None) as progress:
         for start in range(0, len(ids), batch_size):
             batch_ids = ids[start:start + batch_size]
-            images = list(pool.map(lambda i: sources.read_image(images_dir, i, image_size), batch_ids))
+            images = list(pool.map(lambda i: raw_images.read_image(images_dir, i, image_size), batch_ids))
             batch_probabilities, batch_labels = _predict_batch(serve, thresholds, tf.constant(np.stack(images)), tta)
             probabilities.append(batch_probabilities)
             labels.append(batch_labels)

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from data_prep import convert, sources, verify
-from protein_location import input as input_lib, manifest as manifest_lib, records
+from protein_location import input as input_lib, manifest as manifest_lib, raw_images, records
 from tests.conftest import write_image_set, write_raw_dataset
 
 KAGGLE_IDS = ["00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", "000a6c98-bb9b-11e8-b2b9-ac1f6b6435d0",
@@ -253,4 +253,4 @@ def test_cli_pixel_cap_default_is_the_library_default():
     from data_prep.__main__ import _parser
 
     args = _parser().parse_args(["convert", "--images", "x", "--out", "y"])
-    assert args.max_pixels == sources.DEFAULT_MAX_PIXELS
+    assert args.max_pixels == raw_images.DEFAULT_MAX_PIXELS

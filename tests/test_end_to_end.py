@@ -148,7 +148,7 @@ def test_tta_averages_the_8_flips_and_rotations(pipeline):
     import numpy as np
     import tensorflow as tf
 
-    from data_prep import sources
+    from protein_location import raw_images
     from protein_location import predict
 
     raw = pipeline["raw"]
@@ -156,7 +156,7 @@ def test_tta_averages_the_8_flips_and_rotations(pipeline):
     probabilities, labels = predict.predict_images(str(pipeline["export"]), str(raw / "test"), ids, tta=8)
     loaded = tf.saved_model.load(str(pipeline["export"] / "1"))
     serve = loaded.signatures["serving_default"]
-    batch = np.stack([sources.read_image(str(raw / "test"), i, 32) for i in ids])
+    batch = np.stack([raw_images.read_image(str(raw / "test"), i, 32) for i in ids])
     views = [np.rot90(m, k, axes=(1, 2)) for m in (batch, batch[:, :, ::-1]) for k in range(4)]
     expected = np.mean([serve(image=tf.constant(np.ascontiguousarray(v)))["probabilities"].numpy()
                         for v in views], axis=0)

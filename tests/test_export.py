@@ -27,10 +27,10 @@ def test_exports_are_numbered_versions_and_the_newest_is_served(tmp_path):
 
 
 def synthetic_test_images(synthetic_dir):
-    from data_prep import sources
+    from protein_location import raw_images
 
-    ids = sources.list_image_ids(str(synthetic_dir / "test"))
-    return np.stack([sources.read_image(str(synthetic_dir / "test"), i, 32) for i in ids])
+    ids = raw_images.list_image_ids(str(synthetic_dir / "test"))
+    return np.stack([raw_images.read_image(str(synthetic_dir / "test"), i, 32) for i in ids])
 
 
 @pytest.fixture(scope="module")

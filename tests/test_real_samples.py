@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from data_prep import convert, sources
-from protein_location import export, labels as labels_lib, model as model_lib, records, stains
+from protein_location import export, labels as labels_lib, model as model_lib, raw_images, records, stains
 
 SAMPLES = pathlib.Path(__file__).parent / "data" / "hpa"
 HPAV18_ID = "10008_57_F11_1"
@@ -38,9 +38,9 @@ def _stain_bytes(folder, image_id):
 
 
 def test_hpav18_colour_jpegs_reduce_to_the_grayscale_twin():
-    colour = sources.read_image(str(SAMPLES / "hpav18" / "train"), HPAV18_ID)
+    colour = raw_images.read_image(str(SAMPLES / "hpav18" / "train"), HPAV18_ID)
     assert colour.shape == (1728, 1728, 4) and colour.dtype == np.uint8
-    twin = sources.read_image(str(SAMPLES / "hpav18-grayscale" / "train"), HPAV18_ID)
+    twin = raw_images.read_image(str(SAMPLES / "hpav18-grayscale" / "train"), HPAV18_ID)
     difference = np.abs(colour[TWIN_CROP, TWIN_CROP].astype(float) - twin).mean(axis=(0, 1))
     assert (difference < 1.5).all(), difference  # JPEG loss only: 1.35, 0.68, 0.76, 0.18 levels
     # The rule matters: a luminance conversion of the same files is several levels off.
@@ -53,11 +53,11 @@ def test_readers_trust_content_not_extension(tmp_path):
     for channel in labels_lib.CHANNELS:
         source = SAMPLES / "hpav18" / "train" / f"{HPAV18_ID}_{channel}.jpg"
         shutil.copy(source, tmp_path / f"{HPAV18_ID}_{channel}.png")
-    renamed = sources.read_image(str(tmp_path), HPAV18_ID, 64)
-    np.testing.assert_array_equal(renamed, sources.read_image(str(SAMPLES / "hpav18" / "train"), HPAV18_ID, 64))
+    renamed = raw_images.read_image(str(tmp_path), HPAV18_ID, 64)
+    np.testing.assert_array_equal(renamed, raw_images.read_image(str(SAMPLES / "hpav18" / "train"), HPAV18_ID, 64))
     encoded = tf.constant((tmp_path / f"{HPAV18_ID}_green.png").read_bytes())
     np.testing.assert_array_equal(stains.decode_stain_tf(encoded, "green").numpy(),
-                                  sources.read_image(str(tmp_path), HPAV18_ID)[..., 1])
+                                  raw_images.read_image(str(tmp_path), HPAV18_ID)[..., 1])
 
 
 @pytest.mark.parametrize("release, image_id, label_set, labels, side", [
@@ -76,7 +76,7 @@ def test_each_release_converts_with_its_label_set(tmp_path, release, image_id, l
               (records.parse_example(s, chosen.num_classes) for s in tf.data.TFRecordDataset(str(path)))}
     assert sorted(parsed[image_id]["label_indices"].numpy().tolist()) == labels
     assert parsed[image_id]["labels"].shape == (chosen.num_classes,)
-    full = sources.read_image(str(SAMPLES / release / "train"), image_id)
+    full = raw_images.read_image(str(SAMPLES / release / "train"), image_id)
     assert full.shape == (side, side, 4)
     expected = np.stack([cv2.resize(full[..., c], (SIZE, SIZE), interpolation=cv2.INTER_AREA) for c in range(4)], -1)
     np.testing.assert_array_equal(parsed[image_id]["image"].numpy(), expected)
@@ -100,15 +100,15 @@ def test_16_bit_stains_scale_by_one_rule_in_conversion_and_serving(tmp_path):
     for channel in labels_lib.CHANNELS:
         plane = cv2.imread(str(SAMPLES / "kaggle2018" / "train" / f"{KAGGLE_ID}_{channel}.png"), cv2.IMREAD_UNCHANGED)
         cv2.imwrite(str(folder / f"{KAGGLE_ID}_{channel}.png"), plane.astype(np.uint16) * 257)
-    np.testing.assert_array_equal(sources.read_image(str(folder), KAGGLE_ID),
-                                  sources.read_image(str(SAMPLES / "kaggle2018" / "train"), KAGGLE_ID))
+    np.testing.assert_array_equal(raw_images.read_image(str(folder), KAGGLE_ID),
+                                  raw_images.read_image(str(SAMPLES / "kaggle2018" / "train"), KAGGLE_ID))
     # Values that are not multiples of 257: both decoders round the same way.
     values = np.random.default_rng(0).integers(0, 65536, (40, 50), dtype=np.uint16)
     values[0, :6] = [0, 128, 129, 385, 386, 65535]
     encoded = cv2.imencode(".png", values)[1].tobytes()
     expected = np.round(values / 257).astype(np.uint8)
     assert expected[0, :6].tolist() == [0, 0, 1, 1, 2, 255]
-    np.testing.assert_array_equal(sources.decode_channel(encoded, "red", "x", "x.png"), expected)
+    np.testing.assert_array_equal(raw_images.decode_channel(encoded, "red", "x", "x.png"), expected)
     np.testing.assert_array_equal(stains.decode_stain_tf(tf.constant(encoded), "red").numpy(), expected)
 
 
@@ -125,7 +125,7 @@ def test_large_16_bit_image_converts(tmp_path):
                                val_fraction=0, num_shards=1, workers=1)
     assert manifest["image_size"] == 64 and manifest["splits"]["train"]["num_examples"] == 1
     image = _stored_images(tmp_path / "out", 19)[HPA2021_ID]
-    reference = sources.read_image(str(SAMPLES / "hpa2021" / "train"), HPA2021_ID, 64)
+    reference = raw_images.read_image(str(SAMPLES / "hpa2021" / "train"), HPA2021_ID, 64)
     assert np.abs(image.astype(int) - reference).max() <= 2  # only the upsampling differs
 
 
