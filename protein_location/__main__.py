@@ -64,8 +64,9 @@ def _predict(args, predict):
     from protein_location.raw_images import list_image_ids
 
     wanted = predict.read_ids(args.csv) if args.csv else None
+    model = predict.load_serving_model(args.model)
     if args.records:
-        ids, probabilities, label_matrix = predict.predict_records(args.model, args.records, args.split,
+        ids, probabilities, label_matrix = predict.predict_records(model, args.records, args.split,
                                                                    args.batch_size, args.tta)
         if wanted is not None:
             ids, probabilities, label_matrix = predict.select_ids(ids, probabilities, label_matrix, wanted,
@@ -73,13 +74,12 @@ def _predict(args, predict):
         source = f"{args.split} records of {args.records}"
     else:
         ids = wanted if wanted is not None else list_image_ids(args.images)
-        probabilities, label_matrix = predict.predict_images(args.model, args.images, ids, args.batch_size,
+        probabilities, label_matrix = predict.predict_images(model, args.images, ids, args.batch_size,
                                                              args.tta)
         source = "images"
     predict.write_submission(args.out, ids, label_matrix)
     if args.probabilities:
-        class_names = predict.class_names_of(predict.load_saved_model(args.model)[0])
-        predict.write_probabilities(args.probabilities, ids, probabilities, class_names)
+        predict.write_probabilities(args.probabilities, ids, probabilities, model.class_names)
     print(f"predict: {len(ids)} {source}{' (8x TTA)' if args.tta == 8 else ''} -> {args.out}")
 
 

@@ -1,5 +1,6 @@
 """Batch inference with an exported SavedModel -> Kaggle submission CSV."""
 
+import collections
 import concurrent.futures
 import io
 import os
@@ -15,6 +16,10 @@ from protein_location import thresholds as thresholds_lib
 
 class PredictError(ValueError):
     """Bad prediction input (one line naming the file)."""
+
+
+# What prediction needs of a loaded SavedModel.
+ServingModel = collections.namedtuple("ServingModel", ["serve", "image_size", "thresholds", "class_names", "path"])
 
 
 def load_saved_model(path, signature=export.SIGNATURE):
@@ -39,12 +44,15 @@ def class_names_of(loaded):
 
 
 def load_serving_model(path):
-    """SavedModel folder or export base -> (serving function, the model's input
-    side, its thresholds, its class names)."""
+    """SavedModel folder or export base -> ServingModel (serving function, the
+    model's input side, its thresholds, its class names, `path`); a
+    ServingModel is returned as it is, so callers load once."""
+    if isinstance(path, ServingModel):
+        return path
     loaded, serve = load_saved_model(path)
     image_size = int(loaded.image_size[0].numpy()) if hasattr(loaded, "image_size") else None
     thresholds = loaded.thresholds[0].numpy() if hasattr(loaded, "thresholds") else 0.5
-    return serve, image_size, thresholds, class_names_of(loaded)
+    return ServingModel(serve, image_size, thresholds, class_names_of(loaded), path)
 
 
 def read_csv(path, columns):
@@ -73,7 +81,7 @@ def _check_tta(tta):
 
 def predict_images(model_path, images_dir, ids, batch_size=64, tta=1):
     """Probabilities [n, C] and labels [n, C] of the images `ids` in `images_dir`,
-    C the SavedModel's classes.
+    C the SavedModel's classes (`model_path`: its folder, or a ServingModel).
 
     tta=8 averages the probabilities of the 8 flips/rotations of each image
     and applies the model's thresholds to the average.
@@ -81,7 +89,7 @@ def predict_images(model_path, images_dir, ids, batch_size=64, tta=1):
     from protein_location import raw_images  # OpenCV only where raw files are read, as in convert
 
     _check_tta(tta)
-    serve, image_size, thresholds, _ = load_serving_model(model_path)
+    serve, image_size, thresholds, *_ = load_serving_model(model_path)
     raw_images.check_images_dir(images_dir)
     probabilities, labels = [], []
     # Reading overlaps inference: OpenCV decodes without holding the GIL.
@@ -99,7 +107,8 @@ def predict_images(model_path, images_dir, ids, batch_size=64, tta=1):
 
 def predict_records(model_path, data_dir, split="test", batch_size=64, tta=1):
     """(Ids, probabilities [n, C], labels [n, C]) of every record of a split
-    of a converted dataset (`data_prep convert`), in the manifest's order.
+    of a converted dataset (`data_prep convert`), in the manifest's order
+    (`model_path`: the SavedModel's folder, or a ServingModel).
 
     Streams through `input.make_dataset`: shards are read in parallel and
     decoded while the model runs; the images go in at their stored size, as
@@ -110,8 +119,9 @@ def predict_records(model_path, data_dir, split="test", batch_size=64, tta=1):
     _check_tta(tta)
     manifest = manifest_lib.load_manifest(data_dir)
     _, num_examples, _ = manifest_lib.split_summary(data_dir, manifest, split)
-    serve, _, thresholds, class_names = load_serving_model(model_path)
-    check_same_classes(class_names, manifest_lib.class_names(manifest), model_path, data_dir)
+    model = load_serving_model(model_path)
+    serve, thresholds = model.serve, model.thresholds
+    check_same_classes(model.class_names, manifest_lib.class_names(manifest), model.path, data_dir)
     dataset = input_lib.make_dataset(data_dir, split, batch_size, with_ids=True)
     ids, probabilities, labels = [], [], []
     with tqdm(total=num_examples, unit="img", desc=f"predict {split}", disable=None) as progress:
