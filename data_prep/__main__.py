@@ -88,6 +88,12 @@ def main(argv=None):
                                      resume=args.resume, label_set=args.label_set,
                                      group_column=args.group_column)
             seconds = time.perf_counter() - start
+            split = result["split"]
+            if "worst_class" in split:
+                print(f"split: {sum(s['num_examples'] for s in result['sources'])} images in {split['num_groups']} "
+                      f"groups ({split['groups']}); per-class val fractions within "
+                      f"{split['val_fraction_mean_deviation']:.3f} of {split['val_fraction']:g} on average, worst: "
+                      f"{split['worst_class']} at {split['worst_class_val_fraction']:.3f}")
             splits = result["splits"].items()
             counts = ", ".join(f"{split} {entry['num_examples']}" for split, entry in splits)
             total = sum(entry["num_examples"] for _, entry in splits)

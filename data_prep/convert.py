@@ -72,9 +72,14 @@ class Shard:
 # ---------------------------------------------------------------- planning
 
 
-def plan_splits(entries, options, groups=None):
-    """Entries (Id, labels, source) -> {split: [(Id, labels, source, fold)]},
-    seeded order inside each split.
+def label_matrix(entries, label_set):
+    """Multi-hot [entries, classes] of labeled entries (Id, labels, source)."""
+    return np.stack([labels_lib.to_multi_hot(labels, label_set.num_classes) for _, labels, _ in entries])
+
+
+def plan_splits(entries, options, matrix=None, groups=None):
+    """Entries (Id, labels, source) and their `label_matrix` -> {split: [(Id,
+    labels, source, fold)]}, seeded order inside each split.
 
     Labeled entries go to train/val (stratified over groups: a group's images
     stay on one side) or to k folds of train; unlabeled ones to test, in
@@ -83,8 +88,6 @@ def plan_splits(entries, options, groups=None):
     if entries and entries[0][1] is None:
         return {"test": [(*entry, None) for entry in entries]}
     rng = np.random.default_rng(options.seed)
-    num_classes = labels_lib.label_set_named(options.label_set).num_classes
-    matrix = np.stack([labels_lib.to_multi_hot(labels, num_classes) for _, labels, _ in entries])
     if options.folds:
         fold = split_lib.assign_folds(matrix, options.folds, options.seed, groups=groups)
         order = [i for f in range(options.folds) for i in rng.permutation(np.flatnonzero(fold == f))]
@@ -332,33 +335,28 @@ def entry_groups(entries, csv_paths, group_column):
     """The split group of each entry: from `group_column` of its source's CSV,
     else `split.group_of_id` (an HPAv18 Id without its `_<field>`)."""
     if group_column is None:
-        return [split_lib.group_of_id(image_id) for image_id, _, _ in entries]
+        return split_lib.groups_of_ids([image_id for image_id, _, _ in entries])
     columns = [sources.read_csv_column(csv_path, group_column) for csv_path in csv_paths]
     return [columns[source][image_id] for image_id, _, source in entries]
 
 
-def _describe_split(entries, splits, groups, options, label_set):
-    """What the split decided, for dataset.json and the console: the groups
-    and how close each class's val share stays to the target."""
-    info = {"val_fraction": options.val_fraction, "seed": options.seed,
-            "groups": f"column {options.group_column}" if options.group_column else "HPAv18 well (Id without _<field>)"}
+def _describe_split(entries, splits, matrix, groups, options, label_set):
+    """What the split decided, for dataset.json (and the CLI's `split:` line):
+    the groups and how close each class's val share stays to the target."""
+    info = {"val_fraction": options.val_fraction, "seed": options.seed}
     if groups is None:
         return info
+    info["groups"] = f"column {options.group_column}" if options.group_column else "HPAv18 well (Id without _<field>)"
     info["num_groups"] = len(set(groups))
     if "val" not in splits:
         return info
-    num_classes = label_set.num_classes
     val_ids = {image_id for image_id, *_ in splits["val"]}
-    matrix = np.stack([labels_lib.to_multi_hot(labels, num_classes) for _, labels, _ in entries])
     in_val = np.array([image_id in val_ids for image_id, _, _ in entries])
     summary = split_lib.stratification_summary(matrix, in_val, options.val_fraction)
     info["val_fraction_mean_deviation"] = round(float(summary["mean_deviation"]), 4)
     if summary["worst_class"] is not None:
         info["worst_class"] = label_set.class_names[summary["worst_class"]]
         info["worst_class_val_fraction"] = round(float(summary["worst_val_fraction"]), 4)
-        print(f"split: {len(entries)} images in {info['num_groups']} groups ({info['groups']}); per-class val "
-              f"fractions within {info['val_fraction_mean_deviation']:.3f} of {options.val_fraction:g} on average, "
-              f"worst: {info['worst_class']} at {info['worst_class_val_fraction']:.3f}")
     return info
 
 
@@ -410,9 +408,11 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
     options = ConvertOptions(images_dirs, csv_paths, chosen_set.name, group_column, size,
                              0.0 if folds else val_fraction, folds, num_shards, shard_mb, seed, on_error, max_pixels,
                              png_compression)
-    groups = entry_groups(entries, csv_paths, group_column) if csv_paths else None
-    splits = plan_splits(entries, options, groups)
-    split_info = _describe_split(entries, splits, groups, options, chosen_set)
+    matrix, groups = None, None
+    if csv_paths:
+        matrix, groups = label_matrix(entries, chosen_set), entry_groups(entries, csv_paths, group_column)
+    splits = plan_splits(entries, options, matrix, groups)
+    split_info = _describe_split(entries, splits, matrix, groups, options, chosen_set)
     size = size or _source_size(entries, options)
     bytes_per_example = _bytes_per_example(splits, options, size) if num_shards is None else None
     shards = plan_shards(splits, options, bytes_per_example)
