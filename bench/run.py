@@ -60,8 +60,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import convert as convert_bench  # noqa: E402
-from data_prep import convert as convert_lib, sources, synthetic  # noqa: E402
-from protein_location import augment, distribute, export, input as input_lib, labels as labels_lib, raw_images  # noqa: E402
+from data_prep import convert as convert_lib, synthetic  # noqa: E402
+from protein_location import augment, distribute, export, input as input_lib, labels as labels_lib, labels_csv, raw_images  # noqa: E402
 from protein_location import manifest as manifest_lib, model as model_lib, predict, train as train_lib  # noqa: E402
 
 STAGES = ("conversion", "input", "training", "inference")
@@ -262,7 +262,7 @@ def stage_inference(settings):
     keras.mixed_precision.set_global_policy(settings["precision"])
     size, batch, preset = settings["train_size"], settings["infer_batch"], settings["presets"][0]
     images_dir = os.path.join(settings["raw"], "train")
-    ids = [image_id for image_id, _ in sources.read_labels_csv(os.path.join(settings["raw"], "train.csv"))[0]]
+    ids = [image_id for image_id, _ in labels_csv.read_labels_csv(os.path.join(settings["raw"], "train.csv"))[0]]
     baseline = rss_mb()
     result = {"preset": preset, "width": settings["width"], "image_size": size, "batch": batch,
               "source_size": settings["size"], "precision": settings["precision"], "onednn_bf16_rewrite": bf16,

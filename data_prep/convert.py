@@ -27,10 +27,11 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from data_prep import sources, split as split_lib
+from data_prep import split as split_lib
 from protein_location import labels as labels_lib
-from protein_location import manifest as manifest_lib, raw_images
+from protein_location import labels_csv, manifest as manifest_lib, raw_images
 from protein_location import records
+from protein_location.errors import SourceError
 
 STATE_DIR = ".convert"
 ERRORS_NAME = "errors.csv"
@@ -134,7 +135,7 @@ def encode_item(task):
     images_dir, image_id, labels, size, max_pixels, png_compression = task
     try:
         image = raw_images.read_image(images_dir, image_id, size, max_pixels)
-    except sources.SourceError as error:
+    except SourceError as error:
         return {"error": [error.image_id or image_id, error.path or "", error.problem]}
     if image.shape[:2] != (size, size):
         return {"error": [image_id, "", f"image is {image.shape[1]}x{image.shape[0]}, others are "
@@ -223,7 +224,7 @@ def _prepare_output(out_dir, fingerprint, overwrite, resume):
     if overwrite and tf.io.gfile.isdir(out_dir):
         _remove_dataset_files(out_dir)
     if tf.io.gfile.exists(posixpath.join(out_dir, manifest_lib.MANIFEST_NAME)):
-        raise sources.SourceError("already holds a finished dataset (dataset.json); pass --overwrite to replace it",
+        raise SourceError("already holds a finished dataset (dataset.json); pass --overwrite to replace it",
                                   path=out_dir)
     if tf.io.gfile.exists(plan_path):
         same = _read_json(plan_path)["fingerprint"] == fingerprint
@@ -231,9 +232,9 @@ def _prepare_output(out_dir, fingerprint, overwrite, resume):
             return True
         hint = ("it was started with different arguments or inputs; rerun it with its own, or pass --overwrite"
                 if resume else "pass --resume (same arguments) to finish it, or --overwrite to start again")
-        raise sources.SourceError(f"holds an unfinished conversion; {hint}", path=out_dir)
+        raise SourceError(f"holds an unfinished conversion; {hint}", path=out_dir)
     if tf.io.gfile.isdir(out_dir) and any(n.endswith((".tfrecord", ".tmp")) for n in tf.io.gfile.listdir(out_dir)):
-        raise sources.SourceError("already holds TFRecord shards; pass --overwrite to replace them", path=out_dir)
+        raise SourceError("already holds TFRecord shards; pass --overwrite to replace them", path=out_dir)
     tf.io.gfile.makedirs(state)
     manifest_lib.write_json_atomic(plan_path, {"fingerprint": fingerprint})
     return False
@@ -263,15 +264,15 @@ def _source_size(entries, options):
     for image_id, _, source in entries:
         try:
             image = raw_images.read_image(options.images_dirs[source], image_id, None, options.max_pixels)
-        except sources.SourceError:
+        except SourceError:
             if options.on_error == "fail":
                 raise
             continue
         if image.shape[0] != image.shape[1]:
-            raise sources.SourceError(f"image is {image.shape[1]}x{image.shape[0]}, not square; pass --size",
+            raise SourceError(f"image is {image.shape[1]}x{image.shape[0]}, not square; pass --size",
                                       image_id)
         return image.shape[0]
-    raise sources.SourceError("no readable image", path=", ".join(options.images_dirs))
+    raise SourceError("no readable image", path=", ".join(options.images_dirs))
 
 
 def _bytes_per_example(splits, options, size):
@@ -310,7 +311,7 @@ def read_sources(images_dirs, csv_paths, on_error, label_set=None):
     entries, errors, found_sets, owner = [], [], [], {}
     for source, images_dir in enumerate(images_dirs):
         if csv_paths:
-            rows, row_errors, source_set = sources.read_labels_csv(csv_paths[source], on_error, label_set)
+            rows, row_errors, source_set = labels_csv.read_labels_csv(csv_paths[source], on_error, label_set)
             errors += [[e.image_id or "", e.path or "", e.problem] for e in row_errors]
             found_sets.append(source_set)
         else:
@@ -318,13 +319,13 @@ def read_sources(images_dirs, csv_paths, on_error, label_set=None):
         origin = csv_paths[source] if csv_paths else images_dir
         for image_id, labels in rows:
             if image_id in owner:
-                raise sources.SourceError(f"the Id is in two sources: {owner[image_id]} and {origin}", image_id)
+                raise SourceError(f"the Id is in two sources: {owner[image_id]} and {origin}", image_id)
             owner[image_id] = origin
             entries.append((image_id, labels, source))
     for source_set, csv_path in zip(found_sets[1:], csv_paths[1:]):
         if source_set != found_sets[0]:
             first = found_sets[0]
-            raise sources.SourceError(
+            raise SourceError(
                 f"sources of different label sets: {csv_paths[0]} is {first.name} ({first.num_classes} classes), "
                 f"{csv_path} is {source_set.name} ({source_set.num_classes}); convert them into separate datasets "
                 "or name one with --label-set")
@@ -336,7 +337,7 @@ def entry_groups(entries, csv_paths, group_column):
     else `split.group_of_id` (an HPAv18 Id without its `_<field>`)."""
     if group_column is None:
         return split_lib.groups_of_ids([image_id for image_id, _, _ in entries])
-    columns = [sources.read_csv_column(csv_path, group_column) for csv_path in csv_paths]
+    columns = [labels_csv.read_csv_column(csv_path, group_column) for csv_path in csv_paths]
     return [columns[source][image_id] for image_id, _, source in entries]
 
 
@@ -429,7 +430,7 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
             for record in written:
                 if "fatal" in record:
                     image_id, path, problem = record["fatal"]
-                    raise sources.SourceError(problem, image_id, path or None)
+                    raise SourceError(problem, image_id, path or None)
                 done[record["file"]] = record
                 progress.update(record["num_examples"] + len(record["errors"]))
     except Exception:

@@ -10,7 +10,7 @@ import pandas as pd
 import tensorflow as tf
 from tqdm import tqdm
 
-from protein_location import augment, export, labels as labels_lib
+from protein_location import augment, export, labels as labels_lib, labels_csv
 from protein_location import thresholds as thresholds_lib
 
 
@@ -185,28 +185,21 @@ def score_submission(submission_path, truth_path, label_set=None):
     `label_set` ("hpa2018"/"hpa2021") overrides the class count it implies.
     Returns (macro F1, the label set's name)."""
     submission = read_csv(submission_path, ["Id", "Predicted"]).set_index("Id")["Predicted"]
-    truth_table = read_csv(truth_path, [])
-    detected = labels_lib.label_set_of_header(truth_table.columns)
-    if detected is None:
-        raise PredictError(f"{truth_path}: expected columns {labels_lib.expected_headers()}, "
-                           f"found {','.join(truth_table.columns)!r}")
-    chosen = labels_lib.label_set_named(label_set) if label_set else detected
-    truth = truth_table.set_index(detected.id_column)[detected.label_column]
-    missing = truth.index.difference(submission.index)
-    if len(missing):
+    # The truth is read as convert reads labels: the same header detection, Id and label checks.
+    named = labels_lib.label_set_named(label_set) if label_set else None
+    truth, _, chosen = labels_csv.read_labels_csv(truth_path, label_set=named)
+    missing = [image_id for image_id, _ in truth if image_id not in submission.index]
+    if missing:
         raise PredictError(f"{submission_path}: no prediction for {len(missing)} Ids, e.g. {missing[0]}")
 
-    def multi_hot(path, targets, allow_empty):
-        rows = []
-        for image_id, target in targets.items():
-            try:
-                indices = [] if allow_empty and not target.strip() else labels_lib.parse_target(target,
-                                                                                              chosen.num_classes)
-            except ValueError as error:
-                raise PredictError(f"{path}: Id {image_id}: {error} ({chosen.name})") from None
-            rows.append(labels_lib.to_multi_hot(indices, chosen.num_classes))
-        return np.stack(rows).astype(int)
+    def predicted(image_id):
+        target = submission[image_id]
+        try:
+            return labels_lib.parse_target(target, chosen.num_classes) if target.strip() else []
+        except ValueError as error:
+            raise PredictError(f"{submission_path}: Id {image_id}: {error} ({chosen.name})") from None
 
-    y_true = multi_hot(truth_path, truth, allow_empty=False)
-    y_pred = multi_hot(submission_path, submission[truth.index], allow_empty=True)
+    y_true = np.stack([labels_lib.to_multi_hot(indices, chosen.num_classes) for _, indices in truth]).astype(int)
+    y_pred = np.stack([labels_lib.to_multi_hot(predicted(image_id), chosen.num_classes)
+                       for image_id, _ in truth]).astype(int)
     return thresholds_lib.macro_f1(y_true, y_pred), chosen.name

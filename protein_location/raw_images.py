@@ -5,8 +5,8 @@ Each stain is a file `<Id>_{red,green,blue,yellow}.<ext>` (`.png`, `.jpg`,
 `.jpeg`, `.tif`, `.tiff`), decoded by its content whatever the extension,
 reduced to 8-bit grayscale by `stains`' rule (colour files to the stain's
 colour, 16-bit by round(v / 257)), any size area-resized. All reads go
-through tf.io.gfile so `gs://` folders work. The labels CSVs are the data
-creation stage's (`data_prep.sources`).
+through tf.io.gfile so `gs://` folders work. The labels CSVs are read by
+`labels_csv`.
 """
 
 import io

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep import convert, sources, verify
+from data_prep import convert, verify
 from protein_location import input as input_lib, manifest as manifest_lib, raw_images, records
+from protein_location.errors import SourceError
 from tests.conftest import write_image_set, write_raw_dataset
 
 KAGGLE_IDS = ["00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", "000a6c98-bb9b-11e8-b2b9-ac1f6b6435d0",
@@ -162,7 +163,7 @@ def test_bad_csv_gets_one_line_naming_file_and_row(tmp_path, csv_text, message):
     write_image_set(tmp_path / "img", "ok2")
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text(csv_text)
-    with pytest.raises(sources.SourceError) as error:
+    with pytest.raises(SourceError) as error:
         convert.convert(str(tmp_path / "img"), str(tmp_path / "out"), csv_path=str(csv_path), val_fraction=0)
     assert str(error.value) == message.format(csv=csv_path)
     assert not (tmp_path / "out").exists()
@@ -204,7 +205,7 @@ BAD_FILES = {
 def test_bad_image_fails_with_id_file_and_problem_and_leaves_no_dataset(tmp_path, how):
     raw = _kaggle_like(tmp_path)
     path = _break(raw / "train", KAGGLE_IDS[3], how)
-    with pytest.raises(sources.SourceError) as error:
+    with pytest.raises(SourceError) as error:
         convert.convert(str(raw / "train"), str(tmp_path / "out"), csv_path=str(raw / "train.csv"),
                         val_fraction=0, num_shards=2, max_pixels=590)
     assert str(error.value) == f"Id {KAGGLE_IDS[3]}: {path}: {BAD_FILES[how]}"
@@ -235,7 +236,7 @@ def test_existing_dataset_is_kept_unless_overwrite(synthetic_dir, tmp_path):
     out = tmp_path / "data"
     _convert_synthetic(synthetic_dir, out)
     before = _shard_bytes(out)
-    with pytest.raises(sources.SourceError) as error:
+    with pytest.raises(SourceError) as error:
         _convert_synthetic(synthetic_dir, out, seed=5)
     assert str(error.value) == f"{out}: already holds a finished dataset (dataset.json); pass --overwrite to replace it"
     assert _shard_bytes(out) == before
@@ -244,7 +245,7 @@ def test_existing_dataset_is_kept_unless_overwrite(synthetic_dir, tmp_path):
 
 
 def test_missing_images_folder(tmp_path):
-    with pytest.raises(sources.SourceError) as error:
+    with pytest.raises(SourceError) as error:
         convert.convert(str(tmp_path / "nowhere"), str(tmp_path / "out"))
     assert str(error.value) == f"{tmp_path / 'nowhere'}: images folder not found"
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep import convert, sources
+from data_prep import convert
 from protein_location import export, labels as labels_lib, model as model_lib, raw_images, records, stains
+from protein_location.errors import SourceError
 
 SAMPLES = pathlib.Path(__file__).parent / "data" / "hpa"
 HPAV18_ID = "10008_57_F11_1"
@@ -172,7 +173,7 @@ def test_sources_of_two_releases_join_into_one_dataset(tmp_path):
 
 def test_sources_of_different_label_sets_are_refused(tmp_path):
     csvs = [str(SAMPLES / "kaggle2018" / "train.csv"), str(SAMPLES / "hpa2021" / "train.csv")]
-    with pytest.raises(sources.SourceError) as error:
+    with pytest.raises(SourceError) as error:
         convert.convert([str(SAMPLES / "kaggle2018" / "train"), str(SAMPLES / "hpa2021" / "train")],
                         str(tmp_path / "out"), csv_path=csvs, size=SIZE, val_fraction=0)
     assert str(error.value) == (f"sources of different label sets: {csvs[0]} is hpa2018 (28 classes), {csvs[1]} is "
@@ -183,6 +184,6 @@ def test_sources_of_different_label_sets_are_refused(tmp_path):
 def test_an_id_in_two_sources_is_refused(tmp_path):
     csv_path = str(SAMPLES / "hpav18" / "train.csv")
     images = str(SAMPLES / "hpav18" / "train")
-    with pytest.raises(sources.SourceError) as error:
+    with pytest.raises(SourceError) as error:
         convert.convert([images, images], str(tmp_path / "out"), csv_path=[csv_path, csv_path], size=SIZE)
     assert str(error.value) == f"Id 11088_89_B5_1: the Id is in two sources: {csv_path} and {csv_path}"

@@ -1,5 +1,5 @@
-"""Labels CSVs of the raw HPA layouts (the image files are read by
-`protein_location.raw_images`).
+"""Labels CSVs of the raw HPA layouts, read by `data_prep convert` and by
+`score` (the image files are read by `raw_images`).
 
 The three releases users download (tests/data/hpa/README.md):
 - Kaggle 2018: `train.csv` (`Id,Target`) and `<Id>_{red,green,blue,yellow}.png`,
