@@ -30,6 +30,7 @@ def run_2021(synthetic_dir, tmp_path_factory):
     data, run, export = work / "data", work / "run", work / "export"
     converted = run_cli("-m", "data_prep", "convert", "--csv", labels_csv, "--images", synthetic_dir / "train",
                         "--out", data, "--val-fraction", 0.25, "--shards", 2)
+    run_cli("-m", "data_prep", "verify", data)  # labels checked against the 19 classes
     run_cli("train_keras.py", "--data", data, "--model-dir", run, "--epochs", 1, "--batch-size", 8, "--width", 0.125,
             "--export", export)
     return {"work": work, "csv": labels_csv, "data": data, "run": run, "export": export, "converted": converted}

@@ -137,7 +137,9 @@ def tiny_export(tmp_path_factory):
                                      channel_std=(30, 30, 30, 30), output_bias=np.linspace(-3, 1, 28))
     base = tmp_path_factory.mktemp("export")
     path = export.export_saved_model(model, np.full(28, 0.5), str(base), labels_lib.CLASS_NAMES)
-    return tf.saved_model.load(path)
+    loaded = tf.saved_model.load(path)
+    loaded.path = path
+    return loaded
 
 
 def test_predict_channels_on_hpav18_jpegs_equals_the_converted_record(tmp_path, tiny_export):
@@ -158,6 +160,21 @@ def test_predict_channels_on_hpav18_jpegs_equals_the_converted_record(tmp_path, 
         served = tf.image.resize(tf.cast(decoded, tf.float32), [SIZE, SIZE], method="area").numpy()
         assert np.abs(served - stored).max() <= 0.5
         assert (np.round(served) != stored).mean() < 0.01  # rounded, they differ only at ties
+
+
+def test_predict_images_and_explain_read_hpav18_jpegs(tmp_path, tiny_export):
+    """The CLI paths that read raw files apply the same rule as predict_channels."""
+    from protein_location import explain, predict
+
+    folder = SAMPLES / "hpav18" / "train"
+    ids = raw_images.list_image_ids(str(folder))
+    probabilities, _ = predict.predict_images(tiny_export.path, str(folder), ids)
+    files = [_stain_bytes(folder, image_id) for image_id in ids]
+    from_files = tiny_export.signatures["predict_channels"](
+        **{c: tf.constant([f[c] for f in files]) for c in labels_lib.CHANNELS})["probabilities"].numpy()
+    assert np.abs(probabilities - from_files).max() < 1e-3
+    record = explain.explain_images(tiny_export.path, str(folder), ids[:1], str(tmp_path / "explain"), 2)
+    assert record["images"][0]["id"] == ids[0] and (tmp_path / "explain" / f"{ids[0]}.png").stat().st_size > 0
 
 
 def test_sources_of_two_releases_join_into_one_dataset(tmp_path):
