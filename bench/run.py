@@ -167,7 +167,9 @@ def stage_input(settings):
             .interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .batch(batch).prefetch(tf.data.AUTOTUNE))
-    pipeline = input_lib.make_dataset(data, "train", batch, image_size=settings["train_size"], training=True)
+    # One epoch of the endless training stream.
+    pipeline = input_lib.make_dataset(data, "train", batch, image_size=settings["train_size"],
+                                      training=True).take(count // batch)
 
     def drain(dataset):
         for _ in dataset:
@@ -210,7 +212,7 @@ def stage_training(settings):
     # The same batches for every model (seed 0); a small shuffle buffer keeps
     # the raw records out of this process's peak memory.
     cached = list(input_lib.make_dataset(data, "train", batch, size, training=True, seed=0, shuffle_buffer=batch)
-                  .repeat().take(max(steps, warmup)))
+                  .take(max(steps, warmup)))
     config = train_lib.TrainConfig(data=data, model_dir="", batch_size=batch, image_size=size, arch=name,
                                    width=settings["width"], precision=settings["precision"],
                                    jit_compile=settings["jit_compile"])
@@ -240,7 +242,7 @@ def stage_training(settings):
     }
     if settings.get("live_input"):
         # As model.fit is fed: the real pipeline (default shuffle buffer), sharing the cores.
-        iterator = iter(input_lib.make_dataset(data, "train", batch, size, training=True, seed=1).repeat())
+        iterator = iter(input_lib.make_dataset(data, "train", batch, size, training=True, seed=1))
         run_steps(lambda step: next(iterator), warmup)
         live = [timed(lambda: run_steps(lambda step: next(iterator), steps)) for _ in range(settings["repeats"])]
         result["training_live_input"] = summary(live, steps * batch)

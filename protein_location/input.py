@@ -38,8 +38,11 @@ def make_dataset(
         batch_size: global batch size.
         image_size: side the model takes; images of another size are
             area-resized. None keeps the stored size.
-        training: shuffle shards and examples, augment, drop the last partial
-            batch; otherwise the order is the manifest's and deterministic.
+        training: an endless stream, cut into epochs by the caller's steps
+            per epoch (one stream across epochs: every example is seen as
+            often as intended, however many epochs), with shards and examples
+            shuffled and augmented and no partial batch; otherwise one pass in
+            the manifest's order, deterministic.
         seed: seeds shuffling and augmentation, so runs repeat.
         shuffle_buffer: examples held for shuffling when training.
         with_ids: also yield the `source_id` strings (for prediction).
@@ -47,8 +50,9 @@ def make_dataset(
         augment_config: the augmentations applied when training.
         oversample_factors: when training, per-class repeat factors (from
             `repeat_factors`): each record is repeated by the largest factor of
-            its labels, stochastically rounded, within an epoch of unchanged
-            length. None: every record once per epoch.
+            its labels, stochastically rounded, in the endless stream (epochs
+            keep their length, so a record is seen r / mean(r) times per
+            epoch on average). None: every record once per pass.
         input_context: when training under a tf.distribute strategy, the
             `tf.distribute.InputContext` of this input pipeline (one per
             worker; `strategy.distribute_datasets_from_function` passes it):
@@ -59,9 +63,9 @@ def make_dataset(
     """
     manifest = manifest_lib.load_manifest(data_dir)
     files, num_examples, _ = manifest_lib.split_summary(data_dir, manifest, split, fold)
-    epoch_examples, shard_by_data = None, False
+    shard_by_data = False
     if input_context is not None:
-        files, num_examples, epoch_examples, shard_by_data = _pipeline_share(
+        files, shard_by_data = _pipeline_share(
             data_dir, manifest, split, fold, batch_size, input_context)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     stored_size = manifest["image_size"]
@@ -79,20 +83,21 @@ def make_dataset(
     )
     if shard_by_data:  # every pipeline shuffled the files alike: the records of each are disjoint
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if training and oversample_factors is not None:
-        dataset = _oversample(dataset, oversample_factors, seed, shuffle_buffer).take(num_examples)
-    # TFRecord files do not know their length; the manifest does. A known
-    # cardinality gives Keras a full progress bar and a definite epoch end.
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_examples))
     if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        if epoch_examples is not None:  # the same whole steps on every worker
-            dataset = dataset.take(epoch_examples)
-        # One stateless seed pair per example, new each epoch: augmentation
-        # repeats for a seed whatever the parallelism of the map below.
+        # Shuffled pass after pass, one endless stream: an epoch does not
+        # restart it, so every example (the end of each shard too) is seen as
+        # often as intended, and without oversampling once per pass.
+        if oversample_factors is not None:
+            dataset = _oversample(dataset, oversample_factors, seed)
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+        # One stateless seed pair per example: augmentation repeats for a
+        # seed whatever the parallelism of the map below.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip(dataset, seeds)
     else:
+        # TFRecord files do not know their length; the manifest does. A known
+        # cardinality gives Keras a full progress bar and a definite end.
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_examples))
         dataset = dataset.map(lambda serialized: (serialized, tf.zeros([2], tf.int64)))
 
     def to_model_inputs(serialized, example_seed):
@@ -124,10 +129,9 @@ def repeat_factors(label_counts, num_examples, threshold=0.1):
     return np.where(frequency > 0, np.maximum(factors, 1.0), 1.0)
 
 
-def _oversample(serialized_records, class_factors, seed, shuffle_buffer):
-    """An endless stream of serialized records, each repeated floor(r) or
-    ceil(r) times (mean r, r the largest factor of its labels), shuffled so
-    that copies do not arrive together. The caller cuts it into epochs."""
+def _oversample(serialized_records, class_factors, seed):
+    """One pass over the records with each repeated floor(r) or ceil(r) times
+    (mean r, r the largest factor of its labels), newly drawn on every pass."""
     class_factors = tf.constant(class_factors, tf.float32)
     draws = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
 
@@ -138,8 +142,7 @@ def _oversample(serialized_records, class_factors, seed, shuffle_buffer):
         count = tf.floor(factor) + tf.cast(uniform < factor - tf.floor(factor), tf.float32)
         return tf.data.Dataset.from_tensors(serialized).repeat(tf.cast(count, tf.int64))
 
-    stream = tf.data.Dataset.zip(serialized_records.repeat(), draws).flat_map(copies)
-    return stream.shuffle(shuffle_buffer, seed=seed + 2, reshuffle_each_iteration=True)
+    return tf.data.Dataset.zip(serialized_records, draws).flat_map(copies)
 
 
 def share_input(shard_counts, num_pipelines, pipeline_batch):
@@ -166,11 +169,11 @@ def share_input(shard_counts, num_pipelines, pipeline_batch):
 
 
 def _pipeline_share(data_dir, manifest, split, fold, batch_size, input_context):
-    """(files, examples, examples per epoch, shard records?) of one input pipeline."""
+    """(files, shard records?) of one input pipeline."""
     shards = manifest_lib.select_shards(data_dir, manifest, split, fold)
     count, index = input_context.num_input_pipelines, input_context.input_pipeline_id
-    policy, counts, epoch_examples = share_input([s["num_examples"] for s in shards], count, batch_size // count)
+    policy, _, _ = share_input([s["num_examples"] for s in shards], count, batch_size // count)
     files = [posixpath.join(data_dir, s["file"]) for s in shards]
     if policy == tf.data.experimental.AutoShardPolicy.FILE:
         files = files[index::count]
-    return files, counts[index], epoch_examples, policy == tf.data.experimental.AutoShardPolicy.DATA
+    return files, policy == tf.data.experimental.AutoShardPolicy.DATA

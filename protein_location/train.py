@@ -1,6 +1,7 @@
 """Training: plan (strategy, precision, data) -> fit -> thresholds and report -> export."""
 
 import dataclasses
+import json
 import posixpath
 import time
 
@@ -112,6 +113,39 @@ def build_loss(config):
     raise TrainError(f"--loss must be bce or focal, got {config.loss!r}")
 
 
+# The checkpoint kept is the epoch of best val macro ROC AUC: it does not
+# depend on a threshold, where macro F1 at 0.5 is the wrong cut for focal loss
+# and rare classes (thresholds are tuned after training).
+SELECTION_METRIC = "val_auc"
+
+
+def resumed_epoch(model_dir):
+    """The epoch a run in `model_dir` resumes at (0 for a fresh run), from the
+    state BackupAndRestore keeps in model_dir/backup."""
+    path = posixpath.join(model_dir, "backup", "training_metadata.json")
+    if not tf.io.gfile.exists(path):
+        return 0
+    with tf.io.gfile.GFile(path, "r") as f:
+        return int(json.load(f)["epoch"])
+
+
+def best_logged_value(history_path, metric=SELECTION_METRIC):
+    """The best `metric` in a resumed run's history.csv (None if it has none), so
+    the first epoch after a restart does not overwrite a better checkpoint."""
+    if not tf.io.gfile.exists(history_path):
+        return None
+    values = [row[metric] for row in report_lib.read_history(history_path) if metric in row]
+    return max(values) if values else None
+
+
+def data_seed(seed, start_epoch):
+    """The training stream's seed: `seed` for a fresh run; a resumed run draws a
+    new order and new augmentations instead of replaying those of epoch 1."""
+    if start_epoch == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, start_epoch]).generate_state(1)[0])
+
+
 def _callbacks(model_dir, best_path, write_dir=None):
     """Multi-worker: every worker restores from the chief's backup in model_dir,
     only the chief writes it; the others write their history, logs and best
@@ -125,8 +159,9 @@ def _callbacks(model_dir, best_path, write_dir=None):
         tf.io.gfile.remove(history)
     return [
         keras.callbacks.BackupAndRestore(backup) if chief else distribute.RestoreFromChief(backup),
-        keras.callbacks.ModelCheckpoint(best_path, monitor="val_macro_f1", mode="max",
-                                        save_best_only=True, save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(best_path, monitor=SELECTION_METRIC, mode="max",
+                                        save_best_only=True, save_weights_only=True,
+                                        initial_value_threshold=best_logged_value(history)),
         keras.callbacks.TensorBoard(posixpath.join(write_dir, "logs"), profile_batch=0),
         keras.callbacks.CSVLogger(history, append=True),
         keras.callbacks.TerminateOnNaN(),
@@ -214,16 +249,17 @@ def plan_run(config):
                            steps_per_epoch, peak_rate, oversample_factors)
 
 
-def make_datasets(config, plan):
-    """(train, val) datasets; under a strategy each input pipeline (one per
+def make_datasets(config, plan, start_epoch=0):
+    """(train, val) datasets. The training stream is endless, cut into epochs
+    by fit's steps_per_epoch; under a strategy each input pipeline (one per
     worker) reads its own share of the training shards."""
+    seed = data_seed(config.seed, start_epoch)
+
     def train_dataset(input_context=None):
-        dataset = input_lib.make_dataset(config.data, "train", config.batch_size, plan.image_size, training=True,
-                                         seed=config.seed, shuffle_buffer=config.shuffle_buffer, fold=config.fold,
-                                         augment_config=config.augmentation,
-                                         oversample_factors=plan.oversample_factors, input_context=input_context)
-        # Repeated, cut into epochs by fit's steps_per_epoch: a pass is exactly one epoch of whole steps.
-        return dataset if input_context is None else dataset.repeat()
+        return input_lib.make_dataset(config.data, "train", config.batch_size, plan.image_size, training=True,
+                                      seed=seed, shuffle_buffer=config.shuffle_buffer, fold=config.fold,
+                                      augment_config=config.augmentation,
+                                      oversample_factors=plan.oversample_factors, input_context=input_context)
 
     train_data = (train_dataset() if plan.kind == "default"
                   else plan.strategy.distribute_datasets_from_function(train_dataset))
@@ -238,7 +274,10 @@ def fit_model(config, plan):
     Returns (model with the best epoch's weights in float32, Keras History,
     seconds), or None on a multi-worker run's non-chief workers.
     """
-    train_data, val_data = make_datasets(config, plan)
+    start_epoch = resumed_epoch(config.model_dir)
+    if start_epoch:
+        print(f"resume: from the end of epoch {start_epoch} ({config.model_dir}/backup)")
+    train_data, val_data = make_datasets(config, plan, start_epoch)
     with plan.strategy.scope():
         model = build_and_compile(config, plan.manifest, plan.train_label_counts, plan.train_count,
                                   plan.steps_per_epoch)
@@ -251,7 +290,7 @@ def fit_model(config, plan):
     best_path = posixpath.join(write_dir, "best.weights.h5")
     start = time.perf_counter()
     fit = model.fit(train_data, validation_data=val_data, epochs=config.epochs, shuffle=False,  # shuffled in tf.data
-                    steps_per_epoch=None if plan.kind == "default" else plan.steps_per_epoch,
+                    steps_per_epoch=plan.steps_per_epoch,
                     callbacks=_callbacks(config.model_dir, best_path, write_dir))
     fit_seconds = time.perf_counter() - start
     if distribute.local_replicas(plan.strategy) > 1:

@@ -171,8 +171,9 @@ def test_each_worker_reads_distinct_examples_in_equal_whole_steps(dataset, polic
     shares = []
     for index in range(2):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=index, num_replicas_in_sync=2)
+        # One epoch: 4 whole steps of the endless stream (train.plan_run's steps_per_epoch).
         batches = list(input_lib.make_dataset(str(data_dir), "train", 8, 32, training=True, with_ids=True,
-                                              input_context=context))
+                                              input_context=context).take(4))
         assert {int(ids.shape[0]) for _, _, ids in batches} == {4}  # the per-replica batch
         shares.append([source_id for _, _, ids in batches for source_id in ids.numpy().tolist()])
     assert len(shares[0]) == len(shares[1]) == 16  # 34 training examples: 17 per worker, 4 whole batches of 4

@@ -1,3 +1,4 @@
+import collections
 import json
 
 import numpy as np
@@ -5,6 +6,7 @@ import pytest
 
 from protein_location import input as input_lib
 from protein_location.manifest import ManifestError
+from tests.conftest import write_raw_dataset
 
 
 def test_training_batches_have_model_shapes_and_dtypes(converted_dir):
@@ -17,22 +19,24 @@ def test_training_batches_have_model_shapes_and_dtypes(converted_dir):
     assert labels.numpy().sum(axis=1).min() >= 1  # every training image has a label
 
 
-def test_training_drops_the_partial_batch_evaluation_keeps_it(converted_dir):
-    train_count = sum(1 for _ in input_lib.make_dataset(str(converted_dir), "train", 5, training=True).unbatch())
-    val_batches = list(input_lib.make_dataset(str(converted_dir), "val", 5))
-    assert train_count % 5 == 0 and train_count > 0
+def test_training_streams_whole_batches_evaluation_is_one_pass(converted_dir):
     manifest = json.loads((converted_dir / "dataset.json").read_text())
+    train_count = manifest["splits"]["train"]["num_examples"]
+    # Endless: more batches than one pass holds, every one whole.
+    batches = input_lib.make_dataset(str(converted_dir), "train", 5, training=True).take(3 * train_count // 5)
+    assert {len(labels) for _, labels in batches} == {5}
+    val_batches = list(input_lib.make_dataset(str(converted_dir), "val", 5))
     assert sum(len(labels) for _, labels in val_batches) == manifest["splits"]["val"]["num_examples"]
 
 
 def test_evaluation_order_is_fixed_and_training_repeats_for_a_seed(converted_dir):
-    def ids(**kwargs):
+    def ids(steps=None, **kwargs):
         dataset = input_lib.make_dataset(str(converted_dir), "train", 4, with_ids=True, **kwargs)
-        return [i for _, _, batch in dataset for i in batch.numpy().tolist()]
+        return [i for _, _, batch in dataset.take(steps or -1) for i in batch.numpy().tolist()]
 
     assert ids() == ids()
-    assert ids(training=True, seed=1) == ids(training=True, seed=1)
-    assert ids(training=True, seed=1) != ids(training=True, seed=2)
+    assert ids(20, training=True, seed=1) == ids(20, training=True, seed=1)
+    assert ids(20, training=True, seed=1) != ids(20, training=True, seed=2)
 
 
 def test_images_are_resized_to_the_requested_size(converted_dir):
@@ -81,20 +85,76 @@ def test_repeat_factors_raise_only_classes_rarer_than_the_threshold():
     np.testing.assert_allclose(factors, [1.0, 1.0, np.sqrt(10.0), 1.0])
 
 
-def test_oversampling_keeps_the_epoch_length_and_favours_rare_labels(converted_dir):
-    manifest = json.loads((converted_dir / "dataset.json").read_text())
+def _exposures(data_dir, steps, batch, **kwargs):
+    """How often each training Id arrives in the first `steps` batches of the stream."""
+    dataset = input_lib.make_dataset(str(data_dir), "train", batch, training=True, seed=3, with_ids=True,
+                                     augment_config=input_lib.augment.AugmentConfig(False, 1.0, 0.0), **kwargs)
+    return collections.Counter(i for _, _, ids in dataset.take(steps) for i in ids.numpy().tolist())
+
+
+@pytest.fixture(scope="module")
+def few_shards_dir(tmp_path_factory):
+    """120 training images at 16 px (random pixels) in 2 shards: few shards, as in the demo."""
+    from data_prep import convert, synthetic
+
+    rng = np.random.default_rng(5)
+    targets = {f"img{index:03d}": " ".join(map(str, synthetic.sample_labels(rng))) for index in range(150)}
+    raw = write_raw_dataset(tmp_path_factory.mktemp("raw150"), targets, size=16)
+    out = tmp_path_factory.mktemp("few_shards") / "data"
+    convert.convert(str(raw / "train"), str(out), csv_path=str(raw / "train.csv"), val_fraction=0.2,
+                    num_shards=2, seed=0)
+    return out
+
+
+def test_every_example_is_seen_as_often_as_its_repeat_factor_says_over_epochs(few_shards_dir):
+    """One stream across epochs: over 12 epochs each example arrives about
+    12 r / mean(r) times, the tail of each shard as often as its head (an
+    epoch that restarted the oversampled stream would starve the tail)."""
+    manifest = json.loads((few_shards_dir / "dataset.json").read_text())
     train = manifest["splits"]["train"]
     counts = np.sum([shard["label_counts"] for shard in train["shards"]], axis=0)
-    factors = input_lib.repeat_factors(counts, train["num_examples"], threshold=0.1)
-    rare = factors > 1.0
+    factors = input_lib.repeat_factors(counts, train["num_examples"], threshold=0.3)
+    batch, epochs = 8, 12
+    steps = epochs * (train["num_examples"] // batch)
+    seen = _exposures(few_shards_dir, steps, batch, oversample_factors=factors)
+    ids, labels = [], []
+    for image_id, label_matrix in _records(few_shards_dir):
+        ids.append(image_id)
+        labels.append(label_matrix)
+    wanted = np.array([factors[row > 0].max() for row in np.array(labels)])
+    expected = wanted / wanted.mean() * steps * batch / len(ids)
+    observed = np.array([seen[i] for i in ids])
+    assert wanted.max() > 1.5  # the test exercises oversampling
+    assert observed.min() > 0
+    assert np.abs(observed.sum() - steps * batch) == 0
+    # Per example: within what stochastic rounding and the stream's cut allow.
+    assert np.abs(observed - expected).max() < 0.35 * expected.max() + 3
+    # Head and tail of every shard alike (in the order the shards store them).
+    for shard_ids in _shard_ids(few_shards_dir):
+        quarter = len(shard_ids) // 4
+        rows = [ids.index(i) for i in shard_ids]
+        ratio = observed[rows] / expected[rows]
+        assert abs(ratio[-quarter:].mean() - ratio[:quarter].mean()) < 0.15
 
-    def epochs(**kwargs):
-        dataset = input_lib.make_dataset(str(converted_dir), "train", 4, training=True, seed=3, **kwargs)
-        return [np.concatenate([labels.numpy() for _, labels in dataset]) for _ in range(4)]
 
-    plain, oversampled = epochs(), epochs(oversample_factors=factors)
-    assert [len(epoch) for epoch in oversampled] == [len(epoch) for epoch in plain]
-    rare_per_image = [np.concatenate(run)[:, rare].sum(axis=1).mean() for run in (plain, oversampled)]
-    assert rare_per_image[1] > 1.25 * rare_per_image[0]
-    again = epochs(oversample_factors=factors)
-    assert all(np.array_equal(a, b) for a, b in zip(oversampled, again))
+def test_without_oversampling_every_example_is_seen_once_per_pass(few_shards_dir):
+    manifest = json.loads((few_shards_dir / "dataset.json").read_text())
+    count = manifest["splits"]["train"]["num_examples"]
+    seen = _exposures(few_shards_dir, 6 * count // 8, 8)  # 6 passes, cut at a whole batch
+    assert len(seen) == count
+    assert 5 <= min(seen.values()) and max(seen.values()) <= 6
+
+
+def _records(data_dir):
+    """(Id, multi-hot labels) of every training record, in shard order."""
+    dataset = input_lib.make_dataset(str(data_dir), "train", 16, with_ids=True)
+    return [(i, row) for _, labels, ids in dataset for i, row in zip(ids.numpy().tolist(), labels.numpy())]
+
+
+def _shard_ids(data_dir):
+    import tensorflow as tf
+
+    manifest = json.loads((data_dir / "dataset.json").read_text())
+    for shard in manifest["splits"]["train"]["shards"]:
+        yield [input_lib.records.parse_example(r, 28)["source_id"].numpy()
+               for r in tf.data.TFRecordDataset(str(data_dir / shard["file"]))]

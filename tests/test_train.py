@@ -53,11 +53,45 @@ def test_killed_run_resumes_from_its_last_epoch(converted_dir, tmp_path):
     done_before = len(_history(run))
     assert 2 <= done_before < epochs
 
+    # The best epoch so far scored higher than any later epoch can: the
+    # checkpoint written before the kill must survive the resumed epochs.
+    history = (run / "history.csv").read_text().splitlines()
+    header = history[0].split(",")
+    first = history[1].split(",")
+    first[header.index(train.SELECTION_METRIC)] = "1.5"
+    (run / "history.csv").write_text("\n".join([history[0], ",".join(first), *history[2:]]) + "\n")
+    best_before = (run / "best.weights.h5").read_bytes()
+    resumed_at = train.resumed_epoch(str(run))
+
     resumed = run_cli(*_train_args(converted_dir, run, epochs))
     assert "Epoch 1/8" not in resumed.stdout
-    assert f"Epoch {done_before + 1}/8" in resumed.stdout or f"Epoch {done_before}/8" in resumed.stdout
+    assert f"resume: from the end of epoch {resumed_at} ({run}/backup)" in resumed.stdout
+    assert f"Epoch {resumed_at + 1}/8" in resumed.stdout
     assert [int(row["epoch"]) for row in _history(run)] == list(range(epochs))
     assert not (run / "backup").exists()  # removed once training completed
+    assert (run / "best.weights.h5").read_bytes() == best_before
+
+
+def test_a_resumed_run_draws_new_batches_instead_of_replaying_epoch_one(converted_dir):
+    def first_batch(start_epoch):
+        seed = train.data_seed(4, start_epoch)
+        dataset = input_lib.make_dataset(str(converted_dir), "train", 8, training=True, seed=seed, with_ids=True)
+        images, _, ids = next(iter(dataset))
+        return ids.numpy().tolist(), images.numpy()
+
+    assert train.data_seed(4, 0) == 4  # a fresh run keeps its seed, so published runs repeat
+    fresh_ids, resumed_ids = first_batch(0)[0], first_batch(3)[0]
+    assert resumed_ids != fresh_ids
+    assert first_batch(3)[0] == resumed_ids  # a resume repeats for a seed and epoch
+
+
+def test_checkpoint_selection_carries_the_best_value_over_from_history(tmp_path):
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "history.csv").write_text("epoch,val_auc,val_macro_f1\n0,0.61,0.4\n1,0.83,0.2\n2,0.70,0.5\n")
+    checkpoint = next(c for c in train._callbacks(str(tmp_path), str(tmp_path / "best.weights.h5"))
+                      if isinstance(c, keras.callbacks.ModelCheckpoint))
+    assert checkpoint.monitor == "val_auc" and checkpoint.best == 0.83
+    assert train.best_logged_value(str(tmp_path / "missing.csv")) is None
 
 
 def test_focal_oversampling_mixed_bfloat16_and_xla_run_to_a_report(converted_dir, tmp_path):
