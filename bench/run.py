@@ -21,7 +21,8 @@ stage beside the reference that tells how close it is to its limit:
   with native bfloat16 (distribute.default_precision);
 - inference: the SavedModel written by `protein_location.export` (untrained
   weights: speed does not depend on them) on batches of --infer-batch at the
-  model size, with 8x TTA (`augment.mean_over_views`, predict's TTA path), and
+  model size through `serving_single_view`, and with 8x TTA through
+  `serving_default` (the 8 views in one call of the model), and
   from the PNG files through `protein_location.predict.predict_images`,
   against the paper's 75 images/s (Chen 2020: 0.0128 s per image, batch 64,
   224 px, one Tesla P100); then the same SavedModel again with TensorFlow's
@@ -61,7 +62,7 @@ import tensorflow as tf  # noqa: E402
 
 from bench import convert as convert_bench  # noqa: E402
 from data_prep import convert as convert_lib, synthetic  # noqa: E402
-from protein_location import augment, distribute, export, input as input_lib, labels as labels_lib, labels_csv, raw_images  # noqa: E402
+from protein_location import distribute, export, input as input_lib, labels as labels_lib, labels_csv, raw_images  # noqa: E402
 from protein_location import manifest as manifest_lib, model as model_lib, predict, train as train_lib  # noqa: E402
 
 STAGES = ("conversion", "input", "training", "inference")
@@ -268,7 +269,7 @@ def stage_inference(settings):
     baseline = rss_mb()
     result = {"preset": preset, "width": settings["width"], "image_size": size, "batch": batch,
               "source_size": settings["size"], "precision": settings["precision"], "onednn_bf16_rewrite": bf16,
-              "signature": export.SIGNATURE}
+              "signature": export.SINGLE_VIEW_SIGNATURE, "tta8_signature": export.SIGNATURE}
     path = settings.get("saved_model")
     if path is None:
         base = os.path.join(settings["work"], "export")
@@ -277,13 +278,15 @@ def stage_inference(settings):
         start = time.perf_counter()
         # The bench's data is synthetic, in the HPA 2018 label set.
         class_names = labels_lib.HPA2018.class_names
-        path = export.export_saved_model(model, np.full(len(class_names), 0.5, np.float32), base, class_names)
+        cuts = np.full(len(class_names), 0.5, np.float32)
+        path = export.export_saved_model(model, cuts, base, class_names, tta_thresholds=cuts)
         result["export_s"] = round(time.perf_counter() - start, 1)
         del model
     result["saved_model"] = path
     start = time.perf_counter()
-    serve, *_ = predict.load_serving_model(path)
+    serve = predict.load_serving_model(path, tta=1).serve  # serving_single_view
     result["load_s"] = round(time.perf_counter() - start, 1)
+    serve_tta8 = predict.load_serving_model(path, tta=8).serve  # serving_default, the 8 views in one call
     # Real images at the model size: the serving signature's resize is then the identity.
     images = tf.constant(np.stack([raw_images.read_image(images_dir, ids[i % len(ids)], size) for i in range(batch)]))
     file_ids = [ids[i % len(ids)] for i in range(settings["predict_images"])]
@@ -292,8 +295,8 @@ def stage_inference(settings):
         for _ in range(settings["infer_batches"]):
             serve(image=images)["probabilities"].numpy()
 
-    def serving_tta8():  # what predict_images does per batch with --tta 8
-        augment.mean_over_views(lambda view: serve(image=view)["probabilities"], images).numpy()
+    def serving_tta8():
+        serve_tta8(image=images)["probabilities"].numpy()
 
     def from_files():  # the CLI's path: load the SavedModel, read and resize the PNGs (threads), infer
         predict.predict_images(path, images_dir, file_ids, batch_size=batch, tta=1)

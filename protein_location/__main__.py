@@ -28,8 +28,10 @@ def _parser():
                          help="also write a CSV of every class's probability per Id (columns: Id, the model's "
                               "class names)")
     predict.add_argument("--batch-size", type=int, default=64, help="images per inference call")
-    predict.add_argument("--tta", type=int, choices=[1, 8], default=1,
-                         help="test-time augmentation: 8 averages the 8 flips/rotations of each image")
+    predict.add_argument("--tta", type=int, choices=[1, 8], default=None,
+                         help="views averaged per image, each with thresholds tuned for it; default: the "
+                              "SavedModel's own (serving_default); 1: serving_single_view, the fast path; 8: the 8 "
+                              "flips/rotations (a SavedModel exported with --tta 8)")
 
     score = commands.add_parser("score", formatter_class=formatter,
                                 help="macro F1 of a submission against known labels (Id,Target)")
@@ -57,6 +59,8 @@ def _parser():
     export.add_argument("--tflite-quantize", action="store_true",
                         help="also model_int8.tflite (dynamic-range int8 weights)")
     export.add_argument("--onnx", action="store_true", help="also model.onnx (needs tf2onnx)")
+    export.add_argument("--tta", type=int, choices=[1, 8], default=None,
+                        help="views serving_default averages (thresholds tuned for them); default: the run's")
     return parser
 
 
@@ -64,23 +68,23 @@ def _predict(args, predict):
     from protein_location.raw_images import list_image_ids
 
     wanted = predict.read_ids(args.csv) if args.csv else None
-    model = predict.load_serving_model(args.model)
+    model = predict.load_serving_model(args.model, args.tta)
     if args.records:
         ids, probabilities, label_matrix = predict.predict_records(model, args.records, args.split,
-                                                                   args.batch_size, args.tta)
+                                                                   args.batch_size)
         if wanted is not None:
             ids, probabilities, label_matrix = predict.select_ids(ids, probabilities, label_matrix, wanted,
                                                                   args.csv)
         source = f"{args.split} records of {args.records}"
     else:
         ids = wanted if wanted is not None else list_image_ids(args.images)
-        probabilities, label_matrix = predict.predict_images(model, args.images, ids, args.batch_size,
-                                                             args.tta)
+        probabilities, label_matrix = predict.predict_images(model, args.images, ids, args.batch_size)
         source = "images"
     predict.write_submission(args.out, ids, label_matrix)
     if args.probabilities:
         predict.write_probabilities(args.probabilities, ids, probabilities, model.class_names)
-    print(f"predict: {len(ids)} {source}{' (8x TTA)' if args.tta == 8 else ''} -> {args.out}")
+    views = "the mean of 8 flips/rotations" if model.views == 8 else "one view"
+    print(f"predict: {len(ids)} {source}, {views} each -> {args.out}")
 
 
 def _export(args):
@@ -88,9 +92,14 @@ def _export(args):
 
     formats = export.export_formats_of(args.tflite, args.tflite_quantize, args.onnx, args.out, "--out")
     model, thresholds, class_names = export.load_run(args.model_dir)
+    views = args.tta or thresholds.views
+    if views == 8 and thresholds.tta is None:
+        raise export.ExportError(f"{args.model_dir}/thresholds.json has no thresholds tuned for 8 views; "
+                                 "export with --tta 1")
     print(f"export: {args.model_dir}/model.keras ({model.name}, input {model.input_shape[1:]}, "
           f"{len(class_names)} classes) with its thresholds.json")
-    export.export_model(model, thresholds, args.out, formats, class_names=class_names)
+    export.export_model(model, thresholds.single_view, args.out, formats, class_names=class_names,
+                        tta_thresholds=thresholds.tta if views == 8 else None)
 
 
 def main(argv=None):

@@ -87,9 +87,3 @@ def dihedral_view(images, index):
 def dihedral_views(images):
     """[B, H, W, C] -> the 8 flips/rotations of the batch, [8, B, H, W, C] (for TTA)."""
     return tf.stack([dihedral_view(images, index) for index in range(DIHEDRAL_VIEWS)])
-
-
-def mean_over_views(probabilities_of, images):
-    """Test-time augmentation: the mean of `probabilities_of(view)` over the 8
-    flips/rotations of the batch `images` ([B, H, W, C] -> [B, classes])."""
-    return tf.reduce_mean(tf.stack([probabilities_of(view) for view in dihedral_views(images)]), axis=0)

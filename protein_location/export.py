@@ -1,12 +1,22 @@
-"""SavedModel export: four signatures, probabilities and labels out.
+"""SavedModel export: five signatures, probabilities and labels out.
 
-- `serving_default`: `image` uint8 [batch, H, W, 4] RGBY, any H and W.
+- `serving_default`: `image` uint8 [batch, H, W, 4] RGBY, any H and W. With
+  test-time augmentation (the run's `--tta 8`) it averages the probabilities
+  of the 8 flips/rotations of each image; its `labels` always come from
+  thresholds tuned on val probabilities computed the same way. The
+  SavedModel's `views` (1 or 8) says which.
+- `serving_single_view`: as `serving_default` for one view (fast, 8x fewer
+  FLOPs than 8 views), with its own thresholds tuned on single-view
+  probabilities.
 - `predict_channels`: `red`, `green`, `blue`, `yellow` string [batch], the
   encoded PNG/JPEG files of each stain (8- or 16-bit, grayscale or the
-  RGB-tinted HPAv18 JPEGs), any size, reduced by `stains`' rule as in conversion.
+  RGB-tinted HPAv18 JPEGs), any size, reduced by `stains`' rule as in
+  conversion; views and thresholds as `serving_default`.
 - `serve_examples`: `examples` string [batch], serialized tf.train.Examples
-  in this project's TFRecord schema (the TF Model Garden `tf_example` input).
-- `gradcam`: `image` as `serving_default`; also returns `heatmaps` float32
+  in this project's TFRecord schema (the TF Model Garden `tf_example` input);
+  views and thresholds as `serving_default`.
+- `gradcam`: `image` as `serving_default`, one view (single-view
+  thresholds); also returns `heatmaps` float32
   [batch, S, S, C], the Grad-CAM map of every class at the model's input
   side S (Selvaraju et al., 2017), for `python -m protein_location explain`.
 
@@ -19,6 +29,7 @@ model, which names and types the signature wrongly: keras-team/keras#19458).
 Every signature resizes inside, so callers send images of any size.
 """
 
+import collections
 import json
 import posixpath
 
@@ -26,9 +37,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from protein_location import labels as labels_lib, model as model_lib, records, stains
+from protein_location import augment, labels as labels_lib, model as model_lib, records, stains
 
 SIGNATURE = "serving_default"
+SINGLE_VIEW_SIGNATURE = "serving_single_view"
 CHANNELS_SIGNATURE = "predict_channels"
 EXAMPLES_SIGNATURE = "serve_examples"
 GRADCAM_SIGNATURE = "gradcam"
@@ -74,9 +86,15 @@ def gradcam_model(model):
     return keras.Model(model.inputs, [pool.input, head.input], name=f"{model.name}_gradcam"), head
 
 
+# A run's thresholds.json: single-view thresholds, those tuned on the mean of
+# the 8 flips/rotations (None in a file written before they were), and the
+# views serving_default applies (the run's --tta).
+RunThresholds = collections.namedtuple("RunThresholds", ["single_view", "tta", "views"])
+
+
 def load_run(model_dir):
-    """A training run folder -> (its model.keras, its thresholds.json
-    thresholds, their class names)."""
+    """A training run folder -> (its model.keras, its thresholds.json as
+    RunThresholds, their class names)."""
     model_path = posixpath.join(model_dir, "model.keras")
     thresholds_path = posixpath.join(model_dir, "thresholds.json")
     for path in (model_path, thresholds_path):
@@ -90,15 +108,18 @@ def load_run(model_dir):
     try:
         with tf.io.gfile.GFile(thresholds_path, "r") as f:
             content = json.load(f)
-        thresholds = np.asarray(content["thresholds"], np.float32)
+        single_view = np.asarray(content.get("single_view_thresholds", content["thresholds"]), np.float32)
+        tta = content.get("tta_thresholds")
+        tta = None if tta is None else np.asarray(tta, np.float32)
+        views = int(content.get("views", 1))
         class_names = [str(name) for name in content["class_names"]]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise ExportError(f"{thresholds_path}: not a thresholds file ({error})") from None
     width = int(model.output_shape[-1])
-    if thresholds.shape != (width,) or len(class_names) != width:
+    if single_view.shape != (width,) or len(class_names) != width or (tta is not None and tta.shape != (width,)):
         raise ExportError(f"{thresholds_path}: expected {width} thresholds and class names (the model's outputs), "
-                          f"found {thresholds.size} and {len(class_names)}")
-    return model, thresholds, class_names
+                          f"found {single_view.size} and {len(class_names)}")
+    return model, RunThresholds(single_view, tta, views), class_names
 
 
 def export_formats_of(tflite=False, tflite_quantize=False, onnx=False, export_dir="", out_flag="--export"):
@@ -114,8 +135,9 @@ def export_formats_of(tflite=False, tflite_quantize=False, onnx=False, export_di
     return formats
 
 
-def export_model(model, thresholds, export_base, formats=(), log=print, *, class_names):
-    """Writes a new SavedModel version under `export_base` and, for each of
+def export_model(model, thresholds, export_base, formats=(), log=print, *, class_names, tta_thresholds=None):
+    """Writes a new SavedModel version under `export_base` (arguments as
+    `export_saved_model`) and, for each of
     `formats` ("tflite", "tflite_int8", "onnx"), the same model in that format
     inside the version folder, each checked against the SavedModel.
 
@@ -128,8 +150,9 @@ def export_model(model, thresholds, export_base, formats=(), log=print, *, class
 
     export_formats.check_available(formats)
     model = model_lib.float32_twin(model)
-    path = export_saved_model(model, thresholds, export_base, class_names)
-    log(f"export: SavedModel in {path}")
+    path = export_saved_model(model, thresholds, export_base, class_names, tta_thresholds)
+    views = "8 flips/rotations" if tta_thresholds is not None else "one view"
+    log(f"export: SavedModel in {path} (serving_default: {views}, with thresholds tuned for it)")
     checks = {}  # the SavedModel's outputs on the check images, computed once
     try:
         for name in formats:
@@ -143,9 +166,13 @@ def export_model(model, thresholds, export_base, formats=(), log=print, *, class
     return path
 
 
-def export_saved_model(model, thresholds, export_base, class_names):
+def export_saved_model(model, thresholds, export_base, class_names, tta_thresholds=None):
     """Writes `model` with its per-class thresholds and class names (one per
     output) as a new version under `export_base`.
+
+    `thresholds` are tuned on single-view probabilities; `tta_thresholds`, if
+    given, on the mean over the 8 flips/rotations, and then serving_default
+    averages the 8 views (else it computes one).
 
     The layout TF Serving reads: `export_base/1/`, then `2/`, ... Returns the
     SavedModel folder written (removed again if writing fails).
@@ -153,11 +180,12 @@ def export_saved_model(model, thresholds, export_base, class_names):
     versions = version_dirs(export_base)
     path = posixpath.join(export_base, str(max(versions, default=0) + 1))
     width = int(model.output_shape[-1])
-    if len(class_names) != width or np.size(thresholds) != width:
+    if len(class_names) != width or np.size(thresholds) != width or \
+            (tta_thresholds is not None and np.size(tta_thresholds) != width):
         raise ExportError(f"the model has {width} outputs but {len(class_names)} class names and "
                           f"{np.size(thresholds)} thresholds")
     try:
-        _write_saved_model(model, thresholds, path, class_names)
+        _write_saved_model(model, thresholds, path, class_names, tta_thresholds)
     except BaseException:
         if tf.io.gfile.exists(path):
             tf.io.gfile.rmtree(path)
@@ -165,24 +193,43 @@ def export_saved_model(model, thresholds, export_base, class_names):
     return path
 
 
-def _write_saved_model(model, thresholds, path, class_names):
+def _write_saved_model(model, thresholds, path, class_names, tta_thresholds=None):
     image_size, num_classes = int(model.input_shape[1]), len(class_names)
     features_model, head = gradcam_model(model)
-    thresholds = tf.Variable(np.asarray(thresholds, np.float32).reshape([num_classes]),
-                             trainable=False, name="thresholds")
+    views = 1 if tta_thresholds is None else augment.DIHEDRAL_VIEWS
+
+    def variable(values, name):
+        return tf.Variable(np.asarray(values, np.float32).reshape([num_classes]), trainable=False, name=name)
+
+    single_view_thresholds = variable(thresholds, "single_view_thresholds")
+    # serving_default's: tuned on probabilities computed as it computes them.
+    default_thresholds = variable(thresholds if views == 1 else tta_thresholds, "thresholds")
 
     def resize(pixels):
         # Rounded to whole grey levels, as conversion stores them: files sent
         # to the model give the pixels it was trained on (within a level at ties).
         return tf.round(tf.image.resize(tf.cast(pixels, tf.float32), [image_size, image_size], method="area"))
 
-    def outputs(pixels):
+    def single_view(pixels):
         probabilities = tf.cast(model(pixels, training=False), tf.float32)
-        return {"probabilities": probabilities, "labels": tf.cast(probabilities >= thresholds, tf.int32)}
+        return {"probabilities": probabilities, "labels": tf.cast(probabilities >= single_view_thresholds, tf.int32)}
+
+    def outputs(pixels):
+        if views == 1:
+            return single_view(pixels)
+        # The 8 views in one batch: one call of the model.
+        stacked = tf.reshape(augment.dihedral_views(pixels), [-1, image_size, image_size, 4])
+        probabilities = tf.cast(model(stacked, training=False), tf.float32)
+        probabilities = tf.reduce_mean(tf.reshape(probabilities, [views, -1, num_classes]), axis=0)
+        return {"probabilities": probabilities, "labels": tf.cast(probabilities >= default_thresholds, tf.int32)}
 
     @tf.function(input_signature=[serving_signature()])
     def serve(image):
         return outputs(resize(image))
+
+    @tf.function(input_signature=[serving_signature()])
+    def serve_single_view(image):
+        return single_view(resize(image))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=c) for c in labels_lib.CHANNELS])
     def predict_channels(red, green, blue, yellow):
@@ -215,20 +262,24 @@ def _write_saved_model(model, thresholds, path, class_names):
         maps = tf.nn.relu(tf.einsum("bhwc,bkc->bhwk", tf.cast(features, tf.float32), weights))
         probabilities = tf.sigmoid(logits)
         return {"heatmaps": tf.image.resize(maps, [image_size, image_size], method="bilinear"),
-                "probabilities": probabilities, "labels": tf.cast(probabilities >= thresholds, tf.int32)}
+                "probabilities": probabilities, "labels": tf.cast(probabilities >= single_view_thresholds, tf.int32)}
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(SIGNATURE, serve)
+    archive.add_endpoint(SINGLE_VIEW_SIGNATURE, serve_single_view)
     archive.add_endpoint(CHANNELS_SIGNATURE, predict_channels)
     archive.add_endpoint(EXAMPLES_SIGNATURE, serve_examples)
     archive.add_endpoint(GRADCAM_SIGNATURE, gradcam)
     # What a caller needs without this package, after `loaded =
-    # tf.saved_model.load(path)`: loaded.image_size[0], loaded.thresholds[0],
-    # loaded.class_names[0], loaded.channels[0].
+    # tf.saved_model.load(path)`: loaded.image_size[0], loaded.views[0] (of
+    # serving_default), loaded.thresholds[0] (serving_default's),
+    # loaded.single_view_thresholds[0], loaded.class_names[0], loaded.channels[0].
     metadata = {
         "image_size": tf.Variable(image_size, trainable=False, name="image_size"),
-        "thresholds": thresholds,
+        "views": tf.Variable(views, trainable=False, name="views"),
+        "thresholds": default_thresholds,
+        "single_view_thresholds": single_view_thresholds,
         "class_names": tf.Variable(list(class_names), trainable=False, name="class_names"),
         "channels": tf.Variable(list(labels_lib.CHANNELS), trainable=False, name="channels"),
     }

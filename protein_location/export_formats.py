@@ -11,10 +11,11 @@ Written inside a SavedModel version folder by `export.export_model`:
 Every file has one signature: input `image` uint8 [batch, S, S, 4] RGBY at
 the model's input side S (resize before calling: TFLite has no area resize
 among its builtin ops), outputs `probabilities` float32 [batch, C] and
-`labels` int32 [batch, C] under the tuned thresholds, as `serving_default`.
+`labels` int32 [batch, C] under the single-view thresholds, as
+`serving_single_view` (no test-time augmentation: a caller averages views).
 
 After writing, each file is run on CHECK_IMAGES seeded random images and
-compared with the SavedModel's `serving_default`; a float file that differs
+compared with the SavedModel's `serving_single_view`; a float file that differs
 by more than FLOAT_TOLERANCE in any probability fails the export.
 """
 
@@ -48,7 +49,7 @@ def check_available(formats):
 
 
 def fixed_size_function(model, thresholds):
-    """serving_default at the model's own input side: uint8 [batch, S, S, 4] -> probabilities, labels."""
+    """serving_single_view at the model's own input side: uint8 [batch, S, S, 4] -> probabilities, labels."""
     side = int(model.input_shape[1])
     thresholds = tf.constant(np.asarray(thresholds, np.float32).reshape([int(model.output_shape[-1])]))
 
@@ -130,8 +131,8 @@ def check_images(side, count=CHECK_IMAGES, seed=0):
 
 
 def saved_model_probabilities(saved_model_path, images):
-    """serving_default's probabilities for `images`, from the written SavedModel."""
-    serve = tf.saved_model.load(saved_model_path).signatures[export.SIGNATURE]
+    """serving_single_view's probabilities for `images`, from the written SavedModel."""
+    serve = tf.saved_model.load(saved_model_path).signatures[export.SINGLE_VIEW_SIGNATURE]
     return serve(image=tf.constant(images))["probabilities"].numpy()
 
 

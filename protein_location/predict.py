@@ -10,7 +10,7 @@ import pandas as pd
 import tensorflow as tf
 from tqdm import tqdm
 
-from protein_location import augment, export, labels as labels_lib, labels_csv
+from protein_location import export, labels as labels_lib, labels_csv
 from protein_location import thresholds as thresholds_lib
 
 
@@ -18,8 +18,10 @@ class PredictError(ValueError):
     """Bad prediction input (one line naming the file)."""
 
 
-# What prediction needs of a loaded SavedModel.
-ServingModel = collections.namedtuple("ServingModel", ["serve", "image_size", "thresholds", "class_names", "path"])
+# What prediction needs of a loaded SavedModel: the signature chosen, the
+# views it averages, and the thresholds its labels use.
+ServingModel = collections.namedtuple("ServingModel",
+                                      ["serve", "image_size", "thresholds", "class_names", "path", "views"])
 
 
 def load_saved_model(path, signature=export.SIGNATURE):
@@ -43,16 +45,31 @@ def class_names_of(loaded):
     return [name.decode() for name in loaded.class_names[0].numpy()]
 
 
-def load_serving_model(path):
-    """SavedModel folder or export base -> ServingModel (serving function, the
-    model's input side, its thresholds, its class names, `path`); a
-    ServingModel is returned as it is, so callers load once."""
+def load_serving_model(path, tta=None):
+    """SavedModel folder or export base -> ServingModel; a ServingModel is
+    returned as it is, so callers load once.
+
+    tta: None for `serving_default` (the views and thresholds the run chose),
+    1 for `serving_single_view`, 8 for a SavedModel whose serving_default
+    averages the 8 flips/rotations. Labels always come from thresholds tuned
+    on probabilities computed as the chosen signature computes them.
+    """
     if isinstance(path, ServingModel):
         return path
+    if tta not in (None, 1, 8):
+        raise PredictError(f"--tta must be 1 or 8, got {tta}")
     loaded, serve = load_saved_model(path)
-    image_size = int(loaded.image_size[0].numpy()) if hasattr(loaded, "image_size") else None
-    thresholds = loaded.thresholds[0].numpy() if hasattr(loaded, "thresholds") else 0.5
-    return ServingModel(serve, image_size, thresholds, class_names_of(loaded), path)
+    views = int(loaded.views[0].numpy())
+    if tta == 8 and views != 8:
+        raise PredictError(f"{path}: this SavedModel serves one view, with thresholds tuned for one view; for 8 "
+                           "re-export its run with `python -m protein_location export --model-dir RUN --out DIR "
+                           "--tta 8`")
+    thresholds = loaded.thresholds[0]
+    if tta == 1 and views != 1:
+        loaded, serve = load_saved_model(path, export.SINGLE_VIEW_SIGNATURE)
+        thresholds, views = loaded.single_view_thresholds[0], 1
+    image_size = int(loaded.image_size[0].numpy())
+    return ServingModel(serve, image_size, thresholds.numpy(), class_names_of(loaded), path, views)
 
 
 def read_csv(path, columns):
@@ -65,31 +82,20 @@ def read_csv(path, columns):
     return table
 
 
-def _predict_batch(serve, thresholds, batch, tta):
-    """(probabilities, labels) of one uint8 batch; tta=8 averages the 8 flips/rotations."""
-    if tta == 1:
-        outputs = serve(image=batch)
-        return outputs["probabilities"].numpy(), outputs["labels"].numpy()
-    mean = augment.mean_over_views(lambda view: serve(image=view)["probabilities"], batch).numpy()
-    return mean, (mean >= thresholds).astype(np.int32)
+def _predict_batch(serve, batch):
+    """(probabilities, labels) of one uint8 batch."""
+    outputs = serve(image=batch)
+    return outputs["probabilities"].numpy(), outputs["labels"].numpy()
 
 
-def _check_tta(tta):
-    if tta not in (1, 8):
-        raise PredictError(f"--tta must be 1 or 8, got {tta}")
-
-
-def predict_images(model_path, images_dir, ids, batch_size=64, tta=1):
+def predict_images(model_path, images_dir, ids, batch_size=64, tta=None):
     """Probabilities [n, C] and labels [n, C] of the images `ids` in `images_dir`,
-    C the SavedModel's classes (`model_path`: its folder, or a ServingModel).
-
-    tta=8 averages the probabilities of the 8 flips/rotations of each image
-    and applies the model's thresholds to the average.
+    C the SavedModel's classes (`model_path`: its folder, or a ServingModel;
+    `tta` as `load_serving_model`).
     """
     from protein_location import raw_images  # OpenCV only where raw files are read, as in convert
 
-    _check_tta(tta)
-    serve, image_size, thresholds, *_ = load_serving_model(model_path)
+    serve, image_size, *_ = load_serving_model(model_path, tta)
     raw_images.check_images_dir(images_dir)
     probabilities, labels = [], []
     # Reading overlaps inference: OpenCV decodes without holding the GIL.
@@ -98,17 +104,18 @@ def predict_images(model_path, images_dir, ids, batch_size=64, tta=1):
         for start in range(0, len(ids), batch_size):
             batch_ids = ids[start:start + batch_size]
             images = list(pool.map(lambda i: raw_images.read_image(images_dir, i, image_size), batch_ids))
-            batch_probabilities, batch_labels = _predict_batch(serve, thresholds, tf.constant(np.stack(images)), tta)
+            batch_probabilities, batch_labels = _predict_batch(serve, tf.constant(np.stack(images)))
             probabilities.append(batch_probabilities)
             labels.append(batch_labels)
             progress.update(len(batch_ids))
     return np.concatenate(probabilities), np.concatenate(labels)
 
 
-def predict_records(model_path, data_dir, split="test", batch_size=64, tta=1):
+def predict_records(model_path, data_dir, split="test", batch_size=64, tta=None):
     """(Ids, probabilities [n, C], labels [n, C]) of every record of a split
     of a converted dataset (`data_prep convert`), in the manifest's order
-    (`model_path`: the SavedModel's folder, or a ServingModel).
+    (`model_path`: the SavedModel's folder, or a ServingModel; `tta` as
+    `load_serving_model`).
 
     Streams through `input.make_dataset`: shards are read in parallel and
     decoded while the model runs; the images go in at their stored size, as
@@ -116,18 +123,16 @@ def predict_records(model_path, data_dir, split="test", batch_size=64, tta=1):
     """
     from protein_location import input as input_lib, manifest as manifest_lib
 
-    _check_tta(tta)
     manifest = manifest_lib.load_manifest(data_dir)
     _, num_examples, _ = manifest_lib.split_summary(data_dir, manifest, split)
-    model = load_serving_model(model_path)
-    serve, thresholds = model.serve, model.thresholds
+    model = load_serving_model(model_path, tta)
     check_same_classes(model.class_names, manifest_lib.class_names(manifest), model.path, data_dir)
     dataset = input_lib.make_dataset(data_dir, split, batch_size, with_ids=True)
     ids, probabilities, labels = [], [], []
     with tqdm(total=num_examples, unit="img", desc=f"predict {split}", disable=None) as progress:
         for images, _, source_ids in dataset:
             # Stored pixels are whole numbers on 0-255: the cast is exact.
-            batch_probabilities, batch_labels = _predict_batch(serve, thresholds, tf.cast(images, tf.uint8), tta)
+            batch_probabilities, batch_labels = _predict_batch(model.serve, tf.cast(images, tf.uint8))
             ids.extend(i.decode() for i in source_ids.numpy())
             probabilities.append(batch_probabilities)
             labels.append(batch_labels)

@@ -40,15 +40,16 @@ def macro_auc(y_true, y_prob):
     return float(metrics.roc_auc_score(y_true[:, present], y_prob[:, present], average="macro"))
 
 
-def build_report(run_info, y_true, y_prob, thresholds, untuned, class_names):
-    """report.json's content from val labels, probabilities and tuned thresholds;
-    `class_names` are the dataset's (its label set)."""
+def build_report(run_info, y_true, y_prob, tuned, class_names):
+    """report.json's content from val labels, probabilities and the thresholds
+    tuned on them (`thresholds.Tuned`); `class_names` are the dataset's (its label set)."""
     y_true = np.asarray(y_true).astype(int)
+    thresholds = tuned.thresholds
     classes = range(len(class_names))
     at_half = (y_prob >= thresholds_lib.DEFAULT_THRESHOLD).astype(int)
-    tuned = (y_prob >= np.asarray(thresholds)).astype(int)
+    predicted = (y_prob >= np.asarray(thresholds)).astype(int)
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
-        y_true, tuned, average=None, labels=classes, zero_division=0)
+        y_true, predicted, average=None, labels=classes, zero_division=0)
     f1_half = metrics.f1_score(y_true, at_half, average=None, labels=classes, zero_division=0)
     supported = support >= MIN_SUPPORT
     return {
@@ -63,9 +64,9 @@ def build_report(run_info, y_true, y_prob, thresholds, untuned, class_names):
         f"classes_with_min{MIN_SUPPORT}_val_examples": int(supported.sum()),
         "val_macro_auc": macro_auc(y_true, y_prob),
         "paper_table_at_0.5": paper_table(y_true, at_half),
-        "paper_table_tuned": paper_table(y_true, tuned),
-        "classes_without_val_examples": [class_names[c] for c in untuned],
-        "untuned_threshold_rule": f"classes without val examples keep {thresholds_lib.DEFAULT_THRESHOLD}",
+        "paper_table_tuned": paper_table(y_true, predicted),
+        "classes_without_val_examples": [class_names[c] for c in np.flatnonzero(tuned.positives == 0)],
+        "pooled_threshold": float(tuned.pooled_threshold),
         "per_class": [
             {"index": c, "name": class_names[c], "val_support": int(support[c]),
              "threshold": float(thresholds[c]), "precision": float(precision[c]), "recall": float(recall[c]),

@@ -33,7 +33,7 @@ class TrainConfig:
     loss: str = "bce"
     bias_init: bool = True
     oversample: float | None = None
-    tta: int = 1
+    tta: int = 8  # views serving_default averages (thresholds are tuned for 1 and 8)
     focal_gamma: float = 2.0
     focal_alpha: float = 0.25
     label_smoothing: float = 0.0
@@ -168,14 +168,14 @@ def _callbacks(model_dir, best_path, write_dir=None):
     ]
 
 
-def predict_split(model, data_dir, split, batch_size, image_size, fold=None, tta=1):
-    """(labels [n, C], probabilities [n, C]) of a split, in manifest order;
-    tta=8 averages the probabilities of the 8 flips/rotations of each image."""
+def predict_views(model, data_dir, split, batch_size, image_size, fold=None):
+    """(labels [n, C], probabilities [8, n, C]) of a split in manifest order,
+    under each of the 8 flips/rotations (view 0: the images as stored)."""
     dataset = input_lib.make_dataset(data_dir, split, batch_size, image_size, fold=fold)
     y_true = np.concatenate([labels.numpy() for _, labels in dataset])
-    views = [dataset.map(lambda image, _, k=k: augment.dihedral_view(image, k)) for k in range(tta)]
-    y_prob = np.mean([model.predict(view, verbose=0) for view in views], axis=0)
-    return y_true, y_prob
+    views = [dataset.map(lambda image, _, k=k: augment.dihedral_view(image, k))
+             for k in range(augment.DIHEDRAL_VIEWS)]
+    return y_true, np.stack([model.predict(view, verbose=0) for view in views])
 
 
 @dataclasses.dataclass
@@ -316,22 +316,31 @@ def fit_model(config, plan):
 
 
 def write_report(config, plan, model, fit, fit_seconds):
-    """Tunes the thresholds on val; writes model.keras, thresholds.json,
-    report.json and report.png. Returns (report, thresholds)."""
+    """Tunes thresholds on val for one view and for the mean of the 8
+    flips/rotations; writes model.keras, thresholds.json, report.json (for
+    the views the export serves by default, --tta) and report.png.
+
+    Returns (report, single-view Tuned, 8-view Tuned).
+    """
     model.save(posixpath.join(config.model_dir, "model.keras"))
-    y_true, y_prob = predict_split(model, config.data, "val", config.batch_size, plan.image_size, config.fold,
-                                   config.tta)
-    thresholds, untuned = thresholds_lib.tune_thresholds(y_true, y_prob)
+    y_true, y_views = predict_views(model, config.data, "val", config.batch_size, plan.image_size, config.fold)
+    tuned = {1: thresholds_lib.tune_thresholds(y_true, y_views[0]),
+             8: thresholds_lib.tune_thresholds(y_true, y_views.mean(axis=0))}
+    y_prob = y_views[0] if config.tta == 1 else y_views.mean(axis=0)
     class_names = manifest_lib.class_names(plan.manifest)
     manifest_lib.write_json_atomic(posixpath.join(config.model_dir, "thresholds.json"), {
         "label_set": labels_lib.label_set_of_classes(class_names),
-        "class_names": class_names, "thresholds": thresholds.tolist(),
-        "untuned_classes": untuned,
+        "class_names": class_names,
+        # serving_default's views and thresholds; the export serves both kinds.
+        "views": config.tta, "thresholds": tuned[config.tta].thresholds.tolist(),
+        "single_view_thresholds": tuned[1].thresholds.tolist(),
+        "tta_thresholds": tuned[8].thresholds.tolist(),
+        "rule": thresholds_lib.threshold_rule(),
     })
     run_info = {
         "arch": config.arch, "width": config.width, "epochs": config.epochs, "batch_size": config.batch_size,
         "loss": config.loss, "bias_init": config.bias_init, "oversample": config.oversample,
-        "val_tta": config.tta,
+        "val_tta": config.tta, "threshold_rule": thresholds_lib.threshold_rule(),
         "precision": config.precision, "augmentation": dataclasses.asdict(config.augmentation),
         "seed": config.seed, "fold": config.fold,
         "strategy": plan.kind, "replicas": plan.strategy.num_replicas_in_sync, "workers": plan.pipelines,
@@ -342,18 +351,22 @@ def write_report(config, plan, model, fit, fit_seconds):
         "train_seconds": round(fit_seconds, 1),
         "train_images_per_second": round(len(fit.epoch) * plan.steps_per_epoch * config.batch_size / fit_seconds, 1),
     }
-    report = report_lib.build_report(run_info, y_true, y_prob, thresholds, untuned, class_names)
+    report = report_lib.build_report(run_info, y_true, y_prob, tuned[config.tta], class_names)
+    other = 8 if config.tta == 1 else 1
+    report[f"val_macro_f1_tuned_{other}_views"] = thresholds_lib.macro_f1(
+        y_true, (y_views[0] if other == 1 else y_views.mean(axis=0)) >= tuned[other].thresholds)
     manifest_lib.write_json_atomic(posixpath.join(config.model_dir, "report.json"), report)
     report_lib.plot_report(report_lib.read_history(posixpath.join(config.model_dir, "history.csv")), report,
                            posixpath.join(config.model_dir, "report.png"))
     supported = report["val_macro_f1_tuned_min5"]
-    print(f"val macro F1: {report['val_macro_f1_at_0.5']:.4f} at 0.5, "
-          f"{report['val_macro_f1_tuned']:.4f} at per-class thresholds tuned on val (optimistic); tuned over the "
+    print(f"val macro F1 ({config.tta} view{'s' if config.tta > 1 else ''}): {report['val_macro_f1_at_0.5']:.4f} "
+          f"at 0.5, {report['val_macro_f1_tuned']:.4f} at per-class thresholds tuned on val (optimistic; "
+          f"{report[f'val_macro_f1_tuned_{other}_views']:.4f} for {other} view{'s' if other > 1 else ''}); tuned over the "
           f"{report['classes_with_min5_val_examples']} classes with >= 5 val examples: "
           f"{'n/a' if supported is None else f'{supported:.4f}'}")
     print(f"run: {config.model_dir} (best.weights.h5, model.keras, history.csv, logs/, thresholds.json, "
           f"report.json, report.png)")
-    return report, thresholds
+    return report, tuned[1], tuned[8]
 
 
 def train(config):
@@ -367,8 +380,9 @@ def train(config):
     if fitted is None:
         return None
     model, fit, fit_seconds = fitted
-    report, thresholds = write_report(config, plan, model, fit, fit_seconds)
+    report, single_view, tta = write_report(config, plan, model, fit, fit_seconds)
     if config.export_dir:
-        export.export_model(model, thresholds, config.export_dir, config.export_formats,
-                            class_names=manifest_lib.class_names(plan.manifest))
+        export.export_model(model, single_view.thresholds, config.export_dir, config.export_formats,
+                            class_names=manifest_lib.class_names(plan.manifest),
+                            tta_thresholds=tta.thresholds if config.tta == 8 else None)
     return report

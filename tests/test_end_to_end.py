@@ -30,8 +30,9 @@ def test_cli_steps_say_what_they_did(pipeline):
     out = pipeline["trained"].stdout
     assert "strategy: _DefaultDistributionStrategy with 1 replica(s)" in out
     assert "(8 per replica)" in out
-    assert "val macro F1: " in out
-    assert f"export: SavedModel in {pipeline['export'] / '1'}" in out
+    assert "val macro F1 (8 views): " in out
+    assert (f"export: SavedModel in {pipeline['export'] / '1'} (serving_default: 8 flips/rotations, with "
+            "thresholds tuned for it)") in out
     assert f"export: TFLite float32 in {pipeline['export'] / '1' / 'model.tflite'} (" in out
 
 
@@ -86,7 +87,7 @@ def test_predict_writes_a_submission_in_sample_order(pipeline):
     probabilities = pipeline["work"] / "probabilities.csv"
     result = run_cli("-m", "protein_location", "predict", "--model", pipeline["export"], "--images", raw / "test",
                      "--csv", pipeline["work"] / "sample.csv", "--out", submission, "--probabilities", probabilities)
-    assert f"predict: 10 images -> {submission}" in result.stdout
+    assert f"predict: 10 images, the mean of 8 flips/rotations each -> {submission}" in result.stdout
     rows = list(csv.DictReader(submission.open()))
     assert [row["Id"] for row in rows] == [row["Id"] for row in sample]
     for row in rows:
@@ -144,7 +145,10 @@ def test_predict_with_a_missing_or_corrupt_savedmodel_is_a_clear_error(pipeline,
     assert not (tmp_path / "s.csv").exists()
 
 
-def test_tta_averages_the_8_flips_and_rotations(pipeline):
+def test_every_signature_labels_with_thresholds_tuned_for_the_probabilities_it_computes(pipeline):
+    """By default serving_default averages the 8 flips/rotations and labels with
+    the thresholds tuned on 8-view val probabilities; serving_single_view
+    computes one view and labels with single-view thresholds."""
     import numpy as np
     import tensorflow as tf
 
@@ -152,18 +156,53 @@ def test_tta_averages_the_8_flips_and_rotations(pipeline):
     from protein_location import predict
 
     raw = pipeline["raw"]
-    ids = [line.split(",")[0] for line in (raw / "sample_submission.csv").read_text().splitlines()[1:4]]
-    probabilities, labels = predict.predict_images(str(pipeline["export"]), str(raw / "test"), ids, tta=8)
+    tuned = json.loads((pipeline["run"] / "thresholds.json").read_text())
+    assert tuned["views"] == 8 and tuned["thresholds"] == tuned["tta_thresholds"]
+    assert tuned["tta_thresholds"] != tuned["single_view_thresholds"]
     loaded = tf.saved_model.load(str(pipeline["export"] / "1"))
-    serve = loaded.signatures["serving_default"]
+    assert int(loaded.views[0]) == 8
+    np.testing.assert_allclose(loaded.thresholds[0].numpy(), tuned["tta_thresholds"], rtol=1e-6)
+    np.testing.assert_allclose(loaded.single_view_thresholds[0].numpy(), tuned["single_view_thresholds"], rtol=1e-6)
+
+    ids = [line.split(",")[0] for line in (raw / "sample_submission.csv").read_text().splitlines()[1:4]]
     batch = np.stack([raw_images.read_image(str(raw / "test"), i, 32) for i in ids])
+    single = loaded.signatures["serving_single_view"]
     views = [np.rot90(m, k, axes=(1, 2)) for m in (batch, batch[:, :, ::-1]) for k in range(4)]
-    expected = np.mean([serve(image=tf.constant(np.ascontiguousarray(v)))["probabilities"].numpy()
+    expected = np.mean([single(image=tf.constant(np.ascontiguousarray(v)))["probabilities"].numpy()
                         for v in views], axis=0)
+    served = loaded.signatures["serving_default"](image=tf.constant(batch))
+    np.testing.assert_allclose(served["probabilities"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(served["labels"], (expected >= tuned["tta_thresholds"]).astype(np.int32))
+    one_view = single(image=tf.constant(batch))
+    np.testing.assert_array_equal(one_view["labels"], (one_view["probabilities"].numpy() >=
+                                                       tuned["single_view_thresholds"]).astype(np.int32))
+
+    # predict takes the SavedModel's own views by default, --tta 1 the single view.
+    probabilities, labels = predict.predict_images(str(pipeline["export"]), str(raw / "test"), ids)
     np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(labels, (expected >= loaded.thresholds[0].numpy()).astype(np.int32))
-    single, _ = predict.predict_images(str(pipeline["export"]), str(raw / "test"), ids, tta=1)
-    assert not np.allclose(single, probabilities)
+    np.testing.assert_array_equal(labels, served["labels"])
+    probabilities, labels = predict.predict_images(str(pipeline["export"]), str(raw / "test"), ids, tta=1)
+    np.testing.assert_allclose(probabilities, one_view["probabilities"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(labels, one_view["labels"])
+
+
+def test_a_single_view_export_refuses_tta_8_and_the_export_command_can_switch(pipeline):
+    import numpy as np
+    import tensorflow as tf
+
+    from protein_location import predict
+
+    base = pipeline["work"] / "export" / "single"
+    run_cli("-m", "protein_location", "export", "--model-dir", pipeline["run"], "--out", base, "--tta", 1)
+    loaded = tf.saved_model.load(str(base / "1"))
+    tuned = json.loads((pipeline["run"] / "thresholds.json").read_text())
+    assert int(loaded.views[0]) == 1
+    np.testing.assert_allclose(loaded.thresholds[0].numpy(), tuned["single_view_thresholds"], rtol=1e-6)
+    with pytest.raises(predict.PredictError) as error:
+        predict.load_serving_model(str(base), tta=8)
+    assert str(error.value) == (f"{base}: this SavedModel serves one view, with thresholds tuned for one view; for 8 "
+                                "re-export its run with `python -m protein_location export --model-dir RUN --out "
+                                "DIR --tta 8`")
 
 
 def test_raw_files_and_tfrecords_score_the_same_through_their_signatures(pipeline):
@@ -195,7 +234,7 @@ def test_raw_files_and_tfrecords_score_the_same_through_their_signatures(pipelin
     assert "signatures-ok" in run_cli("-c", script, cwd=pipeline["work"]).stdout
 
 
-def test_saved_model_cli_lists_the_four_signatures(pipeline):
+def test_saved_model_cli_lists_the_five_signatures(pipeline):
     import pathlib
     import subprocess
     import sys
@@ -203,7 +242,8 @@ def test_saved_model_cli_lists_the_four_signatures(pipeline):
     cli = pathlib.Path(sys.executable).parent / "saved_model_cli"  # installed with tensorflow
     shown = subprocess.run([str(cli), "show", "--dir", str(pipeline["export"] / "1"), "--all"],
                            capture_output=True, text=True, check=True).stdout
-    for name in ("serving_default", "predict_channels", "serve_examples", "gradcam", "heatmaps", "probabilities",
+    for name in ("serving_default", "serving_single_view", "predict_channels", "serve_examples", "gradcam", "heatmaps",
+                 "probabilities",
                  "labels"):
         assert name in shown
 
@@ -220,7 +260,7 @@ def test_tflite_from_training_agrees_with_the_savedmodel_through_litert(pipeline
         ids = sorted({{p.split("/")[-1].rsplit("_", 1)[0] for p in glob.glob(test + "/*.png")}})
         images = np.stack([np.concatenate([tf.io.decode_png(tf.io.read_file(f"{{test}}/{{i}}_{{c}}.png")).numpy()
                            for c in ("red", "green", "blue", "yellow")], -1) for i in ids])
-        served = tf.saved_model.load(version).signatures["serving_default"](image=tf.constant(images))
+        served = tf.saved_model.load(version).signatures["serving_single_view"](image=tf.constant(images))
         runner = Interpreter(model_path=version + "/model.tflite").get_signature_runner("serving_default")
         out = runner(image=images)
         difference = np.abs(out["probabilities"] - served["probabilities"].numpy()).max()
@@ -241,7 +281,8 @@ def test_export_command_reexports_a_run_as_a_new_version_with_onnx(pipeline):
                      "--onnx")  # TFLite: the training export above; int8: tests/test_export.py
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith(f"export: {pipeline['run']}/model.keras (")
-    assert lines[1] == f"export: SavedModel in {base / '1'}"
+    assert lines[1] == (f"export: SavedModel in {base / '1'} (serving_default: 8 flips/rotations, with thresholds "
+                        "tuned for it)")
     assert lines[2].startswith(f"export: ONNX in {base / '1' / 'model.onnx'} (")
     assert lines[2].endswith(" to the SavedModel on 8 random images)")
     images = tf.constant(np.random.default_rng(0).integers(0, 256, (4, 32, 32, 4)).astype(np.uint8))
@@ -272,7 +313,8 @@ def test_predict_from_tfrecords_streams_the_split_and_matches_predict_from_image
     out, probabilities = work / "from_records.csv", work / "from_records_probabilities.csv"
     assert cli.main(["predict", "--model", str(pipeline["export"]), "--records", str(records), "--csv", str(sample),
                      "--out", str(out), "--probabilities", str(probabilities), "--batch-size", "4"]) == 0
-    assert f"predict: 10 test records of {records} -> {out}" in capsys.readouterr().out
+    assert f"predict: 10 test records of {records}, the mean of 8 flips/rotations each -> {out}" in \
+        capsys.readouterr().out
     rows = list(csv.DictReader(out.open()))
     assert [row["Id"] for row in rows] == ids
     expected_probabilities, expected_labels = predict.predict_images(str(pipeline["export"]), str(raw / "test"), ids)
@@ -284,7 +326,7 @@ def test_predict_from_tfrecords_streams_the_split_and_matches_predict_from_image
 
     # Without --csv: every record of the split, in the manifest's order; a labeled split works too.
     assert cli.main(["predict", "--model", str(pipeline["export"]), "--records", str(pipeline["data"]),
-                     "--split", "val", "--out", str(work / "val.csv"), "--tta", "8"]) == 0
+                     "--split", "val", "--out", str(work / "val.csv"), "--tta", "1"]) == 0
     val_count = json.loads((pipeline["data"] / "dataset.json").read_text())["splits"]["val"]["num_examples"]
     assert len(list(csv.DictReader((work / "val.csv").open()))) == val_count
     assert cli.main(["predict", "--model", str(pipeline["export"]), "--records", str(pipeline["data"]),

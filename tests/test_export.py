@@ -46,7 +46,7 @@ def all_formats(tmp_path_factory):
 
 def test_export_writes_tflite_int8_and_onnx_into_the_version_folder(all_formats):
     path, lines = all_formats
-    assert lines[0] == f"export: SavedModel in {path}"
+    assert lines[0] == f"export: SavedModel in {path} (serving_default: one view, with thresholds tuned for it)"
     for line, kind, name in zip(lines[1:], ("TFLite float32", "TFLite dynamic-range int8", "ONNX"),
                                 ("model.tflite", "model_int8.tflite", "model.onnx")):
         assert line.startswith(f"export: {kind} in {path}/{name} (")
@@ -77,7 +77,7 @@ def test_a_failed_conversion_leaves_no_version_folder(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("converter broke\n  at a long traceback")
 
-    def fake_saved_model(model, thresholds, export_base, class_names):  # the real one is tested above; this is about cleanup
+    def fake_saved_model(model, thresholds, export_base, class_names, tta_thresholds=None):  # the real one is tested above; this is about cleanup
         path = f"{export_base}/1"
         tf.io.gfile.makedirs(f"{path}/variables")
         tf.io.gfile.GFile(f"{path}/saved_model.pb", "wb").write(b"pb")

@@ -127,12 +127,11 @@ def test_head_bias_starts_at_the_class_log_odds_unless_bias_init_is_off():
     assert heads[True][0] > heads[True][1] and not heads[False].any()
 
 
-def test_val_probabilities_with_tta_are_the_mean_over_the_8_views(converted_dir):
+def test_val_probabilities_are_predicted_under_each_of_the_8_views(converted_dir):
     model = model_lib.build_seresnet("seresnet18", image_size=32, width=0.125)
-    y_true, single = train.predict_split(model, str(converted_dir), "val", 4, 32, tta=1)
-    _, averaged = train.predict_split(model, str(converted_dir), "val", 4, 32, tta=8)
+    y_true, views = train.predict_views(model, str(converted_dir), "val", 4, 32)
     images = np.concatenate([batch.numpy() for batch, _ in input_lib.make_dataset(str(converted_dir), "val", 4)])
-    expected = np.mean([model.predict(augment.dihedral_view(images, k), verbose=0) for k in range(8)], axis=0)
-    assert y_true.shape == single.shape == averaged.shape
-    np.testing.assert_allclose(averaged, expected, atol=1e-5)
-    assert not np.allclose(averaged, single, atol=1e-5)
+    expected = np.stack([model.predict(augment.dihedral_view(images, k), verbose=0) for k in range(8)])
+    assert views.shape == (8, *y_true.shape)
+    np.testing.assert_allclose(views, expected, atol=1e-5)
+    assert not np.allclose(views[0], views.mean(axis=0), atol=1e-5)
