@@ -66,7 +66,8 @@ def build_report(run_info, y_true, y_prob, tuned, class_names):
         "paper_table_at_0.5": paper_table(y_true, at_half),
         "paper_table_tuned": paper_table(y_true, predicted),
         "classes_without_val_examples": [class_names[c] for c in np.flatnonzero(tuned.positives == 0)],
-        "pooled_threshold": float(tuned.pooled_threshold),
+        "classes_with_rate_matched_thresholds": [class_names[c] for c in tuned.rate_matched_classes],
+        "threshold_rule": thresholds_lib.threshold_rule(),
         "per_class": [
             {"index": c, "name": class_names[c], "val_support": int(support[c]),
              "threshold": float(thresholds[c]), "precision": float(precision[c]), "recall": float(recall[c]),

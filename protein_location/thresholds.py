@@ -5,23 +5,23 @@ import collections
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_curve
 
-DEFAULT_THRESHOLD = 0.5
-# How many val positives the pooled cut counts as: a class's own F1-optimal
-# cut sits on a few examples' scores when it has few positives, and does not
-# carry over to new images; shrunk toward the pooled cut by this weight it does
-# (bench: thresholds on held-out images, README "Thresholds").
-PRIOR_WEIGHT = 5
+DEFAULT_THRESHOLD = 0.5  # the untuned cut report.json compares with
+# A class needs this many val positives for a cut tuned on them: with fewer,
+# the F1-optimal cut sits on one or two examples' scores and does not carry
+# over to new images. Such a class gets the cut that labels as many val images
+# positive as its training frequency predicts (bench/sweep.py measured the
+# rules on held-out images: README, "Defaults").
+MIN_SUPPORT = 5
 
-# thresholds [classes]; the pooled cut; each class's val positives.
-Tuned = collections.namedtuple("Tuned", ["thresholds", "pooled_threshold", "positives"])
+# thresholds [classes]; each class's val positives; the classes given the rate-matched cut.
+Tuned = collections.namedtuple("Tuned", ["thresholds", "positives", "rate_matched_classes"])
 
 
-def threshold_rule(prior_weight=PRIOR_WEIGHT):
+def threshold_rule(min_support=MIN_SUPPORT):
     """The rule `tune_thresholds` applies, in words (report.json, thresholds.json)."""
-    return (f"each class: (n * own + {prior_weight} * pooled) / (n + {prior_weight}), n its val positives, own the "
-            "cut that maximises its val F1, pooled the cut that maximises F1 over all classes' val predictions "
-            "together (a class without val positives takes the pooled cut); each cut halfway between the val "
-            "scores it separates")
+    return (f"a class with at least {min_support} val positives: the cut that maximises its val F1, halfway "
+            "between the val scores it separates; any other class: the cut that labels its training frequency "
+            "of the val images positive")
 
 
 def best_f1_cut(y_true, y_prob):
@@ -35,27 +35,36 @@ def best_f1_cut(y_true, y_prob):
     return float(cuts[best] if best == 0 else (cuts[best - 1] + cuts[best]) / 2)
 
 
-def tune_thresholds(y_true, y_prob, prior_weight=PRIOR_WEIGHT):
-    """Per-class cuts for macro F1, each shrunk toward the pooled cut by its
-    support (rule: `threshold_rule`).
+def rate_matched_cut(y_prob, rate):
+    """The cut that labels a share `rate` of the scores `y_prob` positive (none
+    for a class never seen in training)."""
+    return float(np.quantile(y_prob, 1.0 - rate)) if rate > 0 else 1.0
+
+
+def tune_thresholds(y_true, y_prob, train_rates, min_support=MIN_SUPPORT):
+    """Per-class cuts for macro F1 (rule: `threshold_rule`).
 
     Args:
         y_true: multi-hot [n, classes].
         y_prob: predicted probabilities [n, classes].
-        prior_weight: the val positives the pooled cut counts as (0: every
-            class with positives keeps its own cut).
+        train_rates: each class's share of the training images [classes].
+        min_support: val positives a class needs for a cut tuned on them.
 
     Returns:
-        Tuned(thresholds float [classes], the pooled cut, val positives per class).
+        Tuned(thresholds float [classes], val positives per class, the class
+        indices given the rate-matched cut).
     """
     y_true, y_prob = np.asarray(y_true), np.asarray(y_prob)
-    pooled = best_f1_cut(y_true.ravel(), y_prob.ravel()) if y_true.any() else DEFAULT_THRESHOLD
     positives = y_true.sum(axis=0).astype(int)
-    thresholds = np.full(y_true.shape[1], pooled, np.float64)
-    for c in np.flatnonzero(positives):
-        own = best_f1_cut(y_true[:, c], y_prob[:, c])
-        thresholds[c] = (positives[c] * own + prior_weight * pooled) / (positives[c] + prior_weight)
-    return Tuned(thresholds, pooled, positives)
+    thresholds = np.empty(y_true.shape[1], np.float64)
+    rate_matched = []
+    for c in range(y_true.shape[1]):
+        if positives[c] >= max(min_support, 1):
+            thresholds[c] = best_f1_cut(y_true[:, c], y_prob[:, c])
+        else:
+            thresholds[c] = rate_matched_cut(y_prob[:, c], train_rates[c])
+            rate_matched.append(c)
+    return Tuned(thresholds, positives, rate_matched)
 
 
 def macro_f1(y_true, y_pred):

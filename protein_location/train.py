@@ -324,8 +324,9 @@ def write_report(config, plan, model, fit, fit_seconds):
     """
     model.save(posixpath.join(config.model_dir, "model.keras"))
     y_true, y_views = predict_views(model, config.data, "val", config.batch_size, plan.image_size, config.fold)
-    tuned = {1: thresholds_lib.tune_thresholds(y_true, y_views[0]),
-             8: thresholds_lib.tune_thresholds(y_true, y_views.mean(axis=0))}
+    train_rates = plan.train_label_counts / plan.train_count
+    tuned = {1: thresholds_lib.tune_thresholds(y_true, y_views[0], train_rates),
+             8: thresholds_lib.tune_thresholds(y_true, y_views.mean(axis=0), train_rates)}
     y_prob = y_views[0] if config.tta == 1 else y_views.mean(axis=0)
     class_names = manifest_lib.class_names(plan.manifest)
     manifest_lib.write_json_atomic(posixpath.join(config.model_dir, "thresholds.json"), {
@@ -340,7 +341,7 @@ def write_report(config, plan, model, fit, fit_seconds):
     run_info = {
         "arch": config.arch, "width": config.width, "epochs": config.epochs, "batch_size": config.batch_size,
         "loss": config.loss, "bias_init": config.bias_init, "oversample": config.oversample,
-        "val_tta": config.tta, "threshold_rule": thresholds_lib.threshold_rule(),
+        "val_tta": config.tta,
         "precision": config.precision, "augmentation": dataclasses.asdict(config.augmentation),
         "seed": config.seed, "fold": config.fold,
         "strategy": plan.kind, "replicas": plan.strategy.num_replicas_in_sync, "workers": plan.pipelines,

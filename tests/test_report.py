@@ -21,10 +21,11 @@ def test_report_and_picture(tmp_path):
     y_true = (rng.random((60, 28)) < 0.2).astype(int)
     y_true[:, 27] = 0
     y_prob = np.clip(y_true * 0.6 + rng.random((60, 28)) * 0.5, 0, 1)
-    tuned = thresholds.Tuned(np.full(28, 0.55), 0.55, y_true.sum(axis=0))
+    tuned = thresholds.Tuned(np.full(28, 0.55), y_true.sum(axis=0), [27])
     result = report.build_report({"arch": "seresnet18"}, y_true, y_prob, tuned, labels.CLASS_NAMES)
     assert result["arch"] == "seresnet18" and len(result["per_class"]) == 28
     assert result["classes_without_val_examples"] == ["Rods & rings"]
+    assert result["classes_with_rate_matched_thresholds"] == ["Rods & rings"]
     assert 0.5 < result["val_macro_auc"] <= 1.0
     assert set(result["paper_table_tuned"]) == {"binary_accuracy", "macro_f1", "macro_precision",
                                                 "macro_recall", "sample_iou"}
@@ -40,7 +41,7 @@ def test_supported_macro_f1_leaves_out_classes_with_few_val_examples():
     y_true[:6, 0] = 1  # class 0: 6 val examples, predicted perfectly
     y_true[:2, 1] = 1  # class 1: 2 val examples, always missed
     y_prob = y_true[:, :].astype(float) * np.r_[1.0, 0.0, np.ones(26)]
-    result = report.build_report({}, y_true, y_prob, thresholds.Tuned(np.full(28, 0.5), 0.5, y_true.sum(axis=0)),
+    result = report.build_report({}, y_true, y_prob, thresholds.Tuned(np.full(28, 0.5), y_true.sum(axis=0), []),
                                  labels.CLASS_NAMES)
     assert result["classes_with_min5_val_examples"] == 1
     assert result["val_macro_f1_tuned_min5"] == 1.0
