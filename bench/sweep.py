@@ -149,6 +149,7 @@ def summarize(out_dir):
         y_val, p_val, y_test, p_test = data["y_val"], data["p_val"], data["y_test"], data["p_test"]
         rates = train_rates(os.path.join(out_dir, row["dataset"], "tfrecords"))
         result = scores(y_val, p_val, y_test, p_test, rates)
+        result.update({key: row[key] for key in ("served_f1", "predict_f1") if key in row})
         runs.setdefault((row["dataset"], row["config"], row["flags"]), []).append(result)
         for val, test in (p_val[0], p_test[0]), (p_val.mean(0), p_test.mean(0)):
             for name, rule in rules.items():
@@ -158,17 +159,60 @@ def summarize(out_dir):
         values = np.asarray(values)
         return f"{values.mean():.3f}" + (f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else "")
 
-    lines = ["| dataset | config | flags | seeds | held-out macro F1, 1 view | 8 views | val AUC (8 views) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| dataset | config | flags | seeds | held-out macro F1, 1 view | 8 views | val AUC (8 views) "
+             "| serving_default labels | predict submission |", "| --- " * 9 + "|"]
     for (dataset, config, flags), results in runs.items():
-        lines.append(f"| {dataset} | {config} | `{flags or '(defaults before)'}` | {len(results)} | "
+        served = [[r[key] for r in results if key in r] for key in ("served_f1", "predict_f1")]
+        lines.append(f"| {dataset} | {config} | `{flags}` | {len(results)} | "
                      f"{spread([r['test_f1_1view'] for r in results])} | "
                      f"{spread([r['test_f1_8view'] for r in results])} | "
-                     f"{spread([r['val_auc_8view'] for r in results])} |")
+                     f"{spread([r['val_auc_8view'] for r in results])} | "
+                     + " | ".join(spread(values) if values else "" for values in served) + " |")
     lines += ["", f"| threshold rule | held-out macro F1, mean over {len(rows)} runs x (1 view, 8 views) |",
               "| --- | --- |"]
     lines += [f"| {rule} | {np.mean(values):.4f} |" for rule, values in rule_scores.items()]
     return "\n".join(lines)
+
+
+# A TF Serving-like client: TensorFlow only, one serving_default call per batch
+# of 32, the SavedModel's own labels; prints the held-out macro F1.
+SERVED_CLIENT = """
+import csv, sys
+import numpy as np, tensorflow as tf
+export, images, truth_csv = sys.argv[1:4]
+loaded = tf.saved_model.load(export)
+serve = loaded.signatures["serving_default"]
+rows = list(csv.DictReader(open(truth_csv)))
+classes = len(loaded.class_names[0].numpy())
+truth = np.zeros((len(rows), classes), int)
+labels = []
+for start in range(0, len(rows), 32):
+    batch = [tf.concat([tf.io.decode_png(tf.io.read_file(f"{images}/{row['Id']}_{c}.png"), channels=1)
+                        for c in ("red", "green", "blue", "yellow")], -1) for row in rows[start:start + 32]]
+    labels.append(serve(image=tf.stack(batch))["labels"].numpy())
+for i, row in enumerate(rows):
+    truth[i, [int(t) for t in row["Target"].split()]] = 1
+predicted = np.concatenate(labels)
+tp = (truth & predicted).sum(0); fp = ((1 - truth) & predicted).sum(0); fn = (truth & (1 - predicted)).sum(0)
+print(np.mean(np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)))
+"""
+
+
+def served_scores(export_dir, raw_dir, run_dir):
+    """Held-out macro F1 of serving_default's own labels (TF-only client) and of
+    `protein_location predict`'s submission."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    version = os.path.join(export_dir, max(os.listdir(export_dir), key=int))
+    served = subprocess.run([sys.executable, "-c", SERVED_CLIENT, version, f"{raw_dir}/test",
+                             f"{raw_dir}/test_labels.csv"], env=env, capture_output=True, text=True, check=True)
+    submission = os.path.join(run_dir, "submission.csv")
+    log = os.path.join(run_dir, "predict.log")
+    _run(["-m", "protein_location", "predict", "--model", export_dir, "--images", f"{raw_dir}/test",
+          "--csv", f"{raw_dir}/sample_submission.csv", "--out", submission], log)
+    _run(["-m", "protein_location", "score", "--submission", submission, "--truth", f"{raw_dir}/test_labels.csv"],
+         log)
+    predicted = float(open(log).read().split("score: macro F1 ")[-1].split()[0])
+    return {"served_f1": float(served.stdout.strip().splitlines()[-1]), "predict_f1": predicted}
 
 
 def main(argv=None):
@@ -182,6 +226,9 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--out", required=True)
     parser.add_argument("--summarize", action="store_true", help="only print the tables of OUT's runs")
+    parser.add_argument("--export", action="store_true",
+                        help="also export each run and score serving_default's own labels (a TensorFlow-only "
+                             "client) and predict's submission on the held-out images")
     args = parser.parse_args(argv)
     if args.summarize:
         print(summarize(args.out))
@@ -198,13 +245,16 @@ def main(argv=None):
                     continue
                 os.makedirs(run_dir, exist_ok=True)
                 start = time.perf_counter()
+                export = ["--export", os.path.join(run_dir, "export")] if args.export else []
                 _run(["train_keras.py", "--data", train_data, "--model-dir", run_dir, "--epochs", str(args.epochs),
                       "--batch-size", str(args.batch_size), "--size", str(args.size), "--seed", str(seed),
-                      *shlex.split(flags)], os.path.join(run_dir, "train.log"))
+                      *shlex.split(flags), *export], os.path.join(run_dir, "train.log"))
                 train_seconds = time.perf_counter() - start
                 line = {"dataset": dataset, "config": name, "flags": flags, "seed": seed,
                         "train_seconds": round(train_seconds, 1),
                         **evaluate_run(run_dir, train_data, test_data, args.batch_size, args.size)}
+                if args.export:
+                    line.update(served_scores(os.path.join(run_dir, "export"), raw_dir, run_dir))
                 with open(results, "a") as f:
                     f.write(json.dumps(line) + "\n")
                 print(json.dumps(line), flush=True)

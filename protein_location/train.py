@@ -324,7 +324,7 @@ def write_report(config, plan, model, fit, fit_seconds):
     """
     model.save(posixpath.join(config.model_dir, "model.keras"))
     y_true, y_views = predict_views(model, config.data, "val", config.batch_size, plan.image_size, config.fold)
-    train_rates = plan.train_label_counts / plan.train_count
+    train_rates = np.asarray(plan.train_label_counts, np.float64) / plan.train_count
     tuned = {1: thresholds_lib.tune_thresholds(y_true, y_views[0], train_rates),
              8: thresholds_lib.tune_thresholds(y_true, y_views.mean(axis=0), train_rates)}
     y_prob = y_views[0] if config.tta == 1 else y_views.mean(axis=0)
