@@ -15,12 +15,12 @@ def parse_args(argv=None):
     parser.add_argument("--data", required=True, help="dataset folder from `python -m data_prep convert`")
     parser.add_argument("--model-dir", required=True, help="run folder: checkpoints, logs, report")
     parser.add_argument("--epochs", type=int, default=10, help="training epochs")
-    parser.add_argument("--batch-size", type=int, default=64, help="global batch size")
+    parser.add_argument("--batch-size", type=int, default=32, help="global batch size")
     parser.add_argument("--size", type=int, default=None, help="input side in pixels; default: the dataset's")
     parser.add_argument("--arch", default="seresnet18", choices=["seresnet18", "seresnet34", "seresnet50"],
                         help="SE-ResNet preset")
     parser.add_argument("--width", type=float, default=1.0, help="multiplier on the filters of every stage")
-    parser.add_argument("--lr", type=float, default=4e-3,
+    parser.add_argument("--lr", type=float, default=1.6e-2,
                         help="peak learning rate (AdamW) at a global batch of 256; the run uses "
                              "LR x batch-size / 256 (linear scaling)")
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW decoupled weight decay")

@@ -90,13 +90,14 @@ def plot_report(history, report, path):
     epochs = [row["epoch"] + 1 for row in history]
     f1_axis = curves.twinx()  # loss and F1 live on different scales
     for axis, key, style in ((curves, "loss", "C0-"), (curves, "val_loss", "C0--"),
-                             (f1_axis, "macro_f1", "C1-"), (f1_axis, "val_macro_f1", "C1--")):
+                             (f1_axis, "macro_f1", "C1-"), (f1_axis, "val_macro_f1", "C1--"),
+                             (f1_axis, "val_auc", "C3--")):  # val AUC picks the checkpoint
         if history and key in history[0]:
             axis.plot(epochs, [row[key] for row in history], style, label=key)
-    curves.set(xlabel="epoch", ylabel="loss", title="learning curves (macro F1 at threshold 0.5)")
-    f1_axis.set(ylabel="macro F1", ylim=(0, 1))
+    curves.set(xlabel="epoch", ylabel="loss", title="learning curves (macro F1 at threshold 0.5; val AUC)")
+    f1_axis.set(ylabel="macro F1, AUC", ylim=(0, 1))
     curves.grid(alpha=0.3)
-    figure.legend(loc="upper center", bbox_to_anchor=(0.25, 0.93), ncols=2)
+    figure.legend(loc="upper center", bbox_to_anchor=(0.25, 0.93), ncols=3)
     per_class = report["per_class"]
     positions = np.arange(len(per_class))
     bars.barh(positions, [c["f1_tuned"] for c in per_class], color="C2", label="tuned thresholds")

@@ -20,13 +20,13 @@ class TrainConfig:
     data: str
     model_dir: str
     epochs: int = 10
-    batch_size: int = 64
+    batch_size: int = 32
     image_size: int | None = None
     arch: str = "seresnet18"
     width: float = 1.0
     # The peak rate at the reference global batch of 256; a run uses
     # learning_rate * batch_size / 256 (distribute.scaled_learning_rate).
-    learning_rate: float = 4e-3
+    learning_rate: float = 1.6e-2
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
     dropout: float = 0.0
