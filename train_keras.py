@@ -48,10 +48,10 @@ def parse_args(argv=None):
                         help="random crop of at least this share of the image, resized back (1: off)")
     parser.add_argument("--augment-jitter", type=float, default=0.1,
                         help="per-channel brightness/contrast jitter amplitude (0: off)")
-    parser.add_argument("--tta", type=int, choices=[1, 8], default=8,
-                        help="views the exported serving_default averages per image: 8 flips/rotations or 1; "
-                             "thresholds are tuned on val for both, and each signature labels with those tuned "
-                             "for what it computes (serving_single_view: 1 view)")
+    parser.add_argument("--tta", type=int, choices=[1, 8], default=1,
+                        help="views the exported serving_default averages per image: 1, or the 8 "
+                             "flips/rotations (8x the compute); thresholds are tuned on val for both, and each "
+                             "signature labels with those tuned for what it computes")
     parser.add_argument("--shuffle-buffer", type=int, default=2048, help="examples held for shuffling")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialization, shuffling and augmentation")
     parser.add_argument("--fold", type=int, default=None,

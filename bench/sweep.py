@@ -179,9 +179,9 @@ def summarize(out_dir):
 SERVED_CLIENT = """
 import csv, sys
 import numpy as np, tensorflow as tf
-export, images, truth_csv = sys.argv[1:4]
+export, images, truth_csv, signature = sys.argv[1:5]
 loaded = tf.saved_model.load(export)
-serve = loaded.signatures["serving_default"]
+serve = loaded.signatures[signature]
 rows = list(csv.DictReader(open(truth_csv)))
 classes = len(loaded.class_names[0].numpy())
 truth = np.zeros((len(rows), classes), int)
@@ -198,13 +198,19 @@ print(np.mean(np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + f
 """
 
 
-def served_scores(export_dir, raw_dir, run_dir):
-    """Held-out macro F1 of serving_default's own labels (TF-only client) and of
-    `protein_location predict`'s submission."""
+def served_f1(export_dir, raw_dir, signature="serving_default"):
+    """Held-out macro F1 of a signature's own labels, from a TensorFlow-only client."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
     version = os.path.join(export_dir, max(os.listdir(export_dir), key=int))
     served = subprocess.run([sys.executable, "-c", SERVED_CLIENT, version, f"{raw_dir}/test",
-                             f"{raw_dir}/test_labels.csv"], env=env, capture_output=True, text=True, check=True)
+                             f"{raw_dir}/test_labels.csv", signature], env=env, capture_output=True, text=True,
+                            check=True)
+    return float(served.stdout.strip().splitlines()[-1])
+
+
+def served_scores(export_dir, raw_dir, run_dir):
+    """Held-out macro F1 of serving_default's own labels (TF-only client) and of
+    `protein_location predict`'s submission."""
     submission = os.path.join(run_dir, "submission.csv")
     log = os.path.join(run_dir, "predict.log")
     _run(["-m", "protein_location", "predict", "--model", export_dir, "--images", f"{raw_dir}/test",
@@ -212,7 +218,8 @@ def served_scores(export_dir, raw_dir, run_dir):
     _run(["-m", "protein_location", "score", "--submission", submission, "--truth", f"{raw_dir}/test_labels.csv"],
          log)
     predicted = float(open(log).read().split("score: macro F1 ")[-1].split()[0])
-    return {"served_f1": float(served.stdout.strip().splitlines()[-1]), "predict_f1": predicted}
+    return {"served_f1": served_f1(export_dir, raw_dir), "predict_f1": predicted,
+            "single_view_served_f1": served_f1(export_dir, raw_dir, "serving_single_view")}
 
 
 def main(argv=None):

@@ -18,8 +18,9 @@ def pipeline(tmp_path_factory):
     converted = run_cli("-m", "data_prep", "convert", "--csv", raw / "train.csv", "--images", raw / "train",
                         "--out", data, "--val-fraction", 0.25, "--shards", 2, "--seed", 3)
     verified = run_cli("-m", "data_prep", "verify", data)
+    # --tta 8: the export whose serving_default averages 8 views (the default, 1, is a plain single-view export).
     trained = run_cli("train_keras.py", "--data", data, "--model-dir", run, "--epochs", 2, "--batch-size", 8,
-                      "--width", 0.125, "--export", export, "--tflite")
+                      "--width", 0.125, "--tta", 8, "--export", export, "--tflite")
     return {"raw": raw, "data": data, "run": run, "export": export, "work": work,
             "converted": converted, "verified": verified, "trained": trained}
 
@@ -146,8 +147,8 @@ def test_predict_with_a_missing_or_corrupt_savedmodel_is_a_clear_error(pipeline,
 
 
 def test_every_signature_labels_with_thresholds_tuned_for_the_probabilities_it_computes(pipeline):
-    """By default serving_default averages the 8 flips/rotations and labels with
-    the thresholds tuned on 8-view val probabilities; serving_single_view
+    """With --tta 8 serving_default averages the 8 flips/rotations and labels
+    with the thresholds tuned on 8-view val probabilities; serving_single_view
     computes one view and labels with single-view thresholds."""
     import numpy as np
     import tensorflow as tf
@@ -178,6 +179,9 @@ def test_every_signature_labels_with_thresholds_tuned_for_the_probabilities_it_c
                                                        tuned["single_view_thresholds"]).astype(np.int32))
 
     # predict takes the SavedModel's own views by default, --tta 1 the single view.
+    import train_keras
+
+    assert train_keras.parse_args(["--data", "d", "--model-dir", "m"]).tta == 1  # the default export: one view
     probabilities, labels = predict.predict_images(str(pipeline["export"]), str(raw / "test"), ids)
     np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(labels, served["labels"])
