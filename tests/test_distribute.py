@@ -211,7 +211,7 @@ def test_mirrored_on_two_logical_cpus_matches_the_default_strategy_and_exports(o
     assert "strategy: MirroredStrategy with 2 replica(s) on /job:localhost/replica:0/task:0/device:CPU:0, " \
            "/job:localhost/replica:0/task:0/device:CPU:1" in mirrored
     assert "global batch 8 (4 per replica), 4 steps per epoch" in mirrored
-    assert "learning rate: peak 0.000125 = --lr 0.004 x global batch 8 / 256 (linear scaling)" in mirrored
+    assert "learning rate: peak 0.0005 = --lr 0.016 x global batch 8 / 256 (linear scaling)" in mirrored
     assert "input: one pipeline, no sharding; each step gives each of the 2 replicas 4 distinct examples" in mirrored
     assert re.search(r"replicas: the \d+ variables' copies on this worker's replicas differ by at most 0\n", mirrored)
     history, reference = _history(tmp_path / "mirrored"), _history(tmp_path / "default")
@@ -221,7 +221,7 @@ def test_mirrored_on_two_logical_cpus_matches_the_default_strategy_and_exports(o
             assert float(row[key]) == pytest.approx(float(value), rel=1e-5, abs=1e-6), key
     report = json.loads((tmp_path / "mirrored/report.json").read_text())
     assert (report["strategy"], report["replicas"], report["workers"]) == ("mirrored", 2, 1)
-    assert report["peak_learning_rate"] == 0.000125
+    assert report["peak_learning_rate"] == 0.0005
     assert (tmp_path / "export/1/saved_model.pb").exists()
 
 
