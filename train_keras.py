@@ -44,9 +44,9 @@ def parse_args(argv=None):
     parser.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
     parser.add_argument("--augment-flips", action=argparse.BooleanOptionalAction, default=True,
                         help="random one of the 8 flips/rotations")
-    parser.add_argument("--augment-crop", type=float, default=0.7, metavar="MIN_AREA",
-                        help="random crop of at least this share of the image, resized back (1: off)")
-    parser.add_argument("--augment-jitter", type=float, default=0.1,
+    parser.add_argument("--augment-crop", type=float, default=1.0, metavar="MIN_AREA",
+                        help="random crop of at least this share of the image, resized back (1: off; e.g. 0.7)")
+    parser.add_argument("--augment-jitter", type=float, default=0.0,
                         help="per-channel brightness/contrast jitter amplitude (0: off)")
     parser.add_argument("--tta", type=int, choices=[1, 8], default=1,
                         help="views the exported serving_default averages per image: 1, or the 8 "

@@ -183,7 +183,7 @@ def stage_input(settings):
     delivered = summary(seconds["pipeline"], count // batch * batch)
     return {
         "split": "train", "shards": len(files), "stored_size": manifest["image_size"],
-        "image_size": settings["train_size"], "batch": batch, "augment": "default (flips, crop 0.7, jitter 0.1)",
+        "image_size": settings["train_size"], "batch": batch, "augment": "default (flips/rotations)",
         "read_limit": read_limit, "pipeline": delivered,
         "pipeline_share_of_read_limit": ratio(delivered["images_per_s"], read_limit["images_per_s"], 3),
         "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
