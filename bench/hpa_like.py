@@ -39,9 +39,9 @@ import uuid
 
 import cv2
 import numpy as np
-import pandas as pd
 
-from protein_location.labels import CHANNELS, HPA_TRAIN_COUNTS, NUM_CLASSES, format_target
+from data_prep import synthetic
+from protein_location.labels import CHANNELS, HPA_TRAIN_COUNTS, NUM_CLASSES
 
 _TAG = 0x48504C4B  # in every seed, so Ids and images differ from synthetic.py's for one --seed
 _SPLITS = {"train": 0, "test": 1}
@@ -566,13 +566,7 @@ def generate_dataset(out_dir, num_train, num_test, size=128, seed=0, workers=Non
     workers = workers or os.cpu_count() or 1
     train = _write_split(out, "train", num_train, size, seed, workers)
     test = _write_split(out, "test", num_test, size, seed, workers)
-    for name, rows in (("train.csv", train), ("test_labels.csv", test)):
-        table = [(i, format_target(t)) for i, t in rows]
-        pd.DataFrame(table, columns=["Id", "Target"]).to_csv(out / name, index=False)
-    pd.DataFrame({"Id": [i for i, _ in test], "Predicted": "0"}).to_csv(out / "sample_submission.csv", index=False)
-    counts = np.zeros(NUM_CLASSES, int)
-    for _, labels in train:
-        counts[labels] += 1
+    counts = synthetic.write_label_csvs(out, train, test)  # the same layout as the demo's generator
     summary = dict(out_dir=str(out), num_train=num_train, num_test=num_test, size=size, seed=seed)
     return {**summary, "train_label_counts": counts.tolist()}
 

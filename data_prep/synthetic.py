@@ -548,6 +548,15 @@ def generate_dataset(out_dir, num_train, num_test, size=64, seed=0, workers=None
     workers = workers or os.cpu_count() or 1
     train = _write_split(out, "train", num_train, size, seed, workers)
     test = _write_split(out, "test", num_test, size, seed, workers)
+    counts = write_label_csvs(out, train, test)
+    summary = dict(out_dir=str(out), num_train=num_train, num_test=num_test, size=size, seed=seed)
+    return {**summary, "train_label_counts": counts.tolist()}
+
+
+def write_label_csvs(out, train, test):
+    """The layout's CSVs from (Id, label indices) rows: train.csv and
+    test_labels.csv (Id,Target), sample_submission.csv (Id,Predicted "0").
+    Returns the images per class in train."""
     for name, rows in (("train.csv", train), ("test_labels.csv", test)):
         table = [(i, format_target(t)) for i, t in rows]
         pd.DataFrame(table, columns=["Id", "Target"]).to_csv(out / name, index=False)
@@ -556,5 +565,4 @@ def generate_dataset(out_dir, num_train, num_test, size=64, seed=0, workers=None
     counts = np.zeros(NUM_CLASSES, int)
     for _, labels in train:
         counts[labels] += 1
-    summary = dict(out_dir=str(out), num_train=num_train, num_test=num_test, size=size, seed=seed)
-    return {**summary, "train_label_counts": counts.tolist()}
+    return counts
