@@ -50,23 +50,14 @@ def convert_raw(raw, out):
     return train, test
 
 
-def view_probabilities(model, data_dir, split, batch_size, image_size):
-    """(labels [n, C], probabilities [8, n, C]) of a split under the 8 flips/rotations."""
-    from protein_location import augment, input as input_lib
-
-    dataset = input_lib.make_dataset(data_dir, split, batch_size, image_size)
-    labels = np.concatenate([y.numpy() for _, y in dataset])
-    views = [model.predict(dataset.map(lambda x, _, k=k: augment.dihedral_view(x, k)), verbose=0)
-             for k in range(augment.DIHEDRAL_VIEWS)]
-    return labels, np.stack(views)
-
-
 def evaluate_run(run_dir, train_data, test_data, batch_size, image_size):
     import keras
 
+    from protein_location import train
+
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)
-    y_val, p_val = view_probabilities(model, train_data, "val", batch_size, image_size)
-    y_test, p_test = view_probabilities(model, test_data, "train", batch_size, image_size)
+    y_val, p_val = train.predict_views(model, train_data, "val", batch_size, image_size)
+    y_test, p_test = train.predict_views(model, test_data, "train", batch_size, image_size)
     np.savez_compressed(os.path.join(run_dir, "probabilities.npz"), y_val=y_val, p_val=p_val,
                         y_test=y_test, p_test=p_test)
     return scores(y_val, p_val, y_test, p_test, train_rates(train_data))
