@@ -27,11 +27,26 @@ dynamic-range int8) and ONNX files inside the version folder
 Uses `keras.export.ExportArchive` (not `tf.saved_model.save` on a Keras 3
 model, which names and types the signature wrongly: keras-team/keras#19458).
 Every signature resizes inside, so callers send images of any size.
+
+A version folder appears under the export base only when complete: it is
+written, and its TFLite/ONNX files converted and checked, under a name TF
+Serving ignores (`.tmp-<N>-<host>-<pid>-<random>`: TF Serving loads only
+all-digit folders), then renamed to the next free version number. On a
+local disk the rename is atomic. On `gs://` and other object stores a
+folder rename is not (objects are copied one by one): there the files are
+copied with `saved_model.pb` last, so a reader that finds it finds the
+variables too, and the temporary folder is removed after. A temporary
+folder left behind by a killed export on this machine is removed by the
+next export to the same base; one from another machine is left alone.
 """
 
 import collections
 import json
+import os
 import posixpath
+import re
+import secrets
+import socket
 
 import keras
 import numpy as np
@@ -58,12 +73,19 @@ def serving_signature():
     return tf.TensorSpec([None, None, None, 4], tf.uint8, name="image")
 
 
+# TF Serving loads the all-digit folders of a base; everything else is ignored.
+VERSION_NAME = re.compile(r"[0-9]+")
+STAGING_PREFIX = ".tmp-"
+# .tmp-<version>-<host>-<pid>-<random>: the export that writes it, to tell a live one from a killed one.
+STAGING_NAME = re.compile(r"\.tmp-([0-9]+)-(.*)-([0-9]+)-([0-9a-f]{8})")
+
+
 def version_dirs(export_base):
     """{version number: path} of the SavedModels under an export base."""
     if not tf.io.gfile.isdir(export_base):
         return {}
     names = [n.rstrip("/") for n in tf.io.gfile.listdir(export_base)]
-    return {int(n): posixpath.join(export_base, n) for n in names if n.isdigit()}
+    return {int(n): posixpath.join(export_base, n) for n in names if VERSION_NAME.fullmatch(n)}
 
 
 def resolve_saved_model(path):
@@ -143,26 +165,37 @@ def export_model(model, thresholds, export_base, formats=(), log=print, *, class
 
     A mixed-precision model is exported as its float32 twin: the export
     computes in float32 on any device (README, "3. Train").
-    On any failure the new version folder is removed: no partial export.
+    Everything is written and checked in a temporary folder that is renamed
+    to the version number only at the end (the module docstring): a TF
+    Serving instance polling the base never sees a partial or failed
+    version. On any failure the temporary folder is removed.
     Returns the SavedModel folder written.
     """
     from protein_location import export_formats
 
     export_formats.check_available(formats)
     model = model_lib.float32_twin(model)
-    path = export_saved_model(model, thresholds, export_base, class_names, tta_thresholds)
+    _check_sizes(model, thresholds, class_names, tta_thresholds)
+    for stale in remove_interrupted_exports(export_base):
+        log(f"export: removed {stale}, left by an export that was killed")
+    intended = posixpath.join(export_base, str(max(version_dirs(export_base), default=0) + 1))
+    staging = _make_staging_dir(export_base, posixpath.basename(intended))
+    try:
+        _write_saved_model(model, thresholds, staging, class_names, tta_thresholds)
+        checks = {}  # the SavedModel's outputs on the check images, computed once
+        written = [export_formats.write_format(name, model, thresholds, staging, checks, shown_path=intended)
+                   for name in formats]
+        path = _publish(staging, export_base)
+    except ExportError as error:
+        _remove_dir(staging)
+        raise ExportError(f"{error}; no version written to {export_base}") from None
+    except BaseException:
+        _remove_dir(staging)
+        raise
     views = "8 flips/rotations" if tta_thresholds is not None else "one view"
     log(f"export: SavedModel in {path} (serving_default: {views}, with thresholds tuned for it)")
-    checks = {}  # the SavedModel's outputs on the check images, computed once
-    try:
-        for name in formats:
-            log(f"export: {export_formats.write_format(name, model, thresholds, path, checks)}")
-    except ExportError as error:
-        tf.io.gfile.rmtree(path)
-        raise ExportError(f"{error}; removed {path}") from None
-    except BaseException:
-        tf.io.gfile.rmtree(path)
-        raise
+    for entry in written:
+        log(f"export: {export_formats.describe(entry, path)}")
     return path
 
 
@@ -174,23 +207,103 @@ def export_saved_model(model, thresholds, export_base, class_names, tta_threshol
     given, on the mean over the 8 flips/rotations, and then serving_default
     averages the 8 views (else it computes one).
 
-    The layout TF Serving reads: `export_base/1/`, then `2/`, ... Returns the
-    SavedModel folder written (removed again if writing fails).
+    The layout TF Serving reads: `export_base/1/`, then `2/`, ..., each
+    appearing only when complete (`export_model`, without other formats).
+    Returns the SavedModel folder written.
     """
-    versions = version_dirs(export_base)
-    path = posixpath.join(export_base, str(max(versions, default=0) + 1))
+    return export_model(model, thresholds, export_base, (), log=lambda _: None, class_names=class_names,
+                        tta_thresholds=tta_thresholds)
+
+
+def _check_sizes(model, thresholds, class_names, tta_thresholds):
     width = int(model.output_shape[-1])
     if len(class_names) != width or np.size(thresholds) != width or \
             (tta_thresholds is not None and np.size(tta_thresholds) != width):
         raise ExportError(f"the model has {width} outputs but {len(class_names)} class names and "
                           f"{np.size(thresholds)} thresholds")
-    try:
-        _write_saved_model(model, thresholds, path, class_names, tta_thresholds)
-    except BaseException:
-        if tf.io.gfile.exists(path):
-            tf.io.gfile.rmtree(path)
-        raise
+
+
+def _host():
+    return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "host"
+
+
+def _make_staging_dir(export_base, version):
+    path = posixpath.join(export_base, f"{STAGING_PREFIX}{version}-{_host()}-{os.getpid()}-{secrets.token_hex(4)}")
+    tf.io.gfile.makedirs(path)
     return path
+
+
+def _process_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_interrupted_exports(export_base):
+    """Removes the temporary folders under `export_base` of exports on this
+    machine whose process is gone (killed while writing); returns their paths.
+    Those of live exports, and of other machines, are left alone."""
+    if not tf.io.gfile.isdir(export_base):
+        return []
+    removed = []
+    for name in sorted(n.rstrip("/") for n in tf.io.gfile.listdir(export_base)):
+        match = STAGING_NAME.fullmatch(name)
+        if match and match[2] == _host() and not _process_alive(int(match[3])):
+            path = posixpath.join(export_base, name)
+            _remove_dir(path)
+            removed.append(path)
+    return removed
+
+
+def _remove_dir(path):
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.rmtree(path)
+
+
+def _publish(staging, export_base):
+    """Moves the complete folder `staging` to the next free version number of
+    `export_base`; returns its path. A number another export takes meanwhile
+    is skipped."""
+    for _ in range(100):
+        path = posixpath.join(export_base, str(max(version_dirs(export_base), default=0) + 1))
+        if _move_dir(staging, path):
+            return path
+    raise ExportError(f"{export_base}: no free version number after 100 tries (other exports writing?); "
+                      f"the export is left in {staging}")
+
+
+def _move_dir(source, target):
+    """Renames the folder `source` to `target`, which must not exist; False if it does.
+
+    A local rename is atomic. Other file systems (gs://, ram://) get a copy,
+    `saved_model.pb` last, then the source is removed.
+    """
+    if "://" not in source:
+        try:
+            tf.io.gfile.rename(source, target, overwrite=False)
+        except tf.errors.AlreadyExistsError:
+            return False
+        except tf.errors.OpError:
+            if tf.io.gfile.exists(target):  # a non-empty folder: rename(2) says ENOTEMPTY
+                return False
+            raise
+        return True
+    if tf.io.gfile.exists(target):
+        return False
+    files = [posixpath.join(folder, name) for folder, _, names in tf.io.gfile.walk(source) for name in names]
+    files.sort(key=lambda f: posixpath.basename(f) == "saved_model.pb")
+    for source_file in files:
+        target_file = target + source_file[len(source):]
+        tf.io.gfile.makedirs(posixpath.dirname(target_file))
+        tf.io.gfile.copy(source_file, target_file)
+    tf.io.gfile.rmtree(source)
+    return True
 
 
 def _write_saved_model(model, thresholds, path, class_names, tta_thresholds=None):

@@ -1,6 +1,7 @@
 """The exported model in other runtimes' formats: TFLite (LiteRT) and ONNX.
 
-Written inside a SavedModel version folder by `export.export_model`:
+Written inside a SavedModel version folder by `export.export_model` (while
+that folder still has its temporary name, so a failed check leaves no version):
 
 | format | file | converter | checked with |
 | --- | --- | --- | --- |
@@ -19,6 +20,7 @@ compared with the SavedModel's `serving_single_view`; a float file that differs
 by more than FLOAT_TOLERANCE in any probability fails the export.
 """
 
+import collections
 import contextlib
 import posixpath
 import tempfile
@@ -153,16 +155,29 @@ def _quiet_tensorflow_logs():
         logger.setLevel(level)
 
 
-def write_format(name, model, thresholds, saved_model_path, checks=None):
+# What write_format wrote: the format's description, the file's name in the
+# version folder, and its size and check (`describe` words it).
+Written = collections.namedtuple("Written", ["kind", "file_name", "details"])
+
+
+def describe(written, version_path):
+    """One line saying what was written where, e.g. "ONNX in export/x/1/model.onnx (10.8 MB; ...)"."""
+    return f"{written.kind} in {posixpath.join(version_path, written.file_name)} ({written.details})"
+
+
+def write_format(name, model, thresholds, saved_model_path, checks=None, shown_path=None):
     """Converts, checks and writes one format into `saved_model_path`; returns
-    a one-line description.
+    what it wrote (a Written, see `describe`).
 
     `model` computes in float32 (export.export_model passes its float32
     twin): TFLite's builtin ops and tf2onnx take no bfloat16/float16 graphs.
     checks: a dict shared between calls, caching the SavedModel's outputs.
+    shown_path: the folder errors name (export_model writes in a temporary
+    folder that becomes this version folder); default `saved_model_path`.
     """
     checks = {} if checks is None else checks
     path = posixpath.join(saved_model_path, FILE_NAMES[name])
+    shown = posixpath.join(shown_path or saved_model_path, FILE_NAMES[name])
     kind = {"tflite": "TFLite float32", "tflite_int8": "TFLite dynamic-range int8", "onnx": "ONNX"}[name]
     try:
         with _quiet_tensorflow_logs():
@@ -174,7 +189,7 @@ def write_format(name, model, thresholds, saved_model_path, checks=None):
         raise
     except Exception as error:  # converters raise their own types, with long messages
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise export.ExportError(f"{path}: the {kind} conversion failed ({first_line})") from None
+        raise export.ExportError(f"{shown}: the {kind} conversion failed ({first_line})") from None
     try:
         __import__(RUNTIME_MODULES[name])
     except ImportError:
@@ -186,9 +201,9 @@ def write_format(name, model, thresholds, saved_model_path, checks=None):
         images = checks["images"]
         difference = max_difference(name, content, images, checks["reference"])
         if name != "tflite_int8" and not difference <= FLOAT_TOLERANCE:
-            raise export.ExportError(f"{path}: probabilities differ from the SavedModel by {difference:.2g} "
+            raise export.ExportError(f"{shown}: probabilities differ from the SavedModel by {difference:.2g} "
                                      f"(more than {FLOAT_TOLERANCE:g}); not written")
         check = f"max |probability difference| {difference:.1e} to the SavedModel on {len(images)} random images"
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(content)
-    return f"{kind} in {path} ({len(content) / 2**20:.2f} MB; {check})"
+    return Written(kind, FILE_NAMES[name], f"{len(content) / 2**20:.2f} MB; {check}")

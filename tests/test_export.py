@@ -77,22 +77,101 @@ def test_a_failed_conversion_leaves_no_version_folder(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("converter broke\n  at a long traceback")
 
-    def fake_saved_model(model, thresholds, export_base, class_names, tta_thresholds=None):  # the real one is tested above; this is about cleanup
-        path = f"{export_base}/1"
+    # The real writer is tested above; this is about cleanup.
+    def fake_saved_model(model, thresholds, path, class_names, tta_thresholds=None):
         tf.io.gfile.makedirs(f"{path}/variables")
         tf.io.gfile.GFile(f"{path}/saved_model.pb", "wb").write(b"pb")
-        return path
 
-    monkeypatch.setattr(export, "export_saved_model", fake_saved_model)
+    monkeypatch.setattr(export, "_write_saved_model", fake_saved_model)
     monkeypatch.setattr(export_formats, "convert_tflite", fail)
     model = model_lib.build_seresnet("seresnet18", image_size=16, width=0.125)
+    base = tmp_path / "export"
     with pytest.raises(export.ExportError) as error:
-        export.export_model(model, np.full(28, 0.5), str(tmp_path / "export"), formats=("tflite",), log=lambda _: None,
+        export.export_model(model, np.full(28, 0.5), str(base), formats=("tflite",), log=lambda _: None,
                             class_names=labels_lib.CLASS_NAMES)
-    version = tmp_path / "export" / "1"
-    assert str(error.value) == (f"{version / 'model.tflite'}: the TFLite float32 conversion failed (converter broke); "
-                                f"removed {version}")
-    assert export.version_dirs(str(tmp_path / "export")) == {}
+    assert str(error.value) == (f"{base / '1' / 'model.tflite'}: the TFLite float32 conversion failed (converter "
+                                f"broke); no version written to {base}")
+    assert export.version_dirs(str(base)) == {}
+    assert list(base.iterdir()) == []  # nor its temporary folder
+
+
+# --- Atomic versions: a version folder appears only when complete ------------------------------
+
+KILLED_EXPORT = """
+import sys
+import numpy as np
+from protein_location import export, labels as labels_lib, model as model_lib
+model = model_lib.build_seresnet("seresnet18", image_size=16, width=0.125)
+export.export_saved_model(model, np.full(28, 0.5), sys.argv[1], labels_lib.CLASS_NAMES)
+print("export finished", flush=True)
+"""
+
+
+def test_an_export_killed_while_writing_leaves_the_last_complete_version_served(tmp_path):
+    """kill -9 an export while it writes version 2: a TensorFlow-only client
+    (the highest all-digit folder, as TF Serving picks it) still gets version
+    1, which loads and serves; the next export is version 2 and removes what
+    the killed one left."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    base = tmp_path / "export"
+    model = model_lib.build_seresnet("seresnet18", image_size=16, width=0.125)
+    first = export.export_saved_model(model, np.full(28, 0.3), str(base), labels_lib.CLASS_NAMES)
+    other_machine = base / ".tmp-7-another-host-4242-0123abcd"  # a live export elsewhere: left alone
+    other_machine.mkdir()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    process = subprocess.Popen([sys.executable, "-c", KILLED_EXPORT, str(base)], env=env, cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # until the new version's files start to appear, whatever the folder is called
+            writing = [p for p in base.iterdir() if p.name not in ("1", other_machine.name) and any(p.iterdir())]
+            if writing:
+                break
+            assert process.poll() is None, f"the export ended before it was killed: {process.stdout.read()}"
+            assert time.monotonic() < deadline, "the export wrote nothing in 120 s"
+            time.sleep(0.002)
+    finally:
+        process.kill()  # SIGKILL: no cleanup runs
+        process.wait()
+    assert "export finished" not in process.stdout.read()
+
+    digits = [int(p.name) for p in base.iterdir() if p.name.isdigit()]
+    assert max(digits) == 1, sorted(p.name for p in base.iterdir())
+    assert export.resolve_saved_model(str(base)) == first
+    served = tf.saved_model.load(first).signatures["serving_default"](image=tf.zeros([2, 24, 24, 4], tf.uint8))
+    assert served["labels"].shape == (2, 28)
+    [left] = writing
+    assert left.name.startswith(".tmp-2-")
+
+    lines = []
+    second = export.export_model(model, np.full(28, 0.6), str(base), log=lines.append,
+                                 class_names=labels_lib.CLASS_NAMES)
+    assert second == str(base / "2")
+    assert lines[0] == f"export: removed {left}, left by an export that was killed"
+    assert sorted(p.name for p in base.iterdir()) == sorted(["1", "2", other_machine.name])
+    np.testing.assert_allclose(tf.saved_model.load(export.resolve_saved_model(str(base))).thresholds[0].numpy(), 0.6)
+
+
+def test_a_version_is_copied_into_place_where_folders_cannot_be_renamed():
+    """ram:// (like gs://) has no atomic folder rename: the files are copied,
+    saved_model.pb last, and the temporary folder removed."""
+    base = "ram://exports/copied"
+    staging = export._make_staging_dir(base, "1")
+    for name, content in (("variables/variables.index", b"i"), ("variables/variables.data-00000-of-00001", b"d"),
+                          ("saved_model.pb", b"pb"), ("assets/a", b"a")):
+        tf.io.gfile.makedirs(f"{staging}/{name}".rsplit("/", 1)[0])
+        tf.io.gfile.GFile(f"{staging}/{name}", "wb").write(content)
+    assert export.version_dirs(base) == {}  # the temporary folder is no version
+    assert export._publish(staging, base) == f"{base}/1"
+    assert tf.io.gfile.GFile(f"{base}/1/variables/variables.data-00000-of-00001", "rb").read() == b"d"
+    assert tf.io.gfile.GFile(f"{base}/1/saved_model.pb", "rb").read() == b"pb"
+    assert [n.rstrip("/") for n in tf.io.gfile.listdir(base)] == ["1"]
 
 
 def test_format_flags_need_an_export_folder_and_an_installed_converter(monkeypatch):
