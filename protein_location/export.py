@@ -26,7 +26,19 @@ dynamic-range int8) and ONNX files inside the version folder
 
 Uses `keras.export.ExportArchive` (not `tf.saved_model.save` on a Keras 3
 model, which names and types the signature wrongly: keras-team/keras#19458).
-Every signature resizes inside, so callers send images of any size.
+Every signature resizes inside, so callers send images of any size up to
+the pixel cap of conversion (`raw_images.DEFAULT_MAX_PIXELS`, 40 million
+pixels per image, height x width), baked into the export as the variable
+`max_pixels`: an image over it is refused before anything is resized or
+decoded (the image's shape for `serving_default`, `serving_single_view` and
+`gradcam`; each file's header for `predict_channels` and `serve_examples`)
+with an InvalidArgumentError whose message reads "image of HxW pixels is
+over the cap of 40000000 pixels" (for `predict_channels` "<stain> file of
+HxW pixels ...").
+
+Variables, read as `loaded.<name>[0]` after `tf.saved_model.load`:
+`image_size`, `views`, `thresholds`, `single_view_thresholds`,
+`class_names`, `channels`, `max_pixels`.
 
 A version folder appears under the export base only when complete: it is
 written, and its TFLite/ONNX files converted and checked, under a name TF
@@ -53,6 +65,7 @@ import numpy as np
 import tensorflow as tf
 
 from protein_location import augment, labels as labels_lib, model as model_lib, records, stains
+from protein_location.raw_images import DEFAULT_MAX_PIXELS
 
 SIGNATURE = "serving_default"
 SINGLE_VIEW_SIGNATURE = "serving_single_view"
@@ -306,7 +319,67 @@ def _move_dir(source, target):
     return True
 
 
-def _write_saved_model(model, thresholds, path, class_names, tta_thresholds=None):
+def assert_pixel_cap(height, width, max_pixels, what="image"):
+    """The op refusing an image of height x width pixels over `max_pixels`,
+    with the message "<what> of HxW pixels is over the cap of N pixels".
+    A shape check only; height and width are checked one by one first, so
+    their product cannot overflow."""
+    height, width, max_pixels = (tf.cast(v, tf.int64) for v in (height, width, max_pixels))
+    within = tf.logical_and(tf.logical_and(height <= max_pixels, width <= max_pixels),
+                            height * width <= max_pixels)
+    message = tf.strings.format(what + " of {}x{} pixels is over the cap of {} pixels", (height, width, max_pixels))
+    return tf.debugging.Assert(within, [message])
+
+
+def _unsigned(encoded, offset, size, little_endian):
+    data = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, size), tf.uint8), tf.int64)
+    weights = [256 ** i for i in range(size)]
+    return tf.reduce_sum(data * tf.constant(weights if little_endian else weights[::-1], tf.int64))
+
+
+def encoded_image_shape(encoded):
+    """[height, width] int64 of encoded image bytes, read from the header
+    alone: PNG (IHDR), JPEG (`tf.io.extract_jpeg_shape`), GIF (logical
+    screen), BMP, WebP (VP8, VP8L, VP8X) -- what `tf.io.decode_image` reads.
+    [0, 0] for anything else, which the decoder then refuses itself."""
+    length = tf.strings.length(encoded)
+
+    def starts(magic, offset=0):
+        # substr fails on a position past the end: clipped, and the length checked.
+        return tf.logical_and(length >= offset + len(magic),
+                              tf.strings.substr(encoded, tf.minimum(offset, length), len(magic)) == magic)
+
+    def sized(minimum, condition):
+        return tf.logical_and(length >= minimum, condition)
+
+    def bitfield(value, shift, bits):
+        return tf.bitwise.bitwise_and(tf.bitwise.right_shift(value, shift), (1 << bits) - 1)
+
+    def signed32(offset):
+        value = _unsigned(encoded, offset, 4, little_endian=True)
+        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
+
+    webp = tf.logical_and(starts(b"RIFF"), starts(b"WEBP", 8))
+    cases = [
+        (sized(24, starts(b"\x89PNG\r\n\x1a\n")),
+         lambda: tf.stack([_unsigned(encoded, 20, 4, False), _unsigned(encoded, 16, 4, False)])),
+        (starts(b"\xff\xd8\xff"), lambda: tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64)),
+        (sized(10, starts(b"GIF8")),
+         lambda: tf.stack([_unsigned(encoded, 8, 2, True), _unsigned(encoded, 6, 2, True)])),
+        (sized(26, starts(b"BM")), lambda: tf.stack([signed32(22), signed32(18)])),
+        (sized(30, tf.logical_and(webp, starts(b"VP8 ", 12))),
+         lambda: tf.stack([bitfield(_unsigned(encoded, 28, 2, True), 0, 14),
+                           bitfield(_unsigned(encoded, 26, 2, True), 0, 14)])),
+        (sized(25, tf.logical_and(webp, starts(b"VP8L", 12))),
+         lambda: tf.stack([bitfield(_unsigned(encoded, 21, 4, True), 14, 14) + 1,
+                           bitfield(_unsigned(encoded, 21, 4, True), 0, 14) + 1])),
+        (sized(30, tf.logical_and(webp, starts(b"VP8X", 12))),
+         lambda: tf.stack([_unsigned(encoded, 27, 3, True) + 1, _unsigned(encoded, 24, 3, True) + 1])),
+    ]
+    return tf.case(cases, default=lambda: tf.zeros([2], tf.int64))
+
+
+def _write_saved_model(model, thresholds, path, class_names, tta_thresholds=None, max_pixels=DEFAULT_MAX_PIXELS):
     image_size, num_classes = int(model.input_shape[1]), len(class_names)
     features_model, head = gradcam_model(model)
     views = 1 if tta_thresholds is None else augment.DIHEDRAL_VIEWS
@@ -317,6 +390,19 @@ def _write_saved_model(model, thresholds, path, class_names, tta_thresholds=None
     single_view_thresholds = variable(thresholds, "single_view_thresholds")
     # serving_default's: tuned on probabilities computed as it computes them.
     default_thresholds = variable(thresholds if views == 1 else tta_thresholds, "thresholds")
+    pixel_cap = tf.Variable(int(max_pixels), dtype=tf.int64, trainable=False, name="max_pixels")
+
+    def within_cap(image):
+        """`image` [batch, H, W, 4], once H x W is checked against the cap (before any resize)."""
+        shape = tf.shape(image, out_type=tf.int64)
+        with tf.control_dependencies([assert_pixel_cap(shape[1], shape[2], pixel_cap)]):
+            return tf.identity(image)
+
+    def decoded_within_cap(encoded, what, decode):
+        """decode(encoded), once the header's H x W is checked against the cap."""
+        height, width = tf.unstack(encoded_image_shape(encoded))
+        with tf.control_dependencies([assert_pixel_cap(height, width, pixel_cap, what)]):
+            return decode(tf.identity(encoded))
 
     def resize(pixels):
         # Rounded to whole grey levels, as conversion stores them: files sent
@@ -338,17 +424,18 @@ def _write_saved_model(model, thresholds, path, class_names, tta_thresholds=None
 
     @tf.function(input_signature=[serving_signature()])
     def serve(image):
-        return outputs(resize(image))
+        return outputs(resize(within_cap(image)))
 
     @tf.function(input_signature=[serving_signature()])
     def serve_single_view(image):
-        return single_view(resize(image))
+        return single_view(resize(within_cap(image)))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=c) for c in labels_lib.CHANNELS])
     def predict_channels(red, green, blue, yellow):
         def one_image(files):
             # The conversion's rule (colour -> the stain's colour, 16-bit -> 8), then one resize of all four.
-            planes = [stains.decode_stain_tf(f, c) for f, c in zip(files, labels_lib.CHANNELS)]
+            planes = [decoded_within_cap(f, f"{c} file", lambda f, c=c: stains.decode_stain_tf(f, c))
+                      for f, c in zip(files, labels_lib.CHANNELS)]
             return resize(tf.stack(planes, axis=-1))
 
         pixels = tf.map_fn(one_image, (red, green, blue, yellow),
@@ -357,13 +444,20 @@ def _write_saved_model(model, thresholds, path, class_names, tta_thresholds=None
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(examples):
-        pixels = tf.map_fn(lambda e: resize(records.parse_example(e, num_classes)["image"]), examples,
+        def one_image(example):
+            # records.parse_example's decoding, with the PNG's header checked first.
+            encoded = tf.io.parse_single_example(example, {records.KEY_ENCODED: records.FEATURE_SPEC[
+                records.KEY_ENCODED]})[records.KEY_ENCODED]
+            image = decoded_within_cap(encoded, "image", lambda e: tf.io.decode_png(e, channels=4, dtype=tf.uint8))
+            return resize(image)
+
+        pixels = tf.map_fn(one_image, examples,
                            fn_output_signature=tf.TensorSpec([image_size, image_size, 4], tf.float32))
         return outputs(pixels)
 
     @tf.function(input_signature=[serving_signature()])
     def gradcam(image):
-        pixels = resize(image)
+        pixels = resize(within_cap(image))
         with tf.GradientTape() as tape:
             features, pooled = features_model(pixels, training=False)
             # The head's logits, before its sigmoid: a saturated probability
@@ -387,7 +481,8 @@ def _write_saved_model(model, thresholds, path, class_names, tta_thresholds=None
     # What a caller needs without this package, after `loaded =
     # tf.saved_model.load(path)`: loaded.image_size[0], loaded.views[0] (of
     # serving_default), loaded.thresholds[0] (serving_default's),
-    # loaded.single_view_thresholds[0], loaded.class_names[0], loaded.channels[0].
+    # loaded.single_view_thresholds[0], loaded.class_names[0], loaded.channels[0],
+    # loaded.max_pixels[0] (the largest height x width the signatures take).
     metadata = {
         "image_size": tf.Variable(image_size, trainable=False, name="image_size"),
         "views": tf.Variable(views, trainable=False, name="views"),
@@ -395,6 +490,7 @@ def _write_saved_model(model, thresholds, path, class_names, tta_thresholds=None
         "single_view_thresholds": single_view_thresholds,
         "class_names": tf.Variable(list(class_names), trainable=False, name="class_names"),
         "channels": tf.Variable(list(labels_lib.CHANNELS), trainable=False, name="channels"),
+        "max_pixels": pixel_cap,
     }
     for name, variable in metadata.items():
         archive.add_variable_collection(name, [variable])

@@ -1,0 +1,132 @@
+"""Inputs made to hurt: over-sized images sent to the SavedModel, manifests
+pointing outside their dataset, broken submissions, SavedModels of other
+tools. Each gets one line naming the cap, file or Id, never a traceback or
+gigabytes allocated."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from protein_location import export, labels as labels_lib, manifest as manifest_lib, model as model_lib, predict
+from protein_location.raw_images import DEFAULT_MAX_PIXELS
+from tests.conftest import last_error_line, run_cli
+
+CAP = f"over the cap of {DEFAULT_MAX_PIXELS} pixels"
+EXPORT_HINT = "export it with train_keras.py --export or python -m protein_location export"
+
+
+# --- The serving signatures refuse an image over the pixel cap, before resizing or decoding ------
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    model = model_lib.build_seresnet("seresnet18", image_size=32, width=0.125)
+    path = export.export_saved_model(model, np.full(labels_lib.NUM_CLASSES, 0.5),
+                                     str(tmp_path_factory.mktemp("capped")), labels_lib.CLASS_NAMES)
+    return tf.saved_model.load(path)
+
+
+def png_claiming(height, width):
+    """A real 4x4 PNG whose IHDR says height x width, with a valid CRC: a decoder would allocate for it."""
+    import zlib
+
+    data = bytearray(tf.io.encode_png(tf.zeros([4, 4, 1], tf.uint8)).numpy())
+    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    data[29:33] = zlib.crc32(data[12:29]).to_bytes(4, "big")  # over the chunk's type and data
+    return bytes(data)
+
+
+def jpeg_claiming(height, width):
+    """A real 8x8 JPEG whose frame header (SOF0) says height x width."""
+    data = bytearray(tf.io.encode_jpeg(tf.zeros([8, 8, 1], tf.uint8)).numpy())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def call_error(function, **inputs):
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        function(**inputs)
+    return error.value.message
+
+
+def test_image_signatures_refuse_an_image_over_the_pixel_cap(loaded):
+    assert int(loaded.max_pixels[0].numpy()) == DEFAULT_MAX_PIXELS
+    over = tf.zeros([1, 1, DEFAULT_MAX_PIXELS + 1, 4], tf.uint8)  # 160 MB of uint8; 640 MB once cast to float
+    for name in (export.SIGNATURE, export.SINGLE_VIEW_SIGNATURE, export.GRADCAM_SIGNATURE):
+        message = call_error(loaded.signatures[name], image=over)
+        assert f"assertion failed: [image of 1x{DEFAULT_MAX_PIXELS + 1} pixels is {CAP}]" in message, name
+    served = loaded.signatures[export.SIGNATURE](image=tf.zeros([2, 40, 24, 4], tf.uint8))  # any size under it
+    assert served["labels"].shape == (2, 28)
+
+
+def test_predict_channels_refuses_a_file_whose_header_is_over_the_cap_before_decoding(loaded):
+    small = tf.io.encode_png(tf.zeros([4, 4, 1], tf.uint8)).numpy()
+    files = {c: tf.constant([small]) for c in labels_lib.CHANNELS}
+    assert loaded.signatures[export.CHANNELS_SIGNATURE](**files)["labels"].shape == (1, 28)
+    for channel, bomb, shape in (("green", png_claiming(10000, 5000), "10000x5000"),
+                                 ("yellow", jpeg_claiming(7000, 6000), "7000x6000")):
+        message = call_error(loaded.signatures[export.CHANNELS_SIGNATURE], **{**files, channel: tf.constant([bomb])})
+        assert f"assertion failed: [{channel} file of {shape} pixels is {CAP}]" in message
+
+
+def test_serve_examples_refuses_a_record_whose_png_is_over_the_cap(loaded):
+    from protein_location import records
+
+    example = tf.train.Example.FromString(records.serialize_example(np.zeros([4, 4, 4], np.uint8), "x", [1]))
+    example.features.feature[records.KEY_ENCODED].bytes_list.value[0] = png_claiming(2 ** 31 - 1, 2 ** 31 - 1)
+    message = call_error(loaded.signatures[export.EXAMPLES_SIGNATURE],
+                         examples=tf.constant([example.SerializeToString()]))
+    assert f"assertion failed: [image of {2 ** 31 - 1}x{2 ** 31 - 1} pixels is {CAP}]" in message
+
+
+def test_serve_examples_decodes_a_record_as_records_parse_example_does(loaded):
+    """serve_examples reads the PNG itself (to check its header first): the same pixels as the schema's parser."""
+    from protein_location import records
+
+    image = np.random.default_rng(1).integers(0, 256, (20, 36, 4)).astype(np.uint8)
+    serialized = records.serialize_example(image, "x1", [3])
+    parsed = records.parse_example(tf.constant(serialized), 28)["image"]
+    from_record = loaded.signatures[export.EXAMPLES_SIGNATURE](examples=tf.constant([serialized]))
+    from_pixels = loaded.signatures[export.SIGNATURE](image=parsed[tf.newaxis])
+    np.testing.assert_array_equal(from_record["probabilities"], from_pixels["probabilities"])
+
+
+def test_pixel_cap_holds_at_its_edge_and_without_overflow():
+    def passes(height, width, cap):
+        try:
+            export.assert_pixel_cap(tf.constant(height, tf.int64), tf.constant(width, tf.int64), cap)
+        except tf.errors.InvalidArgumentError as error:
+            assert f"image of {height}x{width} pixels is over the cap of {cap} pixels" in error.message
+            return False
+        return True
+
+    assert passes(100, 100, 10_000) and not passes(100, 101, 10_000)
+    assert not passes(2 ** 32, 2 ** 32, 10_000)  # the product overflows int64 to 0
+    assert not passes(0, 2 ** 40, 10_000)
+
+
+def test_encoded_image_shape_reads_the_header_of_every_format_decode_image_takes():
+    import PIL.Image
+
+    pixels = np.random.default_rng(0).integers(0, 255, (5, 7, 4)).astype(np.uint8)
+    encodings = {"png 16-bit": tf.io.encode_png(tf.constant(pixels[..., :1].astype(np.uint16) * 257)).numpy()}
+    for name, mode, fmt, options in (("png", "L", "PNG", {}), ("jpeg", "RGB", "JPEG", {}),
+                                     ("progressive jpeg", "RGB", "JPEG", {"progressive": True}),
+                                     ("gif", "L", "GIF", {}), ("bmp", "RGB", "BMP", {}),
+                                     ("webp VP8", "RGB", "WEBP", {"lossless": False}),
+                                     ("webp VP8L", "RGBA", "WEBP", {"lossless": True}),
+                                     ("webp VP8X", "RGBA", "WEBP", {"lossless": False})):
+        buffer = io.BytesIO()
+        PIL.Image.fromarray(pixels[..., :len(mode)] if len(mode) > 1 else pixels[..., 0], mode).save(buffer, fmt,
+                                                                                                    **options)
+        encodings[name] = buffer.getvalue()
+    assert encodings["webp VP8X"][12:16] == b"VP8X" and encodings["webp VP8"][12:16] == b"VP8 "
+    for name, data in encodings.items():
+        assert export.encoded_image_shape(tf.constant(data)).numpy().tolist() == [5, 7], name
+        assert tf.io.decode_image(data, expand_animations=False).shape[:2] == (5, 7), name
+    for junk in (b"", b"\x89PNG", b"not an image at all"):  # the decoder refuses these itself
+        assert export.encoded_image_shape(tf.constant(junk)).numpy().tolist() == [0, 0]
