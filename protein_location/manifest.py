@@ -2,11 +2,17 @@
 
 Written last by `data_prep convert` (its presence means the dataset is
 complete) and read by every consumer of the shards.
+
+A manifest is checked as it is loaded: every shard's `file` must be a shard
+name as `shard_name` writes it (`{split}-NNNNN-of-NNNNN.tfrecord`), so an
+entry like `../../etc/passwd` or `/etc/passwd` is refused before any file
+beside dataset.json is opened.
 """
 
 import hashlib
 import json
 import posixpath
+import re
 
 import tensorflow as tf
 
@@ -28,7 +34,40 @@ def shard_name(split, index, count):
     return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
 
 
+# What `shard_name` writes: no separator, no "..", nothing absolute.
+SHARD_NAME = re.compile(r"(?:%s)-[0-9]{5,}-of-[0-9]{5,}\.tfrecord" % "|".join(SPLITS))
+
+
+def check_shard_file(data_dir, split, shard):
+    """The shard entry's `file`, refused (ManifestError naming dataset.json and
+    the entry) unless it is a name `shard_name` writes: a file in `data_dir`."""
+    name = shard.get("file") if isinstance(shard, dict) else None
+    if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+        entry = repr(name) if isinstance(shard, dict) else repr(shard)
+        example = shard_name(split if split in SPLITS else SPLITS[0], 0, 1)
+        raise ManifestError(f"{posixpath.join(data_dir, MANIFEST_NAME)}: the {split!r} split lists shard file "
+                            f"{entry}, not a shard name like {example}")
+    return name
+
+
+def check_manifest(data_dir, manifest):
+    """The structure consumers rely on before they join names to `data_dir`:
+    a JSON object whose splits hold lists of shards with valid file names."""
+    path = posixpath.join(data_dir, MANIFEST_NAME)
+    splits = manifest.get("splits", {}) if isinstance(manifest, dict) else None
+    if not isinstance(splits, dict):
+        raise ManifestError(f"{path}: not a dataset manifest (expected an object with \"splits\")")
+    for split, entry in splits.items():
+        shards = entry.get("shards") if isinstance(entry, dict) else None
+        if not isinstance(shards, list):
+            raise ManifestError(f"{path}: the {split!r} split has no list of shards")
+        for shard in shards:
+            check_shard_file(data_dir, split, shard)
+    return manifest
+
+
 def load_manifest(data_dir):
+    """dataset.json of `data_dir`, checked by `check_manifest`."""
     path = posixpath.join(data_dir, MANIFEST_NAME)
     if not tf.io.gfile.exists(path):
         raise ManifestError(
@@ -37,9 +76,10 @@ def load_manifest(data_dir):
         )
     with tf.io.gfile.GFile(path, "r") as f:
         try:
-            return json.load(f)
-        except json.JSONDecodeError as error:
+            manifest = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ManifestError(f"{path}: not valid JSON ({error})") from None
+    return check_manifest(data_dir, manifest)
 
 
 def write_json_atomic(path, payload):
@@ -55,7 +95,8 @@ def write_manifest(data_dir, manifest):
 
 
 def select_shards(data_dir, manifest, split, fold=None):
-    """The shard entries of a split, in manifest order.
+    """The shard entries of a split, in manifest order, each `file` checked by
+    `check_shard_file` (whatever made `manifest`).
 
     With `fold` (a dataset converted with --folds), "val" is that fold of the
     train split and "train" is every other fold.
@@ -67,14 +108,20 @@ def select_shards(data_dir, manifest, split, fold=None):
             raise ManifestError(f"{data_dir}: --fold needs a dataset converted with --folds")
         if not 0 <= fold < folds:
             raise ManifestError(f"{data_dir}: --fold {fold} is outside 0-{folds - 1}")
-        return [s for s in splits["train"]["shards"] if (s["fold"] == fold) == (split == "val")]
+        shards = splits["train"]["shards"]
+        for shard in shards:
+            check_shard_file(data_dir, "train", shard)
+        return [s for s in shards if (s["fold"] == fold) == (split == "val")]
     if split not in splits:
         present = ", ".join(splits) or "none"
         hint = ""
         if split == "val":
             hint = "; pick one with --fold" if manifest.get("folds") else "; convert with --val-fraction above 0"
         raise ManifestError(f"{data_dir}: the dataset has no {split!r} split (splits: {present}){hint}")
-    return splits[split]["shards"]
+    shards = splits[split]["shards"]
+    for shard in shards:
+        check_shard_file(data_dir, split, shard)
+    return shards
 
 
 def split_summary(data_dir, manifest, split, fold=None):

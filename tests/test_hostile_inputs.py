@@ -130,3 +130,60 @@ def test_encoded_image_shape_reads_the_header_of_every_format_decode_image_takes
         assert tf.io.decode_image(data, expand_animations=False).shape[:2] == (5, 7), name
     for junk in (b"", b"\x89PNG", b"not an image at all"):  # the decoder refuses these itself
         assert export.encoded_image_shape(tf.constant(junk)).numpy().tolist() == [0, 0]
+
+
+# --- dataset.json's shard names are checked before anything is opened --------------------------
+
+
+def write_hostile_manifest(data_dir, bad_file):
+    entry = {"num_examples": 1, "label_counts": [0] * 28,
+             "shards": [{"file": bad_file, "num_examples": 1, "sha256": "0" * 64, "label_counts": [0] * 28}]}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "dataset.json").write_text(json.dumps({
+        "schema_version": 1, "class_names": list(labels_lib.CLASS_NAMES), "label_set": "hpa2018",
+        "channels": list(labels_lib.CHANNELS), "image_format": "png", "image_size": 32,
+        "splits": {"train": entry, "val": entry}}))
+    return data_dir
+
+
+def bad_shard_message(data_dir, bad_file):
+    return (f"{data_dir / 'dataset.json'}: the 'train' split lists shard file {bad_file!r}, not a shard name like "
+            "train-00000-of-00001.tfrecord")
+
+
+def test_verify_refuses_a_shard_name_outside_the_dataset(tmp_path, capsys):
+    from data_prep import __main__ as data_prep_cli
+
+    data = write_hostile_manifest(tmp_path / "traversal", "../../etc/passwd")
+    result = run_cli("-m", "data_prep", "verify", data, check=False)
+    assert result.returncode == 1
+    assert last_error_line(result) == f"error: {bad_shard_message(data, '../../etc/passwd')}"
+    for bad in ("/etc/passwd", "train-00000-of-00001.tfrecord/../../x", "sub/train-00000-of-00001.tfrecord", 7):
+        data = write_hostile_manifest(tmp_path / "absolute", bad)
+        assert data_prep_cli.main(["verify", str(data)]) == 1
+        assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {bad_shard_message(data, bad)}"
+
+
+def test_training_and_make_dataset_refuse_it_before_opening_a_shard(tmp_path, capsys, monkeypatch):
+    import train_keras
+    from protein_location import input as input_lib
+
+    data = write_hostile_manifest(tmp_path / "data", "/etc/passwd")
+    opened = []
+    real_gfile, real_records = tf.io.gfile.GFile, tf.data.TFRecordDataset
+    monkeypatch.setattr(tf.io.gfile, "GFile",
+                        lambda path, *args, **kwargs: opened.append(str(path)) or real_gfile(path, *args, **kwargs))
+    monkeypatch.setattr(tf.data, "TFRecordDataset",
+                        lambda files, *args, **kwargs: opened.append(files) or real_records(files, *args, **kwargs))
+    with pytest.raises(manifest_lib.ManifestError) as error:
+        input_lib.make_dataset(str(data), "train", 4)
+    assert str(error.value) == bad_shard_message(data, "/etc/passwd")
+    assert train_keras.main(["--data", str(data), "--model-dir", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {bad_shard_message(data, '/etc/passwd')}"
+    assert opened == [str(data / "dataset.json")] * 2
+    assert not (tmp_path / "run").exists()
+    # A manifest built in code is checked where its names become paths, too.
+    with pytest.raises(manifest_lib.ManifestError) as error:
+        manifest_lib.split_summary(str(data), {"splits": {"val": {"shards": [{"file": "../val.tfrecord"}]}}}, "val")
+    assert str(error.value) == (f"{data / 'dataset.json'}: the 'val' split lists shard file '../val.tfrecord', not a "
+                                "shard name like val-00000-of-00001.tfrecord")
