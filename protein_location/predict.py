@@ -75,8 +75,15 @@ def load_serving_model(path, tta=None):
 def read_csv(path, columns):
     if not tf.io.gfile.exists(path):
         raise PredictError(f"{path}: CSV not found")
-    with tf.io.gfile.GFile(path, "r") as f:
-        table = pd.read_csv(io.StringIO(f.read()), dtype=str, keep_default_na=False)
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            table = pd.read_csv(io.StringIO(f.read()), dtype=str, keep_default_na=False)
+    except UnicodeDecodeError:
+        raise PredictError(f"{path}: not a text CSV (not UTF-8)") from None
+    except pd.errors.EmptyDataError:
+        raise PredictError(f"{path}: empty CSV, expected columns {','.join(columns) or 'Id'}") from None
+    except pd.errors.ParserError as error:
+        raise PredictError(f"{path}: not a CSV ({str(error).strip().splitlines()[0]})") from None
     if not set(columns) <= set(table.columns):
         raise PredictError(f"{path}: expected columns {','.join(columns)}, found {','.join(table.columns)!r}")
     return table
@@ -188,11 +195,31 @@ def score_submission(submission_path, truth_path, label_set=None):
     """Macro F1 (the Kaggle metric) of a submission against known labels:
     `Id,Target` (hpa2018) or `ID,Label` (hpa2021), detected from the header;
     `label_set` ("hpa2018"/"hpa2021") overrides the class count it implies.
-    Returns (macro F1, the label set's name)."""
-    submission = read_csv(submission_path, ["Id", "Predicted"]).set_index("Id")["Predicted"]
-    # The truth is read as convert reads labels: the same header detection, Id and label checks.
+    Returns (macro F1, the label set's name).
+
+    Refused in one line (PredictError or SourceError): a duplicate Id in
+    either file, an Id of the submission that the truth lacks or the reverse,
+    a label that is not an integer of the label set.
+    """
+    table = read_csv(submission_path, ["Id", "Predicted"])
+    first_line = {}
+    for line, image_id in enumerate(table["Id"], start=2):
+        if not labels_lib.is_valid_id(image_id):
+            raise PredictError(f"{submission_path} line {line}: Id {image_id!r} has characters outside "
+                               "[A-Za-z0-9_-]")
+        if image_id in first_line:
+            raise PredictError(f"Id {image_id}: {submission_path} line {line}: duplicate Id (first on line "
+                               f"{first_line[image_id]})")
+        first_line[image_id] = line
+    submission = table.set_index("Id")["Predicted"]
+    # The truth is read as convert reads labels: the same header detection, Id and label checks
+    # (a duplicate Id there is refused too).
     named = labels_lib.label_set_named(label_set) if label_set else None
     truth, _, chosen = labels_csv.read_labels_csv(truth_path, label_set=named)
+    known = {image_id for image_id, _ in truth}
+    unknown = [image_id for image_id in submission.index if image_id not in known]
+    if unknown:
+        raise PredictError(f"{submission_path}: {len(unknown)} Ids are not in {truth_path}, e.g. {unknown[0]}")
     missing = [image_id for image_id, _ in truth if image_id not in submission.index]
     if missing:
         raise PredictError(f"{submission_path}: no prediction for {len(missing)} Ids, e.g. {missing[0]}")

@@ -187,3 +187,49 @@ def test_training_and_make_dataset_refuse_it_before_opening_a_shard(tmp_path, ca
         manifest_lib.split_summary(str(data), {"splits": {"val": {"shards": [{"file": "../val.tfrecord"}]}}}, "val")
     assert str(error.value) == (f"{data / 'dataset.json'}: the 'val' split lists shard file '../val.tfrecord', not a "
                                 "shard name like val-00000-of-00001.tfrecord")
+
+
+# --- score: one line for every broken submission or truth ---------------------------------------
+
+
+@pytest.mark.parametrize("case, submission, truth, message", [
+    ("duplicate Id in the submission", "Id,Predicted\na,0\nb,1\na,2\n", None,
+     "Id a: {submission} line 4: duplicate Id (first on line 2)"),
+    ("duplicate Id in the truth", "Id,Predicted\na,0\nb,1\n", "Id,Target\na,0\nb,1\na,2\n",
+     "Id a: {truth} line 4: duplicate Id"),
+    ("an Id the truth lacks", "Id,Predicted\na,0\nb,1\nc,2\n", None, "{submission}: 1 Ids are not in {truth}, e.g. c"),
+    ("an Id the submission lacks", "Id,Predicted\na,0\n", None, "{submission}: no prediction for 1 Ids, e.g. b"),
+    ("a label out of range", "Id,Predicted\na,0\nb,1 28\n", None,
+     "{submission}: Id b: label 28 is outside 0-27 (hpa2018)"),
+    ("an unparseable label", "Id,Predicted\na,0\nb,one\n", None,
+     "{submission}: Id b: label 'one' is not an integer in 0-27 (hpa2018)"),
+    ("a negative label", "Id,Predicted\na,-1\nb,1\n", None,
+     "{submission}: Id a: label '-1' is not an integer in 0-27 (hpa2018)"),
+    ("a truth label out of range", "Id,Predicted\na,0\nb,1\n", "Id,Target\na,0\nb,99\n",
+     "Id b: {truth} line 3: label 99 is outside 0-27 (hpa2018)"),
+    ("an Id with a path in it", "Id,Predicted\na,0\n../b,1\n", None,
+     "{submission} line 3: Id '../b' has characters outside [A-Za-z0-9_-]"),
+    ("an empty submission", "", None, "{submission}: empty CSV, expected columns Id,Predicted"),
+    ("a binary file", b"\x89PNG\r\n\x1a\n\x00\xff", None, "{submission}: not a text CSV (not UTF-8)"),
+    ("no Predicted column", "Id,Target\na,0\nb,1\n", None,
+     "{submission}: expected columns Id,Predicted, found 'Id,Target'"),
+])
+def test_score_refuses_a_broken_submission_or_truth_in_one_line(tmp_path, capsys, case, submission, truth, message):
+    from protein_location import __main__ as cli
+
+    submission_path, truth_path = tmp_path / "submission.csv", tmp_path / "truth.csv"
+    (submission_path.write_bytes if isinstance(submission, bytes) else submission_path.write_text)(submission)
+    truth_path.write_text(truth or "Id,Target\na,0\nb,1 2\n")
+    assert cli.main(["score", "--submission", str(submission_path), "--truth", str(truth_path)]) == 1, case
+    expected = "error: " + message.format(submission=submission_path, truth=truth_path)
+    assert capsys.readouterr().err.strip().splitlines() == [expected], case
+
+
+def test_score_cli_exits_1_with_the_message_as_its_last_line(tmp_path):
+    submission, truth = tmp_path / "submission.csv", tmp_path / "truth.csv"
+    submission.write_text("Id,Predicted\na,0\nb,1\na,2\n")
+    truth.write_text("Id,Target\na,0\nb,1 2\n")
+    result = run_cli("-m", "protein_location", "score", "--submission", submission, "--truth", truth, check=False)
+    assert result.returncode == 1
+    assert last_error_line(result) == f"error: Id a: {submission} line 4: duplicate Id (first on line 2)"
+    assert "Traceback" not in result.stderr
