@@ -40,9 +40,60 @@ def load_saved_model(path, signature=export.SIGNATURE):
     return loaded, loaded.signatures[signature]
 
 
-def class_names_of(loaded):
+EXPORT_HINT = "export it with train_keras.py --export or python -m protein_location export"
+
+
+def saved_model_variable(loaded, name, path):
+    """The value of the variable `name` a SavedModel of this project carries
+    (`loaded.<name>[0]`, export.py's metadata), as a numpy value; a one-line
+    PredictError when it is not there (a SavedModel of another tool)."""
+    try:
+        return getattr(loaded, name)[0].numpy()
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        raise PredictError(f"{path}: the SavedModel has no {name} variable; {EXPORT_HINT}") from None
+
+
+def check_variables(loaded, names, path):
+    """Refuses, in one line naming all of them, a SavedModel without the variables `names`."""
+    missing = [name for name in names if not _has_variable(loaded, name)]
+    if missing:
+        noun = "variable" if len(missing) == 1 else "variables"
+        raise PredictError(f"{path}: the SavedModel has no {', '.join(missing)} {noun}; {EXPORT_HINT}")
+
+
+def _has_variable(loaded, name):
+    try:
+        return isinstance(getattr(loaded, name)[0], tf.Variable)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return False
+
+
+def class_names_of(loaded, path="the SavedModel"):
     """The class names a loaded SavedModel of this project carries (its label set)."""
-    return [name.decode() for name in loaded.class_names[0].numpy()]
+    names = saved_model_variable(loaded, "class_names", path)
+    if names.ndim != 1 or names.dtype != object or not names.size:
+        raise PredictError(f"{path}: the SavedModel's class_names variable is not a list of names; {EXPORT_HINT}")
+    return [name.decode() for name in names]
+
+
+def check_serving_signature(serve, signature, num_classes, path):
+    """The signature must take `image` uint8 [batch, H, W, 4] and return
+    `probabilities` and `labels` [batch, num_classes], as export.py writes it."""
+    inputs = serve.structured_input_signature[1]
+    outputs = serve.structured_outputs
+    image = inputs.get("image")
+    takes_image = (set(inputs) == {"image"} and image.dtype == tf.uint8 and image.shape.rank == 4
+                   and image.shape[-1] in (None, 4))
+    gives = isinstance(outputs, dict) and all(
+        key in outputs and outputs[key].shape.rank == 2 and outputs[key].shape[-1] in (None, num_classes)
+        for key in ("probabilities", "labels"))
+    if not (takes_image and gives):
+        def describe(specs):
+            return ", ".join(f"{key} {spec.dtype.name} {spec.shape}" for key, spec in sorted(specs.items())) \
+                if isinstance(specs, dict) else str(specs)
+        raise PredictError(f"{path}: its {signature!r} signature takes ({describe(inputs)}) and returns "
+                           f"({describe(outputs)}), not image uint8 [batch, height, width, 4] -> probabilities and "
+                           f"labels [batch, {num_classes}]; {EXPORT_HINT}")
 
 
 def load_serving_model(path, tta=None):
@@ -59,17 +110,28 @@ def load_serving_model(path, tta=None):
     if tta not in (None, 1, 8):
         raise PredictError(f"--tta must be 1 or 8, got {tta}")
     loaded, serve = load_saved_model(path)
-    views = int(loaded.views[0].numpy())
+    # A SavedModel of another tool has none of what labels need: say so now,
+    # not with a traceback from a later step.
+    version = export.resolve_saved_model(path)
+    check_variables(loaded, ("image_size", "views", "thresholds", "class_names"), version)
+    views = int(saved_model_variable(loaded, "views", version))
     if tta == 8 and views != 8:
         raise PredictError(f"{path}: this SavedModel serves one view, with thresholds tuned for one view; for 8 "
                            "re-export its run with `python -m protein_location export --model-dir RUN --out DIR "
                            "--tta 8`")
-    thresholds = loaded.thresholds[0]
+    signature, thresholds_name = export.SIGNATURE, "thresholds"
     if tta == 1 and views != 1:
+        check_variables(loaded, ("single_view_thresholds",), version)
         loaded, serve = load_saved_model(path, export.SINGLE_VIEW_SIGNATURE)
-        thresholds, views = loaded.single_view_thresholds[0], 1
-    image_size = int(loaded.image_size[0].numpy())
-    return ServingModel(serve, image_size, thresholds.numpy(), class_names_of(loaded), path, views)
+        signature, thresholds_name, views = export.SINGLE_VIEW_SIGNATURE, "single_view_thresholds", 1
+    class_names = class_names_of(loaded, version)
+    thresholds = saved_model_variable(loaded, thresholds_name, version)
+    if thresholds.shape != (len(class_names),):
+        raise PredictError(f"{version}: the SavedModel has {thresholds.size} {thresholds_name} for "
+                           f"{len(class_names)} class names; {EXPORT_HINT}")
+    check_serving_signature(serve, signature, len(class_names), version)
+    image_size = int(saved_model_variable(loaded, "image_size", version))
+    return ServingModel(serve, image_size, thresholds, class_names, path, views)
 
 
 def read_csv(path, columns):

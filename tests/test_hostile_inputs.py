@@ -233,3 +233,77 @@ def test_score_cli_exits_1_with_the_message_as_its_last_line(tmp_path):
     assert result.returncode == 1
     assert last_error_line(result) == f"error: Id a: {submission} line 4: duplicate Id (first on line 2)"
     assert "Traceback" not in result.stderr
+
+
+# --- predict on a SavedModel of another tool: say what is missing, no traceback later -----------
+
+
+class ForeignModule(tf.Module):
+    """A SavedModel another tool could write: the signature's shape, some or none of our variables."""
+
+    def __init__(self, variables, input_dtype=tf.uint8):
+        super().__init__()
+        for name, value in variables.items():
+            setattr(self, name, [tf.Variable(value, trainable=False, name=name)])
+        self.serve = tf.function(self._serve, input_signature=[tf.TensorSpec([None, None, None, 4], input_dtype,
+                                                                             name="image")])
+
+    def _serve(self, image):
+        batch = tf.shape(image)[0]
+        return {"probabilities": tf.zeros([batch, 28]), "labels": tf.zeros([batch, 28], tf.int32)}
+
+
+def save_foreign(path, variables, input_dtype=tf.uint8):
+    module = ForeignModule(variables, input_dtype)
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
+OUR_VARIABLES = {"image_size": 32, "views": 1, "thresholds": np.full(28, 0.5, np.float32),
+                 "class_names": list(labels_lib.CLASS_NAMES)}
+
+
+def test_predict_on_a_savedmodel_without_our_variables_names_what_is_missing(tmp_path, capsys):
+    from protein_location import __main__ as cli
+
+    cases = [
+        (save_foreign(tmp_path / "plain", {}),
+         "has no image_size, views, thresholds, class_names variables"),
+        (save_foreign(tmp_path / "no_thresholds", {k: v for k, v in OUR_VARIABLES.items() if k != "thresholds"}),
+         "has no thresholds variable"),
+    ]
+    for path, problem in cases:
+        assert cli.main(["predict", "--model", str(path), "--images", str(tmp_path / "none"),
+                         "--out", str(tmp_path / "s.csv")]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: {path}: the SavedModel {problem}; {EXPORT_HINT}"]
+    assert not (tmp_path / "s.csv").exists()
+
+    # All variables there, but a signature of another shape (a plain Keras export takes float32).
+    floats = save_foreign(tmp_path / "floats", OUR_VARIABLES, tf.float32)
+    with pytest.raises(predict.PredictError) as error:
+        predict.load_serving_model(str(floats))
+    assert str(error.value) == (
+        f"{floats}: its 'serving_default' signature takes (image float32 (None, None, None, 4)) and returns "
+        "(labels int32 (None, 28), probabilities float32 (None, 28)), not image uint8 [batch, height, width, 4] -> "
+        f"probabilities and labels [batch, 28]; {EXPORT_HINT}")
+    # Thresholds that do not match the class names.
+    short = save_foreign(tmp_path / "short", {**OUR_VARIABLES, "thresholds": np.full(27, 0.5, np.float32)})
+    with pytest.raises(predict.PredictError) as error:
+        predict.load_serving_model(str(short))
+    assert str(error.value) == f"{short}: the SavedModel has 27 thresholds for 28 class names; {EXPORT_HINT}"
+    # The explain path reads class names alone.
+    with pytest.raises(predict.PredictError) as error:
+        predict.class_names_of(tf.saved_model.load(str(tmp_path / "plain")), str(tmp_path / "plain"))
+    assert str(error.value) == f"{tmp_path / 'plain'}: the SavedModel has no class_names variable; {EXPORT_HINT}"
+    # Our own layout passes (an export base resolves to its version).
+    save_foreign(tmp_path / "ours" / "1", OUR_VARIABLES)
+    served = predict.load_serving_model(str(tmp_path / "ours"))
+    assert served.image_size == 32 and served.class_names == list(labels_lib.CLASS_NAMES)
+
+
+def test_tta_1_on_an_8_view_savedmodel_without_single_view_thresholds_says_so(tmp_path):
+    path = save_foreign(tmp_path / "eight", {**OUR_VARIABLES, "views": 8})
+    with pytest.raises(predict.PredictError) as error:
+        predict.load_serving_model(str(path), tta=1)
+    assert str(error.value) == f"{path}: the SavedModel has no single_view_thresholds variable; {EXPORT_HINT}"
