@@ -5,6 +5,7 @@ record layout is known only to `records.parse_example`.
 """
 
 import posixpath
+import typing
 
 import numpy as np
 import tensorflow as tf
@@ -27,7 +28,7 @@ def make_dataset(
     augment_config=augment.AugmentConfig(),
     oversample_factors=None,
     input_context=None,
-    drop_remainder=None,
+    pad_batches=False,
 ):
     """Batches of (image float32 [B, S, S, 4] on 0-255, labels float32 [B, C]),
     C the number of the dataset's classes (dataset.json `class_names`).
@@ -53,20 +54,29 @@ def make_dataset(
             its labels, stochastically rounded, in the endless stream (epochs
             keep their length, so a record is seen r / mean(r) times per
             epoch on average). None: every record once per pass.
-        input_context: when training under a tf.distribute strategy, the
+        input_context: under a tf.distribute strategy, the
             `tf.distribute.InputContext` of this input pipeline (one per
             worker; `strategy.distribute_datasets_from_function` passes it):
             the pipeline reads its share of the split (`share_input`) in
             batches of the per-replica size.
-        drop_remainder: drop the last partial batch (a TPU needs static
-            shapes); None: when training.
+        pad_batches: for evaluation under a strategy with several replicas:
+            yields (image, labels, weight) in whole batches only, the last
+            filled up with blank examples of weight 0 (`eval_padding`), so
+            every example is evaluated exactly once, no replica gets an
+            empty or partial batch, and shapes are static (TPU).
     """
+    if pad_batches and (training or with_ids):
+        raise ValueError("pad_batches is for evaluation: without training or with_ids")
     manifest = manifest_lib.load_manifest(data_dir)
     files, num_examples, _ = manifest_lib.split_summary(data_dir, manifest, split, fold)
     shard_by_data = False
+    share_counts = _share_counts(data_dir, manifest, split, fold,
+                                 1 if input_context is None else input_context.num_input_pipelines)
+    padding = eval_padding(share_counts, batch_size) if pad_batches else None
     if input_context is not None:
         files, shard_by_data = _pipeline_share(
             data_dir, manifest, split, fold, batch_size, input_context)
+        num_examples = share_counts[input_context.input_pipeline_id]
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     stored_size = manifest["image_size"]
     num_classes = len(manifest_lib.class_names(manifest))
@@ -113,8 +123,40 @@ def make_dataset(
         return image, example["labels"]
 
     dataset = dataset.map(to_model_inputs, num_parallel_calls=AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)
+    if padding is not None:
+        dataset = _pad_with_blanks(dataset, padding.pipeline_examples - num_examples, padding.weight,
+                                   image_size, num_classes)
+    dataset = dataset.batch(batch_size, drop_remainder=training or pad_batches)
     return dataset.prefetch(AUTOTUNE)
+
+
+class EvalPadding(typing.NamedTuple):
+    """Evaluation in whole batches on every input pipeline (`eval_padding`)."""
+    pipeline_examples: int  # each pipeline's share filled up with blanks to this many
+    steps: int  # whole global batches
+    weight: float  # of a real example: all examples over real ones; blanks weigh 0
+
+
+def eval_padding(share_counts, global_batch):
+    """How pipelines with `share_counts` examples each evaluate in whole steps.
+
+    Each pipeline fills its share up to `steps` whole batches of its part of
+    the global batch. A real example weighs all examples / real ones: Keras
+    divides the val loss by all the examples it was given, blanks included,
+    so with that weight the loss is the mean over the real ones, and F1 and
+    AUC, ratios of weighted counts, do not change.
+    """
+    pipeline_batch = global_batch // len(share_counts)
+    steps = -(-max(share_counts) // pipeline_batch)
+    padded = steps * pipeline_batch
+    return EvalPadding(padded, steps, padded * len(share_counts) / max(sum(share_counts), 1))
+
+
+def _pad_with_blanks(dataset, count, weight, image_size, num_classes):
+    """(image, labels) -> (image, labels, `weight`), then `count` blanks of weight 0."""
+    blank = (tf.zeros([image_size, image_size, 4]), tf.zeros([num_classes]), tf.constant(0.0))
+    weighted = dataset.map(lambda image, labels: (image, labels, tf.constant(weight, tf.float32)))
+    return weighted.concatenate(tf.data.Dataset.from_tensors(blank).repeat(count))
 
 
 def repeat_factors(label_counts, num_examples, threshold=0.1):
@@ -166,6 +208,18 @@ def share_input(shard_counts, num_pipelines, pipeline_batch):
         policy = tf.data.experimental.AutoShardPolicy.DATA
         counts = [len(range(index, total, num_pipelines)) for index in range(num_pipelines)]
     return policy, counts, min(counts) // pipeline_batch * pipeline_batch
+
+
+def split_padding(data_dir, split, global_batch, num_pipelines=1, fold=None):
+    """The `eval_padding` of a split read by `num_pipelines` input pipelines."""
+    manifest = manifest_lib.load_manifest(data_dir)
+    return eval_padding(_share_counts(data_dir, manifest, split, fold, num_pipelines), global_batch)
+
+
+def _share_counts(data_dir, manifest, split, fold, num_pipelines):
+    """Examples in each input pipeline's share of a split."""
+    counts = [s["num_examples"] for s in manifest_lib.select_shards(data_dir, manifest, split, fold)]
+    return share_input(counts, num_pipelines, 1)[1]
 
 
 def _pipeline_share(data_dir, manifest, split, fold, batch_size, input_context):

@@ -93,7 +93,8 @@ def build_and_compile(config, manifest, train_label_counts, train_count, steps_p
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
         loss=build_loss(config),
         jit_compile=config.jit_compile,
-        metrics=[
+        # Weighted: evaluation under several replicas pads with blanks of weight 0 (input.eval_padding).
+        weighted_metrics=[
             # threshold=0.5: without it F1Score takes the argmax (single-label).
             keras.metrics.F1Score(average="macro", threshold=0.5, name="macro_f1"),
             keras.metrics.AUC(multi_label=True, num_labels=num_classes, name="auc"),
@@ -170,12 +171,18 @@ def _callbacks(model_dir, best_path, write_dir=None):
 
 def predict_views(model, data_dir, split, batch_size, image_size, fold=None):
     """(labels [n, C], probabilities [8, n, C]) of a split in manifest order,
-    under each of the 8 flips/rotations (view 0: the images as stored)."""
-    dataset = input_lib.make_dataset(data_dir, split, batch_size, image_size, fold=fold)
-    y_true = np.concatenate([labels.numpy() for _, labels in dataset])
-    views = [dataset.map(lambda image, _, k=k: augment.dihedral_view(image, k))
+    under each of the 8 flips/rotations (view 0: the images as stored).
+
+    A model under a strategy with several replicas predicts whole batches
+    (blanks pad the last one; `input.eval_padding`) and the blanks' rows are dropped.
+    """
+    padded = model.distribute_strategy.num_replicas_in_sync > 1
+    dataset = input_lib.make_dataset(data_dir, split, batch_size, image_size, fold=fold, pad_batches=padded)
+    count = manifest_lib.split_summary(data_dir, manifest_lib.load_manifest(data_dir), split, fold)[1]
+    y_true = np.concatenate([labels.numpy() for _, labels, *_ in dataset])[:count]
+    views = [dataset.map(lambda image, *_, k=k: (augment.dihedral_view(image, k),))
              for k in range(augment.DIHEDRAL_VIEWS)]
-    return y_true, np.stack([model.predict(view, verbose=0) for view in views])
+    return y_true, np.stack([model.predict(view, verbose=0)[:count] for view in views])
 
 
 @dataclasses.dataclass
@@ -250,9 +257,10 @@ def plan_run(config):
 
 
 def make_datasets(config, plan, start_epoch=0):
-    """(train, val) datasets. The training stream is endless, cut into epochs
-    by fit's steps_per_epoch; under a strategy each input pipeline (one per
-    worker) reads its own share of the training shards."""
+    """(train, val, val steps: None for one replica) datasets. The training
+    stream is endless, cut into epochs by fit's steps_per_epoch; under a
+    strategy each input pipeline (one per worker) reads its own share of the
+    training shards."""
     seed = data_seed(config.seed, start_epoch)
 
     def train_dataset(input_context=None):
@@ -263,9 +271,21 @@ def make_datasets(config, plan, start_epoch=0):
 
     train_data = (train_dataset() if plan.kind == "default"
                   else plan.strategy.distribute_datasets_from_function(train_dataset))
-    val_data = input_lib.make_dataset(config.data, "val", config.batch_size, plan.image_size, fold=config.fold,
-                                      drop_remainder=plan.kind == "tpu")
-    return train_data, val_data
+    def val_dataset(input_context=None):
+        if input_context is None:
+            return input_lib.make_dataset(config.data, "val", config.batch_size, plan.image_size, fold=config.fold)
+        # Endless, cut by fit's validation_steps (one pass each): Keras may
+        # reuse the iterator of the last evaluation.
+        return input_lib.make_dataset(config.data, "val", config.batch_size, plan.image_size, fold=config.fold,
+                                      input_context=input_context, pad_batches=True).repeat()
+
+    # Several replicas evaluate whole padded batches: a partial last batch
+    # would leave a replica an empty one (which oneDNN's conv2d mishandles,
+    # README "Fault tolerance"), and a TPU needs static shapes.
+    if plan.strategy.num_replicas_in_sync == 1:
+        return train_data, val_dataset(), None
+    val_steps = input_lib.split_padding(config.data, "val", config.batch_size, plan.pipelines, config.fold).steps
+    return train_data, plan.strategy.distribute_datasets_from_function(val_dataset), val_steps
 
 
 def fit_model(config, plan):
@@ -277,7 +297,7 @@ def fit_model(config, plan):
     start_epoch = resumed_epoch(config.model_dir)
     if start_epoch:
         print(f"resume: from the end of epoch {start_epoch} ({config.model_dir}/backup)")
-    train_data, val_data = make_datasets(config, plan, start_epoch)
+    train_data, val_data, val_steps = make_datasets(config, plan, start_epoch)
     with plan.strategy.scope():
         model = build_and_compile(config, plan.manifest, plan.train_label_counts, plan.train_count,
                                   plan.steps_per_epoch)
@@ -290,7 +310,7 @@ def fit_model(config, plan):
     best_path = posixpath.join(write_dir, "best.weights.h5")
     start = time.perf_counter()
     fit = model.fit(train_data, validation_data=val_data, epochs=config.epochs, shuffle=False,  # shuffled in tf.data
-                    steps_per_epoch=plan.steps_per_epoch,
+                    steps_per_epoch=plan.steps_per_epoch, validation_steps=val_steps,
                     callbacks=_callbacks(config.model_dir, best_path, write_dir))
     fit_seconds = time.perf_counter() - start
     if distribute.local_replicas(plan.strategy) > 1:

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from protein_location import input as input_lib
 from protein_location.manifest import ManifestError
@@ -158,3 +159,38 @@ def _shard_ids(data_dir):
     for shard in manifest["splits"]["train"]["shards"]:
         yield [input_lib.records.parse_example(r, 28)["source_id"].numpy()
                for r in tf.data.TFRecordDataset(str(data_dir / shard["file"]))]
+
+
+@pytest.mark.parametrize("pipelines", [1, 2])
+def test_padded_evaluation_gives_whole_batches_and_every_example_once(converted_dir, pipelines):
+    """14 val examples (2 shards of 7), global batch 8 over 2 replicas per
+    pipeline: the last batches are filled up with blanks of weight 0."""
+    data = str(converted_dir)
+    expected = collections.Counter(image.tobytes() for images, _ in input_lib.make_dataset(data, "val", 8)
+                                   for image in images.numpy())
+    padding = input_lib.split_padding(data, "val", 8, pipelines)
+    per_pipeline = []
+    for index in range(pipelines):
+        context = tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=index,
+                                             num_replicas_in_sync=2 * pipelines)
+        per_pipeline.append(list(input_lib.make_dataset(data, "val", 8, input_context=context, pad_batches=True)))
+    seen = collections.Counter()
+    for batches in per_pipeline:
+        # Whole batches of the per-replica size, as many on every pipeline: `steps` for each of its 2 replicas.
+        assert [int(labels.shape[0]) for _, labels, _ in batches] == [4 // pipelines] * 2 * padding.steps
+        for images, labels, weights in batches:
+            for image, label, weight in zip(images.numpy(), labels.numpy(), weights.numpy()):
+                if weight == 0:
+                    assert not image.any() and not label.any()
+                else:
+                    assert weight == pytest.approx(padding.weight)
+                    seen[image.tobytes()] += 1
+    assert seen == expected  # every val example exactly once
+    assert padding.weight == pytest.approx(padding.steps * 8 / 14)
+
+
+def test_eval_padding_fills_the_largest_share_to_whole_steps():
+    assert input_lib.eval_padding([17], 8) == (24, 3, 24 / 17)
+    assert input_lib.eval_padding([7, 7], 8) == (8, 2, 16 / 14)  # 4 per pipeline
+    assert input_lib.eval_padding([9, 3], 4) == (10, 5, 20 / 12)
+    assert input_lib.eval_padding([16], 8) == (16, 2, 1.0)  # nothing to pad
