@@ -55,7 +55,7 @@ def evaluate_run(run_dir, train_data, test_data, batch_size, image_size):
 
     from protein_location import train
 
-    model = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"), safe_mode=True, compile=False)
     y_val, p_val = train.predict_views(model, train_data, "val", batch_size, image_size)
     y_test, p_test = train.predict_views(model, test_data, "train", batch_size, image_size)
     np.savez_compressed(os.path.join(run_dir, "probabilities.npz"), y_val=y_val, p_val=p_val,

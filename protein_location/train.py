@@ -185,6 +185,20 @@ def predict_views(model, data_dir, split, batch_size, image_size, fold=None):
     return y_true, np.stack([model.predict(view, verbose=0)[:count] for view in views])
 
 
+def check_fit(fit, best_path, peak_rate):
+    """Stops a run that cannot go on to thresholds and an export, in one line
+    saying what happened and what to do (TrainError), rather than with a
+    traceback from a later step or an export of weights nobody chose."""
+    losses = fit.history.get("loss", [])
+    if losses and not np.isfinite(losses[-1]):
+        raise TrainError(f"the training loss became {losses[-1]} in epoch {fit.epoch[-1] + 1} and the run stopped "
+                         f"(TerminateOnNaN); lower --lr (peak {peak_rate:.4g} here) or train with --precision float32; "
+                         "nothing was exported")
+    if not tf.io.gfile.exists(best_path):
+        raise TrainError(f"{best_path}: no best checkpoint: no epoch of this run beat the best {SELECTION_METRIC} in "
+                         "its history.csv, and the file that held it is gone; train again with a new --model-dir")
+
+
 @dataclasses.dataclass
 class RunPlan:
     """What a run settles before it builds anything: the strategy, the data and the steps."""
@@ -323,8 +337,8 @@ def fit_model(config, plan):
         distribute.remove_write_dir(config.model_dir, write_dir)
         print(f"worker: training done; the chief writes the model, report and export to {config.model_dir}")
         return None
-    if tf.io.gfile.exists(best_path):
-        model.load_weights(best_path)
+    check_fit(fit, best_path, plan.peak_rate)
+    model.load_weights(best_path)
     if distribute.is_multi_worker(plan.strategy):
         # The chief goes on alone: a plain copy of its replica predicts and exports without the other workers.
         trained, model = model, build_and_compile(config, plan.manifest, plan.train_label_counts, plan.train_count,
