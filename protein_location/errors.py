@@ -5,6 +5,10 @@ class TrainError(ValueError):
     """A training request that cannot run as asked (one line, names the flag)."""
 
 
+class ExportError(ValueError):
+    """An export that cannot be written as asked (one line naming the file or flag)."""
+
+
 class SourceError(ValueError):
     """Bad raw input: one line naming the Id, the file and the problem."""
 

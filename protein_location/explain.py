@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from protein_location import export, labels as labels_lib, manifest as manifest_lib, predict
+from protein_location import export, export_versions, manifest as manifest_lib, predict
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
@@ -110,6 +110,6 @@ def explain_images(model_path, images_dir, ids, out_dir, max_locations=4):
             "shown": [{"index": c, "location": class_names[c], "probability": round(float(probabilities[c]), 4),
                        "predicted": bool(labels[c])} for c in chosen],
         })
-    record = {"model": export.resolve_saved_model(model_path), "images": entries}
+    record = {"model": export_versions.resolve_saved_model(model_path), "images": entries}
     manifest_lib.write_json_atomic(posixpath.join(out_dir, "explain.json"), record)
     return record

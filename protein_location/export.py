@@ -40,31 +40,23 @@ Variables, read as `loaded.<name>[0]` after `tf.saved_model.load`:
 `image_size`, `views`, `thresholds`, `single_view_thresholds`,
 `class_names`, `channels`, `max_pixels`.
 
-A version folder appears under the export base only when complete: it is
-written, and its TFLite/ONNX files converted and checked, under a name TF
-Serving ignores (`.tmp-<N>-<host>-<pid>-<random>`: TF Serving loads only
-all-digit folders), then renamed to the next free version number. On a
-local disk the rename is atomic. On `gs://` and other object stores a
-folder rename is not (objects are copied one by one): there the files are
-copied with `saved_model.pb` last, so a reader that finds it finds the
-variables too, and the temporary folder is removed after. A temporary
-folder left behind by a killed export on this machine is removed by the
-next export to the same base; one from another machine is left alone.
+A version folder appears under the export base only when complete
+(`export_versions`): TF Serving polling the base never loads a partial one.
 """
 
 import collections
 import json
-import os
 import posixpath
-import re
-import secrets
-import socket
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from protein_location import augment, labels as labels_lib, model as model_lib, records, stains
+from protein_location.errors import ExportError
+from protein_location.export_versions import (make_staging_dir, publish, remove_dir, remove_interrupted_exports,
+                                              version_dirs)
+from protein_location.pixel_cap import assert_pixel_cap, encoded_image_shape
 from protein_location.raw_images import DEFAULT_MAX_PIXELS
 
 SIGNATURE = "serving_default"
@@ -78,33 +70,8 @@ POOL_LAYER = "pool"
 HEAD_LAYER = "probabilities"
 
 
-class ExportError(ValueError):
-    """An export that cannot be written as asked (one line naming the file or flag)."""
-
-
 def serving_signature():
     return tf.TensorSpec([None, None, None, 4], tf.uint8, name="image")
-
-
-# TF Serving loads the all-digit folders of a base; everything else is ignored.
-VERSION_NAME = re.compile(r"[0-9]+")
-STAGING_PREFIX = ".tmp-"
-# .tmp-<version>-<host>-<pid>-<random>: the export that writes it, to tell a live one from a killed one.
-STAGING_NAME = re.compile(r"\.tmp-([0-9]+)-(.*)-([0-9]+)-([0-9a-f]{8})")
-
-
-def version_dirs(export_base):
-    """{version number: path} of the SavedModels under an export base."""
-    if not tf.io.gfile.isdir(export_base):
-        return {}
-    names = [n.rstrip("/") for n in tf.io.gfile.listdir(export_base)]
-    return {int(n): posixpath.join(export_base, n) for n in names if VERSION_NAME.fullmatch(n)}
-
-
-def resolve_saved_model(path):
-    """An export base (highest version wins, as TF Serving does) or a version folder -> the SavedModel folder."""
-    versions = version_dirs(path)
-    return versions[max(versions)] if versions else path
 
 
 def gradcam_model(model):
@@ -192,18 +159,18 @@ def export_model(model, thresholds, export_base, formats=(), log=print, *, class
     for stale in remove_interrupted_exports(export_base):
         log(f"export: removed {stale}, left by an export that was killed")
     intended = posixpath.join(export_base, str(max(version_dirs(export_base), default=0) + 1))
-    staging = _make_staging_dir(export_base, posixpath.basename(intended))
+    staging = make_staging_dir(export_base, posixpath.basename(intended))
     try:
         _write_saved_model(model, thresholds, staging, class_names, tta_thresholds)
         checks = {}  # the SavedModel's outputs on the check images, computed once
         written = [export_formats.write_format(name, model, thresholds, staging, checks, shown_path=intended)
                    for name in formats]
-        path = _publish(staging, export_base)
+        path = publish(staging, export_base)
     except ExportError as error:
-        _remove_dir(staging)
+        remove_dir(staging)
         raise ExportError(f"{error}; no version written to {export_base}") from None
     except BaseException:
-        _remove_dir(staging)
+        remove_dir(staging)
         raise
     views = "8 flips/rotations" if tta_thresholds is not None else "one view"
     log(f"export: SavedModel in {path} (serving_default: {views}, with thresholds tuned for it)")
@@ -234,149 +201,6 @@ def _check_sizes(model, thresholds, class_names, tta_thresholds):
             (tta_thresholds is not None and np.size(tta_thresholds) != width):
         raise ExportError(f"the model has {width} outputs but {len(class_names)} class names and "
                           f"{np.size(thresholds)} thresholds")
-
-
-def _host():
-    return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "host"
-
-
-def _make_staging_dir(export_base, version):
-    path = posixpath.join(export_base, f"{STAGING_PREFIX}{version}-{_host()}-{os.getpid()}-{secrets.token_hex(4)}")
-    tf.io.gfile.makedirs(path)
-    return path
-
-
-def _process_alive(pid):
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def remove_interrupted_exports(export_base):
-    """Removes the temporary folders under `export_base` of exports on this
-    machine whose process is gone (killed while writing); returns their paths.
-    Those of live exports, and of other machines, are left alone."""
-    if not tf.io.gfile.isdir(export_base):
-        return []
-    removed = []
-    for name in sorted(n.rstrip("/") for n in tf.io.gfile.listdir(export_base)):
-        match = STAGING_NAME.fullmatch(name)
-        if match and match[2] == _host() and not _process_alive(int(match[3])):
-            path = posixpath.join(export_base, name)
-            _remove_dir(path)
-            removed.append(path)
-    return removed
-
-
-def _remove_dir(path):
-    if tf.io.gfile.exists(path):
-        tf.io.gfile.rmtree(path)
-
-
-def _publish(staging, export_base):
-    """Moves the complete folder `staging` to the next free version number of
-    `export_base`; returns its path. A number another export takes meanwhile
-    is skipped."""
-    for _ in range(100):
-        path = posixpath.join(export_base, str(max(version_dirs(export_base), default=0) + 1))
-        if _move_dir(staging, path):
-            return path
-    raise ExportError(f"{export_base}: no free version number after 100 tries (other exports writing?); "
-                      f"the export is left in {staging}")
-
-
-def _move_dir(source, target):
-    """Renames the folder `source` to `target`, which must not exist; False if it does.
-
-    A local rename is atomic. Other file systems (gs://, ram://) get a copy,
-    `saved_model.pb` last, then the source is removed.
-    """
-    if "://" not in source:
-        try:
-            tf.io.gfile.rename(source, target, overwrite=False)
-        except tf.errors.AlreadyExistsError:
-            return False
-        except tf.errors.OpError:
-            if tf.io.gfile.exists(target):  # a non-empty folder: rename(2) says ENOTEMPTY
-                return False
-            raise
-        return True
-    if tf.io.gfile.exists(target):
-        return False
-    files = [posixpath.join(folder, name) for folder, _, names in tf.io.gfile.walk(source) for name in names]
-    files.sort(key=lambda f: posixpath.basename(f) == "saved_model.pb")
-    for source_file in files:
-        target_file = target + source_file[len(source):]
-        tf.io.gfile.makedirs(posixpath.dirname(target_file))
-        tf.io.gfile.copy(source_file, target_file)
-    tf.io.gfile.rmtree(source)
-    return True
-
-
-def assert_pixel_cap(height, width, max_pixels, what="image"):
-    """The op refusing an image of height x width pixels over `max_pixels`,
-    with the message "<what> of HxW pixels is over the cap of N pixels".
-    A shape check only; height and width are checked one by one first, so
-    their product cannot overflow."""
-    height, width, max_pixels = (tf.cast(v, tf.int64) for v in (height, width, max_pixels))
-    within = tf.logical_and(tf.logical_and(height <= max_pixels, width <= max_pixels),
-                            height * width <= max_pixels)
-    message = tf.strings.format(what + " of {}x{} pixels is over the cap of {} pixels", (height, width, max_pixels))
-    return tf.debugging.Assert(within, [message])
-
-
-def _unsigned(encoded, offset, size, little_endian):
-    data = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, size), tf.uint8), tf.int64)
-    weights = [256 ** i for i in range(size)]
-    return tf.reduce_sum(data * tf.constant(weights if little_endian else weights[::-1], tf.int64))
-
-
-def encoded_image_shape(encoded):
-    """[height, width] int64 of encoded image bytes, read from the header
-    alone: PNG (IHDR), JPEG (`tf.io.extract_jpeg_shape`), GIF (logical
-    screen), BMP, WebP (VP8, VP8L, VP8X) -- what `tf.io.decode_image` reads.
-    [0, 0] for anything else, which the decoder then refuses itself."""
-    length = tf.strings.length(encoded)
-
-    def starts(magic, offset=0):
-        # substr fails on a position past the end: clipped, and the length checked.
-        return tf.logical_and(length >= offset + len(magic),
-                              tf.strings.substr(encoded, tf.minimum(offset, length), len(magic)) == magic)
-
-    def sized(minimum, condition):
-        return tf.logical_and(length >= minimum, condition)
-
-    def bitfield(value, shift, bits):
-        return tf.bitwise.bitwise_and(tf.bitwise.right_shift(value, shift), (1 << bits) - 1)
-
-    def signed32(offset):
-        value = _unsigned(encoded, offset, 4, little_endian=True)
-        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
-
-    webp = tf.logical_and(starts(b"RIFF"), starts(b"WEBP", 8))
-    cases = [
-        (sized(24, starts(b"\x89PNG\r\n\x1a\n")),
-         lambda: tf.stack([_unsigned(encoded, 20, 4, False), _unsigned(encoded, 16, 4, False)])),
-        (starts(b"\xff\xd8\xff"), lambda: tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64)),
-        (sized(10, starts(b"GIF8")),
-         lambda: tf.stack([_unsigned(encoded, 8, 2, True), _unsigned(encoded, 6, 2, True)])),
-        (sized(26, starts(b"BM")), lambda: tf.stack([signed32(22), signed32(18)])),
-        (sized(30, tf.logical_and(webp, starts(b"VP8 ", 12))),
-         lambda: tf.stack([bitfield(_unsigned(encoded, 28, 2, True), 0, 14),
-                           bitfield(_unsigned(encoded, 26, 2, True), 0, 14)])),
-        (sized(25, tf.logical_and(webp, starts(b"VP8L", 12))),
-         lambda: tf.stack([bitfield(_unsigned(encoded, 21, 4, True), 14, 14) + 1,
-                           bitfield(_unsigned(encoded, 21, 4, True), 0, 14) + 1])),
-        (sized(30, tf.logical_and(webp, starts(b"VP8X", 12))),
-         lambda: tf.stack([_unsigned(encoded, 27, 3, True) + 1, _unsigned(encoded, 24, 3, True) + 1])),
-    ]
-    return tf.case(cases, default=lambda: tf.zeros([2], tf.int64))
 
 
 def _write_saved_model(model, thresholds, path, class_names, tta_thresholds=None, max_pixels=DEFAULT_MAX_PIXELS):

@@ -10,7 +10,7 @@ import pandas as pd
 import tensorflow as tf
 from tqdm import tqdm
 
-from protein_location import export, labels as labels_lib, labels_csv
+from protein_location import export, export_versions, labels as labels_lib, labels_csv
 from protein_location import thresholds as thresholds_lib
 
 
@@ -26,7 +26,7 @@ ServingModel = collections.namedtuple("ServingModel",
 
 def load_saved_model(path, signature=export.SIGNATURE):
     """SavedModel folder or export base -> (the loaded object, its `signature` function)."""
-    path = export.resolve_saved_model(path)
+    path = export_versions.resolve_saved_model(path)
     if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         raise PredictError(f"{path}: not a SavedModel (no saved_model.pb); export one with train_keras.py --export")
     try:
@@ -112,7 +112,7 @@ def load_serving_model(path, tta=None):
     loaded, serve = load_saved_model(path)
     # A SavedModel of another tool has none of what labels need: say so now,
     # not with a traceback from a later step.
-    version = export.resolve_saved_model(path)
+    version = export_versions.resolve_saved_model(path)
     check_variables(loaded, ("image_size", "views", "thresholds", "class_names"), version)
     views = int(saved_model_variable(loaded, "views", version))
     if tta == 8 and views != 8:

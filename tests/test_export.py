@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from protein_location import export, export_formats, labels as labels_lib, model as model_lib, predict
+from protein_location import export, export_formats, export_versions, labels as labels_lib, model as model_lib, predict
 
 
 def test_exports_are_numbered_versions_and_the_newest_is_served(tmp_path):
@@ -91,7 +91,7 @@ def test_a_failed_conversion_leaves_no_version_folder(tmp_path, monkeypatch):
                             class_names=labels_lib.CLASS_NAMES)
     assert str(error.value) == (f"{base / '1' / 'model.tflite'}: the TFLite float32 conversion failed (converter "
                                 f"broke); no version written to {base}")
-    assert export.version_dirs(str(base)) == {}
+    assert export_versions.version_dirs(str(base)) == {}
     assert list(base.iterdir()) == []  # nor its temporary folder
 
 
@@ -143,7 +143,7 @@ def test_an_export_killed_while_writing_leaves_the_last_complete_version_served(
 
     digits = [int(p.name) for p in base.iterdir() if p.name.isdigit()]
     assert max(digits) == 1, sorted(p.name for p in base.iterdir())
-    assert export.resolve_saved_model(str(base)) == first
+    assert export_versions.resolve_saved_model(str(base)) == first
     served = tf.saved_model.load(first).signatures["serving_default"](image=tf.zeros([2, 24, 24, 4], tf.uint8))
     assert served["labels"].shape == (2, 28)
     [left] = writing
@@ -155,20 +155,20 @@ def test_an_export_killed_while_writing_leaves_the_last_complete_version_served(
     assert second == str(base / "2")
     assert lines[0] == f"export: removed {left}, left by an export that was killed"
     assert sorted(p.name for p in base.iterdir()) == sorted(["1", "2", other_machine.name])
-    np.testing.assert_allclose(tf.saved_model.load(export.resolve_saved_model(str(base))).thresholds[0].numpy(), 0.6)
+    np.testing.assert_allclose(tf.saved_model.load(export_versions.resolve_saved_model(str(base))).thresholds[0].numpy(), 0.6)
 
 
 def test_a_version_is_copied_into_place_where_folders_cannot_be_renamed():
     """ram:// (like gs://) has no atomic folder rename: the files are copied,
     saved_model.pb last, and the temporary folder removed."""
     base = "ram://exports/copied"
-    staging = export._make_staging_dir(base, "1")
+    staging = export_versions.make_staging_dir(base, "1")
     for name, content in (("variables/variables.index", b"i"), ("variables/variables.data-00000-of-00001", b"d"),
                           ("saved_model.pb", b"pb"), ("assets/a", b"a")):
         tf.io.gfile.makedirs(f"{staging}/{name}".rsplit("/", 1)[0])
         tf.io.gfile.GFile(f"{staging}/{name}", "wb").write(content)
-    assert export.version_dirs(base) == {}  # the temporary folder is no version
-    assert export._publish(staging, base) == f"{base}/1"
+    assert export_versions.version_dirs(base) == {}  # the temporary folder is no version
+    assert export_versions.publish(staging, base) == f"{base}/1"
     assert tf.io.gfile.GFile(f"{base}/1/variables/variables.data-00000-of-00001", "rb").read() == b"d"
     assert tf.io.gfile.GFile(f"{base}/1/saved_model.pb", "rb").read() == b"pb"
     assert [n.rstrip("/") for n in tf.io.gfile.listdir(base)] == ["1"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from protein_location import export, labels as labels_lib, manifest as manifest_lib, model as model_lib, predict
+from protein_location import export, labels as labels_lib, manifest as manifest_lib, model as model_lib, pixel_cap, predict
 from protein_location.raw_images import DEFAULT_MAX_PIXELS
 from tests.conftest import last_error_line, run_cli
 
@@ -98,7 +98,7 @@ def test_serve_examples_decodes_a_record_as_records_parse_example_does(loaded):
 def test_pixel_cap_holds_at_its_edge_and_without_overflow():
     def passes(height, width, cap):
         try:
-            export.assert_pixel_cap(tf.constant(height, tf.int64), tf.constant(width, tf.int64), cap)
+            pixel_cap.assert_pixel_cap(tf.constant(height, tf.int64), tf.constant(width, tf.int64), cap)
         except tf.errors.InvalidArgumentError as error:
             assert f"image of {height}x{width} pixels is over the cap of {cap} pixels" in error.message
             return False
@@ -126,10 +126,10 @@ def test_encoded_image_shape_reads_the_header_of_every_format_decode_image_takes
         encodings[name] = buffer.getvalue()
     assert encodings["webp VP8X"][12:16] == b"VP8X" and encodings["webp VP8"][12:16] == b"VP8 "
     for name, data in encodings.items():
-        assert export.encoded_image_shape(tf.constant(data)).numpy().tolist() == [5, 7], name
+        assert pixel_cap.encoded_image_shape(tf.constant(data)).numpy().tolist() == [5, 7], name
         assert tf.io.decode_image(data, expand_animations=False).shape[:2] == (5, 7), name
     for junk in (b"", b"\x89PNG", b"not an image at all"):  # the decoder refuses these itself
-        assert export.encoded_image_shape(tf.constant(junk)).numpy().tolist() == [0, 0]
+        assert pixel_cap.encoded_image_shape(tf.constant(junk)).numpy().tolist() == [0, 0]
 
 
 # --- dataset.json's shard names are checked before anything is opened --------------------------
