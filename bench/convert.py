@@ -5,8 +5,9 @@
 Generates a synthetic HPA-layout dataset (cached under --work), then in one
 run, alternating, `--repeats` times each:
 - decode limit: W processes that only read and decode the same channel files
-  (cv2.imdecode), nothing else;
-- conversion: `data_prep.convert.convert` with the same W processes.
+  (cv2.imdecode), nothing else; started once, before the timings;
+- conversion: `data_prep.convert.convert` with the same W, timed whole, the
+  start of its spawned workers (each imports TensorFlow) included.
 Prints a JSON record: median/min/max seconds and images/s of each, the ratio
 conversion / decode limit, and the peak resident memory of the largest process
 of a separate `python -m data_prep convert` run. A benchmark, not a test.
@@ -14,7 +15,6 @@ of a separate `python -m data_prep convert` run. A benchmark, not a test.
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import resource
@@ -30,7 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from data_prep import convert, synthetic  # noqa: E402
+# Not data_prep.convert here: the decode workers import this module, and need no TensorFlow.
+from data_prep import synthetic, workers as workers_lib  # noqa: E402
 from protein_location import labels  # noqa: E402
 
 
@@ -42,15 +43,16 @@ def decode_only(task):
             cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_UNCHANGED)
 
 
-def time_decode(images_dir, ids, workers):
+def time_decode(pool, images_dir, ids):
     start = time.perf_counter()
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for _ in pool.imap(decode_only, [(images_dir, i) for i in ids], chunksize=4):
-            pass
+    for _ in pool.imap(decode_only, [(images_dir, i) for i in ids], chunksize=4):
+        pass
     return time.perf_counter() - start
 
 
 def time_convert(raw, out, workers, png_compression):
+    from data_prep import convert
+
     start = time.perf_counter()
     convert.convert(os.path.join(raw, "train"), out, csv_path=os.path.join(raw, "train.csv"),
                     workers=workers, png_compression=png_compression, overwrite=True)
@@ -88,11 +90,12 @@ def main(argv=None):
     ids = [line.split(",")[0] for line in open(os.path.join(raw, "train.csv")).read().splitlines()[1:]]
     out = os.path.join(args.work, "tfrecords")
 
-    time_decode(os.path.join(raw, "train"), ids[:64], args.workers)  # warm-up: page cache, pool start
     decode, conversion = [], []
-    for _ in range(args.repeats):
-        decode.append(time_decode(os.path.join(raw, "train"), ids, args.workers))
-        conversion.append(time_convert(raw, out, args.workers, args.png_compression))
+    with workers_lib.process_pool(args.workers) as pool:
+        time_decode(pool, os.path.join(raw, "train"), ids[:64])  # warm-up: page cache, workers' imports
+        for _ in range(args.repeats):
+            decode.append(time_decode(pool, os.path.join(raw, "train"), ids))
+            conversion.append(time_convert(raw, out, args.workers, args.png_compression))
     source_mb = sum(os.path.getsize(os.path.join(raw, "train", n)) for n in os.listdir(os.path.join(raw, "train")))
     shards_mb = sum(os.path.getsize(os.path.join(out, n)) for n in os.listdir(out) if n.endswith(".tfrecord"))
     record = {

@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import math
-import multiprocessing
 import os
 import posixpath
 
@@ -27,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from data_prep import split as split_lib
+from data_prep import split as split_lib, workers as workers_lib
 from protein_location import labels as labels_lib
 from protein_location import labels_csv, manifest as manifest_lib, raw_images
 from protein_location import records
@@ -194,8 +193,9 @@ def _write_shards(tasks, workers):
     if workers <= 1 or len(tasks) <= 1:
         yield from map(write_shard, tasks)
         return
-    # fork: workers inherit the imported modules and start at once.
-    with multiprocessing.get_context("fork").Pool(min(workers, len(tasks))) as pool:
+    # Spawned, not forked (this process has TensorFlow loaded). Each worker
+    # imports this module, TensorFlow included (it writes through tf.io), once.
+    with workers_lib.process_pool(min(workers, len(tasks)), preload=__name__) as pool:
         yield from pool.imap_unordered(write_shard, tasks)
 
 
@@ -381,6 +381,8 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
         shard_mb: target shard size in MB when num_shards is None.
         seed: seeds the split and the order of examples.
         workers: decoding processes (default: all cores); never changes the output.
+            More than one are spawned (`data_prep.workers`): a script calling
+            this needs the `if __name__ == "__main__":` guard.
         on_error: "fail" stops at the first bad input; "skip" leaves bad
             examples out and lists them in errors.csv.
         max_pixels: images with more pixels are refused before decoding.

@@ -17,7 +17,6 @@ Layout written by `generate_dataset` (Kaggle's, plus one file):
 """
 
 import functools
-import multiprocessing
 import os
 import pathlib
 import uuid
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from data_prep import workers as workers_lib
 from protein_location.labels import CHANNELS, HPA_TRAIN_COUNTS, NUM_CLASSES, format_target
 
 _SPLIT_CODES = {"train": 0, "test": 1}
@@ -518,8 +518,9 @@ def _write_split(out_dir, split, count, size, seed, workers):
     progress = functools.partial(tqdm, total=count, desc=f"synthetic {split}", unit="img", disable=None)
     if workers <= 1 or count < 2:
         return list(progress(map(write, range(count))))
-    # fork: workers inherit the imported modules and start at once.
-    with multiprocessing.get_context("fork").Pool(min(workers, count)) as pool:
+    # Spawned, not forked: the caller may have TensorFlow loaded (the data_prep
+    # CLI does). This module imports no TensorFlow: a worker starts in 0.6 s.
+    with workers_lib.process_pool(min(workers, count)) as pool:
         return list(progress(pool.imap(write, range(count), chunksize=16)))
 
 
@@ -535,7 +536,8 @@ def generate_dataset(out_dir, num_train, num_test, size=64, seed=0, workers=None
         size: image side in pixels (>= 32).
         seed: non-negative int; the same seed gives byte-identical files.
         workers: rendering processes (default: all cores); never changes
-            the output.
+            the output. More than one are spawned (`data_prep.workers`): a
+            script calling this needs the `if __name__ == "__main__":` guard.
 
     Returns:
         dict with out_dir, num_train, num_test, size, seed and

@@ -1,5 +1,6 @@
 import csv
 import json
+import multiprocessing
 
 import cv2
 import numpy as np
@@ -26,12 +27,26 @@ def _records(path):
 
 
 def _convert_synthetic(synthetic_dir, out, **kwargs):
-    kwargs = {"val_fraction": 0.25, "num_shards": 2, **kwargs}
+    # In this process unless a test asks for workers: spawned workers take seconds to start.
+    kwargs = {"val_fraction": 0.25, "num_shards": 2, "workers": 1, **kwargs}
     return convert.convert(str(synthetic_dir / "train"), str(out), csv_path=str(synthetic_dir / "train.csv"), **kwargs)
 
 
 def _shard_bytes(out):
     return {p.name: p.read_bytes() for p in sorted(out.glob("*.tfrecord"))}
+
+
+@pytest.fixture
+def start_methods(monkeypatch):
+    """The start methods of the process pools made while the test runs."""
+    methods, get_context = [], multiprocessing.get_context
+
+    def recording_get_context(method=None):
+        methods.append(method)
+        return get_context(method)
+
+    monkeypatch.setattr(multiprocessing, "get_context", recording_get_context)
+    return methods
 
 
 def test_convert_writes_named_shards_and_manifest(converted_dir):
@@ -68,11 +83,16 @@ def test_convert_reads_kaggle_ids_and_targets(tmp_path):
     np.testing.assert_array_equal(image[..., 3], yellow)
 
 
-def test_same_input_and_seed_give_byte_identical_shards_whatever_the_workers(synthetic_dir, tmp_path):
+def test_same_input_and_seed_give_byte_identical_shards_whatever_the_workers(synthetic_dir, tmp_path,
+                                                                            start_methods, capfd):
     one = _shard_bytes(_convert_synthetic(synthetic_dir, tmp_path / "a", workers=1) and tmp_path / "a")
+    capfd.readouterr()
     two = _shard_bytes(_convert_synthetic(synthetic_dir, tmp_path / "b", workers=2) and tmp_path / "b")
     three = _shard_bytes(_convert_synthetic(synthetic_dir, tmp_path / "c", workers=3) and tmp_path / "c")
     assert one == two == three
+    assert start_methods == ["spawn", "spawn"]  # fresh processes (their hash seeds differ), never forks
+    # TensorFlow's start-up lines (no log level silences them) are not repeated by every worker.
+    assert capfd.readouterr().err == ""
     assert (tmp_path / "a/dataset.json").read_text().replace("/a", "") == \
         (tmp_path / "b/dataset.json").read_text().replace("/b", "")
     _convert_synthetic(synthetic_dir, tmp_path / "d", seed=1)
@@ -207,8 +227,19 @@ def test_bad_image_fails_with_id_file_and_problem_and_leaves_no_dataset(tmp_path
     path = _break(raw / "train", KAGGLE_IDS[3], how)
     with pytest.raises(SourceError) as error:
         convert.convert(str(raw / "train"), str(tmp_path / "out"), csv_path=str(raw / "train.csv"),
-                        val_fraction=0, num_shards=2, max_pixels=590)
+                        val_fraction=0, num_shards=2, workers=1, max_pixels=590)
     assert str(error.value) == f"Id {KAGGLE_IDS[3]}: {path}: {BAD_FILES[how]}"
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_bad_image_stops_spawned_workers_and_leaves_no_dataset(tmp_path, start_methods):
+    raw = _kaggle_like(tmp_path)
+    path = _break(raw / "train", KAGGLE_IDS[3], "truncated")
+    with pytest.raises(SourceError) as error:
+        convert.convert(str(raw / "train"), str(tmp_path / "out"), csv_path=str(raw / "train.csv"),
+                        val_fraction=0, num_shards=3, workers=2)
+    assert start_methods == ["spawn"]
+    assert str(error.value) == f"Id {KAGGLE_IDS[3]}: {path}: truncated or corrupt image (60 bytes)"
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -218,7 +249,7 @@ def test_skip_leaves_bad_examples_out_and_lists_them(tmp_path):
     _break(raw / "train", KAGGLE_IDS[4], "missing")
     (raw / "train.csv").write_text((raw / "train.csv").read_text() + "bad_label,29\n")
     manifest = convert.convert(str(raw / "train"), str(tmp_path / "out"), csv_path=str(raw / "train.csv"),
-                               val_fraction=0, num_shards=2, on_error="skip")
+                               val_fraction=0, num_shards=2, workers=1, on_error="skip")
     assert manifest["splits"]["train"]["num_examples"] == 4 and manifest["num_errors"] == 3
     kept = [e["source_id"].numpy().decode() for s in manifest["splits"]["train"]["shards"]
             for e in _records(tmp_path / "out" / s["file"])]

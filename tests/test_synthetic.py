@@ -1,6 +1,7 @@
 """Tests for the synthetic HPA dataset: layout, determinism, labels, geometry."""
 
 import csv
+import multiprocessing
 
 import cv2
 import numpy as np
@@ -83,6 +84,21 @@ def test_same_seed_is_byte_identical_for_any_worker_count_other_seed_differs(tmp
     pngs_a = [v for k, v in a.items() if k.suffix == ".png"]
     pngs_c = [v for k, v in c.items() if k.suffix == ".png"]
     assert not set(pngs_a) & set(pngs_c)  # no image repeats under another seed
+
+
+def test_workers_are_spawned_not_forked(tmp_path, monkeypatch):
+    """The caller may have TensorFlow loaded (the data_prep CLI has), and its threads do not survive a fork."""
+    methods, get_context = [], multiprocessing.get_context
+
+    def recording_get_context(method=None):
+        methods.append(method)
+        return get_context(method)
+
+    monkeypatch.setattr(multiprocessing, "get_context", recording_get_context)
+    generate_dataset(tmp_path / "a", 4, 0, size=SIZE, seed=11, workers=2)
+    generate_dataset(tmp_path / "b", 4, 0, size=SIZE, seed=11, workers=1)
+    assert methods == ["spawn"]
+    assert all_bytes(tmp_path / "a") == all_bytes(tmp_path / "b")
 
 
 def test_image_does_not_depend_on_dataset_size(tmp_path):

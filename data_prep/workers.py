@@ -1,0 +1,48 @@
+"""Worker processes of the preprocessing stage: started fresh, never forked.
+
+TensorFlow starts threads as soon as it is imported, and a forked copy of a
+process with threads can hang on a lock that one of them held at the fork.
+So every pool here starts its workers with the "spawn" method, as new
+interpreters that import what they need; the price is their start-up (a
+worker that imports TensorFlow needs about 4 s, all workers in parallel).
+This module imports nothing heavy, so that a worker starts clean.
+"""
+
+import importlib
+import multiprocessing
+import os
+
+START_METHOD = "spawn"
+
+
+def process_pool(processes, preload=None):
+    """A multiprocessing.Pool of `processes` spawned workers.
+
+    Args:
+        processes: number of workers.
+        preload: name of a module each worker imports before its first task,
+            with its stderr silenced (see `import_quietly`); None imports
+            only what the tasks need, as they arrive.
+    """
+    context = multiprocessing.get_context(START_METHOD)
+    if preload is None:
+        return context.Pool(processes)
+    return context.Pool(processes, import_quietly, (preload,))
+
+
+def import_quietly(module):
+    """Imports `module` with file descriptor 2 on /dev/null.
+
+    TensorFlow prints its C++ start-up lines (oneDNN, CUDA) on import, before
+    any log level applies; the parent has shown them once, W workers would
+    repeat them W times. An import error still raises, with stderr restored.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved = os.dup(2)
+    try:
+        os.dup2(devnull, 2)
+        importlib.import_module(module)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
