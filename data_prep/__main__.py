@@ -58,7 +58,8 @@ def _parser():
     convert.add_argument("--seed", type=int, default=0, help="seed of the split and example order")
     convert.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     convert.add_argument("--resume", action="store_true",
-                         help="finish an interrupted conversion (same arguments), reusing its completed shards")
+                         help="finish an interrupted conversion (same arguments), reusing its completed shards; "
+                              "on a finished one, do nothing")
 
     verify = commands.add_parser("verify", formatter_class=formatter,
                                  help="re-read every shard and check it against dataset.json")
@@ -89,6 +90,9 @@ def main(argv=None):
                                      resume=args.resume, label_set=args.label_set,
                                      group_column=args.group_column)
             seconds = time.perf_counter() - start
+            if result.get("already_complete"):
+                print(f"convert: {args.out}: already complete (dataset.json); nothing to do")
+                return 0
             split = result["split"]
             if "worst_class" in split:
                 print(f"split: {sum(s['num_examples'] for s in result['sources'])} images in {split['num_groups']} "

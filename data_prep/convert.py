@@ -7,8 +7,10 @@
   not grow with the dataset.
 - Atomic and resumable: a shard is written under a `.tmp` name, its record
   (sha256, counts) goes to `.convert/` and only then is it renamed into place;
-  dataset.json, written last, marks the dataset finished. `resume=True` with
-  the same arguments reuses every shard whose record and sha256 agree.
+  dataset.json, written last, marks the dataset finished and records the
+  fingerprint of the arguments and plan. `resume=True` with the same
+  arguments reuses every shard whose record and sha256 agree, and on the
+  finished dataset of the same arguments does nothing.
 """
 
 import contextlib
@@ -217,6 +219,20 @@ def _completed(out_dir, shard):
     return record if manifest_lib.file_sha256(path) == record["sha256"] else None
 
 
+def _finished_dataset(out_dir, fingerprint):
+    """The manifest of the finished dataset in out_dir if the same arguments
+    and inputs made it, None if there is none; refuses any other."""
+    if not tf.io.gfile.exists(posixpath.join(out_dir, manifest_lib.MANIFEST_NAME)):
+        return None
+    manifest = manifest_lib.load_manifest(out_dir)
+    if manifest.get("fingerprint") == fingerprint:
+        return manifest
+    why = ("was made with different arguments or inputs" if "fingerprint" in manifest
+           else "does not record the arguments that made it")
+    raise SourceError(f"holds a finished dataset (dataset.json) that {why}; pass --overwrite to replace it",
+                      path=out_dir)
+
+
 def _prepare_output(out_dir, fingerprint, overwrite, resume):
     """Refuses to mix runs; returns True when an unfinished run is resumed."""
     state = posixpath.join(out_dir, STATE_DIR)
@@ -388,7 +404,9 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
         max_pixels: images with more pixels are refused before decoding.
         png_compression: zlib level of the stored PNGs, 0 (fastest, largest) to 9.
         overwrite: replace a dataset already in `out_dir`.
-        resume: finish an interrupted conversion started with the same arguments.
+        resume: finish an interrupted conversion started with the same arguments;
+            on the finished dataset of the same arguments, do nothing and
+            return its manifest with `"already_complete": True`.
         label_set: "hpa2018" or "hpa2021"; None detects it from the CSV header
             (`Id,Target` -> hpa2018, `ID,Label` -> hpa2021).
         group_column: a CSV column whose values group images that must stay on
@@ -419,8 +437,11 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
     size = size or _source_size(entries, options)
     bytes_per_example = _bytes_per_example(splits, options, size) if num_shards is None else None
     shards = plan_shards(splits, options, bytes_per_example)
-    resuming = _prepare_output(out_dir, _fingerprint(dataclasses.replace(options, size=size), shards),
-                               overwrite, resume)
+    fingerprint = _fingerprint(dataclasses.replace(options, size=size), shards)
+    finished = _finished_dataset(out_dir, fingerprint) if resume and not overwrite else None
+    if finished is not None:
+        return {**finished, "already_complete": True}
+    resuming = _prepare_output(out_dir, fingerprint, overwrite, resume)
 
     done = {s.name: _completed(out_dir, s) for s in shards} if resuming else {}
     todo = [s for s in shards if not done.get(s.name)]
@@ -440,7 +461,7 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
         raise
     shard_records = [(s, done[s.name]) for s in shards]
 
-    manifest = _build_manifest(options, size, shard_records, split_info)
+    manifest = _build_manifest(options, size, shard_records, split_info, fingerprint)
     errors += [e for _, record in shard_records for e in record["errors"]]
     manifest["num_errors"] = len(errors)
     if options.on_error == "skip":
@@ -450,7 +471,7 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
     return manifest
 
 
-def _build_manifest(options, size, shard_records, split_info):
+def _build_manifest(options, size, shard_records, split_info, fingerprint):
     label_set = labels_lib.label_set_named(options.label_set)
     splits, pixel_sum, pixel_sum_sq = {}, np.zeros(4), np.zeros(4)
     source_counts = np.zeros(len(options.images_dirs), np.int64)
@@ -478,6 +499,7 @@ def _build_manifest(options, size, shard_records, split_info):
         "split": split_info,
         **({"folds": options.folds} if options.folds else {}),
         "splits": splits,
+        "fingerprint": fingerprint,  # of the arguments and plan: what --resume compares
     }
     pixels = splits.get("train", {}).get("num_examples", 0) * size * size
     if pixels:

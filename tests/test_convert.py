@@ -10,7 +10,7 @@ import tensorflow as tf
 from data_prep import convert, verify
 from protein_location import input as input_lib, manifest as manifest_lib, raw_images, records
 from protein_location.errors import SourceError
-from tests.conftest import write_image_set, write_raw_dataset
+from tests.conftest import last_error_line, run_cli, write_image_set, write_raw_dataset
 
 KAGGLE_IDS = ["00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", "000a6c98-bb9b-11e8-b2b9-ac1f6b6435d0",
               "000a9596-bbc4-11e8-b2bc-ac1f6b6435d0", "000c99ba-bba4-11e8-b2b9-ac1f6b6435d0",
@@ -34,6 +34,11 @@ def _convert_synthetic(synthetic_dir, out, **kwargs):
 
 def _shard_bytes(out):
     return {p.name: p.read_bytes() for p in sorted(out.glob("*.tfrecord"))}
+
+
+def _file_states(out):
+    """Every entry of a dataset folder with its bytes and modification time."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else "dir" for p in sorted(out.iterdir())}
 
 
 @pytest.fixture
@@ -286,3 +291,50 @@ def test_cli_pixel_cap_default_is_the_library_default():
 
     args = _parser().parse_args(["convert", "--images", "x", "--out", "y"])
     assert args.max_pixels == raw_images.DEFAULT_MAX_PIXELS
+
+
+# ------------------------------------------------------------ resume through the CLI
+
+
+def _cli_convert(synthetic_dir, out, *extra):
+    return run_cli("-m", "data_prep", "convert", "--csv", synthetic_dir / "train.csv", "--images",
+                   synthetic_dir / "train", "--out", out, "--shards", 2, "--val-fraction", 0.25, "--workers", 1,
+                   *extra, check=False)
+
+
+@pytest.fixture(scope="module")
+def cli_dataset(synthetic_dir, tmp_path_factory):
+    """The tiny synthetic dataset converted by the CLI (the resume tests only read it)."""
+    out = tmp_path_factory.mktemp("cli") / "data"
+    result = _cli_convert(synthetic_dir, out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_resume_of_a_finished_dataset_does_nothing_and_says_so(synthetic_dir, cli_dataset):
+    before = _file_states(cli_dataset)
+    result = _cli_convert(synthetic_dir, cli_dataset, "--resume")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"convert: {cli_dataset}: already complete (dataset.json); nothing to do"]
+    assert _file_states(cli_dataset) == before
+
+
+def test_resume_of_a_finished_dataset_with_other_arguments_is_refused(synthetic_dir, cli_dataset):
+    before = _file_states(cli_dataset)
+    result = _cli_convert(synthetic_dir, cli_dataset, "--resume", "--seed", 1)
+    assert result.returncode == 1
+    assert last_error_line(result) == (f"error: {cli_dataset}: holds a finished dataset (dataset.json) that was made "
+                                       "with different arguments or inputs; pass --overwrite to replace it")
+    assert _file_states(cli_dataset) == before
+
+
+def test_resume_refuses_a_finished_dataset_that_does_not_record_its_arguments(synthetic_dir, tmp_path):
+    out = tmp_path / "data"
+    _convert_synthetic(synthetic_dir, out)
+    manifest = json.loads((out / "dataset.json").read_text())
+    del manifest["fingerprint"]  # as written before dataset.json recorded it
+    (out / "dataset.json").write_text(json.dumps(manifest))
+    with pytest.raises(SourceError) as error:
+        _convert_synthetic(synthetic_dir, out, resume=True)
+    assert str(error.value) == (f"{out}: holds a finished dataset (dataset.json) that does not record the arguments "
+                                "that made it; pass --overwrite to replace it")
