@@ -27,8 +27,6 @@ DEFAULT_MAX_PIXELS = 40_000_000
 
 # Bad files are reported by SourceError; OpenCV's own stderr warnings only repeat them.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-# The pixel cap is ours (checked from the header below), not Pillow's.
-PIL.Image.MAX_IMAGE_PIXELS = None
 
 
 def check_images_dir(images_dir):
@@ -72,8 +70,10 @@ def decode_channel(data, channel, image_id, path, max_pixels=DEFAULT_MAX_PIXELS)
     if not data:
         raise SourceError("empty file (0 bytes)", image_id, path)
     try:
-        # The header alone: refuse decompression bombs before decoding.
+        # The header alone (OpenCV decodes): refuse decompression bombs before decoding.
         width, height = PIL.Image.open(io.BytesIO(data)).size
+    except PIL.Image.DecompressionBombError:
+        raise SourceError(_over_pillow_limit(max_pixels), image_id, path) from None
     except (PIL.UnidentifiedImageError, OSError, ValueError):
         raise SourceError(f"not an image ({len(data)} bytes)", image_id, path) from None
     if width * height > max_pixels:
@@ -87,6 +87,17 @@ def decode_channel(data, channel, image_id, path, max_pixels=DEFAULT_MAX_PIXELS)
         array = array[..., 2::-1]  # OpenCV's BGR(A) -> RGB
     # Reduce first, then scale: only one plane is converted.
     return np.ascontiguousarray(stains.to_8bit(stains.stain_signal(array, channel)))
+
+
+def _over_pillow_limit(max_pixels):
+    """The problem of a header Pillow refused. Its guard stays on for the
+    whole process (we never change PIL.Image.MAX_IMAGE_PIXELS): above that it
+    warns, above twice that it refuses, before our own cap is checked."""
+    limit = 2 * PIL.Image.MAX_IMAGE_PIXELS
+    if max_pixels <= limit:
+        return f"more than {limit} pixels is over the cap of {max_pixels} (--max-pixels)"
+    return (f"more than {limit} pixels is over Pillow's decompression-bomb limit (twice PIL.Image.MAX_IMAGE_PIXELS), "
+            f"which --max-pixels {max_pixels} does not raise")
 
 
 def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):

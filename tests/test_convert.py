@@ -1,9 +1,12 @@
 import csv
 import json
 import multiprocessing
+import struct
+import zlib
 
 import cv2
 import numpy as np
+import PIL.Image
 import pytest
 import tensorflow as tf
 
@@ -212,7 +215,19 @@ def _break(folder, image_id, how):
         cv2.imwrite(str(path), np.zeros((24, 24), np.uint8))
     elif how == "over the pixel cap":
         cv2.imwrite(str(path), np.zeros((20, 30), np.uint8))  # 600 pixels, over the test's cap of 590
+    elif how == "over Pillow's limit":
+        path.write_bytes(_png_header(20_000, 10_000))
     return path
+
+
+def _png_header(width, height):
+    """A PNG whose header declares width x height 8-bit gray pixels, and no pixels."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
 
 
 BAD_FILES = {
@@ -223,6 +238,8 @@ BAD_FILES = {
     "float pixels": "unsupported pixel type float32",
     "other size": "24x24 differs from the red channel's 20x20",
     "over the pixel cap": "30x20 pixels is over the cap of 590 (--max-pixels)",
+    # 200 million pixels: Pillow refuses the header (above twice PIL.Image.MAX_IMAGE_PIXELS) before our cap.
+    "over Pillow's limit": "more than {pillow_limit} pixels is over the cap of 590 (--max-pixels)",
 }
 
 
@@ -233,7 +250,8 @@ def test_bad_image_fails_with_id_file_and_problem_and_leaves_no_dataset(tmp_path
     with pytest.raises(SourceError) as error:
         convert.convert(str(raw / "train"), str(tmp_path / "out"), csv_path=str(raw / "train.csv"),
                         val_fraction=0, num_shards=2, workers=1, max_pixels=590)
-    assert str(error.value) == f"Id {KAGGLE_IDS[3]}: {path}: {BAD_FILES[how]}"
+    problem = BAD_FILES[how].format(pillow_limit=2 * PIL.Image.MAX_IMAGE_PIXELS)
+    assert str(error.value) == f"Id {KAGGLE_IDS[3]}: {path}: {problem}"
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -246,6 +264,26 @@ def test_a_bad_image_stops_spawned_workers_and_leaves_no_dataset(tmp_path, start
     assert start_methods == ["spawn"]
     assert str(error.value) == f"Id {KAGGLE_IDS[3]}: {path}: truncated or corrupt image (60 bytes)"
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_importing_the_readers_leaves_pillows_bomb_guard_on():
+    code = ("import PIL.Image; before = PIL.Image.MAX_IMAGE_PIXELS; "
+            "import protein_location.raw_images, data_prep.convert, data_prep.__main__; "
+            "print(before, PIL.Image.MAX_IMAGE_PIXELS)")
+    before, after = run_cli("-c", code).stdout.split()
+    assert after == before != "None"
+
+
+def test_cli_refuses_a_header_over_pillows_limit_in_one_line_even_within_a_raised_cap(tmp_path):
+    raw = _kaggle_like(tmp_path)
+    path = _break(raw / "train", KAGGLE_IDS[3], "over Pillow's limit")
+    result = run_cli("-m", "data_prep", "convert", "--csv", raw / "train.csv", "--images", raw / "train",
+                     "--out", tmp_path / "out", "--val-fraction", 0, "--shards", 1, "--workers", 1,
+                     "--max-pixels", 400_000_000, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert last_error_line(result) == (
+        f"error: Id {KAGGLE_IDS[3]}: {path}: more than {2 * PIL.Image.MAX_IMAGE_PIXELS} pixels is over Pillow's "
+        "decompression-bomb limit (twice PIL.Image.MAX_IMAGE_PIXELS), which --max-pixels 400000000 does not raise")
 
 
 def test_skip_leaves_bad_examples_out_and_lists_them(tmp_path):
