@@ -5,6 +5,8 @@ import os
 import sys
 import time
 
+from data_prep import workers
+
 # Quiet TensorFlow's C++ start-up banner before it is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -47,8 +49,10 @@ def _parser():
     convert.add_argument("--shards", type=int, default=None,
                          help="shards per split (per fold); default: sized by content, see --shard-mb")
     convert.add_argument("--shard-mb", type=float, default=150.0, help="target shard size when --shards is not given")
-    convert.add_argument("--workers", type=int, default=os.cpu_count(),
-                         help="decoding processes; the output is the same for any number")
+    convert.add_argument("--workers", type=int, default=None,
+                         help="decoding processes; the output is the same for any number. Default: one per "
+                              f"{workers.IMAGES_PER_WORKER} images, up to the {os.cpu_count()} cores (a worker "
+                              "takes seconds to start)")
     convert.add_argument("--on-error", choices=["fail", "skip"], default="fail",
                          help="fail: stop at the first bad input; skip: leave it out and list it in errors.csv")
     convert.add_argument("--max-pixels", type=int, default=40_000_000,
@@ -106,7 +110,7 @@ def main(argv=None):
             skipped = f", {result['num_errors']} skipped (errors.csv)" if args.on_error == "skip" else ""
             print(f"convert: {counts} examples{skipped} ({result['label_set']}, {len(result['class_names'])} classes) "
                   f"at {result['image_size']}px in {shards} shards, "
-                  f"{seconds:.1f} s ({total / max(seconds, 1e-9):.0f} img/s, {args.workers} workers) -> {args.out}")
+                  f"{seconds:.1f} s ({total / max(seconds, 1e-9):.0f} img/s, {args.workers or workers.default_workers(total)} workers) -> {args.out}")
         else:
             checked = verify.verify_dataset(args.data)
             counts = ", ".join(f"{split} {count}" for split, count in checked.items())

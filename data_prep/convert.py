@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import posixpath
 
 import cv2
@@ -396,7 +395,7 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
         num_shards: shards per split (per fold); None sizes shards by content.
         shard_mb: target shard size in MB when num_shards is None.
         seed: seeds the split and the order of examples.
-        workers: decoding processes (default: all cores); never changes the output.
+        workers: decoding processes (default: `workers.default_workers`); never changes the output.
             More than one are spawned (`data_prep.workers`): a script calling
             this needs the `if __name__ == "__main__":` guard.
         on_error: "fail" stops at the first bad input; "skip" leaves bad
@@ -421,11 +420,11 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
     images_dirs, csv_paths = _as_tuple(images_dir), _as_tuple(csv_path)
     if group_column is not None and not csv_paths:
         raise ValueError("--group-column needs --csv")
-    workers = workers or os.cpu_count() or 1
     if out_dir.startswith("ram://"):
         workers = 1  # TensorFlow's RAM filesystem lives in one process: workers' writes would vanish
     entries, errors, chosen_set = read_sources(images_dirs, csv_paths, on_error,
                                                label_set and labels_lib.label_set_named(label_set))
+    workers = workers or workers_lib.default_workers(len(entries))
     options = ConvertOptions(images_dirs, csv_paths, chosen_set.name, group_column, size,
                              0.0 if folds else val_fraction, folds, num_shards, shard_mb, seed, on_error, max_pixels,
                              png_compression)

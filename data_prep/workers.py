@@ -13,6 +13,15 @@ import multiprocessing
 import os
 
 START_METHOD = "spawn"
+# A spawned conversion worker imports TensorFlow first (about 4-6 s on 2
+# cores), longer than the parent takes for a few hundred images: by default a
+# conversion starts one worker per this many images, up to the cores.
+IMAGES_PER_WORKER = 500
+
+
+def default_workers(num_images):
+    """The worker count of a conversion of `num_images` without --workers."""
+    return max(1, min(os.cpu_count() or 1, num_images // IMAGES_PER_WORKER))
 
 
 def process_pool(processes, preload=None):
