@@ -61,7 +61,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import convert as convert_bench  # noqa: E402
-from data_prep import convert as convert_lib, synthetic  # noqa: E402
+from data_prep import convert as convert_lib, synthetic, workers as workers_lib  # noqa: E402
 from protein_location import distribute, export, input as input_lib, labels as labels_lib, labels_csv, raw_images  # noqa: E402
 from protein_location import manifest as manifest_lib, model as model_lib, predict, train as train_lib  # noqa: E402
 
@@ -460,7 +460,8 @@ def parse_args(argv=None):
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"],
                         help="Keras dtype policy of the trained and exported models")
     parser.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="conversion processes")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="conversion processes; default: what convert picks for --images (data_prep.workers)")
     parser.add_argument("--stages", default=",".join(STAGES), help="the stages to run, comma-separated")
     parser.add_argument("--work", default="/tmp/protein-location-bench", help="generated data (cached) and scratch")
     parser.add_argument("--out", help="JSON record (default WORK/bench.json)")
@@ -481,6 +482,7 @@ def parse_args(argv=None):
         parser.error("--presets: name at least one preset")
     if args.train_size < 32:
         parser.error(f"--train-size must be at least 32 (keras ResNet50's minimum), got {args.train_size}")
+    args.workers = args.workers or workers_lib.default_workers(args.images)
     args.out = args.out or os.path.join(args.work, "bench.json")
     return args
 
