@@ -201,8 +201,12 @@ def test_onednn_conv2d_still_returns_an_empty_batch_unchanged():
     never gives a replica an empty batch (input.eval_padding) whether or not
     this is fixed. When this test fails, TensorFlow has fixed it: remove this
     test and the oneDNN sentence in README, "Fault tolerance"."""
-    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
-        pytest.skip("oneDNN is off in this process")
+    from tensorflow.python.util import _pywrap_util_port  # the flag TensorFlow logs at start-up
+
+    # oneDNN is on by default only on x86 CPUs with AVX512_VNNI, AVX512_BF16 or
+    # AMX (TensorFlow's release notes), and never with TF_ENABLE_ONEDNN_OPTS=0.
+    if not _pywrap_util_port.IsMklEnabled():
+        pytest.skip("oneDNN is off in this process (this CPU, or TF_ENABLE_ONEDNN_OPTS=0)")
     kernel = tf.zeros([3, 3, 4, 32])
     empty = tf.nn.conv2d(tf.zeros([0, 64, 64, 4]), kernel, strides=2, padding="SAME")
     assert empty.shape == (0, 64, 64, 4), (f"tf.nn.conv2d on an empty batch now gives {empty.shape}: TensorFlow "
