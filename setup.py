@@ -22,12 +22,11 @@ setup(
         "iterative-stratification>=0.1.9",
         "tqdm>=4.60",
         "matplotlib>=3.7",
-        "pillow>=10",  # image headers: the pixel cap is checked before decoding
     ],
     extras_require={
         # --tflite files are written with TensorFlow alone; LiteRT runs and checks them.
         "tflite": ["ai-edge-litert>=2.0"],
-        # --onnx: tf2onnx 1.17 converts under TF 2.21 / numpy 2 (see export_formats.py); onnxruntime checks.
+        # --onnx: tf2onnx 1.17 converts under TF 2.21 / numpy 2 (see export/onnx_format.py); onnxruntime checks.
         "onnx": ["tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20"],
         "test": ["pytest>=8", "ai-edge-litert>=2.0", "tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20"],
     },

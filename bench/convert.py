@@ -6,6 +6,9 @@ Generates a synthetic HPA-layout dataset (cached under --work), then in one
 run, alternating, `--repeats` times each:
 - decode limit: W processes that only read and decode the same channel files
   (cv2.imdecode), nothing else; started once, before the timings;
+- TF decode limit: the same with the project's own decoder, the TensorFlow
+  ops conversion and serving share (`core.raw_images.read_image` at the
+  stored size: header check, decode, the stain rule), W processes;
 - conversion: `data_prep.convert.convert` with the same W, timed whole, the
   start of its spawned workers (each imports TensorFlow) included.
 Prints a JSON record: median/min/max seconds and images/s of each, the ratio
@@ -32,7 +35,7 @@ import numpy as np  # noqa: E402
 
 # Not data_prep.convert here: the decode workers import this module, and need no TensorFlow.
 from data_prep import synthetic, workers as workers_lib  # noqa: E402
-from protein_location import labels  # noqa: E402
+from protein_location.core import labels  # noqa: E402
 
 
 def decode_only(task):
@@ -43,9 +46,16 @@ def decode_only(task):
             cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_UNCHANGED)
 
 
-def time_decode(pool, images_dir, ids):
+def decode_only_tf(task):
+    """The same with the project's decoder (TensorFlow ops): what conversion runs per image."""
+    from protein_location.core import raw_images
+
+    raw_images.read_image(*task)
+
+
+def time_decode(pool, images_dir, ids, decode=decode_only):
     start = time.perf_counter()
-    for _ in pool.imap(decode_only, [(images_dir, i) for i in ids], chunksize=4):
+    for _ in pool.imap(decode, [(images_dir, i) for i in ids], chunksize=4):
         pass
     return time.perf_counter() - start
 
@@ -90,11 +100,15 @@ def main(argv=None):
     ids = [line.split(",")[0] for line in open(os.path.join(raw, "train.csv")).read().splitlines()[1:]]
     out = os.path.join(args.work, "tfrecords")
 
-    decode, conversion = [], []
-    with workers_lib.process_pool(args.workers) as pool:
-        time_decode(pool, os.path.join(raw, "train"), ids[:64])  # warm-up: page cache, workers' imports
+    decode, decode_tf, conversion = [], [], []
+    images = os.path.join(raw, "train")
+    with workers_lib.process_pool(args.workers) as pool, \
+            workers_lib.process_pool(args.workers, preload="protein_location.core.raw_images") as tf_pool:
+        time_decode(pool, images, ids[:64])  # warm-up: page cache, workers' imports
+        time_decode(tf_pool, images, ids[:64], decode_only_tf)
         for _ in range(args.repeats):
-            decode.append(time_decode(pool, os.path.join(raw, "train"), ids))
+            decode.append(time_decode(pool, images, ids))
+            decode_tf.append(time_decode(tf_pool, images, ids, decode_only_tf))
             conversion.append(time_convert(raw, out, args.workers, args.png_compression))
     source_mb = sum(os.path.getsize(os.path.join(raw, "train", n)) for n in os.listdir(os.path.join(raw, "train")))
     shards_mb = sum(os.path.getsize(os.path.join(out, n)) for n in os.listdir(out) if n.endswith(".tfrecord"))
@@ -105,8 +119,11 @@ def main(argv=None):
         "png_compression": args.png_compression,
         "source_mb": round(source_mb / 2**20, 1), "shards_mb": round(shards_mb / 2**20, 1),
         "decode_limit": summary(decode, len(ids)),
+        "decode_limit_tf": summary(decode_tf, len(ids)),
         "convert": summary(conversion, len(ids)),
         "ratio_convert_to_decode": round(statistics.median(conversion) / statistics.median(decode), 3),
+        "ratio_tf_decode_to_opencv_decode": round(statistics.median(decode_tf) / statistics.median(decode), 3),
+        "ratio_convert_to_tf_decode": round(statistics.median(conversion) / statistics.median(decode_tf), 3),
         "peak_rss_mb_largest_process": round(peak_memory_mb(raw, out, args.workers, args.png_compression), 1),
     }
     shutil.rmtree(out, ignore_errors=True)

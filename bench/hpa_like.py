@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from data_prep import synthetic
-from protein_location.labels import CHANNELS, HPA_TRAIN_COUNTS, NUM_CLASSES
+from protein_location.core.labels import CHANNELS, HPA_TRAIN_COUNTS, NUM_CLASSES
 
 _TAG = 0x48504C4B  # in every seed, so Ids and images differ from synthetic.py's for one --seed
 _SPLITS = {"train": 0, "test": 1}

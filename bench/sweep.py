@@ -53,11 +53,11 @@ def convert_raw(raw, out):
 def evaluate_run(run_dir, train_data, test_data, batch_size, image_size):
     import keras
 
-    from protein_location import train
+    from protein_location.training import evaluator
 
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"), safe_mode=True, compile=False)
-    y_val, p_val = train.predict_views(model, train_data, "val", batch_size, image_size)
-    y_test, p_test = train.predict_views(model, test_data, "train", batch_size, image_size)
+    y_val, p_val = evaluator.predict_views(model, train_data, "val", batch_size, image_size)
+    y_test, p_test = evaluator.predict_views(model, test_data, "train", batch_size, image_size)
     np.savez_compressed(os.path.join(run_dir, "probabilities.npz"), y_val=y_val, p_val=p_val,
                         y_test=y_test, p_test=p_test)
     return scores(y_val, p_val, y_test, p_test, train_rates(train_data))
@@ -80,7 +80,7 @@ def scores(y_val, p_val, y_test, p_test, train_rates):
 
 def train_rates(data_dir):
     """Each class's share of a converted dataset's training images."""
-    from protein_location import manifest as manifest_lib
+    from protein_location.core import manifest as manifest_lib
 
     manifest = manifest_lib.load_manifest(data_dir)
     _, count, label_counts = manifest_lib.split_summary(data_dir, manifest, "train")

@@ -75,8 +75,7 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     # Imported here so `--help` answers without loading TensorFlow.
     from data_prep import convert, synthetic, verify
-    from protein_location import manifest
-    from protein_location.errors import SourceError
+    from protein_location.core.errors import ProteinLocationError
 
     try:
         if args.command == "synth":
@@ -115,7 +114,7 @@ def main(argv=None):
             checked = verify.verify_dataset(args.data)
             counts = ", ".join(f"{split} {count}" for split, count in checked.items())
             print(f"verify: {args.data} OK ({counts} examples, sha256 and counts match)")
-    except (SourceError, manifest.ManifestError, verify.VerifyError, ValueError) as error:
+    except ProteinLocationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

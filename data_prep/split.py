@@ -20,6 +20,8 @@ import re
 import numpy as np
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 
+from protein_location.core.errors import DataPrepError
+
 # <antibody folder>_<plate>_<well>_<field>, e.g. 10580_1610_C1_1.
 _HPAV18_ID = re.compile(r"^([0-9]+_[0-9]+_[A-Za-z]+[0-9]+)_[0-9]+$")
 
@@ -51,7 +53,7 @@ def _group_index(groups, n):
     if groups is None:
         return np.arange(n), n
     if len(groups) != n:
-        raise ValueError(f"groups has {len(groups)} entries for {n} labeled images")
+        raise DataPrepError(f"groups has {len(groups)} entries for {n} labeled images")
     number = {}
     index = np.array([number.setdefault(key, len(number)) for key in groups], dtype=int)
     return index, len(number)
@@ -95,11 +97,11 @@ def split_train_val(label_matrix, val_fraction, seed, groups=None):
     """
     label_matrix = np.asarray(label_matrix).astype(int)
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+        raise DataPrepError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
     group_index, n = _group_index(groups, len(label_matrix))
     if round(n * val_fraction) < 1 or round(n * (1 - val_fraction)) < 1:
         what = "labeled images" if groups is None else "groups of labeled images"
-        raise ValueError(f"{n} {what} are too few to split with --val-fraction {val_fraction}")
+        raise DataPrepError(f"{n} {what} are too few to split with --val-fraction {val_fraction}")
     group_matrix = _group_label_matrix(label_matrix, group_index, n)
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
     _, val = next(splitter.split(np.zeros((n, 1)), group_matrix))
@@ -120,7 +122,7 @@ def assign_folds(label_matrix, folds, seed, groups=None):
     group_index, n = _group_index(groups, len(label_matrix))
     if folds < 2 or folds > n:
         what = "labeled images" if groups is None else "groups of labeled images"
-        raise ValueError(f"--folds must be between 2 and the number of {what} ({n}), got {folds}")
+        raise DataPrepError(f"--folds must be between 2 and the number of {what} ({n}), got {folds}")
     group_matrix = _group_label_matrix(label_matrix, group_index, n)
     splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     fold = np.zeros(n, int)

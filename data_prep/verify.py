@@ -4,12 +4,9 @@ import posixpath
 
 import tensorflow as tf
 
-from protein_location import manifest as manifest_lib
-from protein_location import records
-
-
-class VerifyError(ValueError):
-    """The shards do not match their manifest."""
+from protein_location.core import manifest as manifest_lib
+from protein_location.core import records
+from protein_location.core.errors import VerifyError
 
 
 def verify_dataset(data_dir):

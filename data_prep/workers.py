@@ -11,6 +11,7 @@ This module imports nothing heavy, so that a worker starts clean.
 import importlib
 import multiprocessing
 import os
+import sys
 
 START_METHOD = "spawn"
 # A spawned conversion worker imports TensorFlow first (about 4-6 s on 2
@@ -40,17 +41,22 @@ def process_pool(processes, preload=None):
 
 
 def import_quietly(module):
-    """Imports `module` with file descriptor 2 on /dev/null.
+    """Imports `module`, and starts TensorFlow's runtime if it loaded it, with
+    file descriptor 2 on /dev/null.
 
-    TensorFlow prints its C++ start-up lines (oneDNN, CUDA) on import, before
-    any log level applies; the parent has shown them once, W workers would
-    repeat them W times. An import error still raises, with stderr restored.
+    TensorFlow prints its C++ start-up lines on import (oneDNN, CUDA) and on
+    its first op (the device probe: "failed call to cuInit" on a machine
+    without a GPU), before any log level applies; the parent has shown them
+    once, W workers would repeat them W times. An import error still raises,
+    with stderr restored.
     """
     devnull = os.open(os.devnull, os.O_WRONLY)
     saved = os.dup(2)
     try:
         os.dup2(devnull, 2)
         importlib.import_module(module)
+        if "tensorflow" in sys.modules:
+            sys.modules["tensorflow"].constant(0).numpy()  # the runtime starts with the first op
     finally:
         os.dup2(saved, 2)
         os.close(saved)

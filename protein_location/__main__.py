@@ -64,37 +64,39 @@ def _parser():
     return parser
 
 
-def _predict(args, predict):
-    from protein_location.raw_images import list_image_ids
+def _predict(args):
+    from protein_location import predict, serving, submission
+    from protein_location.core.raw_images import list_image_ids
 
-    wanted = predict.read_ids(args.csv) if args.csv else None
-    model = predict.load_serving_model(args.model, args.tta)
+    wanted = submission.read_ids(args.csv) if args.csv else None
+    model = serving.load_serving_model(args.model, args.tta)
     if args.records:
         ids, probabilities, label_matrix = predict.predict_records(model, args.records, args.split,
                                                                    args.batch_size)
         if wanted is not None:
-            ids, probabilities, label_matrix = predict.select_ids(ids, probabilities, label_matrix, wanted,
+            ids, probabilities, label_matrix = submission.select_ids(ids, probabilities, label_matrix, wanted,
                                                                   args.csv)
         source = f"{args.split} records of {args.records}"
     else:
         ids = wanted if wanted is not None else list_image_ids(args.images)
         probabilities, label_matrix = predict.predict_images(model, args.images, ids, args.batch_size)
         source = "images"
-    predict.write_submission(args.out, ids, label_matrix)
+    submission.write_submission(args.out, ids, label_matrix)
     if args.probabilities:
-        predict.write_probabilities(args.probabilities, ids, probabilities, model.class_names)
+        submission.write_probabilities(args.probabilities, ids, probabilities, model.class_names)
     views = "the mean of 8 flips/rotations" if model.views == 8 else "one view"
     print(f"predict: {len(ids)} {source}, {views} each -> {args.out}")
 
 
 def _export(args):
     from protein_location import export
+    from protein_location.core.errors import ExportError
 
     formats = export.export_formats_of(args.tflite, args.tflite_quantize, args.onnx, args.out, "--out")
     model, thresholds, class_names = export.load_run(args.model_dir)
     views = args.tta or thresholds.views
     if views == 8 and thresholds.tta is None:
-        raise export.ExportError(f"{args.model_dir}/thresholds.json has no thresholds tuned for 8 views; "
+        raise ExportError(f"{args.model_dir}/thresholds.json has no thresholds tuned for 8 views; "
                                  "export with --tta 1")
     print(f"export: {args.model_dir}/model.keras ({model.name}, input {model.input_shape[1:]}, "
           f"{len(class_names)} classes) with its thresholds.json")
@@ -104,29 +106,28 @@ def _export(args):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    from protein_location.errors import SourceError
-    from protein_location.raw_images import list_image_ids
-    from protein_location import predict
-    from protein_location.export import ExportError
-    from protein_location.manifest import ManifestError
+    from protein_location.core.errors import PredictError, ProteinLocationError
+    from protein_location.core.raw_images import list_image_ids
 
     try:
         if args.command == "predict":
-            _predict(args, predict)
+            _predict(args)
         elif args.command == "score":
-            f1, label_set = predict.score_submission(args.submission, args.truth, args.label_set)
+            from protein_location import submission
+
+            f1, label_set = submission.score_submission(args.submission, args.truth, args.label_set)
             print(f"score: macro F1 {f1:.4f} ({args.submission} against {args.truth}, {label_set})")
         elif args.command == "explain":
             from protein_location import explain
 
             if args.max_locations < 1:
-                raise predict.PredictError(f"--max-locations must be at least 1, got {args.max_locations}")
+                raise PredictError(f"--max-locations must be at least 1, got {args.max_locations}")
             ids = args.ids or list_image_ids(args.images)
             record = explain.explain_images(args.model, args.images, ids, args.out, args.max_locations)
             print(f"explain: {len(record['images'])} images -> {args.out} (<Id>.png, explain.json)")
         else:
             _export(args)
-    except (predict.PredictError, SourceError, ManifestError, ExportError) as error:
+    except ProteinLocationError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

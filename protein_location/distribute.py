@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from protein_location.errors import TrainError
+from protein_location.core.errors import TrainError
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 # --lr is the peak rate at this global batch; the rate used scales linearly
@@ -36,26 +36,27 @@ def scaled_learning_rate(reference_rate, global_batch):
     return reference_rate * global_batch / REFERENCE_BATCH
 
 
-def read_tf_config(environ=None):
-    """The parsed TF_CONFIG of this process, or None when it is unset or empty.
+def read_tf_config():
+    """This process' TF_CONFIG as TensorFlow's `TFConfigClusterResolver`, or
+    None when it is unset or empty.
 
-    Raises TrainError unless it names a cluster of chief/worker tasks
-    ("host:port" lists) and this task's place in it.
+    The resolver parses it; we check what MultiWorkerMirroredStrategy needs
+    and the resolver does not check: a cluster of chief/worker tasks
+    ("host:port" lists) and this task's place in it. Raises TrainError otherwise.
     """
-    raw = (os.environ if environ is None else environ).get("TF_CONFIG", "").strip()
+    raw = os.environ.get("TF_CONFIG", "").strip()
     if not raw:
         return None
-    try:
-        tf_config = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise TrainError(f"TF_CONFIG is not valid JSON ({error})") from None
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     expected = ('TF_CONFIG must look like {"cluster": {"worker": ["host:port", ...]}, '
                 '"task": {"type": "worker", "index": 0}}')
-    cluster = tf_config.get("cluster") if isinstance(tf_config, dict) else None
-    task = tf_config.get("task") if isinstance(tf_config, dict) else None
-    if (not isinstance(cluster, dict) or not cluster or not isinstance(task, dict)
-            or any(not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) for h in hosts)
-                   for hosts in cluster.values())):
+    try:
+        cluster, task_type, index = resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id
+    except json.JSONDecodeError as error:
+        raise TrainError(f"TF_CONFIG is not valid JSON ({error})") from None
+    except (AttributeError, TypeError, ValueError, KeyError):
+        raise TrainError(f"{expected}, got {raw}") from None
+    if not cluster or task_type is None or not all(isinstance(hosts, list) and hosts for hosts in cluster.values()):
         raise TrainError(f"{expected}, got {raw}")
     other = sorted(set(cluster) - {"chief", "worker"})
     if other:
@@ -63,24 +64,24 @@ def read_tf_config(environ=None):
                          f"got {', '.join(other)}")
     if len(cluster.get("chief", [])) > 1:
         raise TrainError(f"TF_CONFIG: a cluster has at most one chief, got {len(cluster['chief'])}")
-    task_type, index = task.get("type"), task.get("index")
-    if task_type not in cluster or not isinstance(index, int) or not 0 <= index < len(cluster[task_type]):
+    if task_type not in cluster or index is None or not 0 <= index < len(cluster[task_type]):
         raise TrainError(f"TF_CONFIG: task {task_type!r} index {index!r} is not in the cluster "
                          f"({', '.join(f'{t}: {len(h)}' for t, h in cluster.items())})")
-    return tf_config
+    return resolver
 
 
-def count_workers(tf_config):
-    """Machines in a TF_CONFIG cluster: its chief and workers."""
-    if tf_config is None:
+def count_workers(resolver):
+    """Machines in a TF_CONFIG cluster (a resolver from `read_tf_config`): its chief and workers."""
+    if resolver is None:
         return 1
-    return sum(len(tf_config["cluster"].get(task, [])) for task in ("chief", "worker"))
+    spec = resolver.cluster_spec()
+    return sum(spec.num_tasks(task) for task in ("chief", "worker") if task in spec.jobs)
 
 
 def choose_strategy(name, tpu=None, replicas=None, tf_config=None, num_gpus=0):
     """The strategy kind a run uses ("default", "mirrored", "multiworker",
-    "tpu"), from --strategy, --tpu, --replicas, the parsed TF_CONFIG and the
-    visible GPUs; raises TrainError for a request that cannot run."""
+    "tpu"), from --strategy, --tpu, --replicas, TF_CONFIG (`read_tf_config`'s
+    resolver) and the visible GPUs; raises TrainError for a request that cannot run."""
     if name not in STRATEGIES:
         raise TrainError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
     if replicas is not None and replicas < 1:
@@ -115,52 +116,6 @@ def check_tpu_paths(data, model_dir, export_dir=None):
         if path is not None and not str(path).startswith("gs://"):
             raise TrainError(f"{flag} must be a gs:// path with --strategy tpu (the TPU reads and writes "
                              f"Cloud Storage only), got {path}")
-
-
-# x86 CPU features for bfloat16 arithmetic, which oneDNN (TensorFlow's CPU
-# kernels) uses for convolutions and matrix products.
-BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu_flags(cpuinfo="/proc/cpuinfo"):
-    """The feature flags of this machine's CPU (Linux; none elsewhere)."""
-    try:
-        with open(cpuinfo) as f:
-            return next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return []
-
-
-def cpu_bfloat16_flags(cpuinfo="/proc/cpuinfo"):
-    """The BFLOAT16_CPU_FLAGS this machine's CPU has."""
-    flags = cpu_flags(cpuinfo)
-    return [flag for flag in BFLOAT16_CPU_FLAGS if flag in flags]
-
-
-def default_precision(kind, num_gpus=0, cpu_flags=None):
-    """The dtype policy when --precision is not given, and why.
-
-    bfloat16 is the TPU's native type. A machine without GPUs whose CPU
-    computes bfloat16 natively trains in mixed_bfloat16 too: 1.45x the
-    float32 speed on the demo (2 AMD EPYC cores with AVX512_BF16) at no
-    measured cost in macro F1 (README, "3. Train"). Elsewhere float32: a CPU
-    without those instructions emulates bfloat16 slowly, and on GPUs
-    mixed_float16 is a choice for the user (--precision).
-
-    Returns:
-        (policy name, the reason in words).
-    """
-    if kind == "tpu":
-        return "mixed_bfloat16", "the TPU's native type"
-    if num_gpus:
-        return "float32", "GPUs: --precision mixed_float16 to use their half-precision units"
-    flags = cpu_bfloat16_flags() if cpu_flags is None else cpu_flags
-    if not flags:
-        return "float32", "this CPU has no native bfloat16 arithmetic"
-    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
-        return "float32", "TF_ENABLE_ONEDNN_OPTS=0 turns off oneDNN, whose kernels use the CPU's bfloat16"
-    return "mixed_bfloat16", (f"this CPU computes bfloat16 natively ({', '.join(flags)}); "
-                              "--precision float32 to turn off")
 
 
 def create_strategy(kind, replicas=None, tpu=None):
@@ -231,7 +186,7 @@ def is_chief(strategy):
     if task_type is None:
         return True
     return task_type == "chief" or (task_type == "worker" and index == 0
-                                    and "chief" not in read_tf_config()["cluster"])
+                                    and "chief" not in read_tf_config().cluster_spec().jobs)
 
 
 def write_dir(model_dir, strategy):

@@ -1,7 +1,7 @@
 """Grad-CAM explanations: where in the image the model saw each location.
 
 `python -m protein_location explain` runs the SavedModel's `gradcam`
-signature (export.py) on raw HPA images and writes, per Id, a PNG: the RGB
+signature (export/saved_model.py) on raw HPA images and writes, per Id, a PNG: the RGB
 composite of the four stains, then one panel per predicted location with its
 Grad-CAM heat map over the composite, titled with the location and its
 probability; and `explain.json` listing what each PNG shows.
@@ -15,13 +15,14 @@ and keeps the positive part: its resolution is the model's input side / 32
 import io
 import posixpath
 
-import cv2
 import matplotlib
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from protein_location import export, export_versions, manifest as manifest_lib, predict
+from protein_location import serving
+from protein_location.core import json_files, raw_images
+from protein_location.export import signatures, versions
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
@@ -62,7 +63,8 @@ def plot_explanation(image, heatmaps, probabilities, labels, image_id, class_nam
     axes[0].set_title("red microtubules, green protein,\nblue nucleus, yellow ER", fontsize=8)
     gray = composite.mean(axis=-1)
     for axis, c in zip(axes[1:], chosen):
-        heat = cv2.resize(np.asarray(heatmaps[..., c], np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+        heat = tf.image.resize(np.asarray(heatmaps[..., c:c + 1], np.float32), [height, width], method="bilinear")
+        heat = heat.numpy()[..., 0]
         peak = float(heat.max())
         axis.imshow(gray, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         axis.imshow(heat / peak if peak > 0 else heat, cmap="jet", vmin=0, vmax=1, alpha=0.45,
@@ -87,10 +89,8 @@ def save_figure(figure, path):
 
 def explain_images(model_path, images_dir, ids, out_dir, max_locations=4):
     """Writes `out_dir/<Id>.png` for each Id and `out_dir/explain.json`; returns the JSON record."""
-    from protein_location import raw_images
-
-    loaded, gradcam = predict.load_saved_model(model_path, export.GRADCAM_SIGNATURE)
-    class_names = predict.class_names_of(loaded)
+    loaded, gradcam = serving.load_saved_model(model_path, signatures.GRADCAM_SIGNATURE)
+    class_names = serving.class_names_of(loaded)
     raw_images.check_images_dir(images_dir)
     images = {image_id: raw_images.read_image(images_dir, image_id) for image_id in ids}  # bad input fails first
     tf.io.gfile.makedirs(out_dir)
@@ -110,6 +110,6 @@ def explain_images(model_path, images_dir, ids, out_dir, max_locations=4):
             "shown": [{"index": c, "location": class_names[c], "probability": round(float(probabilities[c]), 4),
                        "predicted": bool(labels[c])} for c in chosen],
         })
-    record = {"model": export_versions.resolve_saved_model(model_path), "images": entries}
-    manifest_lib.write_json_atomic(posixpath.join(out_dir, "explain.json"), record)
+    record = {"model": versions.resolve_saved_model(model_path), "images": entries}
+    json_files.write_json_atomic(posixpath.join(out_dir, "explain.json"), record)
     return record

@@ -10,7 +10,8 @@ import typing
 import numpy as np
 import tensorflow as tf
 
-from protein_location import augment, manifest as manifest_lib, records
+from protein_location import augment
+from protein_location.core import manifest as manifest_lib, records, stains
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -74,60 +75,74 @@ def make_dataset(
                                  1 if input_context is None else input_context.num_input_pipelines)
     padding = eval_padding(share_counts, batch_size) if pad_batches else None
     if input_context is not None:
-        files, shard_by_data = _pipeline_share(
-            data_dir, manifest, split, fold, batch_size, input_context)
+        files, shard_by_data = _pipeline_share(data_dir, manifest, split, fold, batch_size, input_context)
         num_examples = share_counts[input_context.input_pipeline_id]
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     stored_size = manifest["image_size"]
     num_classes = len(manifest_lib.class_names(manifest))
     image_size = image_size or stored_size
 
-    dataset = tf.data.Dataset.from_tensor_slices(files)
+    dataset = _read_records(files, training, seed, input_context if shard_by_data else None)
     if training:
-        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=min(len(files), 16),
-        num_parallel_calls=AUTOTUNE,
-        deterministic=True,
-    )
-    if shard_by_data:  # every pipeline shuffled the files alike: the records of each are disjoint
-        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if training:
-        # Shuffled pass after pass, one endless stream: an epoch does not
-        # restart it, so every example (the end of each shard too) is seen as
-        # often as intended, and without oversampling once per pass.
-        if oversample_factors is not None:
-            dataset = _oversample(dataset, oversample_factors, seed)
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-        # One stateless seed pair per example: augmentation repeats for a
-        # seed whatever the parallelism of the map below.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip(dataset, seeds)
+        dataset = _training_stream(dataset, seed, shuffle_buffer, oversample_factors)
     else:
         # TFRecord files do not know their length; the manifest does. A known
         # cardinality gives Keras a full progress bar and a definite end.
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_examples))
         dataset = dataset.map(lambda serialized: (serialized, tf.zeros([2], tf.int64)))
-
-    def to_model_inputs(serialized, example_seed):
-        example = records.parse_example(serialized, num_classes)
-        image = tf.cast(example["image"], tf.float32)
-        if image_size != stored_size:
-            image = tf.image.resize(image, [image_size, image_size], method="area")
-        image = tf.ensure_shape(image, [image_size, image_size, 4])
-        if training:
-            image = augment.augment(image, example_seed, augment_config)
-        if with_ids:
-            return image, example["labels"], example["source_id"]
-        return image, example["labels"]
-
-    dataset = dataset.map(to_model_inputs, num_parallel_calls=AUTOTUNE, deterministic=True)
+    decode = _model_inputs_fn(num_classes, stored_size, image_size, training and augment_config, with_ids)
+    dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
     if padding is not None:
         dataset = _pad_with_blanks(dataset, padding.pipeline_examples - num_examples, padding.weight,
                                    image_size, num_classes)
     dataset = dataset.batch(batch_size, drop_remainder=training or pad_batches)
     return dataset.prefetch(AUTOTUNE)
+
+
+def _read_records(files, shuffled, seed, shard_context=None):
+    """Serialized records of `files`, interleaved (file order shuffled when
+    training); with `shard_context`, this pipeline's share by record (DATA policy)."""
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if shuffled:
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
+                                 num_parallel_calls=AUTOTUNE, deterministic=True)
+    if shard_context is not None:  # every pipeline shuffled the files alike: the records of each are disjoint
+        dataset = dataset.shard(shard_context.num_input_pipelines, shard_context.input_pipeline_id)
+    return dataset
+
+
+def _training_stream(records_dataset, seed, shuffle_buffer, oversample_factors):
+    """(serialized, per-example seed pair), shuffled pass after pass, one endless
+    stream: an epoch does not restart it, so every example (the end of each
+    shard too) is seen as often as intended, and without oversampling once
+    per pass."""
+    if oversample_factors is not None:
+        records_dataset = _oversample(records_dataset, oversample_factors, seed)
+    records_dataset = records_dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    # One stateless seed pair per example: augmentation repeats for a
+    # seed whatever the parallelism of the map that decodes.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.zip(records_dataset, seeds)
+
+
+def _model_inputs_fn(num_classes, stored_size, image_size, augment_config, with_ids):
+    """(serialized, seed) -> (image float32 on 0-255, labels[, source_id]);
+    augmented when `augment_config` is an AugmentConfig (training)."""
+
+    def to_model_inputs(serialized, example_seed):
+        example = records.parse_example(serialized, num_classes)
+        image = tf.cast(example["image"], tf.float32)
+        if image_size != stored_size:  # the serving signatures' resize (stains.resize_rgby), rounded alike
+            image = stains.resize_rgby(image, image_size)
+        image = tf.ensure_shape(image, [image_size, image_size, 4])
+        if augment_config:
+            image = augment.augment(image, example_seed, augment_config)
+        if with_ids:
+            return image, example["labels"], example["source_id"]
+        return image, example["labels"]
+
+    return to_model_inputs
 
 
 class EvalPadding(typing.NamedTuple):

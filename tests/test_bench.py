@@ -2,7 +2,11 @@
 
 import json
 
-from tests.conftest import run_cli
+import pytest
+
+from tests.helpers import run_cli
+
+pytestmark = pytest.mark.slow  # trains or exports
 
 
 def test_convert_benchmark_reports_the_ratio_to_the_decode_limit(tmp_path):
@@ -12,7 +16,8 @@ def test_convert_benchmark_reports_the_ratio_to_the_decode_limit(tmp_path):
     record = json.loads(out.read_text())
     assert record["images"] == 12 and record["workers"] == 2
     assert record["decode_limit"]["images_per_s"] > 0 and record["convert"]["images_per_s"] > 0
-    assert record["ratio_convert_to_decode"] > 0
+    assert record["decode_limit_tf"]["images_per_s"] > 0
+    assert record["ratio_convert_to_decode"] > 0 and record["ratio_convert_to_tf_decode"] > 0
     assert record["peak_rss_mb_largest_process"] > 0
 
 
@@ -41,14 +46,10 @@ def test_quick_benchmark_measures_every_stage_against_its_reference(tmp_path):
     assert pipeline["pipeline_share_of_read_limit"] > 0 and pipeline["peak_rss_mb"] > 0
 
     training = record["training"]
-    assert set(training) == {"seresnet18", "keras_resnet50", "seresnet18_mixed_bfloat16"}
-    for model in training.values():
-        assert_figure(model["training"])
-        assert model["parameters"] > 0 and model["peak_rss_mb"] > 0
-    for name in ("seresnet18", "keras_resnet50"):
-        assert training[name]["input_over_training"] > 0 and training[name]["precision"] == "float32"
-    assert training["seresnet18_mixed_bfloat16"]["precision"] == "mixed_bfloat16"
-    assert training["seresnet18_mixed_bfloat16"]["over_float32"] > 0
+    assert set(training) == {"seresnet18"}  # --quick: no peer, no mixed_bfloat16 row (same stage, other settings)
+    assert_figure(training["seresnet18"]["training"])
+    assert training["seresnet18"]["parameters"] > 0 and training["seresnet18"]["peak_rss_mb"] > 0
+    assert training["seresnet18"]["input_over_training"] > 0 and training["seresnet18"]["precision"] == "float32"
     assert_figure(training["seresnet18"]["training_live_input"])
     assert training["seresnet18"]["live_share_of_cached"] > 0
 

@@ -20,22 +20,28 @@ import keras
 import pytest
 import tensorflow as tf
 
-from protein_location import distribute, input as input_lib
-from protein_location.errors import TrainError
-from tests.conftest import ROOT, convert_synthetic, last_error_line, run_cli
+from protein_location import distribute, input as input_lib, precision as precision_lib
+from protein_location.core.errors import TrainError
+from tests.helpers import ROOT, convert_synthetic, last_error_line, run_cli
 
 # float32 pinned: these tests compare numbers across strategies and workers,
-# which a CPU with native bfloat16 (distribute.default_precision) would blur.
+# which a CPU with native bfloat16 (precision_lib.default_precision) would blur.
 TINY = ["--batch-size", 8, "--width", 0.125, "--size", 32, "--precision", "float32"]
 FILE, DATA, OFF = (tf.data.experimental.AutoShardPolicy.FILE, tf.data.experimental.AutoShardPolicy.DATA,
                    tf.data.experimental.AutoShardPolicy.OFF)
 
 
-def _cluster(workers, chief=0):
+def _tf_config(workers, chief=0):
     cluster = {"worker": [f"127.0.0.1:{2220 + i}" for i in range(workers)]}
     if chief:
         cluster["chief"] = ["127.0.0.1:2219"]
     return {"cluster": cluster, "task": {"type": "worker", "index": 0}}
+
+
+def _cluster(workers, chief=0):
+    """A cluster resolver, as `distribute.read_tf_config` returns one."""
+    return tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(_tf_config(workers, chief)["cluster"]), task_type="worker", task_id=0)
 
 
 def _history(run):
@@ -96,7 +102,7 @@ def test_impossible_strategy_requests_name_the_flag():
         assert str(error.value) == message
 
 
-def test_malformed_tf_config_is_refused_with_what_was_expected():
+def test_malformed_tf_config_is_refused_with_what_was_expected(monkeypatch):
     expected = ('TF_CONFIG must look like {"cluster": {"worker": ["host:port", ...]}, '
                 '"task": {"type": "worker", "index": 0}}, got ')
     cases = [
@@ -111,11 +117,16 @@ def test_malformed_tf_config_is_refused_with_what_was_expected():
          "TF_CONFIG: task 'worker' index 2 is not in the cluster (worker: 2)"),
     ]
     for raw, message in cases:
+        monkeypatch.setenv("TF_CONFIG", raw)
         with pytest.raises(TrainError) as error:
-            distribute.read_tf_config({"TF_CONFIG": raw})
+            distribute.read_tf_config()
         assert str(error.value) == message
-    assert distribute.read_tf_config({"TF_CONFIG": " "}) is None
-    assert distribute.count_workers(distribute.read_tf_config({"TF_CONFIG": json.dumps(_cluster(3))})) == 3
+    monkeypatch.setenv("TF_CONFIG", " ")
+    assert distribute.read_tf_config() is None
+    monkeypatch.setenv("TF_CONFIG", json.dumps(_tf_config(3)))
+    resolver = distribute.read_tf_config()
+    assert isinstance(resolver, tf.distribute.cluster_resolver.TFConfigClusterResolver)
+    assert distribute.count_workers(resolver) == 3 and (resolver.task_type, resolver.task_id) == ("worker", 0)
 
 
 def test_cli_refuses_tpu_without_gs_paths(converted_dir, tmp_path):
@@ -156,7 +167,7 @@ def test_tpu_connects_through_the_cluster_resolver():
     initialize.assert_called_once_with(resolver)
     tpu_strategy.assert_called_once_with(resolver)
     assert strategy is tpu_strategy.return_value
-    assert distribute.default_precision("tpu")[0] == "mixed_bfloat16"
+    assert precision_lib.default_precision("tpu")[0] == "mixed_bfloat16"
     distribute.check_tpu_paths("gs://bucket/tfrecords/hpa", "gs://bucket/runs/hpa", "gs://bucket/export/hpa")
     with pytest.raises(TrainError, match="^--export must be a gs:// path with --strategy tpu"):
         distribute.check_tpu_paths("gs://bucket/tfrecords/hpa", "gs://bucket/runs/hpa", "export/hpa")
@@ -184,7 +195,7 @@ def test_each_worker_reads_distinct_examples_in_equal_whole_steps(dataset, polic
     shares = []
     for index in range(2):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=index, num_replicas_in_sync=2)
-        # One epoch: 4 whole steps of the endless stream (train.plan_run's steps_per_epoch).
+        # One epoch: 4 whole steps of the endless stream (trainer.plan_run's steps_per_epoch).
         batches = list(input_lib.make_dataset(str(data_dir), "train", 8, 32, training=True, with_ids=True,
                                               input_context=context).take(4))
         assert {int(ids.shape[0]) for _, _, ids in batches} == {4}  # the per-replica batch
@@ -214,12 +225,13 @@ def test_onednn_conv2d_still_returns_an_empty_batch_unchanged():
     assert tf.nn.conv2d(tf.zeros([1, 64, 64, 4]), kernel, strides=2, padding="SAME").shape == (1, 32, 32, 32)
 
 
+@pytest.mark.slow
 def test_two_replicas_evaluate_val_as_one_at_the_default_precision(odd_val_dir):
     """The same weights, 17 val examples: the padded 2-replica evaluation and
-    prediction (train.make_datasets, train.predict_views) against one replica."""
+    prediction (task.make_datasets, evaluator.predict_views) against one replica."""
     result = run_cli("tests/eval_padding_probe.py", odd_val_dir)
     values = json.loads(result.stdout.split("result: ")[-1])
-    assert values["precision"] == distribute.default_precision("mirrored")[0]
+    assert values["precision"] == precision_lib.default_precision("mirrored")[0]
     assert values["val_steps"] == 3  # 17 examples in 3 global batches of 8, 7 blanks
     for key, value in values["single"].items():
         assert values["mirrored"][key] == pytest.approx(value, rel=1e-5), key
@@ -230,6 +242,7 @@ def test_two_replicas_evaluate_val_as_one_at_the_default_precision(odd_val_dir):
 
 # Real runs.
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_matches_the_default_strategy_and_exports(odd_val_dir, tmp_path):
     """The same global batch of 8 over 2 replicas (4 each) or 1, at the
     machine's default precision, with a last val batch of 1 example: with a
@@ -258,7 +271,7 @@ def test_mirrored_on_two_logical_cpus_matches_the_default_strategy_and_exports(o
     assert "learning rate: peak 0.0005 = --lr 0.016 x global batch 8 / 256 (linear scaling)" in mirrored
     assert "input: one pipeline, no sharding; each step gives each of the 2 replicas 4 distinct examples" in mirrored
     assert re.search(r"replicas: the \d+ variables' copies on this worker's replicas differ by at most 0\n", mirrored)
-    precision = distribute.default_precision("mirrored")[0]
+    precision = precision_lib.default_precision("mirrored")[0]
     tolerance = dict(rel=1e-5, abs=1e-6) if precision == "float32" else dict(abs=1e-2)
     history, reference = _history(tmp_path / "mirrored"), _history(tmp_path / "default")
     assert len(history) == len(reference) == 2
@@ -317,6 +330,8 @@ def _epoch_summaries(output):
     return re.findall(r"val_loss: ([0-9.e+-]+)", output)
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
 def test_two_workers_resume_after_a_kill_and_the_chief_exports_once(converted_dir, tmp_path):
     run, export_dir, epochs = tmp_path / "run", tmp_path / "export", 3
     args = ["train_keras.py", "--data", converted_dir, "--model-dir", run, "--epochs", epochs, *TINY,
@@ -356,6 +371,8 @@ def test_two_workers_resume_after_a_kill_and_the_chief_exports_once(converted_di
     assert (report["strategy"], report["replicas"], report["workers"]) == ("multiworker", 2, 2)
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
 def test_keras_fit_under_two_workers_still_needs_the_shim(tmp_path):
     """keras-team/keras#20585: when the first half fails, upstream is fixed
     and protein_location/keras_multiworker.py can go."""
@@ -378,21 +395,21 @@ def test_default_precision_is_bfloat16_on_tpus_and_cpus_that_compute_it(tmp_path
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n\n"
                        "processor\t: 1\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
-    assert distribute.cpu_bfloat16_flags(cpuinfo) == ["avx512_bf16"]
+    assert precision_lib.cpu_bfloat16_flags(cpuinfo) == ["avx512_bf16"]
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f amx_bf16 amx_tile\n")
-    assert distribute.cpu_bfloat16_flags(cpuinfo) == ["amx_bf16"]
+    assert precision_lib.cpu_bfloat16_flags(cpuinfo) == ["amx_bf16"]
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
-    assert distribute.cpu_bfloat16_flags(cpuinfo) == []
-    assert distribute.cpu_bfloat16_flags(tmp_path / "missing") == []  # not Linux
+    assert precision_lib.cpu_bfloat16_flags(cpuinfo) == []
+    assert precision_lib.cpu_bfloat16_flags(tmp_path / "missing") == []  # not Linux
 
     native = ["avx512_bf16"]
-    assert distribute.default_precision("default", cpu_flags=native) == (
+    assert precision_lib.default_precision("default", cpu_flags=native) == (
         "mixed_bfloat16", "this CPU computes bfloat16 natively (avx512_bf16); --precision float32 to turn off")
-    assert distribute.default_precision("mirrored", cpu_flags=native)[0] == "mixed_bfloat16"  # logical CPUs
-    assert distribute.default_precision("default", cpu_flags=[]) == (
+    assert precision_lib.default_precision("mirrored", cpu_flags=native)[0] == "mixed_bfloat16"  # logical CPUs
+    assert precision_lib.default_precision("default", cpu_flags=[]) == (
         "float32", "this CPU has no native bfloat16 arithmetic")
-    assert distribute.default_precision("mirrored", num_gpus=2, cpu_flags=native) == (
+    assert precision_lib.default_precision("mirrored", num_gpus=2, cpu_flags=native) == (
         "float32", "GPUs: --precision mixed_float16 to use their half-precision units")
-    assert distribute.default_precision("tpu", cpu_flags=[]) == ("mixed_bfloat16", "the TPU's native type")
+    assert precision_lib.default_precision("tpu", cpu_flags=[]) == ("mixed_bfloat16", "the TPU's native type")
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-    assert distribute.default_precision("default", cpu_flags=native)[0] == "float32"
+    assert precision_lib.default_precision("default", cpu_flags=native)[0] == "float32"

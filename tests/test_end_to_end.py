@@ -6,7 +6,11 @@ import textwrap
 
 import pytest
 
-from tests.conftest import last_error_line, run_cli
+from protein_location import serving, submission
+from protein_location.core.errors import PredictError
+from tests.helpers import last_error_line, run_cli
+
+pytestmark = pytest.mark.slow  # trains or exports
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +157,7 @@ def test_every_signature_labels_with_thresholds_tuned_for_the_probabilities_it_c
     import numpy as np
     import tensorflow as tf
 
-    from protein_location import raw_images
+    from protein_location.core import raw_images
     from protein_location import predict
 
     raw = pipeline["raw"]
@@ -194,16 +198,14 @@ def test_a_single_view_export_refuses_tta_8_and_the_export_command_can_switch(pi
     import numpy as np
     import tensorflow as tf
 
-    from protein_location import predict
-
     base = pipeline["work"] / "export" / "single"
     run_cli("-m", "protein_location", "export", "--model-dir", pipeline["run"], "--out", base, "--tta", 1)
     loaded = tf.saved_model.load(str(base / "1"))
     tuned = json.loads((pipeline["run"] / "thresholds.json").read_text())
     assert int(loaded.views[0]) == 1
     np.testing.assert_allclose(loaded.thresholds[0].numpy(), tuned["single_view_thresholds"], rtol=1e-6)
-    with pytest.raises(predict.PredictError) as error:
-        predict.load_serving_model(str(base), tta=8)
+    with pytest.raises(PredictError) as error:
+        serving.load_serving_model(str(base), tta=8)
     assert str(error.value) == (f"{base}: this SavedModel serves one view, with thresholds tuned for one view; for 8 "
                                 "re-export its run with `python -m protein_location export --model-dir RUN --out "
                                 "DIR --tta 8`")
@@ -338,6 +340,6 @@ def test_predict_from_tfrecords_streams_the_split_and_matches_predict_from_image
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"error: {pipeline['data']}: the dataset has no 'test' split (splits: train, val)")
     assert not (work / "none.csv").exists()
-    with pytest.raises(predict.PredictError) as error:
-        predict.select_ids(["a", "b"], np.zeros((2, 28)), np.zeros((2, 28)), ["b", "c", "d"], "sample.csv")
+    with pytest.raises(PredictError) as error:
+        submission.select_ids(["a", "b"], np.zeros((2, 28)), np.zeros((2, 28)), ["b", "c", "d"], "sample.csv")
     assert str(error.value) == "sample.csv: 2 Ids of the CSV are not in the records, e.g. c"

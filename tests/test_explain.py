@@ -13,29 +13,30 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from protein_location import __main__ as cli, explain, export, labels as labels_lib
+from protein_location import __main__ as cli, explain, export, models
+from protein_location.core import labels as labels_lib
 
 SIDE = 64
 MITOCHONDRIA = labels_lib.CLASS_NAMES.index("Mitochondria")
 
 
 def green_detector_model():
-    """image -> 1x1 conv (feature 0: green / 255, feature 1: red / 255) -> "pool" -> "probabilities".
+    """A MultiLabelClassifier whose backbone is one 1x1 conv (feature 0: green,
+    feature 1: red, on the 0-1 scale the normalizer gives).
 
     Only Mitochondria weighs a feature (green, +40); every logit starts at -4.
-    The layer names are those `export.gradcam_model` looks for.
+    Grad-CAM reaches the backbone and the head by reference, whatever the backbone.
     """
-    inputs = keras.Input((SIDE, SIDE, 4), name="image")
+    inputs = keras.Input((SIDE, SIDE, 4), name="images")
     features = keras.layers.Conv2D(2, 1, use_bias=False, activation="relu", name="features")(inputs)
-    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
-    outputs = keras.layers.Dense(labels_lib.NUM_CLASSES, activation="sigmoid", name="probabilities")(pooled)
-    model = keras.Model(inputs, outputs, name="green_detector")
+    backbone = keras.Model(inputs, features, name="green_backbone")
+    model = models.MultiLabelClassifier(backbone, labels_lib.NUM_CLASSES, image_size=SIDE, name="green_detector")
     kernel = np.zeros((1, 1, 4, 2), np.float32)
-    kernel[0, 0, 1, 0] = kernel[0, 0, 0, 1] = 1 / 255
+    kernel[0, 0, 1, 0] = kernel[0, 0, 0, 1] = 1.0
     head = np.zeros((2, labels_lib.NUM_CLASSES), np.float32)
     head[0, MITOCHONDRIA] = 40.0
-    model.get_layer("features").set_weights([kernel])
-    model.get_layer("probabilities").set_weights([head, np.full(labels_lib.NUM_CLASSES, -4.0, np.float32)])
+    backbone.get_layer("features").set_weights([kernel])
+    model.head.set_weights([head, np.full(labels_lib.NUM_CLASSES, -4.0, np.float32)])
     return model
 
 

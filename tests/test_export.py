@@ -4,20 +4,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from protein_location import export, export_formats, export_versions, labels as labels_lib, model as model_lib, predict
+from protein_location import export, models, serving
+from protein_location.core import labels as labels_lib
+from protein_location.export import formats, onnx_format, saved_model, signatures, tflite_format, versions
+
+pytestmark = pytest.mark.slow  # trains or exports
 
 
 def test_exports_are_numbered_versions_and_the_newest_is_served(tmp_path):
     base = tmp_path / "export"
-    model = model_lib.build_seresnet("seresnet18", image_size=16, width=0.125)
+    model = models.build_seresnet("seresnet18", image_size=16, width=0.125)
     first = export.export_saved_model(model, np.full(28, 0.5), str(base), labels_lib.CLASS_NAMES)
     second = export.export_saved_model(model, np.full(28, 0.9), str(base), labels_lib.CLASS_NAMES)
     assert (first, second) == (str(base / "1"), str(base / "2"))
     assert sorted(p.name for p in base.iterdir()) == ["1", "2"]
-    _, image_size, thresholds, *_ = predict.load_serving_model(str(base))
+    _, image_size, thresholds, *_ = serving.load_serving_model(str(base))
     assert image_size == 16
     np.testing.assert_allclose(thresholds, 0.9)
-    _, _, thresholds, *_ = predict.load_serving_model(str(base / "1"))  # a version folder works too
+    _, _, thresholds, *_ = serving.load_serving_model(str(base / "1"))  # a version folder works too
     np.testing.assert_allclose(thresholds, 0.5)
     outputs = tf.saved_model.load(second).signatures["serving_default"](image=tf.zeros([1, 20, 20, 4], tf.uint8))
     assert outputs["labels"].shape == (1, 28)
@@ -27,7 +31,7 @@ def test_exports_are_numbered_versions_and_the_newest_is_served(tmp_path):
 
 
 def synthetic_test_images(synthetic_dir):
-    from protein_location import raw_images
+    from protein_location.core import raw_images
 
     ids = raw_images.list_image_ids(str(synthetic_dir / "test"))
     return np.stack([raw_images.read_image(str(synthetic_dir / "test"), i, 32) for i in ids])
@@ -36,11 +40,11 @@ def synthetic_test_images(synthetic_dir):
 @pytest.fixture(scope="module")
 def all_formats(tmp_path_factory):
     """A 32 px SE-ResNet exported with every format, each checked against the SavedModel on export."""
-    model = model_lib.build_seresnet("seresnet18", image_size=32, width=0.125,
+    model = models.build_seresnet("seresnet18", image_size=32, width=0.125,
                                      output_bias=np.linspace(-4.0, 1.0, labels_lib.NUM_CLASSES))
     lines = []
     path = export.export_model(model, np.full(labels_lib.NUM_CLASSES, 0.3), str(tmp_path_factory.mktemp("formats")),
-                               formats=export_formats.FORMATS, log=lines.append, class_names=labels_lib.CLASS_NAMES)
+                               formats=formats.FORMATS, log=lines.append, class_names=labels_lib.CLASS_NAMES)
     return path, lines
 
 
@@ -51,7 +55,7 @@ def test_export_writes_tflite_int8_and_onnx_into_the_version_folder(all_formats)
                                 ("model.tflite", "model_int8.tflite", "model.onnx")):
         assert line.startswith(f"export: {kind} in {path}/{name} (")
         assert " to the SavedModel on 8 random images)" in line
-    sizes = {name: tf.io.gfile.stat(f"{path}/{name}").length for name in export_formats.FILE_NAMES.values()}
+    sizes = {name: tf.io.gfile.stat(f"{path}/{name}").length for name in formats.FILE_NAMES.values()}
     assert sizes["model_int8.tflite"] < sizes["model.tflite"] / 2.5
 
 
@@ -60,14 +64,14 @@ def test_tflite_and_onnx_agree_with_the_savedmodel_on_test_images(all_formats, s
     images = synthetic_test_images(synthetic_dir)
     served = tf.saved_model.load(path).signatures["serving_default"](image=tf.constant(images))
     expected = served["probabilities"].numpy()
-    for name, run in (("model.tflite", export_formats.run_tflite), ("model.onnx", export_formats.run_onnx)):
+    for name, run in (("model.tflite", tflite_format.run_tflite), ("model.onnx", onnx_format.run_onnx)):
         outputs = run(tf.io.gfile.GFile(f"{path}/{name}", "rb").read(), images)
         assert outputs["probabilities"].shape == outputs["labels"].shape == (len(images), 28)
         np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-3, err_msg=name)
         assert outputs["labels"].dtype == np.int32
         agree = (outputs["labels"] == served["labels"].numpy()) | (np.abs(expected - 0.3) < 1e-3)
         assert agree.all(), name
-    quantized = export_formats.run_tflite(tf.io.gfile.GFile(f"{path}/model_int8.tflite", "rb").read(), images)
+    quantized = tflite_format.run_tflite(tf.io.gfile.GFile(f"{path}/model_int8.tflite", "rb").read(), images)
     assert quantized["probabilities"].shape == (len(images), 28)
     assert np.all((quantized["probabilities"] >= 0) & (quantized["probabilities"] <= 1))
     assert np.abs(quantized["probabilities"] - expected).max() < 0.1
@@ -82,16 +86,16 @@ def test_a_failed_conversion_leaves_no_version_folder(tmp_path, monkeypatch):
         tf.io.gfile.makedirs(f"{path}/variables")
         tf.io.gfile.GFile(f"{path}/saved_model.pb", "wb").write(b"pb")
 
-    monkeypatch.setattr(export, "_write_saved_model", fake_saved_model)
-    monkeypatch.setattr(export_formats, "convert_tflite", fail)
-    model = model_lib.build_seresnet("seresnet18", image_size=16, width=0.125)
+    monkeypatch.setattr(saved_model, "write_saved_model", fake_saved_model)
+    monkeypatch.setattr(tflite_format, "convert_tflite", fail)
+    model = models.build_seresnet("seresnet18", image_size=16, width=0.125)
     base = tmp_path / "export"
     with pytest.raises(export.ExportError) as error:
         export.export_model(model, np.full(28, 0.5), str(base), formats=("tflite",), log=lambda _: None,
                             class_names=labels_lib.CLASS_NAMES)
     assert str(error.value) == (f"{base / '1' / 'model.tflite'}: the TFLite float32 conversion failed (converter "
                                 f"broke); no version written to {base}")
-    assert export_versions.version_dirs(str(base)) == {}
+    assert versions.version_dirs(str(base)) == {}
     assert list(base.iterdir()) == []  # nor its temporary folder
 
 
@@ -100,8 +104,9 @@ def test_a_failed_conversion_leaves_no_version_folder(tmp_path, monkeypatch):
 KILLED_EXPORT = """
 import sys
 import numpy as np
-from protein_location import export, labels as labels_lib, model as model_lib
-model = model_lib.build_seresnet("seresnet18", image_size=16, width=0.125)
+from protein_location import export, models
+from protein_location.core import labels as labels_lib
+model = models.build_seresnet("seresnet18", image_size=16, width=0.125)
 export.export_saved_model(model, np.full(28, 0.5), sys.argv[1], labels_lib.CLASS_NAMES)
 print("export finished", flush=True)
 """
@@ -117,10 +122,10 @@ def test_an_export_killed_while_writing_leaves_the_last_complete_version_served(
     import sys
     import time
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     base = tmp_path / "export"
-    model = model_lib.build_seresnet("seresnet18", image_size=16, width=0.125)
+    model = models.build_seresnet("seresnet18", image_size=16, width=0.125)
     first = export.export_saved_model(model, np.full(28, 0.3), str(base), labels_lib.CLASS_NAMES)
     other_machine = base / ".tmp-7-another-host-4242-0123abcd"  # a live export elsewhere: left alone
     other_machine.mkdir()
@@ -143,7 +148,7 @@ def test_an_export_killed_while_writing_leaves_the_last_complete_version_served(
 
     digits = [int(p.name) for p in base.iterdir() if p.name.isdigit()]
     assert max(digits) == 1, sorted(p.name for p in base.iterdir())
-    assert export_versions.resolve_saved_model(str(base)) == first
+    assert versions.resolve_saved_model(str(base)) == first
     served = tf.saved_model.load(first).signatures["serving_default"](image=tf.zeros([2, 24, 24, 4], tf.uint8))
     assert served["labels"].shape == (2, 28)
     [left] = writing
@@ -155,20 +160,20 @@ def test_an_export_killed_while_writing_leaves_the_last_complete_version_served(
     assert second == str(base / "2")
     assert lines[0] == f"export: removed {left}, left by an export that was killed"
     assert sorted(p.name for p in base.iterdir()) == sorted(["1", "2", other_machine.name])
-    np.testing.assert_allclose(tf.saved_model.load(export_versions.resolve_saved_model(str(base))).thresholds[0].numpy(), 0.6)
+    np.testing.assert_allclose(tf.saved_model.load(versions.resolve_saved_model(str(base))).thresholds[0].numpy(), 0.6)
 
 
 def test_a_version_is_copied_into_place_where_folders_cannot_be_renamed():
     """ram:// (like gs://) has no atomic folder rename: the files are copied,
     saved_model.pb last, and the temporary folder removed."""
     base = "ram://exports/copied"
-    staging = export_versions.make_staging_dir(base, "1")
+    staging = versions.make_staging_dir(base, "1")
     for name, content in (("variables/variables.index", b"i"), ("variables/variables.data-00000-of-00001", b"d"),
                           ("saved_model.pb", b"pb"), ("assets/a", b"a")):
         tf.io.gfile.makedirs(f"{staging}/{name}".rsplit("/", 1)[0])
         tf.io.gfile.GFile(f"{staging}/{name}", "wb").write(content)
-    assert export_versions.version_dirs(base) == {}  # the temporary folder is no version
-    assert export_versions.publish(staging, base) == f"{base}/1"
+    assert versions.version_dirs(base) == {}  # the temporary folder is no version
+    assert versions.publish(staging, base) == f"{base}/1"
     assert tf.io.gfile.GFile(f"{base}/1/variables/variables.data-00000-of-00001", "rb").read() == b"d"
     assert tf.io.gfile.GFile(f"{base}/1/saved_model.pb", "rb").read() == b"pb"
     assert [n.rstrip("/") for n in tf.io.gfile.listdir(base)] == ["1"]
@@ -190,7 +195,7 @@ def test_load_run_names_what_is_missing_or_wrong(tmp_path):
     with pytest.raises(export.ExportError) as error:
         export.load_run(str(tmp_path))
     assert str(error.value) == f"{tmp_path}: no model.keras here; train a run with `train_keras.py --model-dir` first"
-    model_lib.build_seresnet("seresnet18", image_size=16, width=0.125).save(str(tmp_path / "model.keras"))
+    models.build_seresnet("seresnet18", image_size=16, width=0.125).save(str(tmp_path / "model.keras"))
     (tmp_path / "thresholds.json").write_text(json.dumps({"thresholds": [0.5] * 27,
                                                           "class_names": list(labels_lib.CLASS_NAMES)}))
     with pytest.raises(export.ExportError) as error:
@@ -219,20 +224,20 @@ def test_a_mixed_precision_model_exports_and_converts_as_its_float32_twin(tmp_pa
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        model = model_lib.build_seresnet("seresnet18", image_size=16, width=0.125)
+        model = models.build_seresnet("seresnet18", image_size=16, width=0.125)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    twin = model_lib.float32_twin(model)
+    twin = models.float32_twin(model)
     assert {layer.dtype_policy.name for layer in twin.layers} == {"float32"}
-    assert model_lib.float32_twin(twin) is twin
-    images = export_formats.check_images(16)
+    assert models.float32_twin(twin) is twin
+    images = formats.check_images(16)
     thresholds = np.full(28, 0.5)
-    expected = export_formats.fixed_size_function(twin, thresholds)(tf.constant(images))["probabilities"].numpy()
-    mixed = export_formats.fixed_size_function(model, thresholds)(tf.constant(images))["probabilities"].numpy()
+    expected = signatures.fixed_size_function(twin, thresholds)(tf.constant(images))["probabilities"].numpy()
+    mixed = signatures.fixed_size_function(model, thresholds)(tf.constant(images))["probabilities"].numpy()
     np.testing.assert_allclose(mixed, expected, atol=2e-2)  # the same weights, bfloat16 rounding apart
-    outputs = export_formats.run_tflite(export_formats.convert_tflite(twin, thresholds), images)
+    outputs = tflite_format.run_tflite(tflite_format.convert_tflite(twin, thresholds), images)
     np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-3)
     assert np.abs(mixed - expected).max() > 1e-5  # so the SavedModel check below tells float32 from bfloat16
     path = export.export_model(model, thresholds, str(tmp_path / "export"), formats=("tflite",), log=lambda _: None,
                             class_names=labels_lib.CLASS_NAMES)
-    np.testing.assert_allclose(export_formats.saved_model_probabilities(path, images), expected, atol=1e-6)
+    np.testing.assert_allclose(formats.saved_model_probabilities(path, images), expected, atol=1e-6)

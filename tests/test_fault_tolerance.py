@@ -7,9 +7,11 @@ import keras
 import numpy as np
 import pytest
 
-from protein_location import train
-from protein_location.errors import TrainError
-from tests.conftest import last_error_line, run_cli
+from protein_location.core.errors import TrainError
+from protein_location.training import trainer
+from tests.helpers import last_error_line, run_cli
+
+pytestmark = pytest.mark.slow  # trains or exports
 
 
 def test_a_nan_loss_stops_the_run_in_one_line_and_exports_nothing(converted_dir, tmp_path):
@@ -30,14 +32,14 @@ def test_a_run_without_a_best_checkpoint_stops_instead_of_exporting_its_last_wei
     fit.epoch, fit.history = [0, 1], {"loss": [0.3, 0.2], "val_auc": [0.6, 0.7]}
     best = tmp_path / "best.weights.h5"
     with pytest.raises(TrainError) as error:
-        train.check_fit(fit, str(best), 2e-3)
+        trainer.check_fit(fit, str(best), 2e-3)
     assert str(error.value) == (f"{best}: no best checkpoint: no epoch of this run beat the best val_auc in its "
                                 "history.csv, and the file that held it is gone; train again with a new --model-dir")
     best.write_bytes(b"")
-    train.check_fit(fit, str(best), 2e-3)  # a finite loss and a checkpoint: the run goes on
+    trainer.check_fit(fit, str(best), 2e-3)  # a finite loss and a checkpoint: the run goes on
     fit.history["loss"][-1] = np.inf
     with pytest.raises(TrainError, match=r"^the training loss became inf in epoch 2 and the run stopped"):
-        train.check_fit(fit, str(best), 2e-3)
+        trainer.check_fit(fit, str(best), 2e-3)
 
 
 def test_a_run_folder_whose_model_would_run_python_code_is_refused(tmp_path):

@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from protein_location import export, labels as labels_lib, manifest as manifest_lib, model as model_lib, pixel_cap, predict
-from protein_location.raw_images import DEFAULT_MAX_PIXELS
-from tests.conftest import last_error_line, run_cli
+from data_prep import tfrecord_lib
+from protein_location import export, models, serving
+from protein_location.core import labels as labels_lib, manifest as manifest_lib, pixel_cap
+from protein_location.core.errors import PredictError
+from protein_location.core.raw_images import DEFAULT_MAX_PIXELS
+from tests.helpers import last_error_line, run_cli
 
 CAP = f"over the cap of {DEFAULT_MAX_PIXELS} pixels"
 EXPORT_HINT = "export it with train_keras.py --export or python -m protein_location export"
@@ -23,7 +26,7 @@ EXPORT_HINT = "export it with train_keras.py --export or python -m protein_locat
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
-    model = model_lib.build_seresnet("seresnet18", image_size=32, width=0.125)
+    model = models.build_seresnet("seresnet18", image_size=32, width=0.125)
     path = export.export_saved_model(model, np.full(labels_lib.NUM_CLASSES, 0.5),
                                      str(tmp_path_factory.mktemp("capped")), labels_lib.CLASS_NAMES)
     return tf.saved_model.load(path)
@@ -53,6 +56,7 @@ def call_error(function, **inputs):
     return error.value.message
 
 
+@pytest.mark.slow
 def test_image_signatures_refuse_an_image_over_the_pixel_cap(loaded):
     assert int(loaded.max_pixels[0].numpy()) == DEFAULT_MAX_PIXELS
     over = tf.zeros([1, 1, DEFAULT_MAX_PIXELS + 1, 4], tf.uint8)  # 160 MB of uint8; 640 MB once cast to float
@@ -74,9 +78,9 @@ def test_predict_channels_refuses_a_file_whose_header_is_over_the_cap_before_dec
 
 
 def test_serve_examples_refuses_a_record_whose_png_is_over_the_cap(loaded):
-    from protein_location import records
+    from protein_location.core import records
 
-    example = tf.train.Example.FromString(records.serialize_example(np.zeros([4, 4, 4], np.uint8), "x", [1]))
+    example = tf.train.Example.FromString(tfrecord_lib.serialize_example(np.zeros([4, 4, 4], np.uint8), "x", [1]))
     example.features.feature[records.KEY_ENCODED].bytes_list.value[0] = png_claiming(2 ** 31 - 1, 2 ** 31 - 1)
     message = call_error(loaded.signatures[export.EXAMPLES_SIGNATURE],
                          examples=tf.constant([example.SerializeToString()]))
@@ -85,10 +89,10 @@ def test_serve_examples_refuses_a_record_whose_png_is_over_the_cap(loaded):
 
 def test_serve_examples_decodes_a_record_as_records_parse_example_does(loaded):
     """serve_examples reads the PNG itself (to check its header first): the same pixels as the schema's parser."""
-    from protein_location import records
+    from protein_location.core import records
 
     image = np.random.default_rng(1).integers(0, 256, (20, 36, 4)).astype(np.uint8)
-    serialized = records.serialize_example(image, "x1", [3])
+    serialized = tfrecord_lib.serialize_example(image, "x1", [3])
     parsed = records.parse_example(tf.constant(serialized), 28)["image"]
     from_record = loaded.signatures[export.EXAMPLES_SIGNATURE](examples=tf.constant([serialized]))
     from_pixels = loaded.signatures[export.SIGNATURE](image=parsed[tf.newaxis])
@@ -281,29 +285,29 @@ def test_predict_on_a_savedmodel_without_our_variables_names_what_is_missing(tmp
 
     # All variables there, but a signature of another shape (a plain Keras export takes float32).
     floats = save_foreign(tmp_path / "floats", OUR_VARIABLES, tf.float32)
-    with pytest.raises(predict.PredictError) as error:
-        predict.load_serving_model(str(floats))
+    with pytest.raises(PredictError) as error:
+        serving.load_serving_model(str(floats))
     assert str(error.value) == (
         f"{floats}: its 'serving_default' signature takes (image float32 (None, None, None, 4)) and returns "
         "(labels int32 (None, 28), probabilities float32 (None, 28)), not image uint8 [batch, height, width, 4] -> "
         f"probabilities and labels [batch, 28]; {EXPORT_HINT}")
     # Thresholds that do not match the class names.
     short = save_foreign(tmp_path / "short", {**OUR_VARIABLES, "thresholds": np.full(27, 0.5, np.float32)})
-    with pytest.raises(predict.PredictError) as error:
-        predict.load_serving_model(str(short))
+    with pytest.raises(PredictError) as error:
+        serving.load_serving_model(str(short))
     assert str(error.value) == f"{short}: the SavedModel has 27 thresholds for 28 class names; {EXPORT_HINT}"
     # The explain path reads class names alone.
-    with pytest.raises(predict.PredictError) as error:
-        predict.class_names_of(tf.saved_model.load(str(tmp_path / "plain")), str(tmp_path / "plain"))
+    with pytest.raises(PredictError) as error:
+        serving.class_names_of(tf.saved_model.load(str(tmp_path / "plain")), str(tmp_path / "plain"))
     assert str(error.value) == f"{tmp_path / 'plain'}: the SavedModel has no class_names variable; {EXPORT_HINT}"
     # Our own layout passes (an export base resolves to its version).
     save_foreign(tmp_path / "ours" / "1", OUR_VARIABLES)
-    served = predict.load_serving_model(str(tmp_path / "ours"))
+    served = serving.load_serving_model(str(tmp_path / "ours"))
     assert served.image_size == 32 and served.class_names == list(labels_lib.CLASS_NAMES)
 
 
 def test_tta_1_on_an_8_view_savedmodel_without_single_view_thresholds_says_so(tmp_path):
     path = save_foreign(tmp_path / "eight", {**OUR_VARIABLES, "views": 8})
-    with pytest.raises(predict.PredictError) as error:
-        predict.load_serving_model(str(path), tta=1)
+    with pytest.raises(PredictError) as error:
+        serving.load_serving_model(str(path), tta=1)
     assert str(error.value) == f"{path}: the SavedModel has no single_view_thresholds variable; {EXPORT_HINT}"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bench import hpa_like
-from protein_location.labels import CHANNELS, NUM_CLASSES, parse_target
-from tests.conftest import run_cli
+from protein_location.core.labels import CHANNELS, NUM_CLASSES, parse_target
+from tests.helpers import run_cli
 
 SIZE = 48
 NUM_TRAIN, NUM_TEST = 12, 4  # 12 >= 8: with workers=2 the train split goes through the process pool

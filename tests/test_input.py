@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from protein_location import input as input_lib
-from protein_location.manifest import ManifestError
-from tests.conftest import write_raw_dataset
+from protein_location.core.manifest import ManifestError
+from tests.helpers import write_raw_dataset
 
 
 def test_training_batches_have_model_shapes_and_dtypes(converted_dir):

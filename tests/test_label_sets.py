@@ -10,8 +10,10 @@ import pytest
 import tensorflow as tf
 
 from data_prep import convert
-from protein_location import labels as labels_lib
-from tests.conftest import last_error_line, run_cli, write_image_set
+from protein_location.core import labels as labels_lib
+from tests.helpers import last_error_line, run_cli, write_image_set
+
+pytestmark = pytest.mark.slow  # trains or exports
 
 
 def _as_2021_csv(csv_2018, csv_2021):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from protein_location import labels
+from protein_location.core import labels
 
 
 def test_28_locations_in_kaggle_order():

@@ -1,22 +1,86 @@
-"""Layers go one way: the library (`protein_location`) never imports the data
-creation stage (`data_prep`), which is built on top of it."""
+"""Layers go one way (README, "Layout"): the core imports nothing else of
+ours; the library (`protein_location`) never imports the data creation stage
+(`data_prep`), which is built on top of it; nothing imports in a circle.
+
+Read from the source, function-local imports included: what the code can
+import, not only what one run happened to.
+"""
 
 import ast
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGES = ("protein_location", "data_prep", "bench")
+# What no inference, training or export code may pull in.
+DATA_CREATION_ONLY = ("cv2",)
 
 
-def _imported_packages(path):
-    """Top-level package of every import in a file, function-local ones included."""
+def module_name(path):
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules():
+    return {module_name(path): path for package in PACKAGES for path in (ROOT / package).rglob("*.py")}
+
+
+def imports(path, known):
+    """The modules a file imports: ours resolved to the module (`from a import
+    b` is a.b when a.b is a module), others by their top-level name."""
+    found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            yield from (alias.name.split(".")[0] for alias in node.names)
+            found |= {alias.name if alias.name in known else alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            yield node.module.split(".")[0]
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                found.add(full if full in known else node.module if node.module in known
+                          else node.module.split(".")[0])
+    return found
 
 
-def test_the_library_never_imports_data_prep():
-    offenders = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "protein_location").rglob("*.py")
-                       if "data_prep" in set(_imported_packages(path)))
+def import_graph():
+    known = modules()
+    return {name: imports(path, known) for name, path in known.items()}
+
+
+def test_the_core_imports_nothing_else_of_ours():
+    graph = import_graph()
+    offenders = {name: sorted(i for i in imported if i.split(".")[0] in PACKAGES
+                              and not i.startswith("protein_location.core"))
+                 for name, imported in graph.items() if name.startswith("protein_location.core")}
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_the_library_never_imports_data_prep_or_opencv():
+    graph = import_graph()
+    offenders = {name: sorted(i for i in imported if i.split(".")[0] in ("data_prep", "bench") + DATA_CREATION_ONLY)
+                 for name, imported in graph.items() if name.startswith("protein_location")}
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_nothing_of_ours_imports_pillow_so_its_bomb_guard_stays_as_pillow_sets_it():
+    """Raw files are decoded by TensorFlow (core.stains); Pillow, which
+    matplotlib brings, is never imported, and so never reconfigured, by us."""
+    offenders = sorted(name for name, imported in import_graph().items() if "PIL" in imported)
     assert offenders == []
+
+
+def test_nothing_imports_in_a_circle():
+    # A script importing itself under `__main__` (so spawned workers find its functions) is no circle.
+    graph = {name: {i for i in imported if i in modules() and i != name} for name, imported in import_graph().items()}
+    cycles = []
+
+    def visit(name, path):
+        for target in sorted(graph[name]):
+            if target in path:
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in done:
+                visit(target, path + [target])
+        done.add(name)
+
+    done = set()
+    for name in sorted(graph):
+        if name not in done:
+            visit(name, [name])
+    assert cycles == []

@@ -1,7 +1,8 @@
 import numpy as np
 import tensorflow as tf
 
-from protein_location import records
+from data_prep import tfrecord_lib
+from protein_location.core import records
 
 
 def _rgby_image(height=12, width=10):
@@ -14,7 +15,7 @@ def _rgby_image(height=12, width=10):
 
 def test_serialize_parse_round_trip_keeps_pixels_channel_order_and_labels():
     image = _rgby_image()
-    serialized = records.serialize_example(image, "00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", [16, 0])
+    serialized = tfrecord_lib.serialize_example(image, "00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", [16, 0])
     parsed = records.parse_example(tf.constant(serialized), 28)
     np.testing.assert_array_equal(parsed["image"].numpy(), image)
     assert parsed["source_id"].numpy() == b"00070df0-bbc3-11e8-b2bc-ac1f6b6435d0"
@@ -25,7 +26,7 @@ def test_serialize_parse_round_trip_keeps_pixels_channel_order_and_labels():
 
 
 def test_example_has_the_documented_keys():
-    example = tf.train.Example.FromString(records.serialize_example(_rgby_image(), "x1", [3]))
+    example = tf.train.Example.FromString(tfrecord_lib.serialize_example(_rgby_image(), "x1", [3]))
     feature = example.features.feature
     assert sorted(feature) == sorted([
         "image/encoded", "image/format", "image/height", "image/width", "image/channels",
@@ -41,6 +42,6 @@ def test_example_has_the_documented_keys():
 
 
 def test_unlabeled_example_parses_to_all_zero_labels():
-    parsed = records.parse_example(tf.constant(records.serialize_example(_rgby_image(), "test1", [])), 28)
+    parsed = records.parse_example(tf.constant(tfrecord_lib.serialize_example(_rgby_image(), "test1", [])), 28)
     assert parsed["label_indices"].numpy().size == 0
     assert parsed["labels"].numpy().tolist() == [0.0] * 28

@@ -10,7 +10,9 @@ import time
 import pytest
 
 from data_prep import synthetic
-from tests.conftest import ROOT, last_error_line, run_cli
+from tests.helpers import ROOT, last_error_line, run_cli
+
+pytestmark = pytest.mark.slow  # trains or exports
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data_prep.synthetic import generate_dataset, render_cells, sample_labels
-from protein_location.labels import CHANNELS, CLASS_NAMES, NUM_CLASSES, is_valid_id, parse_target
+from protein_location.core.labels import CHANNELS, CLASS_NAMES, NUM_CLASSES, is_valid_id, parse_target
 
 SIZE = 64
 

@@ -11,9 +11,11 @@ import time
 
 import keras
 import numpy as np
+import pytest
 
-from protein_location import augment, distribute, input as input_lib, model as model_lib, train
-from tests.conftest import ROOT, run_cli
+from protein_location import augment, input as input_lib, models, precision as precision_lib
+from protein_location.training import config as config_lib, evaluator, task, trainer
+from tests.helpers import ROOT, run_cli
 
 TINY = ["--batch-size", 8, "--width", 0.125, "--size", 32]
 
@@ -26,6 +28,7 @@ def _history(run):
     return list(csv.DictReader((run / "history.csv").open()))
 
 
+@pytest.mark.slow
 def test_same_command_twice_gives_the_same_metrics(converted_dir, tmp_path):
     for name in ("a", "b"):
         run_cli(*_train_args(converted_dir, tmp_path / name, 2, "--seed", 5))
@@ -34,9 +37,10 @@ def test_same_command_twice_gives_the_same_metrics(converted_dir, tmp_path):
     # Without --precision the machine decides: mixed_bfloat16 on a CPU with native bfloat16 (the CI's), so
     # repeatability holds in the precision the demo trains in.
     report = json.loads((tmp_path / "a/report.json").read_text())
-    assert report["precision"] == distribute.default_precision("default")[0]
+    assert report["precision"] == precision_lib.default_precision("default")[0]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_epoch(converted_dir, tmp_path):
     run, epochs = tmp_path / "run", 8
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
@@ -58,10 +62,10 @@ def test_killed_run_resumes_from_its_last_epoch(converted_dir, tmp_path):
     history = (run / "history.csv").read_text().splitlines()
     header = history[0].split(",")
     first = history[1].split(",")
-    first[header.index(train.SELECTION_METRIC)] = "1.5"
+    first[header.index(trainer.SELECTION_METRIC)] = "1.5"
     (run / "history.csv").write_text("\n".join([history[0], ",".join(first), *history[2:]]) + "\n")
     best_before = (run / "best.weights.h5").read_bytes()
-    resumed_at = train.resumed_epoch(str(run))
+    resumed_at = trainer.resumed_epoch(str(run))
 
     resumed = run_cli(*_train_args(converted_dir, run, epochs))
     assert "Epoch 1/8" not in resumed.stdout
@@ -74,12 +78,12 @@ def test_killed_run_resumes_from_its_last_epoch(converted_dir, tmp_path):
 
 def test_a_resumed_run_draws_new_batches_instead_of_replaying_epoch_one(converted_dir):
     def first_batch(start_epoch):
-        seed = train.data_seed(4, start_epoch)
+        seed = task.data_seed(4, start_epoch)
         dataset = input_lib.make_dataset(str(converted_dir), "train", 8, training=True, seed=seed, with_ids=True)
         images, _, ids = next(iter(dataset))
         return ids.numpy().tolist(), images.numpy()
 
-    assert train.data_seed(4, 0) == 4  # a fresh run keeps its seed, so published runs repeat
+    assert task.data_seed(4, 0) == 4  # a fresh run keeps its seed, so published runs repeat
     fresh_ids, resumed_ids = first_batch(0)[0], first_batch(3)[0]
     assert resumed_ids != fresh_ids
     assert first_batch(3)[0] == resumed_ids  # a resume repeats for a seed and epoch
@@ -88,12 +92,13 @@ def test_a_resumed_run_draws_new_batches_instead_of_replaying_epoch_one(converte
 def test_checkpoint_selection_carries_the_best_value_over_from_history(tmp_path):
     (tmp_path / "backup").mkdir()
     (tmp_path / "history.csv").write_text("epoch,val_auc,val_macro_f1\n0,0.61,0.4\n1,0.83,0.2\n2,0.70,0.5\n")
-    checkpoint = next(c for c in train._callbacks(str(tmp_path), str(tmp_path / "best.weights.h5"))
+    checkpoint = next(c for c in trainer.callbacks(str(tmp_path), str(tmp_path / "best.weights.h5"))
                       if isinstance(c, keras.callbacks.ModelCheckpoint))
     assert checkpoint.monitor == "val_auc" and checkpoint.best == 0.83
-    assert train.best_logged_value(str(tmp_path / "missing.csv")) is None
+    assert trainer.best_logged_value(str(tmp_path / "missing.csv")) is None
 
 
+@pytest.mark.slow
 def test_focal_oversampling_mixed_bfloat16_and_xla_run_to_a_report(converted_dir, tmp_path):
     run = tmp_path / "run"
     result = run_cli(*_train_args(converted_dir, run, 1, "--loss", "focal", "--label-smoothing", 0.05,
@@ -120,18 +125,30 @@ def test_head_bias_starts_at_the_class_log_odds_unless_bias_init_is_off():
     manifest = {"image_size": 32, "class_names": [f"class {c}" for c in range(28)]}
     heads = {}
     for bias_init in (True, False):
-        config = train.TrainConfig(data="unused", model_dir="unused", width=0.125, bias_init=bias_init)
-        model = train.build_and_compile(config, manifest, counts, examples, steps_per_epoch=1)
+        config = config_lib.TrainConfig(data="unused", model_dir="unused", width=0.125, bias_init=bias_init)
+        model = task.build_and_compile(config, manifest, counts, examples, steps_per_epoch=1)
         heads[bias_init] = model.get_layer("probabilities").bias.numpy()
-    np.testing.assert_allclose(heads[True], train.class_log_odds(counts, examples), rtol=1e-6)
+    np.testing.assert_allclose(heads[True], task.class_log_odds(counts, examples), rtol=1e-6)
     assert heads[True][0] > heads[True][1] and not heads[False].any()
 
 
 def test_val_probabilities_are_predicted_under_each_of_the_8_views(converted_dir):
-    model = model_lib.build_seresnet("seresnet18", image_size=32, width=0.125)
-    y_true, views = train.predict_views(model, str(converted_dir), "val", 4, 32)
+    model = models.build_seresnet("seresnet18", image_size=32, width=0.125)
+    y_true, views = evaluator.predict_views(model, str(converted_dir), "val", 4, 32)
     images = np.concatenate([batch.numpy() for batch, _ in input_lib.make_dataset(str(converted_dir), "val", 4)])
     expected = np.stack([model.predict(augment.dihedral_view(images, k), verbose=0) for k in range(8)])
     assert views.shape == (8, *y_true.shape)
     np.testing.assert_allclose(views, expected, atol=1e-5)
     assert not np.allclose(views[0], views.mean(axis=0), atol=1e-5)
+
+
+def test_compile_model_compiles_any_multi_label_model_as_a_run_does():
+    """What bench/ compiles its keras.applications peer with: the run's
+    optimizer, loss and weighted metrics, on a model that is not ours."""
+    inputs = keras.Input((8, 8, 4))
+    outputs = keras.layers.Dense(28, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs))
+    model = task.compile_model(keras.Model(inputs, outputs), config_lib.TrainConfig(data="", model_dir=""),
+                               steps_per_epoch=4)
+    assert isinstance(model.optimizer, keras.optimizers.AdamW)
+    logs = model.train_on_batch(np.ones((2, 8, 8, 4), np.float32), np.zeros((2, 28), np.float32), return_dict=True)
+    assert {"loss", "macro_f1", "auc"} <= set(logs)

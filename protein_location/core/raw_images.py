@@ -1,32 +1,29 @@
-"""Raw HPA stain files -> uint8 RGBY images: the reader for conversion,
+"""Raw HPA stain files -> uint8 RGBY images: the one reader for conversion,
 `predict --images` and `explain`.
 
 Each stain is a file `<Id>_{red,green,blue,yellow}.<ext>` (`.png`, `.jpg`,
-`.jpeg`, `.tif`, `.tiff`), decoded by its content whatever the extension,
-reduced to 8-bit grayscale by `stains`' rule (colour files to the stain's
-colour, 16-bit by round(v / 257)), any size area-resized. All reads go
+`.jpeg`, `.bmp`, `.gif`, `.webp`), decoded by its content whatever the
+extension, reduced to 8-bit grayscale and resized by `stains`' decoder and
+resize: the TensorFlow ops the SavedModel's `predict_channels` runs, so a
+record holds the pixels serving computes from the same files. All reads go
 through tf.io.gfile so `gs://` folders work. The labels CSVs are read by
 `labels_csv`.
 """
 
-import io
 import posixpath
 
-import cv2
 import numpy as np
-import PIL.Image
 import tensorflow as tf
 
-from protein_location import labels as labels_lib, stains
-from protein_location.errors import SourceError
+from protein_location.core import labels as labels_lib, stains
+from protein_location.core.errors import SourceError
+from protein_location.core.pixel_cap import encoded_image_shape
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# TensorFlow's decoders read these; the content, not the name, picks one.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 # HPAv18 full-size images are 3072x3072 (9.4 MP); far beyond that is a
-# decompression bomb, refused before decoding.
+# decompression bomb, refused from the header before decoding.
 DEFAULT_MAX_PIXELS = 40_000_000
-
-# Bad files are reported by SourceError; OpenCV's own stderr warnings only repeat them.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def check_images_dir(images_dir):
@@ -64,47 +61,50 @@ def find_channel_file(images_dir, image_id, channel):
     raise SourceError("missing channel file", image_id, expected)
 
 
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+def _header_shape(encoded):
+    return encoded_image_shape(encoded)
+
+
+# One traced decoder per stain (the colour a file is reduced to depends on it).
+_DECODERS = {channel: tf.function(lambda encoded, channel=channel: stains.decode_stain(encoded, channel),
+                                  input_signature=[tf.TensorSpec([], tf.string)])
+             for channel in labels_lib.CHANNELS}
+
+
+@tf.function(input_signature=[tf.TensorSpec([None, None, 4], tf.uint8), tf.TensorSpec([], tf.int32)])
+def _resize(image, size):
+    return tf.cast(stains.resize_rgby(image, size), tf.uint8)
+
+
 def decode_channel(data, channel, image_id, path, max_pixels=DEFAULT_MAX_PIXELS):
     """Encoded bytes of one stain -> 2-D uint8 array by `stains`' rule: a colour
-    file reduced to the stain's colour, 16-bit scaled to 8 bits."""
+    file reduced to the stain's colour, 16-bit scaled to 8 bits. The header's
+    size is checked against `max_pixels` before anything is decoded."""
     if not data:
         raise SourceError("empty file (0 bytes)", image_id, path)
-    try:
-        # The header alone (OpenCV decodes): refuse decompression bombs before decoding.
-        width, height = PIL.Image.open(io.BytesIO(data)).size
-    except PIL.Image.DecompressionBombError:
-        raise SourceError(_over_pillow_limit(max_pixels), image_id, path) from None
-    except (PIL.UnidentifiedImageError, OSError, ValueError):
-        raise SourceError(f"not an image ({len(data)} bytes)", image_id, path) from None
-    if width * height > max_pixels:
+    encoded = tf.constant(data)
+    height, width = (int(v) for v in _header_shape(encoded).numpy())
+    if not height or not width:
+        raise SourceError(f"not an image TensorFlow decodes (PNG, JPEG, GIF, BMP, WebP) ({len(data)} bytes)",
+                          image_id, path)
+    if height * width > max_pixels:
         raise SourceError(f"{width}x{height} pixels is over the cap of {max_pixels} (--max-pixels)", image_id, path)
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if array is None:
+    try:
+        plane = _DECODERS[channel](encoded).numpy()
+    except tf.errors.OpError:
+        raise SourceError(f"truncated or corrupt image ({len(data)} bytes)", image_id, path) from None
+    if plane.shape != (height, width):
         raise SourceError(f"truncated or corrupt image ({len(data)} bytes)", image_id, path)
-    if array.dtype not in (np.uint8, np.uint16):
-        raise SourceError(f"unsupported pixel type {array.dtype}", image_id, path)
-    if array.ndim == 3 and array.shape[2] >= 3:
-        array = array[..., 2::-1]  # OpenCV's BGR(A) -> RGB
-    # Reduce first, then scale: only one plane is converted.
-    return np.ascontiguousarray(stains.to_8bit(stains.stain_signal(array, channel)))
-
-
-def _over_pillow_limit(max_pixels):
-    """The problem of a header Pillow refused. Its guard stays on for the
-    whole process (we never change PIL.Image.MAX_IMAGE_PIXELS): above that it
-    warns, above twice that it refuses, before our own cap is checked."""
-    limit = 2 * PIL.Image.MAX_IMAGE_PIXELS
-    if max_pixels <= limit:
-        return f"more than {limit} pixels is over the cap of {max_pixels} (--max-pixels)"
-    return (f"more than {limit} pixels is over Pillow's decompression-bomb limit (twice PIL.Image.MAX_IMAGE_PIXELS), "
-            f"which --max-pixels {max_pixels} does not raise")
+    return plane
 
 
 def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
     """The four stains of one Id -> uint8 (H, W, 4) RGBY.
 
-    The four stains must share one shape; with `size` each is then
-    area-resized to size x size.
+    The four stains must share one shape; with `size` the image is then
+    area-resized to size x size by `stains.resize_rgby` (the serving
+    signatures' resize).
     """
     planes, paths = [], []
     for channel in labels_lib.CHANNELS:
@@ -116,6 +116,7 @@ def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
         if plane.shape != planes[0].shape:
             raise SourceError(f"{plane.shape[1]}x{plane.shape[0]} differs from the red channel's "
                               f"{planes[0].shape[1]}x{planes[0].shape[0]}", image_id, path)
-    if size is not None and planes[0].shape != (size, size):
-        planes = [cv2.resize(plane, (size, size), interpolation=cv2.INTER_AREA) for plane in planes]
-    return np.stack(planes, axis=-1)
+    image = np.stack(planes, axis=-1)
+    if size is not None and image.shape[:2] != (size, size):
+        image = _resize(image, size).numpy()
+    return image

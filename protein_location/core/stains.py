@@ -1,9 +1,9 @@
 """One rule for turning a raw stain file into its 8-bit grayscale signal.
 
-Used wherever raw files are read: by `data_prep` (conversion, `predict
---images`, `explain`, through OpenCV) and by the SavedModel's
-`predict_channels` signature (through TensorFlow), so training and serving
-see the same pixels.
+One decoder and one resize, written with TensorFlow ops, used wherever raw
+files are read: by conversion (`data_prep convert`), `predict --images` and
+`explain` (through `raw_images.read_image`), and inside the SavedModel's
+`predict_channels` signature, so training and serving see the same pixels.
 
 - Colour files. HPAv18 images, as the common download scripts save them, are
   one RGB-tinted JPEG per stain: the stain's signal is drawn in its own
@@ -18,30 +18,17 @@ see the same pixels.
 - 16-bit files (HPA 2021 offered them) are scaled to 8 bits by rounding
   v / 257, so 65535 -> 255 and 0 -> 0 exactly, and a 16-bit file made from an
   8-bit one (v * 257) gives back the 8-bit values.
+- Formats: what TensorFlow decodes (PNG, JPEG, GIF, BMP, WebP), chosen by
+  the content, never by the file name. JPEGs use libjpeg's accurate integer
+  IDCT, the one OpenCV and Pillow use.
+- Size: `resize_rgby` area-resamples to the model's side and rounds to
+  whole grey levels (what a record stores).
 """
 
-import numpy as np
 import tensorflow as tf
 
 # Index into R, G, B of the colour that carries each stain.
 STAIN_COLOUR = {"red": 0, "green": 1, "blue": 2, "yellow": 0}
-
-
-def to_8bit(array):
-    """uint16 -> uint8 by round(v / 257) (integer arithmetic); uint8 as is."""
-    if array.dtype == np.uint8:
-        return array
-    return ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
-
-
-def stain_signal(array, channel):
-    """A decoded stain file, (H, W) or (H, W, C) in RGB(A) order -> (H, W): the
-    channel of the stain's colour when C >= 3, the gray channel otherwise."""
-    if array.ndim == 2:
-        return array
-    if array.shape[2] >= 3:
-        return array[..., STAIN_COLOUR[channel]]
-    return array[..., 0]  # gray + alpha
 
 
 def _is_16bit_png(encoded):
@@ -50,10 +37,10 @@ def _is_16bit_png(encoded):
                           tf.strings.substr(encoded, 24, 1) == b"\x10")
 
 
-def decode_stain_tf(encoded, channel):
-    """Encoded PNG/JPEG/BMP/GIF bytes of one stain -> uint8 [H, W], by the rule
-    above, with TensorFlow ops (for serving signatures). The decoder is chosen
-    from the content, never from a file name."""
+def decode_stain(encoded, channel):
+    """Encoded bytes of one stain file (scalar string) -> uint8 [H, W] by the
+    rule above. Graph-friendly: the serving signatures call it inside their
+    graph, `raw_images` through a tf.function."""
 
     def decode_16bit():
         pixels = tf.cast(tf.io.decode_png(encoded, channels=0, dtype=tf.uint16), tf.int32)
@@ -61,8 +48,7 @@ def decode_stain_tf(encoded, channel):
 
     def decode_jpeg():
         # The accurate integer IDCT is libjpeg's default, the one OpenCV uses:
-        # it gives the conversion's pixels bit for bit (TF's default, the fast
-        # IDCT, is up to 4 grey levels off on HPAv18 JPEGs).
+        # TF's default, the fast IDCT, is up to 4 grey levels off on HPAv18 JPEGs.
         return tf.io.decode_jpeg(encoded, channels=0, dct_method="INTEGER_ACCURATE")
 
     def decode_8bit():
@@ -72,3 +58,16 @@ def decode_stain_tf(encoded, channel):
     pixels = tf.case([(_is_16bit_png(encoded), decode_16bit), (is_jpeg, decode_jpeg)], default=decode_8bit)
     colour = STAIN_COLOUR[channel]
     return tf.cond(tf.shape(pixels)[-1] >= 3, lambda: pixels[..., colour], lambda: pixels[..., 0])
+
+
+def resize_rgby(pixels, size):
+    """Images [H, W, C] or [B, H, W, C] of any dtype -> float32 [..., size,
+    size, C], area-resampled and rounded to whole grey levels.
+
+    The one resize of the project: conversion stores what it gives (as
+    uint8), the serving signatures feed it to the model, so files sent to a
+    SavedModel give the pixels it was trained on. (A mean over k x k blocks
+    for integer ratios gives the same values here and was slower than
+    TensorFlow's area kernel: measured 2048 -> 512, 512 -> 128.)
+    """
+    return tf.round(tf.image.resize(tf.cast(pixels, tf.float32), [size, size], method="area"))

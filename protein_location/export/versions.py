@@ -20,7 +20,7 @@ import socket
 
 import tensorflow as tf
 
-from protein_location.errors import ExportError
+from protein_location.core.errors import ExportError
 
 # TF Serving loads the all-digit folders of a base; everything else is ignored.
 VERSION_NAME = re.compile(r"[0-9]+")

@@ -15,8 +15,8 @@ import io
 import pandas as pd
 import tensorflow as tf
 
-from protein_location import labels as labels_lib
-from protein_location.errors import SourceError
+from protein_location.core import labels as labels_lib
+from protein_location.core.errors import SourceError
 
 
 def read_labels_csv(csv_path, on_error="fail", label_set=None):

@@ -16,12 +16,11 @@ import re
 
 import tensorflow as tf
 
+from protein_location.core.errors import ManifestError
+from protein_location.core.json_files import write_json_atomic
+
 MANIFEST_NAME = "dataset.json"
 SPLITS = ("train", "val", "test")
-
-
-class ManifestError(ValueError):
-    """A dataset folder without a usable dataset.json."""
 
 
 def class_names(manifest):
@@ -80,13 +79,6 @@ def load_manifest(data_dir):
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ManifestError(f"{path}: not valid JSON ({error})") from None
     return check_manifest(data_dir, manifest)
-
-
-def write_json_atomic(path, payload):
-    """Writes JSON through a temporary file renamed into place: never half a file."""
-    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-        json.dump(payload, f, indent=2)
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
 def write_manifest(data_dir, manifest):

@@ -1,0 +1,190 @@
+"""The benchmark's stages, each measured against its limit (bench/run.py
+runs each in its own process): conversion, the input pipeline, training
+steps of each model, SavedModel inference."""
+
+import contextlib
+import io
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bench import convert as convert_bench
+from bench.measure import peak_rss_mb, ratio, rss_mb, summary, time_alternating, timed
+from protein_location import export, input as input_lib, models, predict, serving as serving_lib
+from protein_location.core import labels as labels_lib, labels_csv, manifest as manifest_lib, raw_images
+from protein_location.training import task
+from protein_location.training.config import TrainConfig
+
+STAGES = ("conversion", "input", "training", "inference")
+PRESETS = tuple(models.PRESETS)
+PEER = "keras_resnet50"
+PAPER = {"images_per_s": 75.0, "seconds_per_image": 0.0128, "batch": 64, "image_size": 224,
+         "hardware": "one Tesla P100 and 16 CPU cores", "source": "Chen (2020)"}
+GOAL_INFERENCE_IMAGES_PER_S = 75.0
+GOAL_INPUT_OVER_TRAINING = 5.0
+
+
+def stage_conversion(settings):
+    """bench/convert.py as it is: conversion vs the decode limit, peak memory."""
+    argv = ["--images", settings["images"], "--size", settings["size"], "--workers", settings["workers"],
+            "--repeats", settings["repeats"], "--work", settings["work"]]
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its record; we return it
+        record = convert_bench.main([str(a) for a in argv])
+    for key in ("decode_limit", "convert"):  # the same fields as every other figure here
+        part, images = record[key], record["images"]
+        # from its seconds, rounded to ms: keep min <= median <= max
+        record[key] = {**part, "images": images, "runs": record["repeats"],
+                       "images_per_s_min": min(round(images / part["max_s"], 1), part["images_per_s"]),
+                       "images_per_s_max": max(round(images / part["min_s"], 1), part["images_per_s"])}
+    record["convert_share_of_decode_limit"] = ratio(record["convert"]["images_per_s"],
+                                                    record["decode_limit"]["images_per_s"])
+    return record
+
+
+def stage_input(settings):
+    """The training tf.data pipeline vs a raw read of the same shards (one epoch per run)."""
+    data, batch = settings["data"], settings["batch"]
+    manifest = manifest_lib.load_manifest(data)
+    files, count, _ = manifest_lib.split_summary(data, manifest, "train")
+    read = (tf.data.Dataset.from_tensor_slices(files)
+            .interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
+                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .batch(batch).prefetch(tf.data.AUTOTUNE))
+    # One epoch of the endless training stream.
+    pipeline = input_lib.make_dataset(data, "train", batch, image_size=settings["train_size"],
+                                      training=True).take(count // batch)
+
+    def drain(dataset):
+        for _ in dataset:
+            pass
+
+    baseline = rss_mb()
+    seconds = time_alternating({"read_limit": lambda: drain(read), "pipeline": lambda: drain(pipeline)},
+                               settings["repeats"])
+    read_limit = summary(seconds["read_limit"], count)
+    delivered = summary(seconds["pipeline"], count // batch * batch)
+    return {
+        "split": "train", "shards": len(files), "stored_size": manifest["image_size"],
+        "image_size": settings["train_size"], "batch": batch, "augment": "default (flips/rotations)",
+        "read_limit": read_limit, "pipeline": delivered,
+        "pipeline_share_of_read_limit": ratio(delivered["images_per_s"], read_limit["images_per_s"], 3),
+        "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def stage_training(settings):
+    """Training steps of one model on cached batches of the training pipeline;
+    with settings["live_input"], also fed by the live pipeline."""
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy(settings["precision"])
+    data, batch, size, name = settings["data"], settings["batch"], settings["train_size"], settings["model"]
+    steps, warmup = settings["train_steps"], settings["warmup_steps"]
+    manifest = manifest_lib.load_manifest(data)
+    _, count, label_counts = manifest_lib.split_summary(data, manifest, "train")
+    # The same batches for every model (seed 0); a small shuffle buffer keeps
+    # the raw records out of this process's peak memory.
+    cached = list(input_lib.make_dataset(data, "train", batch, size, training=True, seed=0, shuffle_buffer=batch)
+                  .take(max(steps, warmup)))
+    config = TrainConfig(data=data, model_dir="", batch_size=batch, image_size=size, arch=name,
+                         width=settings["width"], precision=settings["precision"],
+                         jit_compile=settings["jit_compile"])
+    baseline = rss_mb()
+    steps_per_epoch = max(count // batch, 1)
+    if name == PEER:
+        # Compiled as a run compiles an SE-ResNet (training.task): AdamW, the loss, macro F1 and AUC.
+        model = task.compile_model(keras.applications.ResNet50(
+            weights=None, input_shape=(size, size, 4), classes=len(manifest_lib.class_names(manifest)),
+            classifier_activation="sigmoid"), config, steps_per_epoch)
+    else:
+        model = task.build_and_compile(config, manifest, label_counts, count, steps_per_epoch)
+
+    def run_steps(next_batch, count):
+        for step in range(count):
+            model.train_on_batch(*next_batch(step))
+
+    start = time.perf_counter()
+    run_steps(lambda step: cached[step % len(cached)], warmup)  # tracing, oneDNN primitive creation
+    warmup_s = time.perf_counter() - start
+    seconds = [timed(lambda: run_steps(lambda step: cached[step % len(cached)], steps))
+               for _ in range(settings["repeats"])]
+    result = {
+        "model": model.name, "parameters": model.count_params(), "image_size": size, "batch": batch,
+        "precision": settings["precision"], "jit_compile": settings["jit_compile"],
+        "steps_per_run": steps, "warmup_steps": warmup, "warmup_s": round(warmup_s, 1),
+        "training": summary(seconds, steps * batch),
+        "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
+    }
+    if settings.get("live_input"):
+        # As model.fit is fed: the real pipeline (default shuffle buffer), sharing the cores.
+        iterator = iter(input_lib.make_dataset(data, "train", batch, size, training=True, seed=1))
+        run_steps(lambda step: next(iterator), warmup)
+        live = [timed(lambda: run_steps(lambda step: next(iterator), steps)) for _ in range(settings["repeats"])]
+        result["training_live_input"] = summary(live, steps * batch)
+        result["live_share_of_cached"] = ratio(result["training_live_input"]["images_per_s"],
+                                               result["training"]["images_per_s"])
+        result["peak_rss_mb_with_live_input"] = peak_rss_mb()
+    return result
+
+
+def stage_inference(settings):
+    """The exported SavedModel: in-memory batches with and without 8x TTA, and
+    from files via predict. With settings["onednn_bf16"], the SavedModel
+    already written, run with TF's oneDNN bfloat16 graph rewrite (a runtime
+    option: the SavedModel stays float32) and without the from-files figure."""
+    bf16 = settings.get("onednn_bf16", False)
+    if bf16:
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy(settings["precision"])
+    size, batch, preset = settings["train_size"], settings["infer_batch"], settings["presets"][0]
+    images_dir = os.path.join(settings["raw"], "train")
+    ids = [image_id for image_id, _ in labels_csv.read_labels_csv(os.path.join(settings["raw"], "train.csv"))[0]]
+    baseline = rss_mb()
+    result = {"preset": preset, "width": settings["width"], "image_size": size, "batch": batch,
+              "source_size": settings["size"], "precision": settings["precision"], "onednn_bf16_rewrite": bf16,
+              "signature": export.SINGLE_VIEW_SIGNATURE, "tta8_signature": export.SIGNATURE}
+    path = settings.get("saved_model")
+    if path is None:
+        base = os.path.join(settings["work"], "export")
+        shutil.rmtree(base, ignore_errors=True)
+        model = models.build_seresnet(preset, image_size=size, width=settings["width"])
+        start = time.perf_counter()
+        # The bench's data is synthetic, in the HPA 2018 label set.
+        class_names = labels_lib.HPA2018.class_names
+        cuts = np.full(len(class_names), 0.5, np.float32)
+        path = export.export_saved_model(model, cuts, base, class_names, tta_thresholds=cuts)
+        result["export_s"] = round(time.perf_counter() - start, 1)
+        del model
+    result["saved_model"] = path
+    start = time.perf_counter()
+    serve = serving_lib.load_serving_model(path, tta=1).serve  # serving_single_view
+    result["load_s"] = round(time.perf_counter() - start, 1)
+    serve_tta8 = serving_lib.load_serving_model(path, tta=8).serve  # serving_default, the 8 views in one call
+    # Real images at the model size: the serving signature's resize is then the identity.
+    images = tf.constant(np.stack([raw_images.read_image(images_dir, ids[i % len(ids)], size) for i in range(batch)]))
+    file_ids = [ids[i % len(ids)] for i in range(settings["predict_images"])]
+
+    def serving():
+        for _ in range(settings["infer_batches"]):
+            serve(image=images)["probabilities"].numpy()
+
+    def serving_tta8():
+        serve_tta8(image=images)["probabilities"].numpy()
+
+    def from_files():  # the CLI's path: load the SavedModel, read and resize the PNGs (threads), infer
+        predict.predict_images(path, images_dir, file_ids, batch_size=batch, tta=1)
+
+    functions = {"serving": serving, "serving_tta8": serving_tta8}
+    counts = {"serving": settings["infer_batches"] * batch, "serving_tta8": batch}
+    if not bf16:
+        functions["from_files"], counts["from_files"] = from_files, len(file_ids)
+    seconds = time_alternating(functions, settings["repeats"])
+    for key in functions:
+        result[key] = summary(seconds[key], counts[key])
+        result[f"{key}_share_of_paper"] = ratio(result[key]["images_per_s"], PAPER["images_per_s"])
+    result.update(baseline_rss_mb=baseline, peak_rss_mb=peak_rss_mb())
+    return result

@@ -1,0 +1,194 @@
+"""Writing shards: worker processes decode, encode and write whole shards
+atomically (`.tmp` -> record in .convert/ -> rename), the state that makes a
+killed conversion resumable, and the manifest built from the shards' records."""
+
+import csv
+import io
+import posixpath
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from data_prep import tfrecord_lib, workers as workers_lib
+from protein_location.core import labels as labels_lib, manifest as manifest_lib, raw_images, records
+from protein_location.core.errors import SourceError
+from protein_location.core.json_files import read_json, write_json_atomic
+
+STATE_DIR = ".convert"
+ERRORS_NAME = "errors.csv"
+
+
+def encode_item(task):
+    """One Id -> its serialized Example and pixel sums, or its error."""
+    images_dir, image_id, labels, size, max_pixels, png_compression = task
+    try:
+        image = raw_images.read_image(images_dir, image_id, size, max_pixels)
+    except SourceError as error:
+        return {"error": [error.image_id or image_id, error.path or "", error.problem]}
+    if image.shape[:2] != (size, size):
+        return {"error": [image_id, "", f"image is {image.shape[1]}x{image.shape[0]}, others are "
+                                        f"{size}x{size}; pass --size to resize all images"]}
+    # meanStdDev is ~100x faster than numpy sums in float64 over the pixels.
+    mean, std = (v.ravel() for v in cv2.meanStdDev(image))
+    pixels = size * size
+    encoded = tfrecord_lib.encode_rgby_png(image, png_compression)
+    return {"example": tfrecord_lib.serialize_encoded(encoded, size, size, image_id, labels or []),
+            "sum": (mean * pixels).tolist(),
+            "sum_sq": ((np.square(std) + np.square(mean)) * pixels).tolist()}
+
+
+def write_shard(task):
+    """Worker: writes one whole shard, atomically; returns its record.
+
+    A shard's bytes depend only on its planned items, so which process
+    writes it never changes the output, and no image crosses processes.
+    Steps: `.tmp` file -> record in .convert/ -> rename into place. With
+    on_error="fail" the first bad item ends the shard and is returned as
+    `fatal` (an exception with a custom __init__ does not cross processes).
+    """
+    out_dir, shard, options, size = task
+    tmp_path = posixpath.join(out_dir, shard.name + ".tmp")
+    label_counts = np.zeros(labels_lib.label_set_named(options.label_set).num_classes, np.int64)
+    source_counts = np.zeros(len(options.images_dirs), np.int64)
+    pixel_sum, pixel_sum_sq, errors, count = np.zeros(4), np.zeros(4), [], 0
+    with tf.io.TFRecordWriter(tmp_path) as writer:
+        for image_id, labels, source in shard.items:
+            result = encode_item((options.images_dirs[source], image_id, labels, size, options.max_pixels,
+                                  options.png_compression))
+            if "error" in result:
+                if options.on_error == "fail":
+                    return {"file": shard.name, "fatal": result["error"]}
+                errors.append(result["error"])
+                continue
+            writer.write(result["example"])
+            label_counts[labels or []] += 1
+            source_counts[source] += 1
+            pixel_sum += result["sum"]
+            pixel_sum_sq += result["sum_sq"]
+            count += 1
+    record = {
+        "file": shard.name, "num_examples": count, "sha256": manifest_lib.file_sha256(tmp_path),
+        "label_counts": label_counts.tolist(), **({"fold": shard.fold} if shard.fold is not None else {}),
+        "source_counts": source_counts.tolist(),
+        "pixel_sum": pixel_sum.tolist(), "pixel_sum_sq": pixel_sum_sq.tolist(), "errors": errors,
+    }
+    write_json_atomic(posixpath.join(out_dir, STATE_DIR, shard.name + ".json"), record)
+    tf.io.gfile.rename(tmp_path, posixpath.join(out_dir, shard.name), overwrite=True)
+    return record
+
+
+def write_shards(tasks, workers):
+    """Yields each shard's record as it completes, from W processes (or this one)."""
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(write_shard, tasks)
+        return
+    # Spawned, not forked (this process has TensorFlow loaded). Each worker
+    # imports this module, TensorFlow included (it writes through tf.io), once.
+    with workers_lib.process_pool(min(workers, len(tasks)), preload=__name__) as pool:
+        yield from pool.imap_unordered(write_shard, tasks)
+
+
+def completed_record(out_dir, shard):
+    """A shard's record from an earlier run, if the shard on disk matches it."""
+    record_path = posixpath.join(out_dir, STATE_DIR, shard.name + ".json")
+    path = posixpath.join(out_dir, shard.name)
+    if not (tf.io.gfile.exists(record_path) and tf.io.gfile.exists(path)):
+        return None
+    record = read_json(record_path)
+    return record if manifest_lib.file_sha256(path) == record["sha256"] else None
+
+
+def finished_dataset(out_dir, fingerprint):
+    """The manifest of the finished dataset in out_dir if the same arguments
+    and inputs made it, None if there is none; refuses any other."""
+    if not tf.io.gfile.exists(posixpath.join(out_dir, manifest_lib.MANIFEST_NAME)):
+        return None
+    manifest = manifest_lib.load_manifest(out_dir)
+    if manifest.get("fingerprint") == fingerprint:
+        return manifest
+    why = ("was made with different arguments or inputs" if "fingerprint" in manifest
+           else "does not record the arguments that made it")
+    raise SourceError(f"holds a finished dataset (dataset.json) that {why}; pass --overwrite to replace it",
+                      path=out_dir)
+
+
+def prepare_output(out_dir, fingerprint, overwrite, resume):
+    """Refuses to mix runs; returns True when an unfinished run is resumed."""
+    state = posixpath.join(out_dir, STATE_DIR)
+    plan_path = posixpath.join(state, "plan.json")
+    if overwrite and tf.io.gfile.isdir(out_dir):
+        remove_dataset_files(out_dir)
+    if tf.io.gfile.exists(posixpath.join(out_dir, manifest_lib.MANIFEST_NAME)):
+        raise SourceError("already holds a finished dataset (dataset.json); pass --overwrite to replace it",
+                                  path=out_dir)
+    if tf.io.gfile.exists(plan_path):
+        same = read_json(plan_path)["fingerprint"] == fingerprint
+        if resume and same:
+            return True
+        hint = ("it was started with different arguments or inputs; rerun it with its own, or pass --overwrite"
+                if resume else "pass --resume (same arguments) to finish it, or --overwrite to start again")
+        raise SourceError(f"holds an unfinished conversion; {hint}", path=out_dir)
+    if tf.io.gfile.isdir(out_dir) and any(n.endswith((".tfrecord", ".tmp")) for n in tf.io.gfile.listdir(out_dir)):
+        raise SourceError("already holds TFRecord shards; pass --overwrite to replace them", path=out_dir)
+    tf.io.gfile.makedirs(state)
+    write_json_atomic(plan_path, {"fingerprint": fingerprint})
+    return False
+
+
+def remove_dataset_files(out_dir):
+    """Deletes what a conversion writes in out_dir, and nothing else."""
+    state = posixpath.join(out_dir, STATE_DIR)
+    if tf.io.gfile.isdir(state):
+        tf.io.gfile.rmtree(state)
+    for name in tf.io.gfile.listdir(out_dir):
+        if name.endswith((".tfrecord", ".tfrecord.tmp")) or name in (manifest_lib.MANIFEST_NAME, ERRORS_NAME):
+            tf.io.gfile.remove(posixpath.join(out_dir, name))
+
+
+def write_errors(out_dir, errors):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["Id", "file", "problem"])
+    writer.writerows(errors)
+    with tf.io.gfile.GFile(posixpath.join(out_dir, ERRORS_NAME), "w") as f:
+        f.write(buffer.getvalue())
+
+
+def build_manifest(options, size, shard_records, split_info, fingerprint):
+    label_set = labels_lib.label_set_named(options.label_set)
+    splits, pixel_sum, pixel_sum_sq = {}, np.zeros(4), np.zeros(4)
+    source_counts = np.zeros(len(options.images_dirs), np.int64)
+    for shard, record in shard_records:
+        source_counts += record["source_counts"]
+        entry = splits.setdefault(shard.split, {"num_examples": 0, "label_counts": [0] * label_set.num_classes,
+                                                "shards": []})
+        entry["num_examples"] += record["num_examples"]
+        entry["label_counts"] = [a + b for a, b in zip(entry["label_counts"], record["label_counts"])]
+        entry["shards"].append({k: record[k] for k in ("file", "num_examples", "sha256", "label_counts", "fold")
+                                if k in record})
+        if shard.split == "train":
+            pixel_sum += record["pixel_sum"]
+            pixel_sum_sq += record["pixel_sum_sq"]
+    manifest = {
+        "schema_version": records.SCHEMA_VERSION,
+        "label_set": label_set.name,
+        "class_names": list(label_set.class_names),
+        "channels": list(labels_lib.CHANNELS),
+        "image_format": records.IMAGE_FORMAT,
+        "image_size": size,
+        "sources": [{"images": images_dir, "csv": options.csv_paths[index] if options.csv_paths else None,
+                     "num_examples": int(source_counts[index])}
+                    for index, images_dir in enumerate(options.images_dirs)],
+        "split": split_info,
+        **({"folds": options.folds} if options.folds else {}),
+        "splits": splits,
+        "fingerprint": fingerprint,  # of the arguments and plan: what --resume compares
+    }
+    pixels = splits.get("train", {}).get("num_examples", 0) * size * size
+    if pixels:
+        mean = pixel_sum / pixels
+        std = np.sqrt(np.maximum(pixel_sum_sq / pixels - mean**2, 0.0))
+        manifest["channel_mean"] = [round(float(m), 4) for m in mean]
+        manifest["channel_std"] = [round(float(s), 4) for s in std]
+    return manifest

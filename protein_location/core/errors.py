@@ -1,0 +1,47 @@
+"""The errors of bad requests and bad input, one hierarchy: every one is a
+`ProteinLocationError`, printed by the command-line tools as one line
+(`error: ...`, exit code 1) naming the flag, file or Id and what to do.
+
+They subclass ValueError: a bad request is a bad value.
+"""
+
+
+class ProteinLocationError(ValueError):
+    """The base of every error this project raises for bad input or a bad request."""
+
+
+class SourceError(ProteinLocationError):
+    """Bad raw input: one line naming the Id, the file and the problem."""
+
+    def __init__(self, problem, image_id=None, path=None):
+        where = [f"Id {image_id}" if image_id is not None else None, path]
+        super().__init__(": ".join([w for w in where if w] + [problem]))
+        self.image_id, self.path, self.problem = image_id, path, problem
+
+    def __reduce__(self):
+        # Crosses process boundaries (conversion workers) with its fields.
+        return type(self), (self.problem, self.image_id, self.path)
+
+
+class ManifestError(ProteinLocationError):
+    """A dataset folder without a usable dataset.json."""
+
+
+class TrainError(ProteinLocationError):
+    """A training request that cannot run as asked (one line, names the flag)."""
+
+
+class ExportError(ProteinLocationError):
+    """An export that cannot be written as asked (one line naming the file or flag)."""
+
+
+class PredictError(ProteinLocationError):
+    """Bad prediction or scoring input (one line naming the file)."""
+
+
+class DataPrepError(ProteinLocationError):
+    """A `data_prep` request (synth, convert, split flags) that cannot run as asked."""
+
+
+class VerifyError(ProteinLocationError):
+    """A converted dataset whose shards do not match its dataset.json."""

@@ -1,0 +1,64 @@
+"""THE TFRecord schema: the one place that knows how an example is laid out.
+
+The keys, their types (FEATURE_SPEC) and the parse side live here; the
+writer (`data_prep.tfrecord_lib`, which conversion calls) builds its
+features from these keys, and a test round-trips the two. Readers (the
+tf.data pipeline, `verify`, the exported `serve_examples` signature) call
+`parse_example`. Keys follow the TF Model Garden `tf_example` convention.
+"""
+
+import tensorflow as tf
+
+SCHEMA_VERSION = 1
+IMAGE_FORMAT = "png"
+
+KEY_ENCODED = "image/encoded"
+KEY_FORMAT = "image/format"
+KEY_HEIGHT = "image/height"
+KEY_WIDTH = "image/width"
+KEY_CHANNELS = "image/channels"
+KEY_SOURCE_ID = "image/source_id"
+KEY_LABEL = "image/class/label"
+
+FEATURE_SPEC = {
+    KEY_ENCODED: tf.io.FixedLenFeature([], tf.string),
+    KEY_FORMAT: tf.io.FixedLenFeature([], tf.string, default_value=IMAGE_FORMAT),
+    KEY_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+    KEY_WIDTH: tf.io.FixedLenFeature([], tf.int64),
+    KEY_CHANNELS: tf.io.FixedLenFeature([], tf.int64),
+    KEY_SOURCE_ID: tf.io.FixedLenFeature([], tf.string),
+    KEY_LABEL: tf.io.VarLenFeature(tf.int64),
+}
+
+
+def parse_example(serialized, num_classes):
+    """Serialized Example -> dict with `image` uint8 (H, W, 4), `source_id`,
+    `label_indices` int64 [k] and `labels` float32 multi-hot [num_classes]
+    (the dataset's `class_names` count, from dataset.json).
+
+    Works on one scalar string tensor (use inside `Dataset.map`).
+    """
+    parsed = tf.io.parse_single_example(serialized, FEATURE_SPEC)
+    image = tf.io.decode_png(parsed[KEY_ENCODED], channels=4, dtype=tf.uint8)
+    image = tf.ensure_shape(image, [None, None, 4])
+    label_indices = tf.sparse.to_dense(parsed[KEY_LABEL])
+    return {
+        "image": image,
+        "source_id": parsed[KEY_SOURCE_ID],
+        "label_indices": label_indices,
+        "labels": multi_hot(label_indices, num_classes),
+    }
+
+
+def parse_label_indices(serialized):
+    """Serialized Example -> its label indices int64 [k], without decoding the
+    image (cheap enough to run on every record, e.g. to weight sampling)."""
+    parsed = tf.io.parse_single_example(serialized, {KEY_LABEL: FEATURE_SPEC[KEY_LABEL]})
+    return tf.sparse.to_dense(parsed[KEY_LABEL])
+
+
+def multi_hot(label_indices, num_classes):
+    """int label indices [k] -> float32 multi-hot [num_classes] (zeros when k=0)."""
+    one_hot = tf.one_hot(label_indices, num_classes, dtype=tf.float32)
+    # A sum, not a max: the max of an empty [0, C] tensor is -inf, not 0.
+    return tf.minimum(tf.reduce_sum(one_hot, axis=0), 1.0)

@@ -1,0 +1,47 @@
+"""A training run folder (`train_keras.py --model-dir`) as export reads it:
+its model.keras (loaded with safe_mode=True) and thresholds.json."""
+
+import collections
+import json
+import posixpath
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from protein_location.core.errors import ExportError
+
+# A run's thresholds.json: single-view thresholds, those tuned on the mean of
+# the 8 flips/rotations (None in a file written before they were), and the
+# views serving_default applies (the run's --tta).
+RunThresholds = collections.namedtuple("RunThresholds", ["single_view", "tta", "views"])
+
+
+def load_run(model_dir):
+    """A training run folder -> (its model.keras, its thresholds.json as
+    RunThresholds, their class names)."""
+    model_path = posixpath.join(model_dir, "model.keras")
+    thresholds_path = posixpath.join(model_dir, "thresholds.json")
+    for path in (model_path, thresholds_path):
+        if not tf.io.gfile.exists(path):
+            raise ExportError(f"{model_dir}: no {posixpath.basename(path)} here; "
+                              "train a run with `train_keras.py --model-dir` first")
+    try:
+        model = keras.models.load_model(model_path, safe_mode=True, compile=False)
+    except Exception as error:  # Keras raises many types for a bad archive
+        raise ExportError(f"{model_path}: cannot load the Keras model ({str(error).splitlines()[0]})") from None
+    try:
+        with tf.io.gfile.GFile(thresholds_path, "r") as f:
+            content = json.load(f)
+        single_view = np.asarray(content.get("single_view_thresholds", content["thresholds"]), np.float32)
+        tta = content.get("tta_thresholds")
+        tta = None if tta is None else np.asarray(tta, np.float32)
+        views = int(content.get("views", 1))
+        class_names = [str(name) for name in content["class_names"]]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ExportError(f"{thresholds_path}: not a thresholds file ({error})") from None
+    width = int(model.output_shape[-1])
+    if single_view.shape != (width,) or len(class_names) != width or (tta is not None and tta.shape != (width,)):
+        raise ExportError(f"{thresholds_path}: expected {width} thresholds and class names (the model's outputs), "
+                          f"found {single_view.size} and {len(class_names)}")
+    return model, RunThresholds(single_view, tta, views), class_names

@@ -1,0 +1,30 @@
+"""The SE-ResNet model family, keras-hub style: layers, a backbone, presets
+and a multi-label classifier that takes any backbone.
+
+    >>> from protein_location import models
+    >>> model = models.build_seresnet("seresnet18", image_size=64, width=0.25)
+    >>> model.output_shape
+    (None, 28)
+"""
+
+from protein_location.models.layers import ResidualBlock
+from protein_location.models.layers import SqueezeExcite
+from protein_location.models.multilabel_classifier import MultiLabelClassifier
+from protein_location.models.precision import computes_in_float32
+from protein_location.models.precision import float32_twin
+from protein_location.models.presets import PRESETS
+from protein_location.models.presets import backbone_from_preset
+from protein_location.models.seresnet import build_seresnet
+from protein_location.models.seresnet_backbone import SEResNetBackbone
+
+__all__ = [
+    "MultiLabelClassifier",
+    "PRESETS",
+    "ResidualBlock",
+    "SEResNetBackbone",
+    "SqueezeExcite",
+    "backbone_from_preset",
+    "build_seresnet",
+    "computes_in_float32",
+    "float32_twin",
+]

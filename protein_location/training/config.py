@@ -1,0 +1,111 @@
+"""What a training run is asked to do: `TrainConfig`, and the command-line
+flags generated from its fields, so the two cannot drift.
+
+Each field that is a flag carries its flag name and help in its metadata
+(`flag(...)`); `add_flags` adds them to an argparse parser with the field's
+default, and `config_from_args` builds the config back. `AugmentConfig`'s
+fields become `--augment-*` flags the same way.
+"""
+
+import argparse
+import dataclasses
+
+from protein_location import augment
+
+
+def flag(name, help, default=dataclasses.MISSING, **argparse_kwargs):
+    """A dataclass field that is also the command-line flag `name`."""
+    return dataclasses.field(default=default, metadata={"flag": name, "help": help, "argparse": argparse_kwargs})
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    data: str = flag("--data", "dataset folder from `python -m data_prep convert`", required=True)
+    model_dir: str = flag("--model-dir", "run folder: checkpoints, logs, report", required=True)
+    epochs: int = flag("--epochs", "training epochs", 10)
+    batch_size: int = flag("--batch-size", "global batch size", 32)
+    image_size: int | None = flag("--size", "input side in pixels; default: the dataset's", None, type=int)
+    arch: str = flag("--arch", "SE-ResNet preset", "seresnet18", choices=["seresnet18", "seresnet34", "seresnet50"])
+    width: float = flag("--width", "multiplier on the filters of every stage", 1.0)
+    # The peak rate at the reference global batch of 256; a run uses
+    # learning_rate * batch_size / 256 (distribute.scaled_learning_rate).
+    learning_rate: float = flag("--lr", "peak learning rate (AdamW) at a global batch of 256; the run uses "
+                                "LR x batch-size / 256 (linear scaling)", 1.6e-2)
+    weight_decay: float = flag("--weight-decay", "AdamW decoupled weight decay", 1e-4)
+    warmup_epochs: float = flag("--warmup-epochs", "linear warmup before cosine decay", 1.0)
+    dropout: float = flag("--dropout", "dropout before the head", 0.0)
+    loss: str = flag("--loss", "binary cross-entropy, or focal loss with alpha class balancing for rare classes",
+                     "bce", choices=["bce", "focal"])
+    bias_init: bool = flag("--bias-init", "start the head's bias at each class's training log-odds (off: zeros)", True)
+    oversample: float | None = flag(
+        "--oversample", "repeat-factor sampling: an image is repeated sqrt(THRESHOLD / f) times per epoch, f the "
+        "training frequency of its rarest label, when f < THRESHOLD (flag alone: 0.1); epochs keep their length",
+        None, type=float, nargs="?", const=0.1, metavar="THRESHOLD")
+    tta: int = flag("--tta", "views the exported serving_default averages per image: 1, or the 8 flips/rotations "
+                    "(8x the compute); thresholds are tuned on val for both, and each signature labels with those "
+                    "tuned for what it computes", 1, choices=[1, 8])
+    focal_gamma: float = flag("--focal-gamma", "focal loss focusing parameter", 2.0)
+    focal_alpha: float = flag("--focal-alpha", "focal loss weight of positive labels", 0.25)
+    label_smoothing: float = flag("--label-smoothing", "label smoothing of the loss", 0.0)
+    precision: str | None = flag(
+        "--precision", "Keras dtype policy; the sigmoid head stays float32 (default: mixed_bfloat16 on a TPU, and on "
+        "a machine without GPUs whose CPU has AVX512_BF16 or AMX; else float32)", None,
+        choices=["float32", "mixed_float16", "mixed_bfloat16"])
+    jit_compile: bool = flag("--jit-compile", "compile the train step with XLA", False)
+    augmentation: augment.AugmentConfig = dataclasses.field(default_factory=augment.AugmentConfig)
+    shuffle_buffer: int = flag("--shuffle-buffer", "examples held for shuffling", 2048)
+    seed: int = flag("--seed", "seed of initialization, shuffling and augmentation", 0)
+    fold: int | None = flag("--fold", "for a dataset converted with --folds: the fold held out as val", None, type=int)
+    export_dir: str | None = flag("--export", "write the SavedModel here after training", None)
+    # Set from --tflite/--tflite-quantize/--onnx (export.export_formats_of): "tflite", "tflite_int8", "onnx".
+    export_formats: tuple = ()
+    strategy: str = flag("--strategy", "tf.distribute strategy; auto: tpu with --tpu, multiworker when TF_CONFIG "
+                         "names more than one worker, mirrored when GPUs are visible (or --replicas), else default",
+                         "auto", choices=["auto", "default", "mirrored", "multiworker", "tpu"])
+    replicas: int | None = flag("--replicas", "mirrored: use this many GPUs, or split a machine without GPUs into "
+                                "this many logical CPU devices (default: all GPUs, or one CPU)", None, type=int)
+    tpu: str | None = flag("--tpu", "with --strategy tpu: the Cloud TPU's name, or local on a TPU VM", None)
+
+
+# AugmentConfig's fields as flags (augment.py keeps its own dataclass, free of argparse).
+AUGMENT_FLAGS = {
+    "flips": ("--augment-flips", "random one of the 8 flips/rotations", {}),
+    "crop_min_area": ("--augment-crop", "random crop of at least this share of the image, resized back (1: off; "
+                      "e.g. 0.7)", {"metavar": "MIN_AREA"}),
+    "jitter": ("--augment-jitter", "per-channel brightness/contrast jitter amplitude (0: off)", {}),
+}
+
+
+def _add(parser, dest, name, help, default, kwargs):
+    kwargs = dict(kwargs)
+    if isinstance(default, bool):
+        kwargs.setdefault("action", argparse.BooleanOptionalAction if default else "store_true")
+    else:
+        # Shown as the flag is named (--size SIZE), not as the field is.
+        kwargs.setdefault("metavar", None if "choices" in kwargs else name.lstrip("-").replace("-", "_").upper())
+        if default is not None and default is not dataclasses.MISSING and "type" not in kwargs:
+            kwargs["type"] = type(default)
+    if default is not dataclasses.MISSING:
+        kwargs["default"] = default
+    parser.add_argument(name, dest=dest, help=help, **kwargs)
+
+
+def add_flags(parser):
+    """Adds a flag for every flag field of TrainConfig (and AugmentConfig), with its default."""
+    for field in dataclasses.fields(TrainConfig):
+        if "flag" in field.metadata:
+            meta = field.metadata
+            _add(parser, field.name, meta["flag"], meta["help"], field.default, meta["argparse"])
+    for field in dataclasses.fields(augment.AugmentConfig):
+        name, help, kwargs = AUGMENT_FLAGS[field.name]
+        _add(parser, f"augment_{field.name}", name, help, field.default, kwargs)
+    return parser
+
+
+def config_from_args(args, **overrides):
+    """The TrainConfig of parsed flags (`add_flags`); `overrides` set non-flag fields."""
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)
+              if "flag" in field.metadata}
+    augmentation = augment.AugmentConfig(**{field.name: getattr(args, f"augment_{field.name}")
+                                            for field in dataclasses.fields(augment.AugmentConfig)})
+    return TrainConfig(**values, augmentation=augmentation, **overrides)

@@ -1,0 +1,83 @@
+"""The evaluator: predicts val under the 8 flips/rotations, tunes thresholds
+for one view and for their mean, and writes the run's model.keras,
+thresholds.json, report.json and report.png."""
+
+import dataclasses
+import posixpath
+
+import numpy as np
+
+from protein_location import augment, distribute, input as input_lib, report as report_lib
+from protein_location import thresholds as thresholds_lib
+from protein_location.core import json_files, labels as labels_lib, manifest as manifest_lib
+
+
+def predict_views(model, data_dir, split, batch_size, image_size, fold=None):
+    """(labels [n, C], probabilities [8, n, C]) of a split in manifest order,
+    under each of the 8 flips/rotations (view 0: the images as stored).
+
+    A model under a strategy with several replicas predicts whole batches
+    (blanks pad the last one; `input.eval_padding`) and the blanks' rows are dropped.
+    """
+    padded = model.distribute_strategy.num_replicas_in_sync > 1
+    dataset = input_lib.make_dataset(data_dir, split, batch_size, image_size, fold=fold, pad_batches=padded)
+    count = manifest_lib.split_summary(data_dir, manifest_lib.load_manifest(data_dir), split, fold)[1]
+    y_true = np.concatenate([labels.numpy() for _, labels, *_ in dataset])[:count]
+    views = [dataset.map(lambda image, *_, k=k: (augment.dihedral_view(image, k),))
+             for k in range(augment.DIHEDRAL_VIEWS)]
+    return y_true, np.stack([model.predict(view, verbose=0)[:count] for view in views])
+
+
+def write_report(config, plan, model, fit, fit_seconds):
+    """Tunes thresholds on val for one view and for the mean of the 8
+    flips/rotations; writes model.keras, thresholds.json, report.json (for
+    the views the export serves by default, --tta) and report.png.
+
+    Returns (report, single-view Tuned, 8-view Tuned).
+    """
+    model.save(posixpath.join(config.model_dir, "model.keras"))
+    y_true, y_views = predict_views(model, config.data, "val", config.batch_size, plan.image_size, config.fold)
+    train_rates = np.asarray(plan.train_label_counts, np.float64) / plan.train_count
+    tuned = {1: thresholds_lib.tune_thresholds(y_true, y_views[0], train_rates),
+             8: thresholds_lib.tune_thresholds(y_true, y_views.mean(axis=0), train_rates)}
+    y_prob = y_views[0] if config.tta == 1 else y_views.mean(axis=0)
+    class_names = manifest_lib.class_names(plan.manifest)
+    json_files.write_json_atomic(posixpath.join(config.model_dir, "thresholds.json"), {
+        "label_set": labels_lib.label_set_of_classes(class_names),
+        "class_names": class_names,
+        # serving_default's views and thresholds; the export serves both kinds.
+        "views": config.tta, "thresholds": tuned[config.tta].thresholds.tolist(),
+        "single_view_thresholds": tuned[1].thresholds.tolist(),
+        "tta_thresholds": tuned[8].thresholds.tolist(),
+        "rule": thresholds_lib.threshold_rule(),
+    })
+    run_info = {
+        "arch": config.arch, "width": config.width, "epochs": config.epochs, "batch_size": config.batch_size,
+        "loss": config.loss, "bias_init": config.bias_init, "oversample": config.oversample,
+        "val_tta": config.tta,
+        "precision": config.precision, "augmentation": dataclasses.asdict(config.augmentation),
+        "seed": config.seed, "fold": config.fold,
+        "strategy": plan.kind, "replicas": plan.strategy.num_replicas_in_sync, "workers": plan.pipelines,
+        # --lr is the peak rate at a global batch of 256; the run used peak_learning_rate.
+        "learning_rate": config.learning_rate, "reference_batch_size": distribute.REFERENCE_BATCH,
+        "peak_learning_rate": plan.peak_rate,
+        # This process's epochs only: a resumed run does not count the ones before.
+        "train_seconds": round(fit_seconds, 1),
+        "train_images_per_second": round(len(fit.epoch) * plan.steps_per_epoch * config.batch_size / fit_seconds, 1),
+    }
+    report = report_lib.build_report(run_info, y_true, y_prob, tuned[config.tta], class_names)
+    other = 8 if config.tta == 1 else 1
+    report[f"val_macro_f1_tuned_{other}_views"] = thresholds_lib.macro_f1(
+        y_true, (y_views[0] if other == 1 else y_views.mean(axis=0)) >= tuned[other].thresholds)
+    json_files.write_json_atomic(posixpath.join(config.model_dir, "report.json"), report)
+    report_lib.plot_report(report_lib.read_history(posixpath.join(config.model_dir, "history.csv")), report,
+                           posixpath.join(config.model_dir, "report.png"))
+    supported = report["val_macro_f1_tuned_min5"]
+    print(f"val macro F1 ({config.tta} view{'s' if config.tta > 1 else ''}): {report['val_macro_f1_at_0.5']:.4f} "
+          f"at 0.5, {report['val_macro_f1_tuned']:.4f} at per-class thresholds tuned on val (optimistic; "
+          f"{report[f'val_macro_f1_tuned_{other}_views']:.4f} for {other} view{'s' if other > 1 else ''}); tuned over the "
+          f"{report['classes_with_min5_val_examples']} classes with >= 5 val examples: "
+          f"{'n/a' if supported is None else f'{supported:.4f}'}")
+    print(f"run: {config.model_dir} (best.weights.h5, model.keras, history.csv, logs/, thresholds.json, "
+          f"report.json, report.png)")
+    return report, tuned[1], tuned[8]

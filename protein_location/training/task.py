@@ -1,0 +1,124 @@
+"""The training task: the model, its loss, metrics and optimizer, and the
+input pipelines of a run. What a run compiles is what `bench/` compiles.
+
+    model = task.build_and_compile(config, manifest, label_counts, count, steps_per_epoch)
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from protein_location import distribute, input as input_lib, models
+from protein_location.core import manifest as manifest_lib
+from protein_location.core.errors import TrainError
+
+
+def class_log_odds(label_counts, num_examples):
+    """Initial head bias: each class's training frequency as log-odds, so the
+    first steps are not spent learning that most labels are absent."""
+    p = (np.asarray(label_counts, np.float64) + 1.0) / (num_examples + 2.0)
+    return np.log(p / (1.0 - p))
+
+
+def build_model(config, manifest, train_label_counts, train_count):
+    """The SE-ResNet of `config.arch` at the run's size, one sigmoid output per
+    class of the dataset's label set, normalizing with the dataset's statistics."""
+    return models.build_seresnet(
+        config.arch,
+        image_size=config.image_size or manifest["image_size"],
+        num_classes=len(manifest_lib.class_names(manifest)),
+        width=config.width,
+        channel_mean=manifest.get("channel_mean", (0.0,) * 4),
+        channel_std=manifest.get("channel_std", (255.0,) * 4),
+        output_bias=class_log_odds(train_label_counts, train_count) if config.bias_init else None,
+        dropout=config.dropout,
+        synchronized_bn=tf.distribute.get_strategy().num_replicas_in_sync > 1,
+    )
+
+
+def build_optimizer(config, steps_per_epoch):
+    """AdamW with linear warmup then cosine decay to 0 over the run; the peak
+    rate scales linearly with the global batch (distribute.scaled_learning_rate)."""
+    total_steps = max(config.epochs * steps_per_epoch, 1)
+    warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
+    peak_rate = distribute.scaled_learning_rate(config.learning_rate, config.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup_steps else peak_rate,
+        decay_steps=total_steps - warmup_steps,
+        warmup_target=peak_rate if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+    return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+
+
+def build_metrics(num_classes):
+    """Macro F1 at 0.5 and macro ROC AUC, weighted: evaluation under several
+    replicas pads with blanks of weight 0 (input.eval_padding)."""
+    return [
+        # threshold=0.5: without it F1Score takes the argmax (single-label).
+        keras.metrics.F1Score(average="macro", threshold=0.5, name="macro_f1"),
+        keras.metrics.AUC(multi_label=True, num_labels=num_classes, name="auc"),
+    ]
+
+
+def compile_model(model, config, steps_per_epoch):
+    """Compiles any multi-label model (ours, or a peer in bench/) as a run does."""
+    model.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=build_loss(config),
+                  jit_compile=config.jit_compile, weighted_metrics=build_metrics(int(model.output_shape[-1])))
+    return model
+
+
+def build_and_compile(config, manifest, train_label_counts, train_count, steps_per_epoch):
+    """`build_model`, compiled by `compile_model`."""
+    return compile_model(build_model(config, manifest, train_label_counts, train_count), config, steps_per_epoch)
+
+
+def build_loss(config):
+    """BCE, or focal BCE for class imbalance (alpha weighting switched on:
+    Keras applies alpha only with apply_class_balancing=True)."""
+    if config.loss == "focal":
+        return keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=config.focal_alpha,
+                                                    gamma=config.focal_gamma, label_smoothing=config.label_smoothing)
+    if config.loss == "bce":
+        return keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
+    raise TrainError(f"--loss must be bce or focal, got {config.loss!r}")
+
+
+def data_seed(seed, start_epoch):
+    """The training stream's seed: `seed` for a fresh run; a resumed run draws a
+    new order and new augmentations instead of replaying those of epoch 1."""
+    if start_epoch == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, start_epoch]).generate_state(1)[0])
+
+
+def make_datasets(config, plan, start_epoch=0):
+    """(train, val, val steps: None for one replica) datasets. The training
+    stream is endless, cut into epochs by fit's steps_per_epoch; under a
+    strategy each input pipeline (one per worker) reads its own share of the
+    training shards."""
+    seed = data_seed(config.seed, start_epoch)
+
+    def train_dataset(input_context=None):
+        return input_lib.make_dataset(config.data, "train", config.batch_size, plan.image_size, training=True,
+                                      seed=seed, shuffle_buffer=config.shuffle_buffer, fold=config.fold,
+                                      augment_config=config.augmentation,
+                                      oversample_factors=plan.oversample_factors, input_context=input_context)
+
+    train_data = (train_dataset() if plan.kind == "default"
+                  else plan.strategy.distribute_datasets_from_function(train_dataset))
+    def val_dataset(input_context=None):
+        if input_context is None:
+            return input_lib.make_dataset(config.data, "val", config.batch_size, plan.image_size, fold=config.fold)
+        # Endless, cut by fit's validation_steps (one pass each): Keras may
+        # reuse the iterator of the last evaluation.
+        return input_lib.make_dataset(config.data, "val", config.batch_size, plan.image_size, fold=config.fold,
+                                      input_context=input_context, pad_batches=True).repeat()
+
+    # Several replicas evaluate whole padded batches: a partial last batch
+    # would leave a replica an empty one (which oneDNN's conv2d mishandles,
+    # README "Fault tolerance"), and a TPU needs static shapes.
+    if plan.strategy.num_replicas_in_sync == 1:
+        return train_data, val_dataset(), None
+    val_steps = input_lib.split_padding(config.data, "val", config.batch_size, plan.pipelines, config.fold).steps
+    return train_data, plan.strategy.distribute_datasets_from_function(val_dataset), val_steps

@@ -1,0 +1,202 @@
+"""The trainer: settles a run's strategy, precision and data (`plan_run`),
+then fits the task's model with checkpoints, resume after a kill,
+TensorBoard logs and NaN stops (`fit_model`)."""
+
+import dataclasses
+import posixpath
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from protein_location import distribute, input as input_lib, models, precision as precision_lib
+from protein_location import report as report_lib
+from protein_location.core import json_files, manifest as manifest_lib
+from protein_location.core.errors import TrainError
+from protein_location.training import task
+
+# The checkpoint kept is the epoch of best val macro ROC AUC: it does not
+# depend on a threshold, where macro F1 at 0.5 is the wrong cut for focal loss
+# and rare classes (thresholds are tuned after training).
+SELECTION_METRIC = "val_auc"
+
+
+def resumed_epoch(model_dir):
+    """The epoch a run in `model_dir` resumes at (0 for a fresh run), from the
+    state BackupAndRestore keeps in model_dir/backup."""
+    path = posixpath.join(model_dir, "backup", "training_metadata.json")
+    if not tf.io.gfile.exists(path):
+        return 0
+    return int(json_files.read_json(path)["epoch"])
+
+
+def best_logged_value(history_path, metric=SELECTION_METRIC):
+    """The best `metric` in a resumed run's history.csv (None if it has none), so
+    the first epoch after a restart does not overwrite a better checkpoint."""
+    if not tf.io.gfile.exists(history_path):
+        return None
+    values = [row[metric] for row in report_lib.read_history(history_path) if metric in row]
+    return max(values) if values else None
+
+
+def callbacks(model_dir, best_path, write_dir=None):
+    """Multi-worker: every worker restores from the chief's backup in model_dir,
+    only the chief writes it; the others write their history, logs and best
+    weights to their own write_dir (distribute.write_dir)."""
+    write_dir = write_dir or model_dir
+    chief = write_dir == model_dir
+    backup = posixpath.join(model_dir, "backup")
+    history = posixpath.join(write_dir, "history.csv")
+    # A resumed run appends to its history; a fresh one starts it anew.
+    if not tf.io.gfile.exists(backup) and tf.io.gfile.exists(history):
+        tf.io.gfile.remove(history)
+    return [
+        keras.callbacks.BackupAndRestore(backup) if chief else distribute.RestoreFromChief(backup),
+        keras.callbacks.ModelCheckpoint(best_path, monitor=SELECTION_METRIC, mode="max",
+                                        save_best_only=True, save_weights_only=True,
+                                        initial_value_threshold=best_logged_value(history)),
+        keras.callbacks.TensorBoard(posixpath.join(write_dir, "logs"), profile_batch=0),
+        keras.callbacks.CSVLogger(history, append=True),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+
+
+def check_batch(config, train_count, replicas):
+    if config.batch_size % replicas:
+        raise TrainError(f"--batch-size {config.batch_size} is not divisible by the {replicas} replicas")
+    if train_count < config.batch_size:
+        raise TrainError(f"{config.data}: the train split has {train_count} examples, fewer than one "
+                         f"batch of {config.batch_size}; lower --batch-size")
+
+
+def check_fit(fit, best_path, peak_rate):
+    """Stops a run that cannot go on to thresholds and an export, in one line
+    saying what happened and what to do (TrainError), rather than with a
+    traceback from a later step or an export of weights nobody chose."""
+    losses = fit.history.get("loss", [])
+    if losses and not np.isfinite(losses[-1]):
+        raise TrainError(f"the training loss became {losses[-1]} in epoch {fit.epoch[-1] + 1} and the run stopped "
+                         f"(TerminateOnNaN); lower --lr (peak {peak_rate:.4g} here) or train with --precision float32; "
+                         "nothing was exported")
+    if not tf.io.gfile.exists(best_path):
+        raise TrainError(f"{best_path}: no best checkpoint: no epoch of this run beat the best {SELECTION_METRIC} in "
+                         "its history.csv, and the file that held it is gone; train again with a new --model-dir")
+
+
+@dataclasses.dataclass
+class RunPlan:
+    """What a run settles before it builds anything: the strategy, the data and the steps."""
+    kind: str
+    strategy: tf.distribute.Strategy
+    manifest: dict
+    image_size: int
+    train_count: int
+    train_label_counts: np.ndarray
+    pipelines: int  # input pipelines, one per worker
+    steps_per_epoch: int
+    peak_rate: float
+    oversample_factors: np.ndarray | None
+
+
+def plan_run(config):
+    """Chooses the strategy and precision, reads the dataset's counts, prints the set-up.
+
+    Returns (config with its precision settled, RunPlan).
+    """
+    # The strategy comes first: logical CPU devices and multi-worker
+    # collectives can only be set up before the TensorFlow runtime starts.
+    num_gpus = len(tf.config.list_physical_devices("GPU"))
+    kind = distribute.choose_strategy(config.strategy, tpu=config.tpu, replicas=config.replicas,
+                                      tf_config=distribute.read_tf_config(), num_gpus=num_gpus)
+    if kind == "tpu":
+        distribute.check_tpu_paths(config.data, config.model_dir, config.export_dir)
+    precision_reason = "--precision"
+    if config.precision is None:
+        precision, precision_reason = precision_lib.default_precision(kind, num_gpus)
+        config = dataclasses.replace(config, precision=precision)
+    manifest = manifest_lib.load_manifest(config.data)
+    strategy = distribute.create_strategy(kind, replicas=config.replicas, tpu=config.tpu)
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(config.precision)
+    replicas = strategy.num_replicas_in_sync
+    _, train_count, train_label_counts = manifest_lib.split_summary(config.data, manifest, "train", config.fold)
+    _, val_count, _ = manifest_lib.split_summary(config.data, manifest, "val", config.fold)
+    check_batch(config, train_count, replicas)
+    image_size = config.image_size or manifest["image_size"]
+    pipelines = distribute.num_input_pipelines(strategy)
+    shard_counts = [s["num_examples"] for s in manifest_lib.select_shards(config.data, manifest, "train", config.fold)]
+    policy, shares, epoch_examples = input_lib.share_input(shard_counts, pipelines, config.batch_size // pipelines)
+    steps_per_epoch = epoch_examples // (config.batch_size // pipelines)
+    peak_rate = distribute.scaled_learning_rate(config.learning_rate, config.batch_size)
+    held_out = f" (fold {config.fold} held out)" if config.fold is not None else ""
+    print(f"strategy: {distribute.describe(strategy)}")
+    print(f"precision: {config.precision} ({precision_reason})")
+    print(f"data: {config.data}: train {train_count}, val {val_count}{held_out} "
+          f"examples at {image_size}px; global batch {config.batch_size} "
+          f"({config.batch_size // replicas} per replica), {steps_per_epoch} steps per epoch")
+    print(f"learning rate: peak {peak_rate:.4g} = --lr {config.learning_rate:g} x global batch "
+          f"{config.batch_size} / {distribute.REFERENCE_BATCH} (linear scaling)")
+    if pipelines > 1:
+        how = ("whole shards to each" if policy == tf.data.experimental.AutoShardPolicy.FILE
+               else f"1 record in {pipelines} of every shard to each")
+        share = shares[0] if len(set(shares)) == 1 else shares
+        print(f"input: AutoShardPolicy.{policy.name}: {len(shard_counts)} train shards over {pipelines} workers, "
+              f"{how}; every worker reads {epoch_examples} examples per epoch (its share: {share})")
+    elif kind != "default":
+        print(f"input: one pipeline, no sharding; each step gives each of the {replicas} replicas "
+              f"{config.batch_size // replicas} distinct examples")
+    oversample_factors = None
+    if config.oversample:
+        oversample_factors = input_lib.repeat_factors(train_label_counts, train_count, config.oversample)
+        print(f"oversample: classes rarer than {config.oversample:g} of training images repeated up to "
+              f"{oversample_factors.max():.1f}x per epoch (repeat-factor sampling)")
+    return config, RunPlan(kind, strategy, manifest, image_size, train_count, train_label_counts, pipelines,
+                           steps_per_epoch, peak_rate, oversample_factors)
+
+
+def fit_model(config, plan):
+    """Builds the model under the strategy and fits it.
+
+    Returns (model with the best epoch's weights in float32, Keras History,
+    seconds), or None on a multi-worker run's non-chief workers.
+    """
+    start_epoch = resumed_epoch(config.model_dir)
+    if start_epoch:
+        print(f"resume: from the end of epoch {start_epoch} ({config.model_dir}/backup)")
+    train_data, val_data, val_steps = task.make_datasets(config, plan, start_epoch)
+    with plan.strategy.scope():
+        model = task.build_and_compile(config, plan.manifest, plan.train_label_counts, plan.train_count,
+                                  plan.steps_per_epoch)
+    print(f"model: {model.name}, {model.count_params():,} parameters, input {model.input_shape[1:]}, "
+          f"{config.precision}{', XLA' if config.jit_compile else ''}, loss {config.loss}; "
+          f"augment {config.augmentation}")
+
+    tf.io.gfile.makedirs(config.model_dir)
+    write_dir = distribute.write_dir(config.model_dir, plan.strategy)
+    best_path = posixpath.join(write_dir, "best.weights.h5")
+    start = time.perf_counter()
+    fit = model.fit(train_data, validation_data=val_data, epochs=config.epochs, shuffle=False,  # shuffled in tf.data
+                    steps_per_epoch=plan.steps_per_epoch, validation_steps=val_steps,
+                    callbacks=callbacks(config.model_dir, best_path, write_dir))
+    fit_seconds = time.perf_counter() - start
+    if distribute.local_replicas(plan.strategy) > 1:
+        # The export takes the first replica's copy: all copies must be equal
+        # (BatchNormalization(synchronized=True) keeps the moving statistics so).
+        drift = distribute.replica_disagreement(model)
+        print(f"replicas: the {len(model.variables)} variables' copies on this worker's replicas differ by at "
+              f"most {drift:.3g}{' (WARNING: they drifted apart; the export takes the first)' if drift > 1e-6 else ''}")
+    if write_dir != config.model_dir:
+        distribute.remove_write_dir(config.model_dir, write_dir)
+        print(f"worker: training done; the chief writes the model, report and export to {config.model_dir}")
+        return None
+    check_fit(fit, best_path, plan.peak_rate)
+    model.load_weights(best_path)
+    if distribute.is_multi_worker(plan.strategy):
+        # The chief goes on alone: a plain copy of its replica predicts and exports without the other workers.
+        trained, model = model, task.build_and_compile(config, plan.manifest, plan.train_label_counts, plan.train_count,
+                                                  plan.steps_per_epoch)
+        model.set_weights(trained.get_weights())
+    # Mixed precision was for speed: thresholds are tuned on the float32
+    # computation, the one the export serves (model.float32_twin).
+    return models.float32_twin(model), fit, fit_seconds
