@@ -41,8 +41,8 @@ def process_pool(processes, preload=None):
 
 
 def import_quietly(module):
-    """Imports `module`, and starts TensorFlow's runtime if it loaded it, with
-    file descriptor 2 on /dev/null.
+    """Imports `module`, and starts TensorFlow's runtime on one thread if it
+    loaded it, with file descriptor 2 on /dev/null.
 
     TensorFlow prints its C++ start-up lines on import (oneDNN, CUDA) and on
     its first op (the device probe: "failed call to cuInit" on a machine
@@ -56,7 +56,12 @@ def import_quietly(module):
         os.dup2(devnull, 2)
         importlib.import_module(module)
         if "tensorflow" in sys.modules:
-            sys.modules["tensorflow"].constant(0).numpy()  # the runtime starts with the first op
+            tf = sys.modules["tensorflow"]
+            # One core each: the pool is the parallelism; W workers with a
+            # thread per core each would contend for the same cores.
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+            tf.constant(0).numpy()  # the runtime starts with the first op
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -23,11 +23,14 @@ def _unsigned(encoded, offset, size, little_endian):
     return tf.reduce_sum(data * tf.constant(weights if little_endian else weights[::-1], tf.int64))
 
 
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)])
 def encoded_image_shape(encoded):
     """[height, width] int64 of encoded image bytes, read from the header
     alone: PNG (IHDR), JPEG (`tf.io.extract_jpeg_shape`), GIF (logical
     screen), BMP, WebP (VP8, VP8L, VP8X) -- what `tf.io.decode_image` reads.
-    [0, 0] for anything else, which the decoder then refuses itself."""
+    [0, 0] for anything else, which the decoder then refuses itself. One
+    traced function, whichever file or signature calls it."""
     length = tf.strings.length(encoded)
 
     def starts(magic, offset=0):

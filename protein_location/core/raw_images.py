@@ -61,17 +61,6 @@ def find_channel_file(images_dir, image_id, channel):
     raise SourceError("missing channel file", image_id, expected)
 
 
-@tf.function(input_signature=[tf.TensorSpec([], tf.string)])
-def _header_shape(encoded):
-    return encoded_image_shape(encoded)
-
-
-# One traced decoder per stain (the colour a file is reduced to depends on it).
-_DECODERS = {channel: tf.function(lambda encoded, channel=channel: stains.decode_stain(encoded, channel),
-                                  input_signature=[tf.TensorSpec([], tf.string)])
-             for channel in labels_lib.CHANNELS}
-
-
 @tf.function(input_signature=[tf.TensorSpec([None, None, 4], tf.uint8), tf.TensorSpec([], tf.int32)])
 def _resize(image, size):
     return tf.cast(stains.resize_rgby(image, size), tf.uint8)
@@ -84,19 +73,40 @@ def decode_channel(data, channel, image_id, path, max_pixels=DEFAULT_MAX_PIXELS)
     if not data:
         raise SourceError("empty file (0 bytes)", image_id, path)
     encoded = tf.constant(data)
-    height, width = (int(v) for v in _header_shape(encoded).numpy())
+    height, width = (int(v) for v in encoded_image_shape(encoded).numpy())
     if not height or not width:
         raise SourceError(f"not an image TensorFlow decodes (PNG, JPEG, GIF, BMP, WebP) ({len(data)} bytes)",
                           image_id, path)
     if height * width > max_pixels:
         raise SourceError(f"{width}x{height} pixels is over the cap of {max_pixels} (--max-pixels)", image_id, path)
     try:
-        plane = _DECODERS[channel](encoded).numpy()
+        plane = stains.decode_stain(encoded, channel).numpy()
     except tf.errors.OpError:
         raise SourceError(f"truncated or corrupt image ({len(data)} bytes)", image_id, path) from None
     if plane.shape != (height, width):
         raise SourceError(f"truncated or corrupt image ({len(data)} bytes)", image_id, path)
     return plane
+
+
+@tf.function(input_signature=[tf.TensorSpec([len(labels_lib.CHANNELS)], tf.string), tf.TensorSpec([], tf.int64),
+                              tf.TensorSpec([], tf.int32)])
+def _read_four(encoded, max_pixels, size):
+    """The common case in one call (TensorFlow's per-call cost is about a
+    millisecond): the four headers, and when all are within the cap and of
+    one shape, the decoded RGBY image, resized to size x size when size > 0
+    and it is not that size already. Otherwise an
+    empty image; `read_image` then finds the file at fault one by one."""
+    shapes = tf.stack([encoded_image_shape(encoded[i]) for i in range(len(labels_lib.CHANNELS))])
+    pixels = shapes[:, 0] * shapes[:, 1]
+    fine = tf.reduce_all(pixels > 0) & tf.reduce_all(pixels <= max_pixels) & tf.reduce_all(shapes == shapes[0])
+
+    def decode():
+        planes = [stains.decode_stain(encoded[i], c) for i, c in enumerate(labels_lib.CHANNELS)]
+        image = tf.stack(planes, axis=-1)
+        resized = tf.logical_and(size > 0, tf.reduce_any(shapes[0] != tf.cast(size, tf.int64)))
+        return tf.cond(resized, lambda: tf.cast(stains.resize_rgby(image, size), tf.uint8), lambda: image)
+
+    return tf.cond(fine, decode, lambda: tf.zeros([0, 0, len(labels_lib.CHANNELS)], tf.uint8))
 
 
 def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
@@ -106,12 +116,26 @@ def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
     area-resized to size x size by `stains.resize_rgby` (the serving
     signatures' resize).
     """
-    planes, paths = [], []
-    for channel in labels_lib.CHANNELS:
-        path = find_channel_file(images_dir, image_id, channel)
+    paths = [find_channel_file(images_dir, image_id, channel) for channel in labels_lib.CHANNELS]
+    files = []
+    for path in paths:
         with tf.io.gfile.GFile(path, "rb") as f:
-            planes.append(decode_channel(f.read(), channel, image_id, path, max_pixels))
-        paths.append(path)
+            files.append(f.read())
+    if all(files):
+        try:
+            image = _read_four(tf.constant(files), max_pixels, size or 0).numpy()
+        except tf.errors.OpError:  # a file that does not decode as its header says: found below
+            image = None
+        if image is not None and image.size:
+            return image
+    return _read_one_by_one(files, paths, image_id, size, max_pixels)
+
+
+def _read_one_by_one(files, paths, image_id, size, max_pixels):
+    """`read_image`'s slow path, for an Id one of whose files is bad: decodes
+    the stains one by one, raising the SourceError of the first bad file."""
+    planes = [decode_channel(data, channel, image_id, path, max_pixels)
+              for data, channel, path in zip(files, labels_lib.CHANNELS, paths)]
     for plane, path in zip(planes[1:], paths[1:]):
         if plane.shape != planes[0].shape:
             raise SourceError(f"{plane.shape[1]}x{plane.shape[0]} differs from the red channel's "

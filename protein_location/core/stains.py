@@ -39,8 +39,17 @@ def _is_16bit_png(encoded):
 
 def decode_stain(encoded, channel):
     """Encoded bytes of one stain file (scalar string) -> uint8 [H, W] by the
-    rule above. Graph-friendly: the serving signatures call it inside their
-    graph, `raw_images` through a tf.function."""
+    rule above, `channel` the stain's name. Graph-friendly: the serving
+    signatures call it inside their graph, `raw_images` inside its reader;
+    every call runs one traced function (`decode_stain_file`)."""
+    return decode_stain_file(encoded, STAIN_COLOUR[channel])
+
+
+@tf.function(input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32)])
+def decode_stain_file(encoded, colour):
+    """`decode_stain` with the stain's colour as an index into R, G, B: one
+    function for the four stains, traced once per process (and stored once
+    in a SavedModel), however many files and signatures call it."""
 
     def decode_16bit():
         pixels = tf.cast(tf.io.decode_png(encoded, channels=0, dtype=tf.uint16), tf.int32)
@@ -56,8 +65,8 @@ def decode_stain(encoded, channel):
 
     is_jpeg = tf.strings.substr(encoded, 0, 3) == b"\xff\xd8\xff"
     pixels = tf.case([(_is_16bit_png(encoded), decode_16bit), (is_jpeg, decode_jpeg)], default=decode_8bit)
-    colour = STAIN_COLOUR[channel]
-    return tf.cond(tf.shape(pixels)[-1] >= 3, lambda: pixels[..., colour], lambda: pixels[..., 0])
+    plane = tf.cond(tf.shape(pixels)[-1] >= 3, lambda: tf.gather(pixels, colour, axis=-1), lambda: pixels[..., 0])
+    return tf.ensure_shape(plane, [None, None])
 
 
 def resize_rgby(pixels, size):
