@@ -35,8 +35,12 @@ demo: $(INSTALLED)
 	$(PY) -m protein_location score --submission $(DEMO)/submission.csv --truth $(DEMO)/raw/test_labels.csv
 	@echo "demo: raw images $(DEMO)/raw, shards $(DEMO)/tfrecords, run $(DEMO)/run (report.json, report.png, logs/), SavedModel $(DEMO)/export/<version>, submission $(DEMO)/submission.csv"
 
+# The suite runs in PYTEST_WORKERS processes (pytest-xdist), whole files to
+# each: most of a test's time is Python tracing TensorFlow graphs, one core each.
+PYTEST_WORKERS ?= 2
+
 test: $(INSTALLED)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -28,7 +28,7 @@ setup(
         "tflite": ["ai-edge-litert>=2.0"],
         # --onnx: tf2onnx 1.17 converts under TF 2.21 / numpy 2 (see export/onnx_format.py); onnxruntime checks.
         "onnx": ["tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20"],
-        "test": ["pytest>=8", "ai-edge-litert>=2.0", "tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "ai-edge-litert>=2.0", "tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20"],
     },
     entry_points={
         "console_scripts": [

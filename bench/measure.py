@@ -61,8 +61,10 @@ def rss_mb():
     return _status_mb("VmRSS")
 
 
-def ratio(a, b, digits=2):
-    return round(a / b, digits) if b else None
+def ratio(a, b, digits=3):
+    """a / b to `digits` significant digits (None when b is 0): a share far
+    below 1, as on a loaded machine, must not round to 0."""
+    return float(f"{a / b:.{digits}g}") if b else None
 
 
 def _stage_process(connection, stage, settings):

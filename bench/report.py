@@ -92,7 +92,9 @@ def table(record):
         n = record[stage_key]
         width = "" if n["width"] == 1 else f" ×{n['width']:g}"
         where = f"{n['preset']}{width}, {n['image_size']}², batch {n['batch']}{how}"
-        for key, label in (("serving", "SavedModel"), ("serving_tta8", "SavedModel + 8× TTA"),
+        for key, label in (("serving", "SavedModel"),
+                           ("serving_from_source", f"SavedModel from {n['source_size']}² uint8 (resized inside)"),
+                           ("serving_tta8", "SavedModel + 8× TTA"),
                            ("from_files", f"predict from {n['source_size']}² PNG files")):
             if key in n:
                 rows.append(f"| inference: {label}, {where} | {_figure(n[key])} | paper {PAPER['images_per_s']:g} "

@@ -166,7 +166,7 @@ def main(argv=None):
                                              {**settings, "model": name, "live_input": name == args.presets[0]})
             if "input" in record:
                 record["training"][name]["input_over_training"] = ratio(
-                    record["input"]["pipeline"]["images_per_s"], record["training"][name]["training"]["images_per_s"], 1)
+                    record["input"]["pipeline"]["images_per_s"], record["training"][name]["training"]["images_per_s"])
         if args.precision == "float32" and not args.quick:
             first = args.presets[0]
             bf16 = record["training"][f"{first}_mixed_bfloat16"] = stage(

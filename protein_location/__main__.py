@@ -28,6 +28,10 @@ def _parser():
                          help="also write a CSV of every class's probability per Id (columns: Id, the model's "
                               "class names)")
     predict.add_argument("--batch-size", type=int, default=64, help="images per inference call")
+    predict.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                         help="float32, or bfloat16 through oneDNN's rewrite of the float32 SavedModel (1.5-2x "
+                              "faster on CPUs with native bfloat16); auto: bfloat16 where the CPU computes it "
+                              "natively (AVX512_BF16, AMX), else float32")
     predict.add_argument("--tta", type=int, choices=[1, 8], default=None,
                          help="views averaged per image, each with thresholds tuned for it; default: the "
                               "SavedModel's own (serving_default); 1: serving_single_view, the fast path; 8: the 8 "
@@ -65,6 +69,18 @@ def _parser():
 
 
 def _predict(args):
+    from protein_location import precision as precision_lib
+
+    import tensorflow as tf
+
+    precision, reason = precision_lib.inference_precision(args.precision,
+                                                          len(tf.config.list_physical_devices("GPU")))
+    print(f"precision: {precision} ({reason})")
+    with precision_lib.inference_precision_scope(precision):
+        _predict_in_precision(args)
+
+
+def _predict_in_precision(args):
     from protein_location import predict, serving, submission
     from protein_location.core.raw_images import list_image_ids
 

@@ -1,6 +1,8 @@
 """The precision of a run: the Keras dtype policy when --precision is not
-given, from the device and this CPU's bfloat16 arithmetic."""
+given, from the device and this CPU's bfloat16 arithmetic; and the precision
+`predict` runs a float32 SavedModel in."""
 
+import contextlib
 import os
 
 # x86 CPU features for bfloat16 arithmetic, which oneDNN (TensorFlow's CPU
@@ -47,3 +49,38 @@ def default_precision(kind, num_gpus=0, cpu_flags=None):
         return "float32", "TF_ENABLE_ONEDNN_OPTS=0 turns off oneDNN, whose kernels use the CPU's bfloat16"
     return "mixed_bfloat16", (f"this CPU computes bfloat16 natively ({', '.join(flags)}); "
                               "--precision float32 to turn off")
+
+
+# predict --precision: what a float32 SavedModel runs in. bfloat16 is oneDNN's
+# bfloat16 graph rewrite (a TensorFlow run-time option: convolutions and
+# matrix products in bfloat16, the SavedModel itself unchanged).
+INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16")
+_ONEDNN_BFLOAT16 = "auto_mixed_precision_onednn_bfloat16"
+
+
+def inference_precision(requested="auto", num_gpus=0, cpu_flags=None):
+    """(float32 or bfloat16, the reason in words) for `predict`: auto is
+    bfloat16 where training would pick mixed_bfloat16 on this CPU (native
+    bfloat16 arithmetic, oneDNN on), else float32."""
+    if requested not in INFERENCE_PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got {requested!r}")
+    if requested != "auto":
+        return requested, "--precision"
+    policy, reason = default_precision("default", num_gpus, cpu_flags)
+    if policy == "mixed_bfloat16":
+        return "bfloat16", f"oneDNN's bfloat16 rewrite of the float32 graph: {reason}"
+    return "float32", reason
+
+
+@contextlib.contextmanager
+def inference_precision_scope(precision):
+    """Runs the functions first called inside it in `precision` (see
+    INFERENCE_PRECISIONS); the process-wide option is restored on exit."""
+    import tensorflow as tf
+
+    before = tf.config.optimizer.get_experimental_options().get(_ONEDNN_BFLOAT16, False)
+    tf.config.optimizer.set_experimental_options({_ONEDNN_BFLOAT16: precision == "bfloat16"})
+    try:
+        yield precision
+    finally:
+        tf.config.optimizer.set_experimental_options({_ONEDNN_BFLOAT16: before})

@@ -2,9 +2,6 @@
 converted TFRecords: probabilities and labels per image (see `submission`
 for the CSVs)."""
 
-import concurrent.futures
-import os
-
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
@@ -24,21 +21,38 @@ def predict_images(model_path, images_dir, ids, batch_size=64, tta=None):
     """Probabilities [n, C] and labels [n, C] of the images `ids` in `images_dir`,
     C the SavedModel's classes (`model_path`: its folder, or a ServingModel;
     `tta` as `serving.load_serving_model`).
+
+    One tf.data pipeline: the files of the next batches are read, decoded and
+    resized to the model's side in parallel while the model runs on this one.
     """
     serve, image_size, *_ = serving.load_serving_model(model_path, tta)
     raw_images.check_images_dir(images_dir)
+    ids = list(ids)
+    batches = iter(raw_images.image_dataset(images_dir, ids, image_size).batch(batch_size).prefetch(2))
     probabilities, labels = [], []
-    # Reading overlaps inference: TensorFlow's decoders run without holding the GIL.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool, \
-            tqdm(total=len(ids), unit="img", desc="predict", disable=None) as progress:
+    with tqdm(total=len(ids), unit="img", desc="predict", disable=None) as progress:
         for start in range(0, len(ids), batch_size):
             batch_ids = ids[start:start + batch_size]
-            images = list(pool.map(lambda i: raw_images.read_image(images_dir, i, image_size), batch_ids))
-            batch_probabilities, batch_labels = _predict_batch(serve, tf.constant(np.stack(images)))
+            try:
+                images, ok = next(batches)
+            except tf.errors.OpError as error:
+                _raise_for_bad_image(images_dir, batch_ids, image_size, error.message)
+            if not ok.numpy().all():
+                _raise_for_bad_image(images_dir, batch_ids, image_size, "a file refused by its header")
+            batch_probabilities, batch_labels = _predict_batch(serve, images)
             probabilities.append(batch_probabilities)
             labels.append(batch_labels)
             progress.update(len(batch_ids))
     return np.concatenate(probabilities), np.concatenate(labels)
+
+
+def _raise_for_bad_image(images_dir, batch_ids, image_size, what):
+    """Reads a batch that failed in the pipeline one Id at a time: the bad
+    file raises its SourceError (raw_images.read_image)."""
+    for image_id in batch_ids:
+        raw_images.read_image(images_dir, image_id, image_size)
+    raise PredictError(f"{images_dir}: the Ids {batch_ids[0]} to {batch_ids[-1]} failed to read ({what}), "
+                       "yet each reads alone")
 
 
 def predict_records(model_path, data_dir, split="test", batch_size=64, tta=None):

@@ -9,18 +9,6 @@ from tests.helpers import run_cli
 pytestmark = pytest.mark.slow  # trains or exports
 
 
-def test_convert_benchmark_reports_the_ratio_to_the_decode_limit(tmp_path):
-    out = tmp_path / "bench.json"
-    run_cli("bench/convert.py", "--images", 12, "--size", 64, "--workers", 2, "--repeats", 1,
-            "--work", tmp_path / "work", "--out", out)
-    record = json.loads(out.read_text())
-    assert record["images"] == 12 and record["workers"] == 2
-    assert record["decode_limit"]["images_per_s"] > 0 and record["convert"]["images_per_s"] > 0
-    assert record["decode_limit_tf"]["images_per_s"] > 0
-    assert record["ratio_convert_to_decode"] > 0 and record["ratio_convert_to_tf_decode"] > 0
-    assert record["peak_rss_mb_largest_process"] > 0
-
-
 FIGURE_FIELDS = {"median_s", "min_s", "max_s", "images_per_s", "images_per_s_min", "images_per_s_max", "images", "runs"}
 
 
@@ -38,8 +26,10 @@ def test_quick_benchmark_measures_every_stage_against_its_reference(tmp_path):
 
     conversion = record["conversion"]
     assert_figure(conversion["decode_limit"]), assert_figure(conversion["convert"])
+    # The conversion stage is bench/convert.py's main, as `python bench/convert.py` runs it.
+    assert conversion["images"] == 32 and conversion["decode_limit_tf"]["images_per_s"] > 0
     assert conversion["ratio_convert_to_decode"] > 0 and conversion["convert_share_of_decode_limit"] > 0
-    assert conversion["peak_rss_mb_largest_process"] > 0
+    assert conversion["ratio_convert_to_tf_decode"] > 0 and conversion["peak_rss_mb_largest_process"] > 0
 
     pipeline = record["input"]
     assert_figure(pipeline["read_limit"]), assert_figure(pipeline["pipeline"])
@@ -54,13 +44,13 @@ def test_quick_benchmark_measures_every_stage_against_its_reference(tmp_path):
     assert training["seresnet18"]["live_share_of_cached"] > 0
 
     inference = record["inference"]
-    for key in ("serving", "serving_tta8", "from_files"):
+    for key in ("serving", "serving_from_source", "serving_tta8", "from_files"):
         assert_figure(inference[key])
         assert inference[f"{key}_share_of_paper"] > 0
     assert inference["peak_rss_mb"] > 0
     bf16 = record["inference_onednn_bf16"]
     assert bf16["onednn_bf16_rewrite"] and bf16["saved_model"] == inference["saved_model"]
-    for key in ("serving", "serving_tta8"):
+    for key in ("serving", "serving_from_source", "serving_tta8"):
         assert_figure(bf16[key])
 
     assert [goal["target"] for goal in record["goals"]] == [75.0, 75.0, 5.0]

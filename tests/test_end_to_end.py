@@ -317,10 +317,13 @@ def test_predict_from_tfrecords_streams_the_split_and_matches_predict_from_image
     ids = [line.split(",")[0] for line in (raw / "sample_submission.csv").read_text().splitlines()[1:]][::-1]
     sample.write_text("Id,Predicted\n" + "".join(f"{i},\n" for i in ids))
     out, probabilities = work / "from_records.csv", work / "from_records_probabilities.csv"
+    # float32: the library's own precision, so the numbers compare exactly (auto may pick bfloat16 here).
     assert cli.main(["predict", "--model", str(pipeline["export"]), "--records", str(records), "--csv", str(sample),
-                     "--out", str(out), "--probabilities", str(probabilities), "--batch-size", "4"]) == 0
-    assert f"predict: 10 test records of {records}, the mean of 8 flips/rotations each -> {out}" in \
-        capsys.readouterr().out
+                     "--out", str(out), "--probabilities", str(probabilities), "--batch-size", "4",
+                     "--precision", "float32"]) == 0
+    printed = capsys.readouterr().out
+    assert "precision: float32 (--precision)" in printed
+    assert f"predict: 10 test records of {records}, the mean of 8 flips/rotations each -> {out}" in printed
     rows = list(csv.DictReader(out.open()))
     assert [row["Id"] for row in rows] == ids
     expected_probabilities, expected_labels = predict.predict_images(str(pipeline["export"]), str(raw / "test"), ids)
@@ -343,3 +346,39 @@ def test_predict_from_tfrecords_streams_the_split_and_matches_predict_from_image
     with pytest.raises(PredictError) as error:
         submission.select_ids(["a", "b"], np.zeros((2, 28)), np.zeros((2, 28)), ["b", "c", "d"], "sample.csv")
     assert str(error.value) == "sample.csv: 2 Ids of the CSV are not in the records, e.g. c"
+
+
+def test_predict_images_streams_any_batch_size_and_names_a_bad_file_in_its_batch(pipeline, tmp_path):
+    """predict's tf.data pipeline: a batch size that leaves a remainder gives
+    the same numbers as one image at a time; a truncated file, or stains of
+    different sizes, stop it with the SourceError naming the file."""
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    from protein_location import predict
+    from protein_location.core import raw_images
+    from protein_location.core.errors import SourceError
+
+    raw, model = pipeline["raw"], serving.load_serving_model(str(pipeline["export"]), tta=1)
+    ids = raw_images.list_image_ids(str(raw / "test"))
+    together = predict.predict_images(model, str(raw / "test"), ids, batch_size=3)
+    alone = [predict.predict_images(model, str(raw / "test"), [i]) for i in ids]
+    np.testing.assert_allclose(together[0], np.concatenate([p for p, _ in alone]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(together[1], np.concatenate([labels for _, labels in alone]))
+
+    images = tmp_path / "images"
+    shutil.copytree(raw / "test", images)
+    truncated = images / f"{ids[4]}_green.png"
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    with pytest.raises(SourceError) as error:
+        predict.predict_images(model, str(images), ids, batch_size=3)
+    assert str(error.value) == f"Id {ids[4]}: {truncated}: truncated or corrupt image (200 bytes)"
+
+    shutil.copy(raw / "test" / truncated.name, truncated)
+    smaller = images / f"{ids[7]}_yellow.png"
+    cv2.imwrite(str(smaller), np.zeros((16, 16), np.uint8))
+    with pytest.raises(SourceError) as error:
+        predict.predict_images(model, str(images), ids, batch_size=3)
+    assert str(error.value) == f"Id {ids[7]}: {smaller}: 16x16 differs from the red channel's 32x32"

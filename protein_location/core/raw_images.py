@@ -109,6 +109,30 @@ def _read_four(encoded, max_pixels, size):
     return tf.cond(fine, decode, lambda: tf.zeros([0, 0, len(labels_lib.CHANNELS)], tf.uint8))
 
 
+def image_dataset(images_dir, ids, size, max_pixels=DEFAULT_MAX_PIXELS):
+    """tf.data of (uint8 [size, size, 4] image, ok) for each Id of `ids`, in
+    order, read and decoded in parallel (what `predict --images` streams).
+
+    `ok` is False for an Id whose files the fast path refused (a header over
+    the cap, stains of different shapes, an empty file): its image is zeros
+    and `read_image` on it raises the SourceError naming the file. A file
+    that does not decode as its header says raises an OpError when its batch
+    is read.
+    """
+    paths = [[find_channel_file(images_dir, image_id, channel) for channel in labels_lib.CHANNELS]
+             for image_id in ids]
+
+    def load(four_paths):
+        encoded = tf.stack([tf.io.read_file(four_paths[i]) for i in range(len(labels_lib.CHANNELS))])
+        image = _read_four(encoded, max_pixels, size)
+        ok = tf.size(image) > 0
+        image = tf.cond(ok, lambda: image, lambda: tf.zeros([size, size, len(labels_lib.CHANNELS)], tf.uint8))
+        return tf.ensure_shape(image, [size, size, len(labels_lib.CHANNELS)]), ok
+
+    return tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string, shape=[len(ids), 4])).map(
+        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
     """The four stains of one Id -> uint8 (H, W, 4) RGBY.
 

@@ -65,7 +65,26 @@ def compile_model(model, config, steps_per_epoch):
     """Compiles any multi-label model (ours, or a peer in bench/) as a run does."""
     model.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=build_loss(config),
                   jit_compile=config.jit_compile, weighted_metrics=build_metrics(int(model.output_shape[-1])))
+    build_training_state(model)
     return model
+
+
+def build_training_state(model):
+    """Creates the optimizer's slots and the metrics' variables of a compiled
+    model now, outside any tf.function.
+
+    Under the default strategy Keras defers them to the first trace of the
+    train step (Trainer._maybe_symbolic_build builds only under an explicit
+    strategy), and a tf.function that creates variables is traced a second
+    time: 5-10 s per run for nothing on 2 cores. Under an explicit strategy
+    Keras builds them itself, in the strategy's scope.
+    """
+    if tf.distribute.has_strategy():
+        return
+    model.optimizer.build(model.trainable_variables)
+    blank = np.zeros((1, int(model.output_shape[-1])), np.float32)
+    model.compute_metrics(None, blank, blank, sample_weight=np.zeros((1,), np.float32))
+    model.reset_metrics()
 
 
 def build_and_compile(config, manifest, train_label_counts, train_count, steps_per_epoch):

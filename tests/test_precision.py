@@ -1,0 +1,36 @@
+"""The precision predict runs a float32 SavedModel in: auto picks bfloat16
+(oneDNN's rewrite) only where the CPU computes it natively, and the
+process-wide option is put back afterwards."""
+
+import pytest
+import tensorflow as tf
+
+from protein_location import precision as precision_lib
+
+
+def test_auto_is_bfloat16_only_on_cpus_with_native_bfloat16(monkeypatch):
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    choice, reason = precision_lib.inference_precision("auto", cpu_flags=["avx512_bf16"])
+    assert choice == "bfloat16" and reason.startswith("oneDNN's bfloat16 rewrite of the float32 graph: this CPU "
+                                                      "computes bfloat16 natively (avx512_bf16)")
+    assert precision_lib.inference_precision("auto", cpu_flags=[]) == (
+        "float32", "this CPU has no native bfloat16 arithmetic")
+    assert precision_lib.inference_precision("auto", num_gpus=1, cpu_flags=["amx_bf16"])[0] == "float32"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert precision_lib.inference_precision("auto", cpu_flags=["amx_bf16"])[0] == "float32"
+    assert precision_lib.inference_precision("bfloat16", cpu_flags=[]) == ("bfloat16", "--precision")
+    with pytest.raises(ValueError, match="^--precision must be one of auto, float32, bfloat16, got 'half'$"):
+        precision_lib.inference_precision("half")
+
+
+def test_the_scope_sets_the_rewrite_and_puts_the_option_back():
+    def rewrite():
+        return tf.config.optimizer.get_experimental_options().get("auto_mixed_precision_onednn_bfloat16", False)
+
+    assert not rewrite()
+    with precision_lib.inference_precision_scope("bfloat16"):
+        assert rewrite()
+        with precision_lib.inference_precision_scope("float32"):
+            assert not rewrite()
+        assert rewrite()
+    assert not rewrite()
