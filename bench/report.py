@@ -99,6 +99,11 @@ def table(record):
             if key in n:
                 rows.append(f"| inference: {label}, {where} | {_figure(n[key])} | paper {PAPER['images_per_s']:g} "
                             f"img/s | {n[f'{key}_share_of_paper']}× the paper | {n['peak_rss_mb']:,.0f} MB |")
+        if "decode_files" in n:
+            rows.append(f"| predict's input alone: read, decode, resize {n['source_size']}² PNGs → {n['image_size']}² "
+                        f"| {_figure(n['decode_files'])} | — | predict from files: {n['from_files_share_of_added_limit']} "
+                        f"of the added-cost limit {n['from_files_added_limit_images_per_s']:,} img/s "
+                        f"(1 / (1/decode + 1/SavedModel)) | {n['peak_rss_mb']:,.0f} MB |")
     m = record["machine"]
     rows.append("")
     rows.append(f"Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['cpu_features']) or 'no AVX2'}), "

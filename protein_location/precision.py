@@ -25,15 +25,44 @@ def cpu_bfloat16_flags(cpuinfo="/proc/cpuinfo"):
     return [flag for flag in BFLOAT16_CPU_FLAGS if flag in flags]
 
 
-def default_precision(kind, num_gpus=0, cpu_flags=None):
+def cpu_vendor(cpuinfo="/proc/cpuinfo"):
+    """`GenuineIntel`, `AuthenticAMD`, ... (Linux; None elsewhere)."""
+    try:
+        with open(cpuinfo) as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("vendor_id")), None)
+    except OSError:
+        return None
+
+
+def bfloat16_pays(flags, vendor):
+    """(whether bfloat16 through oneDNN is faster than float32 on this CPU, why).
+
+    Measured on 2 cores (README, "Benchmarks"): AMD EPYC with AVX512_BF16
+    trains 1.34-1.45x and infers 1.5x faster in bfloat16; an Intel Xeon with
+    AVX512_BF16 and no AMX trains at 0.72x and infers at 0.71x of float32.
+    AMX (amx_bf16) is Intel's bfloat16 matrix unit, the one oneDNN's bfloat16
+    kernels are built for (not measured here). Anything else: float32.
+    """
+    if "amx_bf16" in flags:
+        return True, "this CPU has AMX bfloat16 tiles (amx_bf16)"
+    if "avx512_bf16" in flags and vendor == "AuthenticAMD":
+        return True, "this AMD CPU computes bfloat16 natively (avx512_bf16), measured 1.3-1.5x float32"
+    if "avx512_bf16" in flags:
+        return False, f"avx512_bf16 without AMX on {vendor or 'this CPU'}: bfloat16 measured slower than float32"
+    return False, "this CPU has no native bfloat16 arithmetic"
+
+
+def default_precision(kind, num_gpus=0, cpu_flags=None, vendor=None):
     """The dtype policy when --precision is not given, and why.
 
-    bfloat16 is the TPU's native type. A machine without GPUs whose CPU
-    computes bfloat16 natively trains in mixed_bfloat16 too: 1.45x the
-    float32 speed on the demo (2 AMD EPYC cores with AVX512_BF16) at no
+    bfloat16 is the TPU's native type. A machine without GPUs trains in
+    mixed_bfloat16 where bfloat16 pays on its CPU (`bfloat16_pays`): 1.45x
+    the float32 speed on the demo (2 AMD EPYC cores with AVX512_BF16) at no
     measured cost in macro F1 (README, "3. Train"). Elsewhere float32: a CPU
     without those instructions emulates bfloat16 slowly, and on GPUs
     mixed_float16 is a choice for the user (--precision).
+
+    `cpu_flags` and `vendor`: this machine's (/proc/cpuinfo) when None.
 
     Returns:
         (policy name, the reason in words).
@@ -43,12 +72,12 @@ def default_precision(kind, num_gpus=0, cpu_flags=None):
     if num_gpus:
         return "float32", "GPUs: --precision mixed_float16 to use their half-precision units"
     flags = cpu_bfloat16_flags() if cpu_flags is None else cpu_flags
-    if not flags:
-        return "float32", "this CPU has no native bfloat16 arithmetic"
+    pays, reason = bfloat16_pays(flags, cpu_vendor() if vendor is None else vendor)
+    if not pays:
+        return "float32", reason
     if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
         return "float32", "TF_ENABLE_ONEDNN_OPTS=0 turns off oneDNN, whose kernels use the CPU's bfloat16"
-    return "mixed_bfloat16", (f"this CPU computes bfloat16 natively ({', '.join(flags)}); "
-                              "--precision float32 to turn off")
+    return "mixed_bfloat16", f"{reason}; --precision float32 to turn off"
 
 
 # predict --precision: what a float32 SavedModel runs in. bfloat16 is oneDNN's
@@ -58,15 +87,15 @@ INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16")
 _ONEDNN_BFLOAT16 = "auto_mixed_precision_onednn_bfloat16"
 
 
-def inference_precision(requested="auto", num_gpus=0, cpu_flags=None):
+def inference_precision(requested="auto", num_gpus=0, cpu_flags=None, vendor=None):
     """(float32 or bfloat16, the reason in words) for `predict`: auto is
-    bfloat16 where training would pick mixed_bfloat16 on this CPU (native
-    bfloat16 arithmetic, oneDNN on), else float32."""
+    bfloat16 where training would pick mixed_bfloat16 on this CPU
+    (`bfloat16_pays`, oneDNN on), else float32."""
     if requested not in INFERENCE_PRECISIONS:
         raise ValueError(f"--precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got {requested!r}")
     if requested != "auto":
         return requested, "--precision"
-    policy, reason = default_precision("default", num_gpus, cpu_flags)
+    policy, reason = default_precision("default", num_gpus, cpu_flags, vendor)
     if policy == "mixed_bfloat16":
         return "bfloat16", f"oneDNN's bfloat16 rewrite of the float32 graph: {reason}"
     return "float32", reason

@@ -47,6 +47,8 @@ def test_quick_benchmark_measures_every_stage_against_its_reference(tmp_path):
     for key in ("serving", "serving_from_source", "serving_tta8", "from_files"):
         assert_figure(inference[key])
         assert inference[f"{key}_share_of_paper"] > 0
+    assert_figure(inference["decode_files"])
+    assert inference["from_files_share_of_added_limit"] > 0 and inference["from_files_added_limit_images_per_s"] > 0
     assert inference["peak_rss_mb"] > 0
     bf16 = record["inference_onednn_bf16"]
     assert bf16["onednn_bf16_rewrite"] and bf16["saved_model"] == inference["saved_model"]

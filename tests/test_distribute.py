@@ -402,14 +402,23 @@ def test_default_precision_is_bfloat16_on_tpus_and_cpus_that_compute_it(tmp_path
     assert precision_lib.cpu_bfloat16_flags(cpuinfo) == []
     assert precision_lib.cpu_bfloat16_flags(tmp_path / "missing") == []  # not Linux
 
-    native = ["avx512_bf16"]
-    assert precision_lib.default_precision("default", cpu_flags=native) == (
-        "mixed_bfloat16", "this CPU computes bfloat16 natively (avx512_bf16); --precision float32 to turn off")
-    assert precision_lib.default_precision("mirrored", cpu_flags=native)[0] == "mixed_bfloat16"  # logical CPUs
-    assert precision_lib.default_precision("default", cpu_flags=[]) == (
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx512_bf16\n")
+    assert precision_lib.cpu_vendor(cpuinfo) == "AuthenticAMD" and precision_lib.cpu_vendor(tmp_path / "x") is None
+
+    native, amd, intel = ["avx512_bf16"], "AuthenticAMD", "GenuineIntel"
+    assert precision_lib.default_precision("default", cpu_flags=native, vendor=amd) == (
+        "mixed_bfloat16", "this AMD CPU computes bfloat16 natively (avx512_bf16), measured 1.3-1.5x float32; "
+                          "--precision float32 to turn off")
+    assert precision_lib.default_precision("mirrored", cpu_flags=native, vendor=amd)[0] == "mixed_bfloat16"
+    # Measured slower than float32 on an Intel Xeon with AVX512_BF16 and no AMX (README, "Benchmarks").
+    assert precision_lib.default_precision("default", cpu_flags=native, vendor=intel) == (
+        "float32", "avx512_bf16 without AMX on GenuineIntel: bfloat16 measured slower than float32")
+    assert precision_lib.default_precision("default", cpu_flags=["avx512_bf16", "amx_bf16"], vendor=intel) == (
+        "mixed_bfloat16", "this CPU has AMX bfloat16 tiles (amx_bf16); --precision float32 to turn off")
+    assert precision_lib.default_precision("default", cpu_flags=[], vendor=amd) == (
         "float32", "this CPU has no native bfloat16 arithmetic")
-    assert precision_lib.default_precision("mirrored", num_gpus=2, cpu_flags=native) == (
+    assert precision_lib.default_precision("mirrored", num_gpus=2, cpu_flags=native, vendor=amd) == (
         "float32", "GPUs: --precision mixed_float16 to use their half-precision units")
     assert precision_lib.default_precision("tpu", cpu_flags=[]) == ("mixed_bfloat16", "the TPU's native type")
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-    assert precision_lib.default_precision("default", cpu_flags=native)[0] == "float32"
+    assert precision_lib.default_precision("default", cpu_flags=native, vendor=amd)[0] == "float32"

@@ -34,7 +34,7 @@ def test_same_command_twice_gives_the_same_metrics(converted_dir, tmp_path):
         run_cli(*_train_args(converted_dir, tmp_path / name, 2, "--seed", 5))
     assert _history(tmp_path / "a") == _history(tmp_path / "b")
     assert (tmp_path / "a/thresholds.json").read_text() == (tmp_path / "b/thresholds.json").read_text()
-    # Without --precision the machine decides: mixed_bfloat16 on a CPU with native bfloat16 (the CI's), so
+    # Without --precision the machine decides: mixed_bfloat16 where bfloat16 pays (precision.bfloat16_pays), so
     # repeatability holds in the precision the demo trains in.
     report = json.loads((tmp_path / "a/report.json").read_text())
     assert report["precision"] == precision_lib.default_precision("default")[0]

@@ -49,7 +49,7 @@ class TrainConfig:
     label_smoothing: float = flag("--label-smoothing", "label smoothing of the loss", 0.0)
     precision: str | None = flag(
         "--precision", "Keras dtype policy; the sigmoid head stays float32 (default: mixed_bfloat16 on a TPU, and on "
-        "a machine without GPUs whose CPU has AVX512_BF16 or AMX; else float32)", None,
+        "a machine without GPUs where bfloat16 pays: AMX, or an AMD CPU with AVX512_BF16; else float32)", None,
         choices=["float32", "mixed_float16", "mixed_bfloat16"])
     jit_compile: bool = flag("--jit-compile", "compile the train step with XLA", False)
     augmentation: augment.AugmentConfig = dataclasses.field(default_factory=augment.AugmentConfig)
