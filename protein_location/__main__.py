@@ -6,6 +6,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from protein_location import precision as precision_lib  # noqa: E402  (no TensorFlow at import)
+
 
 def _parser():
     parser = argparse.ArgumentParser(prog="python -m protein_location", description=__doc__)
@@ -28,7 +30,7 @@ def _parser():
                          help="also write a CSV of every class's probability per Id (columns: Id, the model's "
                               "class names)")
     predict.add_argument("--batch-size", type=int, default=64, help="images per inference call")
-    predict.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+    predict.add_argument("--precision", choices=precision_lib.INFERENCE_PRECISIONS, default="auto",
                          help="float32, or bfloat16 through oneDNN's rewrite of the float32 SavedModel (1.5x faster "
                               "on AMD EPYC with AVX512_BF16, 0.7x on an Intel Xeon without AMX); auto: bfloat16 where "
                               "it pays (precision.bfloat16_pays), else float32")
@@ -69,8 +71,6 @@ def _parser():
 
 
 def _predict(args):
-    from protein_location import precision as precision_lib
-
     import tensorflow as tf
 
     precision, reason = precision_lib.inference_precision(args.precision,

@@ -152,3 +152,26 @@ def test_compile_model_compiles_any_multi_label_model_as_a_run_does():
     assert isinstance(model.optimizer, keras.optimizers.AdamW)
     logs = model.train_on_batch(np.ones((2, 8, 8, 4), np.float32), np.zeros((2, 28), np.float32), return_dict=True)
     assert {"loss", "macro_f1", "auc"} <= set(logs)
+
+
+@pytest.mark.slow
+def test_fit_creates_no_variables_so_the_train_step_is_traced_once(converted_dir):
+    """task.build_training_state: under the default strategy Keras would create
+    the optimizer's slots and F1's variables inside the first trace of the
+    train step, and tf.function would then trace the step a second time."""
+    import tensorflow as tf
+
+    manifest = json.loads((converted_dir / "dataset.json").read_text())
+    config = config_lib.TrainConfig(data=str(converted_dir), model_dir="unused", width=0.125, image_size=32)
+    model = task.build_and_compile(config, manifest, [1] * 28, 34, steps_per_epoch=1)
+    assert model.optimizer.built
+    created = []
+
+    def creator(next_creator, **kwargs):
+        created.append(kwargs.get("name"))
+        return next_creator(**kwargs)
+
+    dataset = input_lib.make_dataset(str(converted_dir), "train", 8, training=True, seed=0)
+    with tf.variable_creator_scope(creator):
+        model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
+    assert created == []

@@ -24,7 +24,6 @@ def _unsigned(encoded, offset, size, little_endian):
 
 
 @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
-@tf.function(input_signature=[tf.TensorSpec([], tf.string)])
 def encoded_image_shape(encoded):
     """[height, width] int64 of encoded image bytes, read from the header
     alone: PNG (IHDR), JPEG (`tf.io.extract_jpeg_shape`), GIF (logical

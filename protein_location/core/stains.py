@@ -94,7 +94,7 @@ def resize_rgby(pixels, size):
 def _resize_batch(pixels, size):
     # TensorFlow's area kernel runs on one thread: a batch resized image by
     # image, several at once, uses every core (512 -> 224 at batch 64 on 2
-    # cores: 1.6x; bench/resize.py). Each image gets the same kernel, so the
+    # cores: 1.76x; bench/resize.py). Each image gets the same kernel, so the
     # values are those of one call on the whole batch.
     return tf.map_fn(lambda image: _resize_one(image, size), pixels, parallel_iterations=16,
                      fn_output_signature=tf.TensorSpec([None, None, pixels.shape[-1]], tf.float32))
