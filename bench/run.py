@@ -56,7 +56,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from bench import stages  # noqa: E402
 from bench.measure import ratio, run_isolated  # noqa: E402
 from bench.report import goals, machine, table  # noqa: E402
-from bench.stages import PAPER, PEER, PRESETS, STAGES  # noqa: E402
+from bench.stages import ARCHITECTURES, PAPER, PEER, PRESETS, STAGES  # noqa: E402
 from data_prep import convert as convert_lib, synthetic, workers as workers_lib  # noqa: E402
 
 FULL = {"images": 2000, "size": 512, "train_size": 224, "batch": 32, "infer_batch": 64, "repeats": 3,
@@ -87,8 +87,9 @@ def parse_args(argv=None):
     parser.add_argument("--infer-batches", type=int, help=f"inference batches per timed run (default {FULL['infer_batches']})")
     parser.add_argument("--predict-images", type=int,
                         help=f"images predicted from files per timed run (default {FULL['predict_images']})")
-    parser.add_argument("--presets", help=f"SE-ResNet presets to train, comma-separated; the first is also "
-                                          f"exported (default {FULL['presets']}; --quick: {QUICK['presets']})")
+    parser.add_argument("--presets", help=f"architectures (--arch names: {', '.join(ARCHITECTURES)}) to train, "
+                                          f"comma-separated, from scratch; the first is also exported "
+                                          f"(default {FULL['presets']}; --quick: {QUICK['presets']})")
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"],
                         help="Keras dtype policy of the trained and exported models")
     parser.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA")
@@ -105,8 +106,8 @@ def parse_args(argv=None):
     args.presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     args.stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     for preset in args.presets:
-        if preset not in PRESETS:
-            parser.error(f"--presets: unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        if preset not in ARCHITECTURES:
+            parser.error(f"--presets: unknown preset {preset!r}; choose from {', '.join(ARCHITECTURES)}")
     for stage in args.stages:
         if stage not in STAGES:
             parser.error(f"--stages: unknown stage {stage!r}; choose from {', '.join(STAGES)}")
@@ -179,8 +180,8 @@ def main(argv=None):
         record["inference_onednn_bf16"] = stage(
             "inference, oneDNN bfloat16 rewrite", stages.stage_inference,
             {**settings, "onednn_bf16": True, "saved_model": record["inference"]["saved_model"]})
-    record["goals"] = goals(record)
     record["machine"] = machine()
+    record["goals"] = goals(record)
     record["seconds"] = round(time.perf_counter() - started, 1)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

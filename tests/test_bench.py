@@ -40,6 +40,8 @@ def test_quick_benchmark_measures_every_stage_against_its_reference(tmp_path):
     assert_figure(training["seresnet18"]["training"])
     assert training["seresnet18"]["parameters"] > 0 and training["seresnet18"]["peak_rss_mb"] > 0
     assert training["seresnet18"]["input_over_training"] > 0 and training["seresnet18"]["precision"] == "float32"
+    assert_figure(training["seresnet18"]["inference"])  # graph-mode inference of every trained architecture
+    assert training["seresnet18"]["infer_batch"] == 8
     assert_figure(training["seresnet18"]["training_live_input"])
     assert training["seresnet18"]["live_share_of_cached"] > 0
 
@@ -52,9 +54,21 @@ def test_quick_benchmark_measures_every_stage_against_its_reference(tmp_path):
     assert inference["peak_rss_mb"] > 0
     bf16 = record["inference_onednn_bf16"]
     assert bf16["onednn_bf16_rewrite"] and bf16["saved_model"] == inference["saved_model"]
-    for key in ("serving", "serving_from_source", "serving_tta8"):
+    for key in ("serving", "serving_from_source", "serving_tta8", "from_files", "decode_files"):
         assert_figure(bf16[key])
+    assert bf16["from_files_share_of_added_limit"] > 0
 
-    assert [goal["target"] for goal in record["goals"]] == [75.0, 75.0, 5.0]
+    assert [goal["target"] for goal in record["goals"]] == [75.0, 75.0, 150.0, 0.85, 5.0]
     assert all(goal["measured"] > 0 for goal in record["goals"])
     assert "| conversion" in result.stdout and "| inference: SavedModel + 8× TTA" in result.stdout
+
+
+def test_presets_take_every_architecture_and_name_the_choices_for_an_unknown_one(capsys):
+    from bench import run
+
+    assert run.parse_args(["--presets", "densenet121,seresnet18"]).presets == ["densenet121", "seresnet18"]
+    with pytest.raises(SystemExit):
+        run.parse_args(["--presets", "vgg16"])
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "--presets: unknown preset 'vgg16'; choose from seresnet18, seresnet34, seresnet50, seresnext50, "
+        "densenet121, resnet50, efficientnetv2b0, convnext_tiny")
