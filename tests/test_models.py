@@ -10,11 +10,15 @@ import pytest
 import tensorflow as tf
 
 from protein_location import models
+from protein_location.models import layers
 
 IMAGE_SIZE, WIDTH, BATCH = 32, 0.125, 2
 # model.py's SE-ResNets at width 1, 28 classes (README table: 11.29, 21.48, 26.15 M).
-PARAMETER_COUNTS = {"seresnet18": 11_293_724, "seresnet34": 21_481_940, "seresnet50": 26_152_652}
-README_MILLIONS = {"seresnet18": 11.29, "seresnet34": 21.48, "seresnet50": 26.15}
+PARAMETER_COUNTS = {"seresnet18": 11_293_724, "seresnet34": 21_481_940, "seresnet50": 26_152_652,
+                    "seresnext50": 25_639_628, "densenet121": 7_069_340, "resnet50": 23_648_220,
+                    "efficientnetv2b0": 5_955_468, "convnext_tiny": 27_843_196}
+README_MILLIONS = {"seresnet18": 11.29, "seresnet34": 21.48, "seresnet50": 26.15, "seresnext50": 25.64,
+                   "densenet121": 7.07, "resnet50": 23.65, "efficientnetv2b0": 5.96, "convnext_tiny": 27.84}
 
 
 def raw_images(size=IMAGE_SIZE, seed=0):
@@ -250,19 +254,38 @@ def test_features_and_logits_give_the_feature_map_and_the_logits_of_the_output(p
     assert gradients.shape == features.shape and np.any(gradients.numpy() != 0)
 
 
-@pytest.mark.parametrize("preset", list(models.PRESETS))
-def test_preset_parameter_counts_match_the_readme(preset):
-    count = models.build_seresnet(preset, image_size=64, num_classes=28).count_params()
-    assert round(count / 1e6, 2) == README_MILLIONS[preset]
-    assert count == PARAMETER_COUNTS[preset]
+@pytest.mark.parametrize("arch", list(models.ARCHITECTURES))
+def test_parameter_counts_match_the_readme(arch):
+    count = models.build_classifier(arch, image_size=64, num_classes=28).count_params()
+    assert round(count / 1e6, 2) == README_MILLIONS[arch]
+    assert count == PARAMETER_COUNTS[arch]
 
 
 def test_unknown_preset_is_named_in_the_error():
-    expected = "unknown --arch 'resnet9'; choose one of seresnet18, seresnet34, seresnet50"
+    expected = "unknown --arch 'resnet9'; choose one of seresnet18, seresnet34, seresnet50, seresnext50"
     for build in (models.build_seresnet, models.backbone_from_preset):
         with pytest.raises(ValueError) as error:
             build("resnet9")
         assert str(error.value) == expected
+    with pytest.raises(ValueError) as error:
+        models.build_classifier("resnet9")
+    assert str(error.value) == (expected + ", densenet121, resnet50, efficientnetv2b0, convnext_tiny")
+
+
+def test_seresnext_splits_its_bottleneck_into_32_groups_and_trains():
+    model = tiny("seresnext50", width=0.25)
+    block = model.backbone.get_layer("stage1_block1")
+    inner = block.branch_convs[1]
+    assert (inner.filters, inner.groups) == (32, 32)  # 2 x 16 filters inside, 32 groups of 1 at width 0.25
+    assert block.output_filters == 64
+    # One block trains (the whole model's first train step costs 30 s of set-up on 2 CPU cores).
+    block = layers.ResidualBlock(16, block_type="bottleneck", cardinality=32)
+    net = keras.Sequential([keras.Input((8, 8, 32)), block, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)])
+    block.branch_norms[-1].gamma.assign(np.ones(64))  # zero at first: no gradient would reach the branch
+    net.compile(keras.optimizers.Adam(1e-2), "mse")  # no weight decay: only a gradient moves the kernel
+    before = block.branch_convs[1].kernel.numpy().copy()
+    net.train_on_batch(np.random.default_rng(0).normal(size=(2, 8, 8, 32)).astype("float32"), np.ones((2, 1)))
+    assert not np.array_equal(before, block.branch_convs[1].kernel.numpy())
 
 
 # --- The classifier's head and normalization, and other backbones ---------------------------------

@@ -45,3 +45,7 @@ class DataPrepError(ProteinLocationError):
 
 class VerifyError(ProteinLocationError):
     """A converted dataset whose shards do not match its dataset.json."""
+
+
+class WeightsError(ProteinLocationError):
+    """Pretrained weights that cannot be had as asked (one line naming the file or the download)."""

@@ -1,5 +1,6 @@
-"""The SE-ResNet model family, keras-hub style: layers, a backbone, presets
-and a multi-label classifier that takes any backbone.
+"""The models, keras-hub style: the SE-ResNet family (layers, a backbone,
+presets), keras.applications backbones adapted to four stains, and a
+multi-label classifier that takes any backbone.
 
     >>> from protein_location import models
     >>> model = models.build_seresnet("seresnet18", image_size=64, width=0.25)
@@ -7,6 +8,10 @@ and a multi-label classifier that takes any backbone.
     (None, 28)
 """
 
+from protein_location.models.application_backbone import APPLICATIONS
+from protein_location.models.application_backbone import ApplicationBackbone
+from protein_location.models.classifier import ARCHITECTURES
+from protein_location.models.classifier import build_classifier
 from protein_location.models.layers import ResidualBlock
 from protein_location.models.layers import SqueezeExcite
 from protein_location.models.multilabel_classifier import MultiLabelClassifier
@@ -14,17 +19,25 @@ from protein_location.models.precision import computes_in_float32
 from protein_location.models.precision import float32_twin
 from protein_location.models.presets import PRESETS
 from protein_location.models.presets import backbone_from_preset
+from protein_location.models.pretrained import load_three_channel_weights
+from protein_location.models.pretrained import rgby_stem_kernel
 from protein_location.models.seresnet import build_seresnet
 from protein_location.models.seresnet_backbone import SEResNetBackbone
 
 __all__ = [
+    "APPLICATIONS",
+    "ARCHITECTURES",
+    "ApplicationBackbone",
     "MultiLabelClassifier",
     "PRESETS",
     "ResidualBlock",
     "SEResNetBackbone",
     "SqueezeExcite",
     "backbone_from_preset",
+    "build_classifier",
     "build_seresnet",
     "computes_in_float32",
     "float32_twin",
+    "load_three_channel_weights",
+    "rgby_stem_kernel",
 ]

@@ -7,18 +7,21 @@ sub-layer their own dtype policy (so a mixed-precision block computes in
 bfloat16 throughout and a float32 one in float32).
 """
 
+import math
+
 import keras
 
 BLOCK_TYPES = ("basic", "bottleneck")
 BOTTLENECK_EXPANSION = 4
 
 
-def _conv(filters, kernel_size, strides, dtype, name):
+def _conv(filters, kernel_size, strides, dtype, name, groups=1):
     return keras.layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
         padding="same",
+        groups=groups,
         use_bias=False,
         kernel_initializer="he_normal",
         dtype=dtype,
@@ -109,6 +112,12 @@ class ResidualBlock(keras.layers.Layer):
     stride is not 1 or the channels change, else the input itself), and
     passed through a ReLU.
 
+    With `cardinality` above 1 the bottleneck is ResNeXt's (Xie et al.,
+    2017; the seed paper's SE-ResNeXt): its 3x3 convolution is split into
+    `cardinality` groups and the branch is twice as wide inside
+    (`2 * filters` channels, 32 groups of 4 at 64 filters: "32x4d"), the
+    output still `4 * filters`.
+
     Args:
         filters: int. Channels of the branch's convolutions; the block
             outputs `filters` ("basic") or `4 * filters` ("bottleneck").
@@ -117,6 +126,9 @@ class ResidualBlock(keras.layers.Layer):
         se_ratio: int. Reduction ratio of the squeeze-and-excitation gate.
         synchronized_bn: bool. Synchronize BatchNormalization statistics
             across replicas (needed under a multi-replica strategy).
+        cardinality: int. Groups of the bottleneck's 3x3 convolution (1:
+            ResNet; 32: ResNeXt 32x4d). At most the inner channels, and a
+            divisor of them (their greatest common divisor is taken).
         **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Example:
@@ -125,22 +137,27 @@ class ResidualBlock(keras.layers.Layer):
         (2, 4, 4, 64)
     """
 
-    def __init__(self, filters, block_type="basic", strides=1, se_ratio=16, synchronized_bn=False, **kwargs):
+    def __init__(self, filters, block_type="basic", strides=1, se_ratio=16, synchronized_bn=False, cardinality=1,
+                 **kwargs):
         if block_type not in BLOCK_TYPES:
             raise ValueError(f"block_type must be one of {', '.join(BLOCK_TYPES)}, not {block_type!r}")
+        if cardinality != 1 and block_type != "bottleneck":
+            raise ValueError(f"cardinality {cardinality} needs block_type='bottleneck', not {block_type!r}")
         super().__init__(**kwargs)
         self.filters = filters
         self.block_type = block_type
         self.strides = strides
         self.se_ratio = se_ratio
         self.synchronized_bn = synchronized_bn
+        self.cardinality = cardinality
         self.output_filters = filters * BOTTLENECK_EXPANSION if block_type == "bottleneck" else filters
 
         dtype = self.dtype_policy
         if block_type == "bottleneck":
+            inner = filters if cardinality == 1 else 2 * filters
             self.branch_convs = [
-                _conv(filters, 1, 1, dtype, "conv1"),
-                _conv(filters, 3, strides, dtype, "conv2"),
+                _conv(inner, 1, 1, dtype, "conv1"),
+                _conv(inner, 3, strides, dtype, "conv2", groups=math.gcd(cardinality, inner)),
                 _conv(self.output_filters, 1, 1, dtype, "conv3"),
             ]
         else:
@@ -194,5 +211,6 @@ class ResidualBlock(keras.layers.Layer):
             "strides": self.strides,
             "se_ratio": self.se_ratio,
             "synchronized_bn": self.synchronized_bn,
+            "cardinality": self.cardinality,
         })
         return config

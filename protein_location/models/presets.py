@@ -1,12 +1,14 @@
-"""SE-ResNet presets: the `SEResNetBackbone` arguments of each `--arch`."""
+"""SE-ResNet and SE-ResNeXt presets: the `SEResNetBackbone` arguments of each `--arch`."""
 
 from protein_location.models.seresnet_backbone import SEResNetBackbone
 
-# Blocks per stage; "basic" = two 3x3 convs, "bottleneck" = 1x1-3x3-1x1 (x4).
+# Blocks per stage; "basic" = two 3x3 convs, "bottleneck" = 1x1-3x3-1x1 (x4);
+# cardinality 32: ResNeXt's grouped bottleneck (32x4d), the seed paper's family.
 PRESETS = {
     "seresnet18": {"block_type": "basic", "stackwise_depths": (2, 2, 2, 2)},
     "seresnet34": {"block_type": "basic", "stackwise_depths": (3, 4, 6, 3)},
     "seresnet50": {"block_type": "bottleneck", "stackwise_depths": (3, 4, 6, 3)},
+    "seresnext50": {"block_type": "bottleneck", "stackwise_depths": (3, 4, 6, 3), "cardinality": 32},
 }
 
 
@@ -19,8 +21,7 @@ def preset_arguments(name):
 
 
 def backbone_from_preset(name, **overrides):
-    """An `SEResNetBackbone` of preset `name` ("seresnet18", "seresnet34" or
-    "seresnet50"), any of its arguments overridden (`width`, `image_size`,
+    """An `SEResNetBackbone` of preset `name` (one of `PRESETS`), any of its arguments overridden (`width`, `image_size`,
     `se_ratio`, `synchronized_bn`, `dtype`, `name`, ...).
 
     Example:

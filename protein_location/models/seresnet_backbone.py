@@ -32,6 +32,8 @@ class SEResNetBackbone(keras.Model):
         se_ratio: int. Reduction ratio of the squeeze-and-excitation gates.
         synchronized_bn: bool. Synchronize BatchNormalization statistics
             across replicas (needed under a multi-replica strategy).
+        cardinality: int. Groups of each bottleneck's 3x3 convolution: 1
+            for SE-ResNet, 32 for SE-ResNeXt (`ResidualBlock`).
         image_size: int or `None`. Input side in pixels; `None` takes any side.
         dtype: `None`, a dtype policy or its name: the policy of every layer.
             `None` takes the global policy
@@ -51,6 +53,7 @@ class SEResNetBackbone(keras.Model):
         width=1.0,
         se_ratio=16,
         synchronized_bn=False,
+        cardinality=1,
         image_size=None,
         dtype=None,
         **kwargs,
@@ -81,6 +84,7 @@ class SEResNetBackbone(keras.Model):
                     strides=2 if stage > 1 and index == 0 else 1,
                     se_ratio=se_ratio,
                     synchronized_bn=synchronized_bn,
+                    cardinality=cardinality,
                     dtype=policy,
                     name=f"stage{stage}_block{index + 1}",
                 )(x)
@@ -94,6 +98,7 @@ class SEResNetBackbone(keras.Model):
         self.width = width
         self.se_ratio = se_ratio
         self.synchronized_bn = synchronized_bn
+        self.cardinality = cardinality
         self.image_size = image_size
 
     def get_config(self):
@@ -107,6 +112,7 @@ class SEResNetBackbone(keras.Model):
             "width": self.width,
             "se_ratio": self.se_ratio,
             "synchronized_bn": self.synchronized_bn,
+            "cardinality": self.cardinality,
             "image_size": self.image_size,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }

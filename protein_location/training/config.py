@@ -10,7 +10,7 @@ fields become `--augment-*` flags the same way.
 import argparse
 import dataclasses
 
-from protein_location import augment
+from protein_location import augment, models
 
 
 def flag(name, help, default=dataclasses.MISSING, **argparse_kwargs):
@@ -25,8 +25,21 @@ class TrainConfig:
     epochs: int = flag("--epochs", "training epochs", 10)
     batch_size: int = flag("--batch-size", "global batch size", 32)
     image_size: int | None = flag("--size", "input side in pixels; default: the dataset's", None, type=int)
-    arch: str = flag("--arch", "SE-ResNet preset", "seresnet18", choices=["seresnet18", "seresnet34", "seresnet50"])
-    width: float = flag("--width", "multiplier on the filters of every stage", 1.0)
+    arch: str = flag("--arch", "an SE-ResNet/SE-ResNeXt preset (from scratch) or a keras.applications backbone "
+                     "(from scratch or pretrained, --weights)", "seresnet18", choices=list(models.ARCHITECTURES))
+    weights: str | None = flag(
+        "--weights", "the backbone's start: imagenet (downloaded by Keras, or from its cache ~/.keras/models), none "
+        "(random), or PATH, a Keras weights file of the three-channel keras.applications backbone without its top "
+        "(what keras.applications downloads); default: imagenet for keras.applications backbones, none for the "
+        "presets", None, metavar="imagenet|none|PATH")
+    freeze_epochs: int | None = flag(
+        "--freeze-epochs", "head-only warm-up: epochs with the backbone frozen (its BatchNorm in inference mode) "
+        "before all of it trains (default: 1 with pretrained --weights and --epochs over 1, else 0)", None,
+        type=int)
+    backbone_lr_scale: float | None = flag(
+        "--backbone-lr-scale", "the backbone learns at this times the head's rate (default: 0.1 with pretrained "
+        "--weights, else 1)", None, type=float)
+    width: float = flag("--width", "multiplier on the filters of every stage (SE-ResNet presets)", 1.0)
     # The peak rate at the reference global batch of 256; a run uses
     # learning_rate * batch_size / 256 (distribute.scaled_learning_rate).
     learning_rate: float = flag("--lr", "peak learning rate (AdamW) at a global batch of 256; the run uses "

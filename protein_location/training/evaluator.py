@@ -52,7 +52,8 @@ def write_report(config, plan, model, fit, fit_seconds):
         "rule": thresholds_lib.threshold_rule(),
     })
     run_info = {
-        "arch": config.arch, "width": config.width, "epochs": config.epochs, "batch_size": config.batch_size,
+        "arch": config.arch, "width": config.width, "weights": config.weights, "freeze_epochs": config.freeze_epochs,
+        "backbone_lr_scale": config.backbone_lr_scale, "epochs": config.epochs, "batch_size": config.batch_size,
         "loss": config.loss, "bias_init": config.bias_init, "oversample": config.oversample,
         "val_tta": config.tta,
         "precision": config.precision, "augmentation": dataclasses.asdict(config.augmentation),

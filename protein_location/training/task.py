@@ -4,13 +4,16 @@ input pipelines of a run. What a run compiles is what `bench/` compiles.
     model = task.build_and_compile(config, manifest, label_counts, count, steps_per_epoch)
 """
 
+import dataclasses
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from protein_location import distribute, input as input_lib, models
 from protein_location.core import manifest as manifest_lib
-from protein_location.core.errors import TrainError
+from protein_location.core.errors import TrainError, WeightsError
+from protein_location.training.optimizer import ScaledRateAdamW
 
 
 def class_log_odds(label_counts, num_examples):
@@ -20,26 +23,80 @@ def class_log_odds(label_counts, num_examples):
     return np.log(p / (1.0 - p))
 
 
-def build_model(config, manifest, train_label_counts, train_count):
-    """The SE-ResNet of `config.arch` at the run's size, one sigmoid output per
-    class of the dataset's label set, normalizing with the dataset's statistics."""
-    return models.build_seresnet(
-        config.arch,
-        image_size=config.image_size or manifest["image_size"],
-        num_classes=len(manifest_lib.class_names(manifest)),
-        width=config.width,
-        channel_mean=manifest.get("channel_mean", (0.0,) * 4),
-        channel_std=manifest.get("channel_std", (255.0,) * 4),
-        output_bias=class_log_odds(train_label_counts, train_count) if config.bias_init else None,
-        dropout=config.dropout,
-        synchronized_bn=tf.distribute.get_strategy().num_replicas_in_sync > 1,
-    )
+def pretrained(config):
+    """Whether the run starts its backbone from pretrained weights."""
+    return config.weights not in (None, "none")
 
 
-def build_optimizer(config, steps_per_epoch):
-    """AdamW with linear warmup then cosine decay to 0 over the run; the peak
-    rate scales linearly with the global batch (distribute.scaled_learning_rate)."""
-    total_steps = max(config.epochs * steps_per_epoch, 1)
+def settle_fine_tuning(config):
+    """`config` with --weights, --freeze-epochs and --backbone-lr-scale
+    settled: a keras.applications backbone starts from ImageNet, and a
+    pretrained one warms its head up for an epoch, then learns at 0.1 of the
+    head's rate; a backbone from scratch learns with the head from the start.
+    A TrainError in one line for a request that cannot run."""
+    weights = config.weights
+    if weights is None:
+        weights = "imagenet" if config.arch in models.APPLICATIONS else "none"
+    if weights != "none" and config.arch not in models.APPLICATIONS:
+        raise TrainError(f"--weights {weights}: pretrained weights are for the keras.applications backbones "
+                         f"({', '.join(models.APPLICATIONS)}); --arch {config.arch} trains from scratch")
+    if config.arch in models.APPLICATIONS and config.width != 1:
+        raise TrainError(f"--width {config.width:g}: --arch {config.arch} has one width; --width is for the presets "
+                         f"{', '.join(models.PRESETS)}")
+    config = dataclasses.replace(config, weights=weights)
+    freeze = config.freeze_epochs
+    if freeze is None:
+        freeze = 1 if pretrained(config) and config.epochs > 1 else 0
+    if freeze and not pretrained(config):
+        raise TrainError(f"--freeze-epochs {freeze}: a head-only warm-up needs a pretrained backbone (--weights "
+                         "imagenet or PATH with a keras.applications --arch)")
+    if not 0 <= freeze <= config.epochs:
+        raise TrainError(f"--freeze-epochs {freeze} must be between 0 and --epochs {config.epochs}")
+    scale = config.backbone_lr_scale
+    if scale is None:
+        scale = 0.1 if pretrained(config) else 1.0
+    if scale < 0:
+        raise TrainError(f"--backbone-lr-scale {scale:g} must be at least 0")
+    return dataclasses.replace(config, freeze_epochs=freeze, backbone_lr_scale=scale)
+
+
+def fine_tuning_phases(config):
+    """[(first epoch, end epoch, whether the backbone trains)] of a settled config:
+    the head-only warm-up (--freeze-epochs), then everything."""
+    phases = [(0, config.freeze_epochs, False), (config.freeze_epochs, config.epochs, True)]
+    return [phase for phase in phases if phase[1] > phase[0]]
+
+
+def build_model(config, manifest, train_label_counts, train_count, load_weights=True):
+    """The classifier of `config.arch` at the run's size, one sigmoid output per
+    class of the dataset's label set, normalizing with the dataset's
+    statistics, its backbone from `config.weights` (unless `load_weights` is
+    False: weights set afterwards)."""
+    weights = config.weights if load_weights and pretrained(config) else None
+    try:
+        return models.build_classifier(
+            config.arch,
+            image_size=config.image_size or manifest["image_size"],
+            num_classes=len(manifest_lib.class_names(manifest)),
+            width=config.width,
+            channel_mean=manifest.get("channel_mean", (0.0,) * 4),
+            channel_std=manifest.get("channel_std", (255.0,) * 4),
+            output_bias=class_log_odds(train_label_counts, train_count) if config.bias_init else None,
+            dropout=config.dropout,
+            synchronized_bn=tf.distribute.get_strategy().num_replicas_in_sync > 1,
+            weights=weights,
+        )
+    except WeightsError as error:
+        raise TrainError(str(error)) from None
+
+
+def build_optimizer(config, steps_per_epoch, epochs=None, backbone_variables=(), backbone_lr_scale=1.0):
+    """AdamW with linear warmup then cosine decay to 0 over `epochs` (default:
+    the run's); the peak rate scales linearly with the global batch
+    (distribute.scaled_learning_rate), and `backbone_variables` learn at
+    `backbone_lr_scale` times it (ScaledRateAdamW)."""
+    epochs = config.epochs if epochs is None else epochs
+    total_steps = max(epochs * steps_per_epoch, 1)
     warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
     peak_rate = distribute.scaled_learning_rate(config.learning_rate, config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -48,7 +105,10 @@ def build_optimizer(config, steps_per_epoch):
         warmup_target=peak_rate if warmup_steps else None,
         warmup_steps=warmup_steps,
     )
-    return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    if backbone_lr_scale == 1.0:
+        return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    return ScaledRateAdamW(schedule, weight_decay=config.weight_decay, scaled_variables=backbone_variables,
+                           rate_scale=backbone_lr_scale)
 
 
 def build_metrics(num_classes):
@@ -61,10 +121,20 @@ def build_metrics(num_classes):
     ]
 
 
-def compile_model(model, config, steps_per_epoch):
-    """Compiles any multi-label model (ours, or a peer in bench/) as a run does."""
-    model.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=build_loss(config),
-                  jit_compile=config.jit_compile, weighted_metrics=build_metrics(int(model.output_shape[-1])))
+def compile_model(model, config, steps_per_epoch, epochs=None, train_backbone=True):
+    """Compiles any multi-label model (ours, or a peer in bench/) as a run does,
+    for `epochs` (default: the run's). A `MultiLabelClassifier`'s backbone is
+    frozen unless `train_backbone` (Keras then runs its BatchNorm in
+    inference mode), and learns at config.backbone_lr_scale of the rate."""
+    scaled, scale = (), 1.0
+    backbone = getattr(model, "backbone", None)
+    if backbone is not None:
+        backbone.trainable = train_backbone
+        if train_backbone and config.backbone_lr_scale not in (None, 1.0):
+            scaled, scale = backbone.trainable_variables, config.backbone_lr_scale
+    optimizer = build_optimizer(config, steps_per_epoch, epochs, scaled, scale)
+    model.compile(optimizer=optimizer, loss=build_loss(config), jit_compile=config.jit_compile,
+                  weighted_metrics=build_metrics(int(model.output_shape[-1])))
     build_training_state(model)
     return model
 
@@ -87,9 +157,10 @@ def build_training_state(model):
     model.reset_metrics()
 
 
-def build_and_compile(config, manifest, train_label_counts, train_count, steps_per_epoch):
-    """`build_model`, compiled by `compile_model`."""
-    return compile_model(build_model(config, manifest, train_label_counts, train_count), config, steps_per_epoch)
+def build_and_compile(config, manifest, train_label_counts, train_count, steps_per_epoch, load_weights=True):
+    """`build_model`, compiled by `compile_model` for the whole run."""
+    model = build_model(config, manifest, train_label_counts, train_count, load_weights)
+    return compile_model(model, config, steps_per_epoch)
 
 
 def build_loss(config):

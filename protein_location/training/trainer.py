@@ -5,6 +5,7 @@ TensorBoard logs and NaN stops (`fit_model`)."""
 import dataclasses
 import posixpath
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -111,6 +112,7 @@ def plan_run(config):
                                       tf_config=distribute.read_tf_config(), num_gpus=num_gpus)
     if kind == "tpu":
         distribute.check_tpu_paths(config.data, config.model_dir, config.export_dir)
+    config = task.settle_fine_tuning(config)
     precision_reason = "--precision"
     if config.precision is None:
         precision, precision_reason = precision_lib.default_precision(kind, num_gpus)
@@ -135,6 +137,10 @@ def plan_run(config):
     print(f"data: {config.data}: train {train_count}, val {val_count}{held_out} "
           f"examples at {image_size}px; global batch {config.batch_size} "
           f"({config.batch_size // replicas} per replica), {steps_per_epoch} steps per epoch")
+    if task.pretrained(config):
+        warm_up = f"head only for {config.freeze_epochs} epoch(s), then " if config.freeze_epochs else ""
+        print(f"weights: {config.arch} from {config.weights}; {warm_up}the backbone at "
+              f"{config.backbone_lr_scale:g}x the head's rate")
     print(f"learning rate: peak {peak_rate:.4g} = --lr {config.learning_rate:g} x global batch "
           f"{config.batch_size} / {distribute.REFERENCE_BATCH} (linear scaling)")
     if pipelines > 1:
@@ -166,8 +172,7 @@ def fit_model(config, plan):
         print(f"resume: from the end of epoch {start_epoch} ({config.model_dir}/backup)")
     train_data, val_data, val_steps = task.make_datasets(config, plan, start_epoch)
     with plan.strategy.scope():
-        model = task.build_and_compile(config, plan.manifest, plan.train_label_counts, plan.train_count,
-                                  plan.steps_per_epoch)
+        model = task.build_model(config, plan.manifest, plan.train_label_counts, plan.train_count)
     print(f"model: {model.name}, {model.count_params():,} parameters, input {model.input_shape[1:]}, "
           f"{config.precision}{', XLA' if config.jit_compile else ''}, loss {config.loss}; "
           f"augment {config.augmentation}")
@@ -175,11 +180,27 @@ def fit_model(config, plan):
     tf.io.gfile.makedirs(config.model_dir)
     write_dir = distribute.write_dir(config.model_dir, plan.strategy)
     best_path = posixpath.join(write_dir, "best.weights.h5")
+    # One set of callbacks for every phase: the best checkpoint, history and
+    # logs run on across the head-only warm-up and the rest.
+    run_callbacks = callbacks(config.model_dir, best_path, write_dir)
     start = time.perf_counter()
-    fit = model.fit(train_data, validation_data=val_data, epochs=config.epochs, shuffle=False,  # shuffled in tf.data
-                    steps_per_epoch=plan.steps_per_epoch, validation_steps=val_steps,
-                    callbacks=callbacks(config.model_dir, best_path, write_dir))
+    fits = []
+    for first, end, train_backbone in task.fine_tuning_phases(config):
+        if end <= start_epoch:
+            continue  # a resumed run past this phase (BackupAndRestore holds the later state)
+        with plan.strategy.scope():
+            task.compile_model(model, config, plan.steps_per_epoch, epochs=end - first, train_backbone=train_backbone)
+        if not train_backbone:
+            print(f"fine-tuning: epochs {first + 1}-{end} train the head only "
+                  f"({len(model.trainable_variables)} variables), the backbone frozen")
+        fit = model.fit(train_data, validation_data=val_data, initial_epoch=first, epochs=end,
+                        shuffle=False,  # shuffled in tf.data
+                        steps_per_epoch=plan.steps_per_epoch, validation_steps=val_steps, callbacks=run_callbacks)
+        fits.append(fit)
     fit_seconds = time.perf_counter() - start
+    for earlier in fits[:-1]:  # one History for the run: the phases' epochs in order
+        fit.epoch = earlier.epoch + fit.epoch
+        fit.history = {key: earlier.history.get(key, []) + values for key, values in fit.history.items()}
     if distribute.local_replicas(plan.strategy) > 1:
         # The export takes the first replica's copy: all copies must be equal
         # (BatchNormalization(synchronized=True) keeps the moving statistics so).
@@ -191,11 +212,14 @@ def fit_model(config, plan):
         print(f"worker: training done; the chief writes the model, report and export to {config.model_dir}")
         return None
     check_fit(fit, best_path, plan.peak_rate)
-    model.load_weights(best_path)
+    with warnings.catch_warnings():
+        # A best epoch of the head-only warm-up holds that phase's optimizer; only the model's weights matter here.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(best_path)
     if distribute.is_multi_worker(plan.strategy):
         # The chief goes on alone: a plain copy of its replica predicts and exports without the other workers.
         trained, model = model, task.build_and_compile(config, plan.manifest, plan.train_label_counts, plan.train_count,
-                                                  plan.steps_per_epoch)
+                                                       plan.steps_per_epoch, load_weights=False)
         model.set_weights(trained.get_weights())
     # Mixed precision was for speed: thresholds are tuned on the float32
     # computation, the one the export serves (model.float32_twin).
