@@ -1,7 +1,7 @@
-"""Every keras.applications backbone from scratch: trains on real TFRecords
-at the machine's default precision, exports a SavedModel and predicts from
-PNG files through it. ResNet50 does so pretrained (tests/test_pretrained.py),
-the SE-ResNeXt as the SE-ResNets do (tests/test_models.py)."""
+"""Every architecture beyond the SE-ResNets, from scratch: trains on real
+TFRecords at the machine's default precision, exports a SavedModel and
+predicts from PNG files through it. ResNet50 does so pretrained
+(tests/test_pretrained.py)."""
 
 import keras
 import numpy as np
@@ -23,14 +23,16 @@ def default_policy():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["densenet121", "efficientnetv2b0", "convnext_tiny"])
-def test_architecture_trains_exports_and_predicts(arch, converted_dir, synthetic_dir, tmp_path, default_policy):
+@pytest.mark.parametrize("arch, width", [("seresnext50", 0.125), ("densenet121", 1.0), ("efficientnetv2b0", 1.0),
+                                         ("convnext_tiny", 1.0)])
+def test_architecture_trains_exports_and_predicts(arch, width, converted_dir, synthetic_dir, tmp_path,
+                                                  default_policy):
     manifest = manifest_lib.load_manifest(str(converted_dir))
     names = manifest_lib.class_names(manifest)
     config = task.settle_fine_tuning(config_lib.TrainConfig(
-        data=str(converted_dir), model_dir=str(tmp_path), arch=arch, epochs=1, batch_size=8,
+        data=str(converted_dir), model_dir=str(tmp_path), arch=arch, width=width, epochs=1, batch_size=8,
         weights="none"))
-    model = models.build_classifier(arch, image_size=32, num_classes=len(names),
+    model = models.build_classifier(arch, image_size=32, num_classes=len(names), width=width,
                                     channel_mean=manifest["channel_mean"], channel_std=manifest["channel_std"])
     assert model.dtype_policy.name == default_policy
     task.compile_model(model, config, steps_per_epoch=2)
