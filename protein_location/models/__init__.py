@@ -12,6 +12,7 @@ from protein_location.models.application_backbone import APPLICATIONS
 from protein_location.models.application_backbone import ApplicationBackbone
 from protein_location.models.classifier import ARCHITECTURES
 from protein_location.models.classifier import build_classifier
+from protein_location.models.classifier import check_arch_request
 from protein_location.models.layers import ResidualBlock
 from protein_location.models.layers import SqueezeExcite
 from protein_location.models.multilabel_classifier import MultiLabelClassifier
@@ -36,6 +37,7 @@ __all__ = [
     "backbone_from_preset",
     "build_classifier",
     "build_seresnet",
+    "check_arch_request",
     "computes_in_float32",
     "float32_twin",
     "load_three_channel_weights",

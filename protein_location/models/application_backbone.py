@@ -53,6 +53,17 @@ def input_scale(arch):
     return tuple(value * 3.0 / 4.0 for value in spread)
 
 
+def build_network(arch, channels, image_size=None, weights=None):
+    """`arch`'s keras.applications network without its top on `channels`
+    input channels, with `weights` (`None`, "imagenet" or a file) as Keras
+    loads them; under the global dtype policy."""
+    builder, _, options = application_spec(arch)
+    with warnings.catch_warnings():
+        # "This model usually expects 1 or 3 input channels": four is the point here.
+        warnings.filterwarnings("ignore", message=".*input channels.*")
+        return builder(include_top=False, weights=weights, input_shape=(image_size, image_size, channels), **options)
+
+
 @keras.saving.register_keras_serializable(package="protein_location")
 class ApplicationBackbone(keras.Model):
     """A `keras.applications` network without its top, on four stains.
@@ -79,7 +90,7 @@ class ApplicationBackbone(keras.Model):
     """
 
     def __init__(self, arch, image_size=None, synchronized_bn=False, dtype=None, **kwargs):
-        builder, _, options = application_spec(arch)
+        application_spec(arch)  # an unknown arch fails here, before anything is built
         policy = keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
 
         # === Layers ===
@@ -87,11 +98,7 @@ class ApplicationBackbone(keras.Model):
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(policy)
         try:
-            with warnings.catch_warnings():
-                # "This model usually expects 1 or 3 input channels": four is the point here.
-                warnings.filterwarnings("ignore", message=".*input channels.*")
-                self.application = builder(include_top=False, weights=None,
-                                           input_shape=(image_size, image_size, 4), **options)
+            self.application = build_network(arch, 4, image_size)
         finally:
             keras.config.set_dtype_policy(previous)
         for layer in self.application._flatten_layers(include_self=False, recursive=True):

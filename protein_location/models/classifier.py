@@ -13,6 +13,20 @@ from protein_location.models.seresnet import build_seresnet
 ARCHITECTURES = (*PRESETS, *APPLICATIONS)
 
 
+def check_arch_request(arch, width=1.0, weights=None):
+    """A ValueError in one line, naming the flag, for an `--arch` that cannot
+    be built as asked: an unknown one, pretrained `weights` for a preset, or
+    a `width` other than 1 for a keras.applications backbone."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if arch in PRESETS and weights is not None:
+        raise ValueError(f"--weights {weights}: pretrained weights are for the keras.applications backbones "
+                         f"({', '.join(APPLICATIONS)}); --arch {arch} trains from scratch")
+    if arch in APPLICATIONS and width != 1:
+        raise ValueError(f"--width {width:g}: --arch {arch} has one width; --width is for the presets "
+                         f"{', '.join(PRESETS)}")
+
+
 def build_classifier(
     arch="seresnet18",
     image_size=224,
@@ -42,18 +56,11 @@ def build_classifier(
         >>> model.output_shape
         (None, 19)
     """
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    check_arch_request(arch, width, weights)
     if arch in PRESETS:
-        if weights is not None:
-            raise ValueError(f"--weights {weights}: pretrained weights are for the keras.applications backbones "
-                             f"({', '.join(APPLICATIONS)}); --arch {arch} trains from scratch (--weights none)")
         return build_seresnet(arch, image_size=image_size, num_classes=num_classes, width=width,
                               channel_mean=channel_mean, channel_std=channel_std, output_bias=output_bias,
                               dropout=dropout, synchronized_bn=synchronized_bn)
-    if width != 1:
-        raise ValueError(f"--width {width:g}: the keras.applications backbone {arch} has one width; --width is for "
-                         f"the presets {', '.join(PRESETS)}")
     backbone = ApplicationBackbone(arch, image_size=image_size, synchronized_bn=synchronized_bn,
                                    name=f"{arch}_backbone")
     if weights is not None:

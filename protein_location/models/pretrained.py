@@ -1,12 +1,11 @@
 """Pretrained three-channel weights into a four-stain `ApplicationBackbone`."""
 
 import os
-import warnings
 
 import numpy as np
 
 from protein_location.core.errors import WeightsError
-from protein_location.models.application_backbone import application_spec
+from protein_location.models.application_backbone import application_spec, build_network
 
 RGB_ORDER = {"torch": (0, 1, 2), "caffe": (2, 1, 0)}  # where R, G and B sit in the stem's kernel
 
@@ -33,15 +32,11 @@ def three_channel_application(arch, weights, image_size=None):
     channels, with `weights`: "imagenet" (downloaded by Keras, or taken from
     its cache in ~/.keras/models) or the path of a Keras weights file of it.
     A WeightsError in one line when the file or the download is not there."""
-    builder, _, options = application_spec(arch)
     if weights != "imagenet" and not os.path.exists(weights):
         raise WeightsError(f"--weights {weights}: no such file; give a Keras weights file of {arch} without its "
                            "top (what keras.applications downloads), imagenet or none")
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*input channels.*")
-            shape = None if image_size is None else (image_size, image_size, 3)
-            return builder(include_top=False, weights=weights, input_shape=shape, **options)
+        return build_network(arch, 3, image_size, weights)
     except Exception as error:  # a failed download or a file of another network: Keras raises many kinds
         reason = " ".join(str(error).split())[:300]
         if weights == "imagenet":

@@ -37,12 +37,10 @@ def settle_fine_tuning(config):
     weights = config.weights
     if weights is None:
         weights = "imagenet" if config.arch in models.APPLICATIONS else "none"
-    if weights != "none" and config.arch not in models.APPLICATIONS:
-        raise TrainError(f"--weights {weights}: pretrained weights are for the keras.applications backbones "
-                         f"({', '.join(models.APPLICATIONS)}); --arch {config.arch} trains from scratch")
-    if config.arch in models.APPLICATIONS and config.width != 1:
-        raise TrainError(f"--width {config.width:g}: --arch {config.arch} has one width; --width is for the presets "
-                         f"{', '.join(models.PRESETS)}")
+    try:
+        models.check_arch_request(config.arch, config.width, None if weights == "none" else weights)
+    except ValueError as error:
+        raise TrainError(str(error)) from None
     config = dataclasses.replace(config, weights=weights)
     freeze = config.freeze_epochs
     if freeze is None:

@@ -186,7 +186,7 @@ def fit_model(config, plan):
     start = time.perf_counter()
     fits = []
     for first, end, train_backbone in task.fine_tuning_phases(config):
-        if end <= start_epoch:
+        if end <= start_epoch and end < config.epochs:
             continue  # a resumed run past this phase (BackupAndRestore holds the later state)
         with plan.strategy.scope():
             task.compile_model(model, config, plan.steps_per_epoch, epochs=end - first, train_backbone=train_backbone)
