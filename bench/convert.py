@@ -1,16 +1,22 @@
 """Conversion throughput against its decode limit, and peak memory.
 
     python bench/convert.py --images 2000 --size 512 --workers 2
+    python bench/convert.py --source ../shared/hpa-samples/kaggle2018 --images 1020
 
-Generates a synthetic HPA-layout dataset (cached under --work), then in one
-run, alternating, `--repeats` times each:
+Generates a synthetic HPA-layout dataset (cached under --work), or with
+--source takes a real raw folder (train.csv + train/, e.g. the HPA sample
+files) and replicates its Ids to --images by symbolic links (`replicate_raw`),
+then in one run, alternating, `--repeats` times each:
 - decode limit: W processes that only read and decode the same channel files
   (cv2.imdecode), nothing else; started once, before the timings;
 - TF decode limit: the same with the project's own decoder, the TensorFlow
   ops conversion and serving share (`core.raw_images.read_image` at the
   stored size: header check, decode, the stain rule), W processes;
 - conversion: `data_prep.convert.convert` with the same W, timed whole, the
-  start of its spawned workers (each imports TensorFlow) included.
+  start of its spawned workers (each imports TensorFlow) included; and the
+  per-image cost without that fixed start: the conversion's time less the
+  time W spawned workers take to import the shard writer and run a first
+  task (`time_worker_start`, what conversion's pool pays before any image).
 Prints a JSON record: median/min/max seconds and images/s of each, the ratio
 conversion / decode limit, and the peak resident memory of the largest process
 of a separate `python -m data_prep convert` run. A benchmark, not a test.
@@ -38,11 +44,46 @@ from data_prep import synthetic, workers as workers_lib  # noqa: E402
 from protein_location.core import labels  # noqa: E402
 
 
+def replicate_raw(source, count, out):
+    """A raw folder of `count` Ids, each a symbolic link to the files of an Id
+    of `source` in turn (`<Id>-<k>`, labels kept): real files, in the number
+    a benchmark needs. Returns `out`."""
+    with open(os.path.join(source, "train.csv")) as f:
+        header, *rows = [line.split(",", 1) for line in f.read().splitlines() if line]
+    names = sorted(os.listdir(os.path.join(source, "train")))
+    os.makedirs(os.path.join(out, "train"), exist_ok=True)
+    lines = [",".join(header)]
+    for k in range(count):
+        image_id, target = rows[k % len(rows)]
+        copy = f"{image_id}-{k:05d}"
+        for name in names:
+            if name.startswith(image_id + "_"):
+                link = os.path.join(out, "train", copy + name[len(image_id):])
+                if not os.path.lexists(link):
+                    os.symlink(os.path.abspath(os.path.join(source, "train", name)), link)
+        lines.append(f"{copy},{target}")
+    with open(os.path.join(out, "train.csv"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return out
+
+
+def raw_folder(work, images, size, source=None):
+    """The benchmark's raw folder: generated (cached), or `source` replicated."""
+    if source:
+        return replicate_raw(source, images, os.path.join(work, f"source-{os.path.basename(os.path.abspath(source))}-{images}"))
+    raw = os.path.join(work, f"raw-{images}-{size}")
+    if not os.path.exists(os.path.join(raw, "train.csv")):
+        synthetic.generate_dataset(raw, images, 0, size, seed=0)
+    return raw
+
+
 def decode_only(task):
     """The decode limit's unit of work: read and decode the four channel files."""
     images_dir, image_id = task
     for channel in labels.CHANNELS:
-        with open(os.path.join(images_dir, f"{image_id}_{channel}.png"), "rb") as f:
+        name = next(n for n in (f"{image_id}_{channel}{e}" for e in (".png", ".jpg", ".jpeg"))
+                    if os.path.exists(os.path.join(images_dir, n)))
+        with open(os.path.join(images_dir, name), "rb") as f:
             cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_UNCHANGED)
 
 
@@ -60,19 +101,36 @@ def time_decode(pool, images_dir, ids, decode=decode_only):
     return time.perf_counter() - start
 
 
-def time_convert(raw, out, workers, png_compression):
+def time_convert(raw, out, workers, image_format, png_compression):
     from data_prep import convert
 
     start = time.perf_counter()
     convert.convert(os.path.join(raw, "train"), out, csv_path=os.path.join(raw, "train.csv"),
-                    workers=workers, png_compression=png_compression, overwrite=True)
+                    workers=workers, image_format=image_format, png_compression=png_compression, overwrite=True)
     return time.perf_counter() - start
 
 
-def peak_memory_mb(raw, out, workers, png_compression):
+def _task_start(_):
+    time.sleep(0.05)  # long enough that every worker takes a task
+    return os.getpid(), time.time()
+
+
+def time_worker_start(workers):
+    """Seconds from creating conversion's pool (W spawned workers importing
+    `data_prep.shard_writer`, TensorFlow with it) to the last worker's first task."""
+    start = time.time()
+    with workers_lib.process_pool(workers, preload="data_prep.shard_writer") as pool:
+        first = {}
+        for pid, at in pool.map(_task_start, range(4 * workers), chunksize=1):
+            first[pid] = min(at, first.get(pid, at))
+    return max(first.values()) - start if workers > 1 else 0.0
+
+
+def peak_memory_mb(raw, out, workers, image_format, png_compression):
     """Peak RSS of the largest process of a CLI conversion (converter or worker)."""
     command = [sys.executable, "-m", "data_prep", "convert", "--csv", os.path.join(raw, "train.csv"),
-               "--images", os.path.join(raw, "train"), "--out", out, "--workers", str(workers), "--png-compression", str(png_compression), "--overwrite"]
+               "--images", os.path.join(raw, "train"), "--out", out, "--workers", str(workers),
+               "--image-format", image_format, "--png-compression", str(png_compression), "--overwrite"]
     subprocess.run(command, check=True, capture_output=True,
                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -85,22 +143,23 @@ def summary(seconds, count):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--images", type=int, default=2000, help="training images to generate")
+    parser.add_argument("--images", type=int, default=2000, help="training images to generate (or replicate)")
     parser.add_argument("--size", type=int, default=512, help="side of the generated images")
+    parser.add_argument("--source", default=None,
+                        help="a real raw folder (train.csv + train/) to replicate to --images instead")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for both measurements")
+    parser.add_argument("--image-format", default="png", choices=("png", "raw"), help="convert's --image-format")
     parser.add_argument("--png-compression", type=int, default=0, help="convert's --png-compression")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement (after a warm-up)")
     parser.add_argument("--work", default="/tmp/protein-location-bench", help="cache of generated data and output")
     parser.add_argument("--out", default=None, help="also write the JSON record here")
     args = parser.parse_args(argv)
 
-    raw = os.path.join(args.work, f"raw-{args.images}-{args.size}")
-    if not os.path.exists(os.path.join(raw, "train.csv")):
-        synthetic.generate_dataset(raw, args.images, 0, args.size, seed=0)
+    raw = raw_folder(args.work, args.images, args.size, args.source)
     ids = [line.split(",")[0] for line in open(os.path.join(raw, "train.csv")).read().splitlines()[1:]]
     out = os.path.join(args.work, "tfrecords")
 
-    decode, decode_tf, conversion = [], [], []
+    decode, decode_tf, conversion, start_up = [], [], [], []
     images = os.path.join(raw, "train")
     with workers_lib.process_pool(args.workers) as pool, \
             workers_lib.process_pool(args.workers, preload="protein_location.core.raw_images") as tf_pool:
@@ -109,22 +168,30 @@ def main(argv=None):
         for _ in range(args.repeats):
             decode.append(time_decode(pool, images, ids))
             decode_tf.append(time_decode(tf_pool, images, ids, decode_only_tf))
-            conversion.append(time_convert(raw, out, args.workers, args.png_compression))
+            conversion.append(time_convert(raw, out, args.workers, args.image_format, args.png_compression))
+            start_up.append(time_worker_start(args.workers))
+    size = int(json.load(open(os.path.join(out, "dataset.json")))["image_size"])
+    conversion_per_image = [max(c - s, 1e-3) for c, s in zip(conversion, start_up)]
     source_mb = sum(os.path.getsize(os.path.join(raw, "train", n)) for n in os.listdir(os.path.join(raw, "train")))
     shards_mb = sum(os.path.getsize(os.path.join(out, n)) for n in os.listdir(out) if n.endswith(".tfrecord"))
     record = {
         "benchmark": "convert",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "images": len(ids), "size": args.size, "workers": args.workers, "repeats": args.repeats,
-        "png_compression": args.png_compression,
+        "source": os.path.abspath(args.source) if args.source else "synthetic (data_prep.synthetic)",
+        "images": len(ids), "size": size, "workers": args.workers, "repeats": args.repeats,
+        "image_format": args.image_format, "png_compression": args.png_compression,
         "source_mb": round(source_mb / 2**20, 1), "shards_mb": round(shards_mb / 2**20, 1),
         "decode_limit": summary(decode, len(ids)),
         "decode_limit_tf": summary(decode_tf, len(ids)),
         "convert": summary(conversion, len(ids)),
+        "worker_start_s": round(statistics.median(start_up), 2),
+        "convert_less_worker_start": summary(conversion_per_image, len(ids)),
         "ratio_convert_to_decode": round(statistics.median(conversion) / statistics.median(decode), 3),
+        "ratio_per_image_convert_to_decode": round(
+            statistics.median(conversion_per_image) / statistics.median(decode), 3),
         "ratio_tf_decode_to_opencv_decode": round(statistics.median(decode_tf) / statistics.median(decode), 3),
         "ratio_convert_to_tf_decode": round(statistics.median(conversion) / statistics.median(decode_tf), 3),
-        "peak_rss_mb_largest_process": round(peak_memory_mb(raw, out, args.workers, args.png_compression), 1),
+        "peak_rss_mb_largest_process": round(peak_memory_mb(raw, out, args.workers, args.image_format, args.png_compression), 1),
     }
     shutil.rmtree(out, ignore_errors=True)
     text = json.dumps(record, indent=2)

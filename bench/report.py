@@ -76,12 +76,18 @@ def table(record):
             "| --- | --- | --- | --- | --- |"]
     if "conversion" in record:
         c = record["conversion"]
-        rows.append(f"| conversion, {c['images']} images {c['size']}², {c['workers']} processes | {_figure(c['convert'])} "
+        real = "" if c["source"].startswith("synthetic") else f" of {os.path.basename(c['source'])} (real files)"
+        rows.append(f"| conversion, {c['images']} images {c['size']}²{real}, {c['workers']} processes | {_figure(c['convert'])} "
                     f"| decode limit {_figure(c['decode_limit'])} | {c['convert_share_of_decode_limit']} of the limit "
                     f"(takes {c['ratio_convert_to_decode']}× its time) | {c['peak_rss_mb_largest_process']:,.0f} MB (largest process) |")
+        rows.append(f"| conversion per image, less the {c['worker_start_s']} s start of its worker processes "
+                    f"| {_figure(c['convert_less_worker_start'])} | decode limit | "
+                    f"{c['convert_less_worker_start_share_of_decode_limit']} of the limit "
+                    f"(takes {c['ratio_per_image_convert_to_decode']}× its time) | |")
     if "input" in record:
         i = record["input"]
-        rows.append(f"| input pipeline, {i['stored_size']}² shards → {i['image_size']}², augment, batch {i['batch']} "
+        rows.append(f"| input pipeline, {i['stored_size']}² {i['image_format']} shards → {i['image_size']}², augment, "
+                    f"batch {i['batch']} "
                     f"| {_figure(i['pipeline'])} | raw TFRecord read {_figure(i['read_limit'])} "
                     f"| {i['pipeline_share_of_read_limit']} of the limit | {i['peak_rss_mb']:,.0f} MB |")
     for name, t in record.get("training", {}).items():

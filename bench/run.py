@@ -2,8 +2,10 @@
 
     python -m bench                    # 2,000 generated 512² images; train and infer at 224²
     python -m bench --quick            # CI smoke run: tiny images and models, one repeat
+    python -m bench --source ../shared/hpa-samples/kaggle2018 --images 1020   # real files
 
-On a generated dataset (`data_prep.synthetic`, cached under --work), each
+On a generated dataset (`data_prep.synthetic`, cached under --work), or on
+real files (--source: a raw folder's Ids replicated to --images), each
 stage beside the reference that tells how close it is to its limit:
 
 - conversion: `bench/convert.py` (data_prep.convert vs W processes that only
@@ -53,11 +55,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from bench import stages  # noqa: E402
+from bench import convert as convert_bench, stages  # noqa: E402
 from bench.measure import ratio, run_isolated  # noqa: E402
 from bench.report import goals, machine, table  # noqa: E402
 from bench.stages import ARCHITECTURES, PAPER, PEER, PRESETS, STAGES  # noqa: E402
-from data_prep import convert as convert_lib, synthetic, workers as workers_lib  # noqa: E402
+from data_prep import convert as convert_lib, workers as workers_lib  # noqa: E402
+from protein_location.core import labels_csv, raw_images  # noqa: E402
 
 FULL = {"images": 2000, "size": 512, "train_size": 224, "batch": 32, "infer_batch": 64, "repeats": 3,
         "warmup_steps": 2, "train_steps": 3, "infer_batches": 2, "predict_images": 256,
@@ -77,6 +80,9 @@ def parse_args(argv=None):
                         help="smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
     parser.add_argument("--images", type=int, help=f"training images to generate (default {FULL['images']})")
     parser.add_argument("--size", type=int, help=f"side of the generated source images (default {FULL['size']})")
+    parser.add_argument("--source", help="real files instead: a raw folder (train.csv + train/, e.g. "
+                                         "../shared/hpa-samples/kaggle2018) whose Ids are replicated to --images "
+                                         "by symbolic links (bench/convert.py replicate_raw); --size is then theirs")
     parser.add_argument("--train-size", type=int,
                         help=f"side the models train and infer at (default {FULL['train_size']}, the paper's)")
     parser.add_argument("--batch", type=int, help=f"input pipeline and training batch (default {FULL['batch']})")
@@ -93,6 +99,8 @@ def parse_args(argv=None):
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"],
                         help="Keras dtype policy of the trained and exported models")
     parser.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA")
+    parser.add_argument("--image-format", default="png", choices=("png", "raw"),
+                        help="convert's --image-format for the conversion and input stages")
     parser.add_argument("--workers", type=int, default=None,
                         help="conversion processes; default: what convert picks for --images (data_prep.workers)")
     parser.add_argument("--stages", default=",".join(STAGES), help="the stages to run, comma-separated")
@@ -128,22 +136,25 @@ def main(argv=None):
     args = parse_args(argv)
     started = time.perf_counter()
     settings = {key: getattr(args, key) for key in
-                ("quick", "images", "size", "train_size", "batch", "infer_batch", "repeats", "warmup_steps",
-                 "train_steps", "infer_batches", "predict_images", "width", "presets", "precision", "jit_compile", "workers",
+                ("quick", "source", "images", "size", "train_size", "batch", "infer_batch", "repeats", "warmup_steps",
+                 "train_steps", "infer_batches", "predict_images", "width", "presets", "precision", "jit_compile",
+                 "image_format", "workers",
                  "stages", "work")}
     log(", ".join(f"{k} {v}" for k, v in settings.items()))
-    # The same cache as bench/convert.py: the source images are generated once.
-    raw = os.path.join(args.work, f"raw-{args.images}-{args.size}")
-    settings["raw"] = raw
-    if not os.path.exists(os.path.join(raw, "train.csv")):
-        log(f"generating {args.images} synthetic {args.size}² images in {raw} (cached for later runs)")
-        synthetic.generate_dataset(raw, args.images, 0, args.size, seed=0)
+    # The same folders as bench/convert.py: generated once (cached), or the real files replicated.
+    if not args.source and not os.path.exists(os.path.join(args.work, f"raw-{args.images}-{args.size}", "train.csv")):
+        log(f"generating {args.images} synthetic {args.size}² images (cached for later runs)")
+    raw = settings["raw"] = convert_bench.raw_folder(args.work, args.images, args.size, args.source)
+    if args.source:
+        first = labels_csv.read_labels_csv(os.path.join(raw, "train.csv"))[0][0][0]
+        settings["size"] = int(raw_images.read_image(os.path.join(raw, "train"), first).shape[0])
+        log(f"{args.images} Ids of {args.source} ({settings['size']}²) in {raw}")
     if {"input", "training"} & set(args.stages):
         settings["data"] = os.path.join(args.work, f"tfrecords-{args.images}-{args.size}")
         log(f"converting them to {settings['data']} (untimed; the conversion stage times its own)")
         with contextlib.redirect_stderr(io.StringIO()):
             convert_lib.convert(os.path.join(raw, "train"), settings["data"], csv_path=os.path.join(raw, "train.csv"),
-                                workers=args.workers, overwrite=True)
+                                workers=args.workers, image_format=args.image_format, overwrite=True)
 
     context = multiprocessing.get_context("spawn")
     record = {"benchmark": "protein-location: every stage against its limit (issue #7)", "settings": settings,

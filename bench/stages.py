@@ -37,16 +37,19 @@ def stage_conversion(settings):
     """bench/convert.py as it is: conversion vs the decode limit, peak memory."""
     argv = ["--images", settings["images"], "--size", settings["size"], "--workers", settings["workers"],
             "--repeats", settings["repeats"], "--work", settings["work"]]
+    argv += ["--source", settings["source"]] if settings.get("source") else []
+    argv += ["--image-format", settings.get("image_format", "png")]
     with contextlib.redirect_stdout(io.StringIO()):  # it prints its record; we return it
         record = convert_bench.main([str(a) for a in argv])
-    for key in ("decode_limit", "convert"):  # the same fields as every other figure here
+    for key in ("decode_limit", "convert", "convert_less_worker_start"):  # the same fields as every other figure here
         part, images = record[key], record["images"]
         # from its seconds, rounded to ms: keep min <= median <= max
         record[key] = {**part, "images": images, "runs": record["repeats"],
                        "images_per_s_min": min(round(images / part["max_s"], 1), part["images_per_s"]),
                        "images_per_s_max": max(round(images / part["min_s"], 1), part["images_per_s"])}
-    record["convert_share_of_decode_limit"] = ratio(record["convert"]["images_per_s"],
-                                                    record["decode_limit"]["images_per_s"])
+    for key in ("convert", "convert_less_worker_start"):
+        record[f"{key}_share_of_decode_limit"] = ratio(record[key]["images_per_s"],
+                                                       record["decode_limit"]["images_per_s"])
     return record
 
 
@@ -74,6 +77,7 @@ def stage_input(settings):
     delivered = summary(seconds["pipeline"], count // batch * batch)
     return {
         "split": "train", "shards": len(files), "stored_size": manifest["image_size"],
+        "image_format": manifest["image_format"],
         "image_size": settings["train_size"], "batch": batch, "augment": "default (flips/rotations)",
         "read_limit": read_limit, "pipeline": delivered,
         "pipeline_share_of_read_limit": ratio(delivered["images_per_s"], read_limit["images_per_s"]),

@@ -1,6 +1,7 @@
 """Smoke run of the benchmarks: they run and report; no speed is asserted."""
 
 import json
+import pathlib
 
 import pytest
 
@@ -9,6 +10,7 @@ from tests.helpers import run_cli
 pytestmark = pytest.mark.slow  # trains or exports
 
 
+SAMPLES = pathlib.Path(__file__).parent / "data" / "hpa"
 FIGURE_FIELDS = {"median_s", "min_s", "max_s", "images_per_s", "images_per_s_min", "images_per_s_max", "images", "runs"}
 
 
@@ -30,6 +32,9 @@ def test_quick_benchmark_measures_every_stage_against_its_reference(tmp_path):
     assert conversion["images"] == 32 and conversion["decode_limit_tf"]["images_per_s"] > 0
     assert conversion["ratio_convert_to_decode"] > 0 and conversion["convert_share_of_decode_limit"] > 0
     assert conversion["ratio_convert_to_tf_decode"] > 0 and conversion["peak_rss_mb_largest_process"] > 0
+    assert_figure(conversion["convert_less_worker_start"])
+    assert conversion["ratio_per_image_convert_to_decode"] > 0
+    assert conversion["source"] == "synthetic (data_prep.synthetic)"
 
     pipeline = record["input"]
     assert_figure(pipeline["read_limit"]), assert_figure(pipeline["pipeline"])
@@ -61,6 +66,21 @@ def test_quick_benchmark_measures_every_stage_against_its_reference(tmp_path):
     assert [goal["target"] for goal in record["goals"]] == [75.0, 75.0, 150.0, 0.85, 5.0]
     assert all(goal["measured"] > 0 for goal in record["goals"])
     assert "| conversion" in result.stdout and "| inference: SavedModel + 8× TTA" in result.stdout
+
+
+def test_conversion_benchmark_runs_on_real_files_replicated(tmp_path):
+    """--source: the real Kaggle files, their Ids replicated by links to --images;
+    two workers, so the per-image figure has a worker start to take off."""
+    out = tmp_path / "convert.json"
+    run_cli("bench/convert.py", "--source", SAMPLES / "kaggle2018", "--images", 6, "--workers", 2, "--repeats", 1,
+            "--work", tmp_path / "work", "--out", out)
+    record = json.loads(out.read_text())
+    assert record["source"] == str(SAMPLES / "kaggle2018") and record["images"] == 6 and record["size"] == 512
+    replicated = sorted((tmp_path / "work" / "source-kaggle2018-6" / "train").iterdir())
+    assert len(replicated) == 24 and all(path.is_symlink() for path in replicated)
+    assert replicated[0].name == "027a702a-bbca-11e8-b2bc-ac1f6b6435d0-00000_blue.png"
+    assert 0 < record["worker_start_s"] < record["convert"]["median_s"]
+    assert record["convert_less_worker_start"]["images_per_s"] > record["convert"]["images_per_s"]
 
 
 def test_presets_take_every_architecture_and_name_the_choices_for_an_unknown_one(capsys):
