@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from data_prep import shard_plan, shard_writer, split as split_lib, workers as workers_lib
 from data_prep.shard_plan import ConvertOptions
-from protein_location.core import labels as labels_lib, labels_csv, manifest as manifest_lib, raw_images
+from protein_location.core import labels as labels_lib, labels_csv, manifest as manifest_lib, raw_images, records
 from protein_location.core.errors import DataPrepError, SourceError
 
 SAMPLE_FOR_SHARD_SIZE = 8
@@ -52,7 +52,7 @@ def _bytes_per_example(splits, options, size):
     picks = np.linspace(0, len(items) - 1, min(SAMPLE_FOR_SHARD_SIZE, len(items))).astype(int)
     sizes = [len(result["example"]) for result in
              (shard_writer.encode_item((options.images_dirs[items[i][2]], *items[i][:2], size, options.max_pixels,
-                           options.png_compression))
+                                        options.image_format, options.png_compression))
               for i in picks)
              if "example" in result]
     return np.mean(sizes) if sizes else 1.0
@@ -114,7 +114,8 @@ def entry_groups(entries, csv_paths, group_column):
 
 def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, folds=None, num_shards=None,
             shard_mb=150.0, seed=0, workers=None, on_error="fail", max_pixels=raw_images.DEFAULT_MAX_PIXELS,
-            png_compression=0, overwrite=False, resume=False, label_set=None, group_column=None):
+            png_compression=0, overwrite=False, resume=False, label_set=None, group_column=None,
+            image_format=records.DEFAULT_IMAGE_FORMAT):
     """Converts raw HPA-layout folders into TFRecord shards; returns the manifest.
 
     Args:
@@ -137,7 +138,8 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
         on_error: "fail" stops at the first bad input; "skip" leaves bad
             examples out and lists them in errors.csv.
         max_pixels: images with more pixels are refused before decoding.
-        png_compression: zlib level of the stored PNGs, 0 (fastest, largest) to 9.
+        png_compression: with image_format "png", the zlib level of the stored
+            PNGs, 0 (fastest, largest) to 9.
         overwrite: replace a dataset already in `out_dir`.
         resume: finish an interrupted conversion started with the same arguments;
             on the finished dataset of the same arguments, do nothing and
@@ -146,8 +148,11 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
             (`Id,Target` -> hpa2018, `ID,Label` -> hpa2021).
         group_column: a CSV column whose values group images that must stay on
             one side of the split; None groups HPAv18 fields of one well.
+        image_format: how records store the image (`records.IMAGE_FORMATS`):
+            "png" (schema 1, smaller with png_compression 1-9) or "raw"
+            bytes (schema 2: faster to write and to decode).
     """
-    _check_flags(num_shards, on_error, png_compression, group_column, csv_path)
+    _check_flags(num_shards, on_error, image_format, png_compression, group_column, csv_path)
     images_dirs, csv_paths = _as_tuple(images_dir), _as_tuple(csv_path)
     if out_dir.startswith("ram://"):
         workers = 1  # TensorFlow's RAM filesystem lives in one process: workers' writes would vanish
@@ -156,7 +161,7 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
     workers = workers or workers_lib.default_workers(len(entries))
     options = ConvertOptions(images_dirs, csv_paths, chosen_set.name, group_column, size,
                              0.0 if folds else val_fraction, folds, num_shards, shard_mb, seed, on_error, max_pixels,
-                             png_compression)
+                             png_compression, image_format)
     options, shards, split_info, fingerprint = _plan(entries, options, chosen_set)
     finished = shard_writer.finished_dataset(out_dir, fingerprint) if resume and not overwrite else None
     if finished is not None:
@@ -173,13 +178,18 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
     return manifest
 
 
-def _check_flags(num_shards, on_error, png_compression, group_column, csv_path):
+def _check_flags(num_shards, on_error, image_format, png_compression, group_column, csv_path):
     if num_shards is not None and num_shards < 1:
         raise DataPrepError(f"--shards must be at least 1, got {num_shards}")
     if on_error not in ("fail", "skip"):
         raise DataPrepError(f"--on-error must be fail or skip, got {on_error!r}")
+    if image_format not in records.IMAGE_FORMATS:
+        raise DataPrepError(f"--image-format must be {' or '.join(records.IMAGE_FORMATS)}, got {image_format!r}")
     if not 0 <= png_compression <= 9:
         raise DataPrepError(f"--png-compression must be 0-9, got {png_compression}")
+    if png_compression and image_format != "png":
+        raise DataPrepError(f"--png-compression {png_compression} needs --image-format png "
+                            f"({image_format} records are not compressed)")
     if group_column is not None and not csv_path:
         raise DataPrepError("--group-column needs --csv")
 

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from data_prep import split as split_lib
-from protein_location.core import labels as labels_lib, manifest as manifest_lib, raw_images
+from protein_location.core import labels as labels_lib, manifest as manifest_lib, raw_images, records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +30,7 @@ class ConvertOptions:
     on_error: str = "fail"
     max_pixels: int = raw_images.DEFAULT_MAX_PIXELS
     png_compression: int = 0
+    image_format: str = records.DEFAULT_IMAGE_FORMAT
 
 
 @dataclasses.dataclass

@@ -21,7 +21,7 @@ ERRORS_NAME = "errors.csv"
 
 def encode_item(task):
     """One Id -> its serialized Example and pixel sums, or its error."""
-    images_dir, image_id, labels, size, max_pixels, png_compression = task
+    images_dir, image_id, labels, size, max_pixels, image_format, png_compression = task
     try:
         image = raw_images.read_image(images_dir, image_id, size, max_pixels)
     except SourceError as error:
@@ -32,8 +32,8 @@ def encode_item(task):
     # meanStdDev is ~100x faster than numpy sums in float64 over the pixels.
     mean, std = (v.ravel() for v in cv2.meanStdDev(image))
     pixels = size * size
-    encoded = tfrecord_lib.encode_rgby_png(image, png_compression)
-    return {"example": tfrecord_lib.serialize_encoded(encoded, size, size, image_id, labels or []),
+    encoded = tfrecord_lib.encode_rgby(image, image_format, png_compression)
+    return {"example": tfrecord_lib.serialize_encoded(encoded, image_format, size, size, image_id, labels or []),
             "sum": (mean * pixels).tolist(),
             "sum_sq": ((np.square(std) + np.square(mean)) * pixels).tolist()}
 
@@ -55,7 +55,7 @@ def write_shard(task):
     with tf.io.TFRecordWriter(tmp_path) as writer:
         for image_id, labels, source in shard.items:
             result = encode_item((options.images_dirs[source], image_id, labels, size, options.max_pixels,
-                                  options.png_compression))
+                                  options.image_format, options.png_compression))
             if "error" in result:
                 if options.on_error == "fail":
                     return {"file": shard.name, "fatal": result["error"]}
@@ -171,11 +171,11 @@ def build_manifest(options, size, shard_records, split_info, fingerprint):
             pixel_sum += record["pixel_sum"]
             pixel_sum_sq += record["pixel_sum_sq"]
     manifest = {
-        "schema_version": records.SCHEMA_VERSION,
+        "schema_version": records.SCHEMA_VERSIONS[options.image_format],
         "label_set": label_set.name,
         "class_names": list(label_set.class_names),
         "channels": list(labels_lib.CHANNELS),
-        "image_format": records.IMAGE_FORMAT,
+        "image_format": options.image_format,
         "image_size": size,
         "sources": [{"images": images_dir, "csv": options.csv_paths[index] if options.csv_paths else None,
                      "num_examples": int(source_counts[index])}

@@ -12,7 +12,7 @@ import tensorflow as tf
 from data_prep import convert, verify
 from protein_location import input as input_lib
 from protein_location.core import manifest as manifest_lib, raw_images, records
-from protein_location.core.errors import SourceError
+from protein_location.core.errors import DataPrepError, SourceError
 from tests.helpers import last_error_line, run_cli, write_image_set, write_raw_dataset
 
 KAGGLE_IDS = ["00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", "000a6c98-bb9b-11e8-b2b9-ac1f6b6435d0",
@@ -62,7 +62,7 @@ def test_convert_writes_named_shards_and_manifest(converted_dir):
     assert sorted(p.name for p in converted_dir.iterdir()) == [
         "dataset.json", "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord",
         "val-00000-of-00002.tfrecord", "val-00001-of-00002.tfrecord"]
-    assert manifest["schema_version"] == 1 and manifest["image_size"] == 32
+    assert manifest["schema_version"] == 1 and manifest["image_size"] == 32 and manifest["image_format"] == "png"
     assert manifest["channels"] == ["red", "green", "blue", "yellow"]
     assert len(manifest["class_names"]) == 28
     train, val = manifest["splits"]["train"]["num_examples"], manifest["splits"]["val"]["num_examples"]
@@ -315,11 +315,39 @@ def test_missing_images_folder(tmp_path):
     assert str(error.value) == f"{tmp_path / 'nowhere'}: images folder not found"
 
 
-def test_cli_pixel_cap_default_is_the_library_default():
+def test_cli_defaults_are_the_library_defaults():
     from data_prep.__main__ import _parser
 
     args = _parser().parse_args(["convert", "--images", "x", "--out", "y"])
-    assert args.max_pixels == raw_images.DEFAULT_MAX_PIXELS
+    assert args.max_pixels == raw_images.DEFAULT_MAX_PIXELS and args.image_format == records.DEFAULT_IMAGE_FORMAT
+    convert_parser = _parser()._subparsers._group_actions[0].choices["convert"]
+    choices = next(a.choices for a in convert_parser._actions if a.dest == "image_format")
+    assert tuple(choices) == records.IMAGE_FORMATS
+
+
+@pytest.mark.parametrize("image_format, compression, schema_version", [("raw", 0, 2), ("png", 1, 1)])
+def test_each_image_format_stores_the_same_pixels(synthetic_dir, converted_dir, tmp_path, image_format, compression,
+                                                  schema_version):
+    """raw and compressed png: the same records as the default (png level 0)
+    but for the encoding, so training reads the same pixels from any of them."""
+    out = tmp_path / "data"
+    manifest = _convert_synthetic(synthetic_dir, out, image_format=image_format, png_compression=compression)
+    assert manifest["image_format"] == image_format and manifest["schema_version"] == schema_version
+    for shard in ("train-00000-of-00002.tfrecord", "val-00001-of-00002.tfrecord"):
+        stored = [(r["source_id"].numpy(), r["image"].numpy()) for r in _records(out / shard)]
+        reference = [(r["source_id"].numpy(), r["image"].numpy()) for r in _records(converted_dir / shard)]
+        assert [i for i, _ in stored] == [i for i, _ in reference]
+        for (_, image), (_, expected) in zip(stored, reference):
+            np.testing.assert_array_equal(image, expected)
+    formats = {tf.train.Example.FromString(r.numpy()).features.feature[records.KEY_FORMAT].bytes_list.value[0]
+               for r in tf.data.TFRecordDataset(str(out / "train-00000-of-00002.tfrecord"))}
+    assert formats == {image_format.encode()}
+
+
+def test_png_compression_needs_the_png_format(synthetic_dir, tmp_path):
+    with pytest.raises(DataPrepError) as error:
+        _convert_synthetic(synthetic_dir, tmp_path / "data", image_format="raw", png_compression=1)
+    assert str(error.value) == "--png-compression 1 needs --image-format png (raw records are not compressed)"
 
 
 # ------------------------------------------------------------ resume through the CLI

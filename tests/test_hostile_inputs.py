@@ -80,19 +80,33 @@ def test_predict_channels_refuses_a_file_whose_header_is_over_the_cap_before_dec
 def test_serve_examples_refuses_a_record_whose_png_is_over_the_cap(loaded):
     from protein_location.core import records
 
-    example = tf.train.Example.FromString(tfrecord_lib.serialize_example(np.zeros([4, 4, 4], np.uint8), "x", [1]))
+    example = tf.train.Example.FromString(tfrecord_lib.serialize_example(np.zeros([4, 4, 4], np.uint8), "x", [1],
+                                                                         "png"))
     example.features.feature[records.KEY_ENCODED].bytes_list.value[0] = png_claiming(2 ** 31 - 1, 2 ** 31 - 1)
     message = call_error(loaded.signatures[export.EXAMPLES_SIGNATURE],
                          examples=tf.constant([example.SerializeToString()]))
     assert f"assertion failed: [image of {2 ** 31 - 1}x{2 ** 31 - 1} pixels is {CAP}]" in message
 
 
-def test_serve_examples_decodes_a_record_as_records_parse_example_does(loaded):
-    """serve_examples reads the PNG itself (to check its header first): the same pixels as the schema's parser."""
+def test_serve_examples_refuses_a_raw_record_whose_shape_is_over_the_cap(loaded):
+    from protein_location.core import records
+
+    example = tf.train.Example.FromString(tfrecord_lib.serialize_example(np.zeros([4, 4, 4], np.uint8), "x", [1],
+                                                                         "raw"))
+    example.features.feature[records.KEY_HEIGHT].int64_list.value[0] = 70000
+    example.features.feature[records.KEY_WIDTH].int64_list.value[0] = 60000
+    message = call_error(loaded.signatures[export.EXAMPLES_SIGNATURE],
+                         examples=tf.constant([example.SerializeToString()]))
+    assert f"assertion failed: [image of 70000x60000 pixels is {CAP}]" in message
+
+
+@pytest.mark.parametrize("image_format", ["raw", "png"])
+def test_serve_examples_decodes_a_record_as_records_parse_example_does(loaded, image_format):
+    """serve_examples reads the image itself (to check its shape first): the same pixels as the schema's parser."""
     from protein_location.core import records
 
     image = np.random.default_rng(1).integers(0, 256, (20, 36, 4)).astype(np.uint8)
-    serialized = tfrecord_lib.serialize_example(image, "x1", [3])
+    serialized = tfrecord_lib.serialize_example(image, "x1", [3], image_format)
     parsed = records.parse_example(tf.constant(serialized), 28)["image"]
     from_record = loaded.signatures[export.EXAMPLES_SIGNATURE](examples=tf.constant([serialized]))
     from_pixels = loaded.signatures[export.SIGNATURE](image=parsed[tf.newaxis])
@@ -139,12 +153,12 @@ def test_encoded_image_shape_reads_the_header_of_every_format_decode_image_takes
 # --- dataset.json's shard names are checked before anything is opened --------------------------
 
 
-def write_hostile_manifest(data_dir, bad_file):
+def write_hostile_manifest(data_dir, bad_file, schema_version=1):
     entry = {"num_examples": 1, "label_counts": [0] * 28,
              "shards": [{"file": bad_file, "num_examples": 1, "sha256": "0" * 64, "label_counts": [0] * 28}]}
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "dataset.json").write_text(json.dumps({
-        "schema_version": 1, "class_names": list(labels_lib.CLASS_NAMES), "label_set": "hpa2018",
+        "schema_version": schema_version, "class_names": list(labels_lib.CLASS_NAMES), "label_set": "hpa2018",
         "channels": list(labels_lib.CHANNELS), "image_format": "png", "image_size": 32,
         "splits": {"train": entry, "val": entry}}))
     return data_dir
@@ -166,6 +180,14 @@ def test_verify_refuses_a_shard_name_outside_the_dataset(tmp_path, capsys):
         data = write_hostile_manifest(tmp_path / "absolute", bad)
         assert data_prep_cli.main(["verify", str(data)]) == 1
         assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {bad_shard_message(data, bad)}"
+
+
+def test_a_dataset_of_a_newer_schema_is_refused_with_what_to_do(tmp_path):
+    data = write_hostile_manifest(tmp_path / "data", "train-00000-of-00001.tfrecord", schema_version=3)
+    result = run_cli("-m", "data_prep", "verify", data, check=False)
+    assert result.returncode == 1
+    assert last_error_line(result) == (f"error: {data / 'dataset.json'}: records of schema version 3; this "
+                                       "protein-location reads 1 and 2 (upgrade it, or convert the raw images again)")
 
 
 def test_training_and_make_dataset_refuse_it_before_opening_a_shard(tmp_path, capsys, monkeypatch):

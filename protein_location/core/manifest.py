@@ -16,6 +16,7 @@ import re
 
 import tensorflow as tf
 
+from protein_location.core import records
 from protein_location.core.errors import ManifestError
 from protein_location.core.json_files import write_json_atomic
 
@@ -51,11 +52,17 @@ def check_shard_file(data_dir, split, shard):
 
 def check_manifest(data_dir, manifest):
     """The structure consumers rely on before they join names to `data_dir`:
-    a JSON object whose splits hold lists of shards with valid file names."""
+    a JSON object of a schema version this code reads, whose splits hold
+    lists of shards with valid file names."""
     path = posixpath.join(data_dir, MANIFEST_NAME)
     splits = manifest.get("splits", {}) if isinstance(manifest, dict) else None
     if not isinstance(splits, dict):
         raise ManifestError(f"{path}: not a dataset manifest (expected an object with \"splits\")")
+    version = manifest.get("schema_version", 1)
+    if version not in records.READABLE_SCHEMA_VERSIONS:
+        readable = " and ".join(str(v) for v in records.READABLE_SCHEMA_VERSIONS)
+        raise ManifestError(f"{path}: records of schema version {version}; this protein-location reads {readable} "
+                            "(upgrade it, or convert the raw images again)")
     for split, entry in splits.items():
         shards = entry.get("shards") if isinstance(entry, dict) else None
         if not isinstance(shards, list):

@@ -5,13 +5,17 @@ Each stain is a file `<Id>_{red,green,blue,yellow}.<ext>` (`.png`, `.jpg`,
 `.jpeg`, `.bmp`, `.gif`, `.webp`), decoded by its content whatever the
 extension, reduced to 8-bit grayscale and resized by `stains`' decoder and
 resize: the TensorFlow ops the SavedModel's `predict_channels` runs, so a
-record holds the pixels serving computes from the same files. All reads go
-through tf.io.gfile so `gs://` folders work. The labels CSVs are read by
-`labels_csv`.
+record holds the pixels serving computes from the same files. One exception,
+for speed: grayscale PNGs (the Kaggle and HPA 2021 releases) are decoded by
+OpenCV in `read_image`, 1.7x faster than TensorFlow's decoder on the real
+Kaggle files (README, "Conversion"); PNG is lossless, so both give the same
+pixels, and the 16-bit rule is the same. All reads go through tf.io.gfile so
+`gs://` folders work. The labels CSVs are read by `labels_csv`.
 """
 
 import posixpath
 
+import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -145,6 +149,9 @@ def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
     for path in paths:
         with tf.io.gfile.GFile(path, "rb") as f:
             files.append(f.read())
+    image = _read_grayscale_pngs(files, max_pixels)
+    if image is not None:
+        return image if size is None or image.shape[:2] == (size, size) else _resize(image, size).numpy()
     if all(files):
         try:
             image = _read_four(tf.constant(files), max_pixels, size or 0).numpy()
@@ -153,6 +160,37 @@ def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
         if image is not None and image.size:
             return image
     return _read_one_by_one(files, paths, image_id, size, max_pixels)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _grayscale_png_shape(data):
+    """(height, width, bit depth) from the IHDR of an 8- or 16-bit grayscale
+    PNG (colour type 0), else None."""
+    if len(data) < 26 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    if data[25] != 0 or data[24] not in (8, 16):
+        return None
+    return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big"), data[24]
+
+
+def _read_grayscale_pngs(files, max_pixels):
+    """The four stains decoded by OpenCV when all are grayscale PNGs of one
+    shape within the cap and all decode to it; None otherwise, and the
+    TensorFlow path (which names a bad file) decides."""
+    shapes = [_grayscale_png_shape(data) for data in files]
+    if None in shapes or len(set(shapes)) != 1 or shapes[0][0] * shapes[0][1] > max_pixels:
+        return None
+    height, width, depth = shapes[0]
+    planes = []
+    for data in files:
+        plane = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if plane is None or plane.shape != (height, width) or plane.dtype != (np.uint8 if depth == 8 else np.uint16):
+            return None
+        # stains' 16-bit rule: round(v / 257), so 65535 -> 255 and v * 257 -> v.
+        planes.append(plane if depth == 8 else ((plane.astype(np.uint32) + 128) // 257).astype(np.uint8))
+    return cv2.merge(planes)  # interleaves in one pass: 0.05 ms at 512², numpy's strided copies 0.28
 
 
 def _read_one_by_one(files, paths, image_id, size, max_pixels):

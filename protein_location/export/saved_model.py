@@ -145,11 +145,15 @@ class Signatures:
 
     def serve_examples(self, examples):
         def one_image(example):
-            # records.parse_example's decoding, with the PNG's header checked first.
-            spec = {records.KEY_ENCODED: records.FEATURE_SPEC[records.KEY_ENCODED]}
-            encoded = tf.io.parse_single_example(example, spec)[records.KEY_ENCODED]
-            return self.resize(self.decoded_within_cap(
-                encoded, "image", lambda e: tf.io.decode_png(e, channels=4, dtype=tf.uint8)))
+            # records.parse_example's decoding, with the cap checked first: on
+            # the shape a raw record states, or on a PNG's header.
+            keys = (records.KEY_ENCODED, records.KEY_FORMAT, records.KEY_HEIGHT, records.KEY_WIDTH)
+            parsed = tf.io.parse_single_example(example, {k: records.FEATURE_SPEC[k] for k in keys})
+            encoded, image_format, height, width = (parsed[k] for k in keys)
+            shape = tf.cond(image_format == "raw", lambda: tf.stack([height, width]),
+                            lambda: encoded_image_shape(encoded))
+            with tf.control_dependencies([assert_pixel_cap(shape[0], shape[1], self.pixel_cap)]):
+                return self.resize(records.decode_image(tf.identity(encoded), image_format, height, width))
 
         return self.outputs(tf.map_fn(one_image, examples, fn_output_signature=self._pixels_spec()))
 
