@@ -9,9 +9,10 @@ files) and replicates its Ids to --images by symbolic links (`replicate_raw`),
 then in one run, alternating, `--repeats` times each:
 - decode limit: W processes that only read and decode the same channel files
   (cv2.imdecode), nothing else; started once, before the timings;
-- TF decode limit: the same with the project's own decoder, the TensorFlow
-  ops conversion and serving share (`core.raw_images.read_image` at the
-  stored size: header check, decode, the stain rule), W processes;
+- the conversion reader's limit: the same with conversion's own reader
+  (`data_prep.stain_reader.read_image` at the stored size: header check,
+  decode by OpenCV for grayscale PNGs, TensorFlow's ops otherwise, the
+  stain rule), W processes;
 - conversion: `data_prep.convert.convert` with the same W, timed whole, the
   start of its spawned workers (each imports TensorFlow) included; and the
   per-image cost without that fixed start: the conversion's time less the
@@ -19,7 +20,9 @@ then in one run, alternating, `--repeats` times each:
   task (`time_worker_start`, what conversion's pool pays before any image).
 Prints a JSON record: median/min/max seconds and images/s of each, the ratio
 conversion / decode limit, and the peak resident memory of the largest process
-of a separate `python -m data_prep convert` run. A benchmark, not a test.
+of a separate `python -m data_prep convert` run; with --breakdown N, the
+milliseconds per image of each step of a worker, timed one by one in one
+process on N images (`breakdown`). A benchmark, not a test.
 """
 
 import argparse
@@ -87,11 +90,11 @@ def decode_only(task):
             cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_UNCHANGED)
 
 
-def decode_only_tf(task):
-    """The same with the project's decoder (TensorFlow ops): what conversion runs per image."""
-    from protein_location.core import raw_images
+def decode_with_reader(task):
+    """The same with conversion's reader: what conversion runs per image."""
+    from data_prep import stain_reader
 
-    raw_images.read_image(*task)
+    stain_reader.read_image(*task)
 
 
 def time_decode(pool, images_dir, ids, decode=decode_only):
@@ -136,6 +139,46 @@ def peak_memory_mb(raw, out, workers, image_format, png_compression):
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
+def breakdown(images_dir, ids, out_dir, image_format, png_compression):
+    """Milliseconds per image of each step a conversion worker takes
+    (`shard_writer.write_shard`), timed one by one in this process on `ids`:
+    where the time beyond decoding goes."""
+    import tensorflow as tf
+
+    from data_prep import stain_reader, tfrecord_lib
+    from protein_location.core import manifest as manifest_lib
+
+    steps = dict.fromkeys(("opencv decode alone (the limit's unit)", "read and decode (stain_reader)",
+                           "channel sums (meanStdDev)", f"encode ({image_format})", "serialize the Example",
+                           "TFRecord write", "sha256 of the shard", "rename into place"), 0.0)
+    names = list(steps)
+
+    def timed(name, function, *args):
+        start = time.perf_counter()
+        value = function(*args)
+        steps[name] += time.perf_counter() - start
+        return value
+
+    path = os.path.join(out_dir, "breakdown.tfrecord")
+    os.makedirs(out_dir, exist_ok=True)
+    with tf.io.TFRecordWriter(path + ".tmp") as writer:
+        for image_id in ids:
+            timed(names[0], decode_only, (images_dir, image_id))
+            image = timed(names[1], stain_reader.read_image, images_dir, image_id)
+            timed(names[2], cv2.meanStdDev, image)
+            encoded = timed(names[3], tfrecord_lib.encode_rgby, image, image_format, png_compression)
+            example = timed(names[4], tfrecord_lib.serialize_encoded, encoded, image_format, *image.shape[:2],
+                            image_id, [0])
+            timed(names[5], writer.write, example)
+    timed(names[6], manifest_lib.file_sha256, path + ".tmp")
+    timed(names[7], os.replace, path + ".tmp", path)
+    os.remove(path)
+    per_image = {name: round(seconds / len(ids) * 1000, 2) for name, seconds in steps.items()}
+    worker = sum(per_image[name] for name in names[1:])
+    return {"images": len(ids), "ms_per_image": per_image, "worker_ms_per_image": round(worker, 2),
+            "ratio_worker_to_decode": round(worker / per_image[names[0]], 3)}
+
+
 def summary(seconds, count):
     return {"median_s": round(statistics.median(seconds), 3), "min_s": round(min(seconds), 3),
             "max_s": round(max(seconds), 3), "images_per_s": round(count / statistics.median(seconds), 1)}
@@ -152,6 +195,8 @@ def main(argv=None):
     parser.add_argument("--png-compression", type=int, default=0, help="convert's --png-compression")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement (after a warm-up)")
     parser.add_argument("--work", default="/tmp/protein-location-bench", help="cache of generated data and output")
+    parser.add_argument("--breakdown", type=int, default=0,
+                        help="also time each step of a worker, one by one, on this many images in one process")
     parser.add_argument("--out", default=None, help="also write the JSON record here")
     args = parser.parse_args(argv)
 
@@ -159,15 +204,15 @@ def main(argv=None):
     ids = [line.split(",")[0] for line in open(os.path.join(raw, "train.csv")).read().splitlines()[1:]]
     out = os.path.join(args.work, "tfrecords")
 
-    decode, decode_tf, conversion, start_up = [], [], [], []
+    decode, decode_reader, conversion, start_up = [], [], [], []
     images = os.path.join(raw, "train")
     with workers_lib.process_pool(args.workers) as pool, \
-            workers_lib.process_pool(args.workers, preload="protein_location.core.raw_images") as tf_pool:
+            workers_lib.process_pool(args.workers, preload="data_prep.stain_reader") as tf_pool:
         time_decode(pool, images, ids[:64])  # warm-up: page cache, workers' imports
-        time_decode(tf_pool, images, ids[:64], decode_only_tf)
+        time_decode(tf_pool, images, ids[:64], decode_with_reader)
         for _ in range(args.repeats):
             decode.append(time_decode(pool, images, ids))
-            decode_tf.append(time_decode(tf_pool, images, ids, decode_only_tf))
+            decode_reader.append(time_decode(tf_pool, images, ids, decode_with_reader))
             conversion.append(time_convert(raw, out, args.workers, args.image_format, args.png_compression))
             start_up.append(time_worker_start(args.workers))
     size = int(json.load(open(os.path.join(out, "dataset.json")))["image_size"])
@@ -182,18 +227,21 @@ def main(argv=None):
         "image_format": args.image_format, "png_compression": args.png_compression,
         "source_mb": round(source_mb / 2**20, 1), "shards_mb": round(shards_mb / 2**20, 1),
         "decode_limit": summary(decode, len(ids)),
-        "decode_limit_tf": summary(decode_tf, len(ids)),
+        "decode_limit_reader": summary(decode_reader, len(ids)),
         "convert": summary(conversion, len(ids)),
         "worker_start_s": round(statistics.median(start_up), 2),
         "convert_less_worker_start": summary(conversion_per_image, len(ids)),
         "ratio_convert_to_decode": round(statistics.median(conversion) / statistics.median(decode), 3),
         "ratio_per_image_convert_to_decode": round(
             statistics.median(conversion_per_image) / statistics.median(decode), 3),
-        "ratio_tf_decode_to_opencv_decode": round(statistics.median(decode_tf) / statistics.median(decode), 3),
-        "ratio_convert_to_tf_decode": round(statistics.median(conversion) / statistics.median(decode_tf), 3),
+        "ratio_reader_to_opencv_decode": round(statistics.median(decode_reader) / statistics.median(decode), 3),
+        "ratio_convert_to_reader_decode": round(statistics.median(conversion) / statistics.median(decode_reader), 3),
         "peak_rss_mb_largest_process": round(peak_memory_mb(raw, out, args.workers, args.image_format, args.png_compression), 1),
     }
     shutil.rmtree(out, ignore_errors=True)
+    if args.breakdown:
+        record["breakdown"] = breakdown(images, ids[:args.breakdown], os.path.join(args.work, "breakdown"),
+                                        args.image_format, args.png_compression)
     text = json.dumps(record, indent=2)
     print(text)
     if args.out:

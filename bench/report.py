@@ -90,6 +90,9 @@ def table(record):
                     f"batch {i['batch']} "
                     f"| {_figure(i['pipeline'])} | raw TFRecord read {_figure(i['read_limit'])} "
                     f"| {i['pipeline_share_of_read_limit']} of the limit | {i['peak_rss_mb']:,.0f} MB |")
+        rows.append(f"| input: parse and decode the {i['image_format']} records alone | {_figure(i['decode'])} "
+                    f"| raw TFRecord read | {ratio(i['decode']['images_per_s'], i['read_limit']['images_per_s'])} "
+                    f"of the limit | |")
     for name, t in record.get("training", {}).items():
         extra = f"; input pipeline = {t['input_over_training']}× this" if "input_over_training" in t else ""
         extra += f"; {t['over_float32']}× float32" if "over_float32" in t else ""

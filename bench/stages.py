@@ -15,7 +15,7 @@ import tensorflow as tf
 from bench import convert as convert_bench
 from bench.measure import peak_rss_mb, ratio, rss_mb, summary, time_alternating, timed
 from protein_location import export, input as input_lib, models, predict, serving as serving_lib
-from protein_location.core import labels as labels_lib, labels_csv, manifest as manifest_lib, raw_images
+from protein_location.core import labels as labels_lib, labels_csv, manifest as manifest_lib, raw_images, records
 from protein_location.training import task
 from protein_location.training.config import TrainConfig
 
@@ -54,7 +54,8 @@ def stage_conversion(settings):
 
 
 def stage_input(settings):
-    """The training tf.data pipeline vs a raw read of the same shards (one epoch per run)."""
+    """The training tf.data pipeline vs a raw read of the same shards, and
+    the records' parse and decode alone between them (one epoch per run)."""
     data, batch = settings["data"], settings["batch"]
     manifest = manifest_lib.load_manifest(data)
     files, count, _ = manifest_lib.split_summary(data, manifest, "train")
@@ -62,6 +63,13 @@ def stage_input(settings):
             .interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .batch(batch).prefetch(tf.data.AUTOTUNE))
+    num_classes = len(manifest_lib.class_names(manifest))
+    decode = (tf.data.Dataset.from_tensor_slices(files)
+              .interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+              .map(lambda serialized: records.parse_example(serialized, num_classes)["image"],
+                   num_parallel_calls=tf.data.AUTOTUNE)
+              .batch(batch).prefetch(tf.data.AUTOTUNE))
     # One epoch of the endless training stream.
     pipeline = input_lib.make_dataset(data, "train", batch, image_size=settings["train_size"],
                                       training=True).take(count // batch)
@@ -71,15 +79,16 @@ def stage_input(settings):
             pass
 
     baseline = rss_mb()
-    seconds = time_alternating({"read_limit": lambda: drain(read), "pipeline": lambda: drain(pipeline)},
-                               settings["repeats"])
+    seconds = time_alternating({"read_limit": lambda: drain(read), "decode": lambda: drain(decode),
+                                "pipeline": lambda: drain(pipeline)}, settings["repeats"])
     read_limit = summary(seconds["read_limit"], count)
+    decoded = summary(seconds["decode"], count)
     delivered = summary(seconds["pipeline"], count // batch * batch)
     return {
         "split": "train", "shards": len(files), "stored_size": manifest["image_size"],
         "image_format": manifest["image_format"],
         "image_size": settings["train_size"], "batch": batch, "augment": "default (flips/rotations)",
-        "read_limit": read_limit, "pipeline": delivered,
+        "read_limit": read_limit, "decode": decoded, "pipeline": delivered,
         "pipeline_share_of_read_limit": ratio(delivered["images_per_s"], read_limit["images_per_s"]),
         "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
     }

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from data_prep import shard_plan, shard_writer, split as split_lib, workers as workers_lib
+from data_prep import shard_plan, shard_writer, split as split_lib, stain_reader, workers as workers_lib
 from data_prep.shard_plan import ConvertOptions
 from protein_location.core import labels as labels_lib, labels_csv, manifest as manifest_lib, raw_images, records
 from protein_location.core.errors import DataPrepError, SourceError
@@ -34,7 +34,7 @@ def _source_size(entries, options):
     """The common side of the source images when no --size is given."""
     for image_id, _, source in entries:
         try:
-            image = raw_images.read_image(options.images_dirs[source], image_id, None, options.max_pixels)
+            image = stain_reader.read_image(options.images_dirs[source], image_id, None, options.max_pixels)
         except SourceError:
             if options.on_error == "fail":
                 raise

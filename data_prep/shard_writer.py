@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from data_prep import tfrecord_lib, workers as workers_lib
-from protein_location.core import labels as labels_lib, manifest as manifest_lib, raw_images, records
+from data_prep import stain_reader, tfrecord_lib, workers as workers_lib
+from protein_location.core import labels as labels_lib, manifest as manifest_lib, records
 from protein_location.core.errors import SourceError
 from protein_location.core.json_files import read_json, write_json_atomic
 
@@ -23,7 +23,7 @@ def encode_item(task):
     """One Id -> its serialized Example and pixel sums, or its error."""
     images_dir, image_id, labels, size, max_pixels, image_format, png_compression = task
     try:
-        image = raw_images.read_image(images_dir, image_id, size, max_pixels)
+        image = stain_reader.read_image(images_dir, image_id, size, max_pixels)
     except SourceError as error:
         return {"error": [error.image_id or image_id, error.path or "", error.problem]}
     if image.shape[:2] != (size, size):

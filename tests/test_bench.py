@@ -29,15 +29,15 @@ def test_quick_benchmark_measures_every_stage_against_its_reference(tmp_path):
     conversion = record["conversion"]
     assert_figure(conversion["decode_limit"]), assert_figure(conversion["convert"])
     # The conversion stage is bench/convert.py's main, as `python bench/convert.py` runs it.
-    assert conversion["images"] == 32 and conversion["decode_limit_tf"]["images_per_s"] > 0
+    assert conversion["images"] == 32 and conversion["decode_limit_reader"]["images_per_s"] > 0
     assert conversion["ratio_convert_to_decode"] > 0 and conversion["convert_share_of_decode_limit"] > 0
-    assert conversion["ratio_convert_to_tf_decode"] > 0 and conversion["peak_rss_mb_largest_process"] > 0
+    assert conversion["ratio_convert_to_reader_decode"] > 0 and conversion["peak_rss_mb_largest_process"] > 0
     assert_figure(conversion["convert_less_worker_start"])
     assert conversion["ratio_per_image_convert_to_decode"] > 0
     assert conversion["source"] == "synthetic (data_prep.synthetic)"
 
     pipeline = record["input"]
-    assert_figure(pipeline["read_limit"]), assert_figure(pipeline["pipeline"])
+    assert_figure(pipeline["read_limit"]), assert_figure(pipeline["pipeline"]), assert_figure(pipeline["decode"])
     assert pipeline["pipeline_share_of_read_limit"] > 0 and pipeline["peak_rss_mb"] > 0
 
     training = record["training"]
@@ -73,7 +73,7 @@ def test_conversion_benchmark_runs_on_real_files_replicated(tmp_path):
     two workers, so the per-image figure has a worker start to take off."""
     out = tmp_path / "convert.json"
     run_cli("bench/convert.py", "--source", SAMPLES / "kaggle2018", "--images", 6, "--workers", 2, "--repeats", 1,
-            "--work", tmp_path / "work", "--out", out)
+            "--breakdown", 2, "--work", tmp_path / "work", "--out", out)
     record = json.loads(out.read_text())
     assert record["source"] == str(SAMPLES / "kaggle2018") and record["images"] == 6 and record["size"] == 512
     replicated = sorted((tmp_path / "work" / "source-kaggle2018-6" / "train").iterdir())
@@ -81,6 +81,9 @@ def test_conversion_benchmark_runs_on_real_files_replicated(tmp_path):
     assert replicated[0].name == "027a702a-bbca-11e8-b2bc-ac1f6b6435d0-00000_blue.png"
     assert 0 < record["worker_start_s"] < record["convert"]["median_s"]
     assert record["convert_less_worker_start"]["images_per_s"] > record["convert"]["images_per_s"]
+    steps = record["breakdown"]["ms_per_image"]
+    assert len(steps) == 8 and all(ms >= 0 for ms in steps.values()) and steps["encode (png)"] > 0
+    assert record["breakdown"]["worker_ms_per_image"] == pytest.approx(sum(list(steps.values())[1:]), abs=0.05)
 
 
 def test_presets_take_every_architecture_and_name_the_choices_for_an_unknown_one(capsys):

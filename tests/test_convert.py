@@ -342,6 +342,10 @@ def test_each_image_format_stores_the_same_pixels(synthetic_dir, converted_dir, 
     formats = {tf.train.Example.FromString(r.numpy()).features.feature[records.KEY_FORMAT].bytes_list.value[0]
                for r in tf.data.TFRecordDataset(str(out / "train-00000-of-00002.tfrecord"))}
     assert formats == {image_format.encode()}
+    verify.verify_dataset(str(out))
+    batches = [next(iter(input_lib.make_dataset(str(d), "val", 4, image_size=16, training=False)))
+               for d in (out, converted_dir)]
+    np.testing.assert_array_equal(batches[0][0], batches[1][0])  # the pipeline training reads
 
 
 def test_png_compression_needs_the_png_format(synthetic_dir, tmp_path):

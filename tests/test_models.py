@@ -131,6 +131,27 @@ def test_layer_config_round_trip_gives_the_same_output_with_the_same_weights(mak
     np.testing.assert_array_equal(twin(x).numpy(), layer(x).numpy())
 
 
+@pytest.mark.parametrize("policy, tolerance", [("float32", 1e-5), ("mixed_bfloat16", 0.0)])
+def test_fused_inference_batch_norm_computes_what_keras_does(policy, tolerance):
+    """TensorFlow's fused kernel at inference, Keras's own path in training:
+    the outputs of keras.layers.BatchNormalization with the same weights."""
+    x = np.random.default_rng(1).normal(3, 2, (BATCH, 5, 6, 8)).astype("float32")
+    fused = layers.FusedInferenceBatchNorm(epsilon=1e-5, dtype=policy)
+    plain = keras.layers.BatchNormalization(epsilon=1e-5, dtype=policy)
+    for layer in (fused, plain):
+        layer.build(x.shape)
+    randomized(plain)
+    fused.set_weights(plain.get_weights())
+    for training in (False, True):
+        expected = plain(x, training=training)
+        outputs = fused(x, training=training)
+        assert outputs.dtype == expected.dtype == keras.mixed_precision.Policy(policy).compute_dtype
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.cast(outputs, "float32")),
+                                   keras.ops.convert_to_numpy(keras.ops.cast(expected, "float32")), atol=tolerance)
+    fused_in_graph = tf.function(lambda images: fused(images, training=False))
+    assert "FusedBatchNormV3" in {op.type for op in fused_in_graph.get_concrete_function(x).graph.get_operations()}
+
+
 def test_residual_block_rejects_an_unknown_block_type():
     with pytest.raises(ValueError, match="block_type must be one of basic, bottleneck, not 'wide'"):
         models.ResidualBlock(8, block_type="wide")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep import convert
+from data_prep import convert, stain_reader
 from protein_location import export, models
 from protein_location.core import labels as labels_lib, raw_images, records, stains
 from protein_location.core.errors import SourceError
@@ -115,23 +115,24 @@ def test_16_bit_stains_scale_by_one_rule_in_conversion_and_serving(tmp_path):
     assert expected[0, :6].tolist() == [0, 0, 1, 1, 2, 255]
     np.testing.assert_array_equal(raw_images.decode_channel(encoded, "red", "x", "x.png"), expected)
     np.testing.assert_array_equal(stains.decode_stain(tf.constant(encoded), "red").numpy(), expected)
-    for channel in labels_lib.CHANNELS:  # read_image decodes grayscale PNGs with OpenCV: the same rule
+    for channel in labels_lib.CHANNELS:  # conversion decodes grayscale PNGs with OpenCV: the same rule
         (folder / f"odd_{channel}.png").write_bytes(encoded)
-    np.testing.assert_array_equal(raw_images.read_image(str(folder), "odd"), np.stack([expected] * 4, -1))
+    np.testing.assert_array_equal(stain_reader.read_image(str(folder), "odd"), np.stack([expected] * 4, -1))
 
 
 @pytest.mark.parametrize("release, image_id", [("kaggle2018", KAGGLE_ID), ("hpa2021", HPA2021_ID),
                                                ("hpav18-grayscale", HPAV18_ID)])
 def test_grayscale_pngs_read_as_the_serving_decoder_reads_them(release, image_id):
-    """read_image decodes grayscale PNGs with OpenCV (faster): on the real
+    """Conversion decodes grayscale PNGs with OpenCV (faster): on the real
     files its pixels are those of the TensorFlow decoder inside the
     SavedModel, at the source size and resized."""
     stain_bytes = _stain_bytes(SAMPLES / release / "train", image_id)
     served = tf.stack([stains.decode_stain(tf.constant(stain_bytes[c]), c) for c in labels_lib.CHANNELS], -1)
     images_dir = str(SAMPLES / release / "train")
-    np.testing.assert_array_equal(raw_images.read_image(images_dir, image_id), served.numpy())
-    np.testing.assert_array_equal(raw_images.read_image(images_dir, image_id, 64),
+    np.testing.assert_array_equal(stain_reader.read_image(images_dir, image_id), served.numpy())
+    np.testing.assert_array_equal(stain_reader.read_image(images_dir, image_id, 64),
                                   tf.cast(stains.resize_rgby(served, 64), tf.uint8).numpy())
+    np.testing.assert_array_equal(raw_images.read_image(images_dir, image_id), served.numpy())
 
 
 def test_large_16_bit_image_converts(tmp_path):

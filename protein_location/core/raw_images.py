@@ -5,17 +5,14 @@ Each stain is a file `<Id>_{red,green,blue,yellow}.<ext>` (`.png`, `.jpg`,
 `.jpeg`, `.bmp`, `.gif`, `.webp`), decoded by its content whatever the
 extension, reduced to 8-bit grayscale and resized by `stains`' decoder and
 resize: the TensorFlow ops the SavedModel's `predict_channels` runs, so a
-record holds the pixels serving computes from the same files. One exception,
-for speed: grayscale PNGs (the Kaggle and HPA 2021 releases) are decoded by
-OpenCV in `read_image`, 1.7x faster than TensorFlow's decoder on the real
-Kaggle files (README, "Conversion"); PNG is lossless, so both give the same
-pixels, and the 16-bit rule is the same. All reads go through tf.io.gfile so
-`gs://` folders work. The labels CSVs are read by `labels_csv`.
+record holds the pixels serving computes from the same files (conversion
+decodes grayscale PNGs with OpenCV for speed, `data_prep.stain_reader`: the
+same pixels). All reads go through tf.io.gfile so `gs://` folders work. The
+labels CSVs are read by `labels_csv`.
 """
 
 import posixpath
 
-import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -137,6 +134,16 @@ def image_dataset(images_dir, ids, size, max_pixels=DEFAULT_MAX_PIXELS):
         load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def read_stain_files(images_dir, image_id):
+    """(paths, encoded bytes) of the four stain files of one Id, in RGBY order."""
+    paths = [find_channel_file(images_dir, image_id, channel) for channel in labels_lib.CHANNELS]
+    files = []
+    for path in paths:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            files.append(f.read())
+    return paths, files
+
+
 def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
     """The four stains of one Id -> uint8 (H, W, 4) RGBY.
 
@@ -144,14 +151,12 @@ def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
     area-resized to size x size by `stains.resize_rgby` (the serving
     signatures' resize).
     """
-    paths = [find_channel_file(images_dir, image_id, channel) for channel in labels_lib.CHANNELS]
-    files = []
-    for path in paths:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            files.append(f.read())
-    image = _read_grayscale_pngs(files, max_pixels)
-    if image is not None:
-        return image if size is None or image.shape[:2] == (size, size) else _resize(image, size).numpy()
+    paths, files = read_stain_files(images_dir, image_id)
+    return decode_stain_files(files, paths, image_id, size, max_pixels)
+
+
+def decode_stain_files(files, paths, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
+    """`read_image` from the files' bytes (`read_stain_files`)."""
     if all(files):
         try:
             image = _read_four(tf.constant(files), max_pixels, size or 0).numpy()
@@ -162,35 +167,9 @@ def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
     return _read_one_by_one(files, paths, image_id, size, max_pixels)
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _grayscale_png_shape(data):
-    """(height, width, bit depth) from the IHDR of an 8- or 16-bit grayscale
-    PNG (colour type 0), else None."""
-    if len(data) < 26 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
-        return None
-    if data[25] != 0 or data[24] not in (8, 16):
-        return None
-    return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big"), data[24]
-
-
-def _read_grayscale_pngs(files, max_pixels):
-    """The four stains decoded by OpenCV when all are grayscale PNGs of one
-    shape within the cap and all decode to it; None otherwise, and the
-    TensorFlow path (which names a bad file) decides."""
-    shapes = [_grayscale_png_shape(data) for data in files]
-    if None in shapes or len(set(shapes)) != 1 or shapes[0][0] * shapes[0][1] > max_pixels:
-        return None
-    height, width, depth = shapes[0]
-    planes = []
-    for data in files:
-        plane = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if plane is None or plane.shape != (height, width) or plane.dtype != (np.uint8 if depth == 8 else np.uint16):
-            return None
-        # stains' 16-bit rule: round(v / 257), so 65535 -> 255 and v * 257 -> v.
-        planes.append(plane if depth == 8 else ((plane.astype(np.uint32) + 128) // 257).astype(np.uint8))
-    return cv2.merge(planes)  # interleaves in one pass: 0.05 ms at 512², numpy's strided copies 0.28
+def resize_image(image, size):
+    """uint8 (H, W, 4) -> uint8 (size, size, 4) by `stains.resize_rgby`."""
+    return _resize(image, size).numpy()
 
 
 def _read_one_by_one(files, paths, image_id, size, max_pixels):

@@ -1,5 +1,6 @@
 """The building blocks of SE-ResNet (Hu et al., 2018): a squeeze-and-excitation
-gate and a residual block that carries one.
+gate, a residual block that carries one, and the BatchNormalization they use
+(Keras's, with TensorFlow's fused kernel at inference).
 
 Both are `keras.layers.Layer` subclasses that build their sub-layers
 themselves (so they track, save and load their weights) and give every
@@ -10,6 +11,7 @@ bfloat16 throughout and a float32 one in float32).
 import math
 
 import keras
+import tensorflow as tf
 
 BLOCK_TYPES = ("basic", "bottleneck")
 BOTTLENECK_EXPANSION = 4
@@ -29,9 +31,33 @@ def _conv(filters, kernel_size, strides, dtype, name, groups=1):
     )
 
 
+@keras.saving.register_keras_serializable(package="protein_location")
+class FusedInferenceBatchNorm(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` whose inference on NHWC images runs
+    TensorFlow's fused kernel (FusedBatchNormV3).
+
+    Keras computes inference as separate multiply and add ops, in float32
+    even under a bfloat16 policy; TensorFlow's graph optimizer (grappler's
+    remapper) folds the fused op into the convolution before it, with the
+    ReLU after, as one oneDNN primitive. The SE-ResNet-18 SavedModel's
+    inference at 224², batch 64, runs 1.3x faster (README, "Benchmarks").
+    The same arithmetic (moving statistics, gamma, beta, epsilon, float32
+    inside the kernel); training, and any other input, is Keras's own path.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if ((training and self.trainable) or mask is not None or len(inputs.shape) != 4
+                or self.axis not in (3, -1) or not (self.scale and self.center)):
+            return super().call(inputs, training=training, mask=mask)
+        outputs = tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=self.gamma, offset=self.beta, mean=self.moving_mean, variance=self.moving_variance,
+            epsilon=self.epsilon, data_format="NHWC", is_training=False)[0]
+        return keras.ops.cast(outputs, self.compute_dtype)
+
+
 def _batch_norm(synchronized, dtype, name, gamma_zero=False):
     # momentum 0.9 (PyTorch's 0.1): moving statistics keep up in short runs.
-    return keras.layers.BatchNormalization(
+    return FusedInferenceBatchNorm(
         momentum=0.9,
         epsilon=1e-5,
         synchronized=synchronized,

@@ -3,7 +3,7 @@
 import keras
 
 from protein_location.models.layers import BLOCK_TYPES
-from protein_location.models.layers import ResidualBlock
+from protein_location.models.layers import FusedInferenceBatchNorm, ResidualBlock
 
 STAGE_FILTERS = (64, 128, 256, 512)
 MIN_FILTERS = 8
@@ -71,7 +71,7 @@ class SEResNetBackbone(keras.Model):
             max(int(64 * width), MIN_FILTERS), 7, strides=2, padding="same", use_bias=False,
             kernel_initializer="he_normal", dtype=policy, name="stem_conv",
         )(inputs)
-        x = keras.layers.BatchNormalization(
+        x = FusedInferenceBatchNorm(
             momentum=0.9, epsilon=1e-5, synchronized=synchronized_bn, dtype=policy, name="stem_bn"
         )(x)
         x = keras.layers.ReLU(dtype=policy, name="stem_relu")(x)
