@@ -38,7 +38,7 @@ def stage_conversion(settings):
     argv = ["--images", settings["images"], "--size", settings["size"], "--workers", settings["workers"],
             "--repeats", settings["repeats"], "--work", settings["work"]]
     argv += ["--source", settings["source"]] if settings.get("source") else []
-    argv += ["--image-format", settings.get("image_format", "png")]
+    argv += ["--image-format", settings["image_format"]]
     with contextlib.redirect_stdout(io.StringIO()):  # it prints its record; we return it
         record = convert_bench.main([str(a) for a in argv])
     for key in ("decode_limit", "convert", "convert_less_worker_start"):  # the same fields as every other figure here
@@ -59,16 +59,13 @@ def stage_input(settings):
     data, batch = settings["data"], settings["batch"]
     manifest = manifest_lib.load_manifest(data)
     files, count, _ = manifest_lib.split_summary(data, manifest, "train")
-    read = (tf.data.Dataset.from_tensor_slices(files)
-            .interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
-                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .batch(batch).prefetch(tf.data.AUTOTUNE))
+    serialized = (tf.data.Dataset.from_tensor_slices(files)
+                  .interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+    read = serialized.batch(batch).prefetch(tf.data.AUTOTUNE)
     num_classes = len(manifest_lib.class_names(manifest))
-    decode = (tf.data.Dataset.from_tensor_slices(files)
-              .interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-              .map(lambda serialized: records.parse_example(serialized, num_classes)["image"],
-                   num_parallel_calls=tf.data.AUTOTUNE)
+    decode = (serialized.map(lambda example: records.parse_example(example, num_classes)["image"],
+                             num_parallel_calls=tf.data.AUTOTUNE)
               .batch(batch).prefetch(tf.data.AUTOTUNE))
     # One epoch of the endless training stream.
     pipeline = input_lib.make_dataset(data, "train", batch, image_size=settings["train_size"],

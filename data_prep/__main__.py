@@ -61,7 +61,7 @@ def _parser():
     convert.add_argument("--image-format", choices=("png", "raw"), default="png",
                          help="how records store the image: png (the documented schema, compresses with "
                               "--png-compression 1-9) or raw bytes (schema 2: as large as png level 0, faster "
-                              "to write and 1.7x faster to decode)")
+                              "to write and 2x faster to decode)")
     convert.add_argument("--png-compression", type=int, default=0, choices=range(10), metavar="{0..9}",
                          help="with --image-format png, the zlib level: 0 is fastest to write and read, 9 smallest")
     convert.add_argument("--seed", type=int, default=0, help="seed of the split and example order")

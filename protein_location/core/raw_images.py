@@ -183,5 +183,5 @@ def _read_one_by_one(files, paths, image_id, size, max_pixels):
                               f"{planes[0].shape[1]}x{planes[0].shape[0]}", image_id, path)
     image = np.stack(planes, axis=-1)
     if size is not None and image.shape[:2] != (size, size):
-        image = _resize(image, size).numpy()
+        image = resize_image(image, size)
     return image

@@ -9,8 +9,8 @@ tf.data pipeline, `verify`, the exported `serve_examples` signature) call
 Each record names the format of its image (`image/format`): `png` (schema
 1, the default: a standard RGBA PNG whose channels are R, G, B, Y) or `raw`
 (schema 2: the H x W x 4 uint8 bytes in row-major RGBY order, as numpy lays
-them out). Raw records are the size of uncompressed PNGs and decode 1.7x
-faster (README, "Conversion"); PNG is the documented contract other TF code
+them out). Raw records are the size of uncompressed PNGs and decode 2x
+faster (README, "Benchmarks"); PNG is the documented contract other TF code
 reads with `tf.io.decode_png`, and the only one that compresses. A dataset's
 schema version is that of its format, so a PNG dataset is what schema-1
 readers have always read.
@@ -21,7 +21,7 @@ import tensorflow as tf
 IMAGE_FORMATS = ("png", "raw")
 DEFAULT_IMAGE_FORMAT = "png"
 SCHEMA_VERSIONS = {"png": 1, "raw": 2}  # the version a dataset of each format declares
-READABLE_SCHEMA_VERSIONS = (1, 2)
+READABLE_SCHEMA_VERSIONS = tuple(sorted(set(SCHEMA_VERSIONS.values())))
 
 KEY_ENCODED = "image/encoded"
 KEY_FORMAT = "image/format"
