@@ -26,18 +26,16 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from protein_location.core.errors import ProteinLocationError
+    from protein_location.core.command_line import run_command
     from protein_location.export import export_formats_of
     from protein_location.training import config as config_lib, train
 
-    try:
+    def work():
         # Checked before training: a missing converter must not cost a run.
         formats = export_formats_of(args.tflite, args.tflite_quantize, args.onnx, args.export_dir)
         train(config_lib.config_from_args(args, export_formats=formats))
-    except ProteinLocationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_command(work)
 
 
 if __name__ == "__main__":

@@ -79,52 +79,60 @@ def _parser():
 def main(argv=None):
     args = _parser().parse_args(argv)
     # Imported here so `--help` answers without loading TensorFlow.
+    from protein_location.core.command_line import run_command
+
+    return run_command(lambda: _run(args))
+
+
+def _run(args):
     from data_prep import convert, synthetic, verify
-    from protein_location.core.errors import ProteinLocationError
 
-    try:
-        if args.command == "synth":
-            summary = synthetic.generate_dataset(args.out, args.train, args.test, args.size, args.seed,
-                                                 workers=args.workers)
-            print(f"synth: {summary['num_train']} train and {summary['num_test']} test images "
-                  f"({args.size}x{args.size}) in {args.out}")
-        elif args.command == "convert":
-            start = time.perf_counter()
-            result = convert.convert(args.images, args.out, csv_path=args.csv, size=args.size,
-                                     val_fraction=args.val_fraction, folds=args.folds, num_shards=args.shards,
-                                     shard_mb=args.shard_mb, seed=args.seed, workers=args.workers,
-                                     on_error=args.on_error, max_pixels=args.max_pixels,
-                                     image_format=args.image_format, png_compression=args.png_compression,
-                                     overwrite=args.overwrite,
-                                     resume=args.resume, label_set=args.label_set,
-                                     group_column=args.group_column)
-            seconds = time.perf_counter() - start
-            if result.get("already_complete"):
-                print(f"convert: {args.out}: already complete (dataset.json); nothing to do")
-                return 0
-            split = result["split"]
-            if "worst_class" in split:
-                print(f"split: {sum(s['num_examples'] for s in result['sources'])} images in {split['num_groups']} "
-                      f"groups ({split['groups']}); per-class val fractions within "
-                      f"{split['val_fraction_mean_deviation']:.3f} of {split['val_fraction']:g} on average, worst: "
-                      f"{split['worst_class']} at {split['worst_class_val_fraction']:.3f}")
-            splits = result["splits"].items()
-            counts = ", ".join(f"{split} {entry['num_examples']}" for split, entry in splits)
-            total = sum(entry["num_examples"] for _, entry in splits)
-            shards = sum(len(entry["shards"]) for _, entry in splits)
-            skipped = f", {result['num_errors']} skipped (errors.csv)" if args.on_error == "skip" else ""
-            print(f"convert: {counts} examples{skipped} ({result['label_set']}, {len(result['class_names'])} classes) "
-                  f"at {result['image_size']}px in {shards} shards, "
-                  f"{seconds:.1f} s ({total / max(seconds, 1e-9):.0f} img/s, {args.workers or workers.default_workers(total)} workers) -> {args.out}")
-        else:
-            checked = verify.verify_dataset(args.data)
-            counts = ", ".join(f"{split} {count}" for split, count in checked.items())
-            print(f"verify: {args.data} OK ({counts} examples, sha256 and counts match)")
-    except ProteinLocationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    if args.command == "synth":
+        summary = synthetic.generate_dataset(args.out, args.train, args.test, args.size, args.seed,
+                                             workers=args.workers)
+        print(f"synth: {summary['num_train']} train and {summary['num_test']} test images "
+              f"({args.size}x{args.size}) in {args.out}")
+    elif args.command == "convert":
+        _convert(args, convert)
+    else:
+        checked = verify.verify_dataset(args.data)
+        counts = ", ".join(f"{split} {count}" for split, count in checked.items())
+        print(f"verify: {args.data} OK ({counts} examples, sha256 and counts match)")
 
+
+def _convert(args, convert):
+    start = time.perf_counter()
+    result = convert.convert(args.images, args.out, csv_path=args.csv, size=args.size,
+                             val_fraction=args.val_fraction, folds=args.folds, num_shards=args.shards,
+                             shard_mb=args.shard_mb, seed=args.seed, workers=args.workers,
+                             on_error=args.on_error, max_pixels=args.max_pixels,
+                             image_format=args.image_format, png_compression=args.png_compression,
+                             overwrite=args.overwrite,
+                             resume=args.resume, label_set=args.label_set,
+                             group_column=args.group_column)
+    seconds = time.perf_counter() - start
+    if result.get("already_complete"):
+        print(f"convert: {args.out}: already complete (dataset.json, every shard's sha256 matches); nothing to do")
+        return
+    if result.get("repaired"):
+        print(f"convert: {args.out}: rewrote {len(result['repaired'])} missing or damaged shard(s) "
+              f"({', '.join(result['repaired'])}); every shard matches dataset.json again")
+        return
+    split = result["split"]
+    if "worst_class" in split:
+        print(f"split: {sum(s['num_examples'] for s in result['sources'])} images in {split['num_groups']} "
+              f"groups ({split['groups']}); per-class val fractions within "
+              f"{split['val_fraction_mean_deviation']:.3f} of {split['val_fraction']:g} on average, worst: "
+              f"{split['worst_class']} at {split['worst_class_val_fraction']:.3f}")
+    splits = result["splits"].items()
+    counts = ", ".join(f"{split} {entry['num_examples']}" for split, entry in splits)
+    total = sum(entry["num_examples"] for _, entry in splits)
+    shards = sum(len(entry["shards"]) for _, entry in splits)
+    skipped = f", {result['num_errors']} skipped (errors.csv)" if args.on_error == "skip" else ""
+    print(f"convert: {counts} examples{skipped} ({result['label_set']}, {len(result['class_names'])} classes) "
+          f"at {result['image_size']}px in {shards} shards, "
+          f"{seconds:.1f} s ({total / max(seconds, 1e-9):.0f} img/s, "
+          f"{args.workers or workers.default_workers(total)} workers) -> {args.out}")
 
 if __name__ == "__main__":
     sys.exit(main())

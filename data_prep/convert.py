@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from data_prep import shard_plan, shard_writer, split as split_lib, stain_reader, workers as workers_lib
 from data_prep.shard_plan import ConvertOptions
-from protein_location.core import labels as labels_lib, labels_csv, manifest as manifest_lib, raw_images, records
-from protein_location.core.errors import DataPrepError, SourceError
+from protein_location.core import (folder_lock, labels as labels_lib, labels_csv, manifest as manifest_lib,
+                                   output_files, raw_images, records, stop_signals)
+from protein_location.core.errors import DataPrepError, OutputError, SourceError
 
 SAMPLE_FOR_SHARD_SIZE = 8
 
@@ -153,6 +154,7 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
             bytes (schema 2: faster to write and to decode).
     """
     _check_flags(num_shards, on_error, image_format, png_compression, group_column, csv_path)
+    output_files.check_output_dir(out_dir, "--out")
     images_dirs, csv_paths = _as_tuple(images_dir), _as_tuple(csv_path)
     if out_dir.startswith("ram://"):
         workers = 1  # TensorFlow's RAM filesystem lives in one process: workers' writes would vanish
@@ -163,19 +165,43 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
                              0.0 if folds else val_fraction, folds, num_shards, shard_mb, seed, on_error, max_pixels,
                              png_compression, image_format)
     options, shards, split_info, fingerprint = _plan(entries, options, chosen_set)
-    finished = shard_writer.finished_dataset(out_dir, fingerprint) if resume and not overwrite else None
-    if finished is not None:
-        return {**finished, "already_complete": True}
-    resuming = shard_writer.prepare_output(out_dir, fingerprint, overwrite, resume)
-    shard_records = _write(out_dir, shards, options, workers, resuming)
-    manifest = shard_writer.build_manifest(options, options.size, shard_records, split_info, fingerprint)
-    errors += [e for _, record in shard_records for e in record["errors"]]
-    manifest["num_errors"] = len(errors)
-    if options.on_error == "skip":
-        shard_writer.write_errors(out_dir, errors)
-    manifest_lib.write_manifest(out_dir, manifest)
+    # Locked once the plan stands (reading the sources writes nothing): one conversion writes --out at a time.
+    with folder_lock.FolderLock(out_dir, "conversion"):
+        return _write_dataset(out_dir, shards, options, workers, split_info, fingerprint, errors, resume, overwrite)
+
+
+def _write_dataset(out_dir, shards, options, workers, split_info, fingerprint, errors, resume, overwrite):
+    try:
+        finished = shard_writer.finished_dataset(out_dir, fingerprint) if resume and not overwrite else None
+        if finished is not None:
+            return _repair(out_dir, finished, shards, options, workers)
+        resuming = shard_writer.prepare_output(out_dir, fingerprint, overwrite, resume)
+        shard_records = _write(out_dir, shards, options, workers, resuming)
+        manifest = shard_writer.build_manifest(options, options.size, shard_records, split_info, fingerprint)
+        errors += [e for _, record in shard_records for e in record["errors"]]
+        manifest["num_errors"] = len(errors)
+        if options.on_error == "skip":
+            shard_writer.write_errors(out_dir, errors)
+        manifest_lib.write_manifest(out_dir, manifest)
+    except OutputError as error:
+        raise OutputError(f"{error}; {RESUME_HINT}") from None
+    except stop_signals.StopRequested as stop:
+        raise stop.with_message(f"stopped by {stop.name}; {RESUME_HINT}") from None
     tf.io.gfile.rmtree(posixpath.join(out_dir, shard_writer.STATE_DIR))
     return manifest
+
+
+RESUME_HINT = "the finished shards are kept: rerun the same command with --resume to finish the conversion"
+
+
+def _repair(out_dir, finished, shards, options, workers):
+    """convert --resume on a finished dataset: rewrites the shards that are
+    missing or damaged (their sha256 differs from dataset.json), if any."""
+    damaged = shard_writer.damaged_shards(out_dir, finished, shards)
+    if not damaged:
+        return {**finished, "already_complete": True}
+    shard_writer.rewrite_shards(out_dir, finished, damaged, options, options.size, min(workers, len(damaged)))
+    return {**finished, "repaired": [shard.name for shard in damaged]}
 
 
 def _check_flags(num_shards, on_error, image_format, png_compression, group_column, csv_path):
@@ -221,8 +247,12 @@ def _write(out_dir, shards, options, workers, resuming):
                 if "fatal" in record:
                     image_id, path, problem = record["fatal"]
                     raise SourceError(problem, image_id, path or None)
+                if "output_error" in record:
+                    raise OutputError(record["output_error"])
                 done[record["file"]] = record
                 progress.update(record["num_examples"] + len(record["errors"]))
+    except OutputError:
+        raise  # a full disk: the finished shards stay for --resume
     except Exception:
         shard_writer.remove_dataset_files(out_dir)  # bad input: leave nothing that looks like a dataset
         raise

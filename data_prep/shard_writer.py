@@ -11,8 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from data_prep import stain_reader, tfrecord_lib, workers as workers_lib
-from protein_location.core import labels as labels_lib, manifest as manifest_lib, records
-from protein_location.core.errors import SourceError
+from protein_location.core import labels as labels_lib, manifest as manifest_lib, output_files, records
+from protein_location.core.errors import OutputError, SourceError
 from protein_location.core.json_files import read_json, write_json_atomic
 
 STATE_DIR = ".convert"
@@ -49,6 +49,19 @@ def write_shard(task):
     """
     out_dir, shard, options, size = task
     tmp_path = posixpath.join(out_dir, shard.name + ".tmp")
+    try:
+        return _write_shard(out_dir, shard, options, size, tmp_path)
+    except BaseException as error:
+        output_files.remove_quietly(tmp_path)
+        if isinstance(error, OutputError):
+            return {"file": shard.name, "output_error": str(error)}
+        reason = output_files.disk_error_reason(error)
+        if reason is not None:
+            return {"file": shard.name, "output_error": f"{tmp_path}: cannot write it: {reason}"}
+        raise
+
+
+def _write_shard(out_dir, shard, options, size, tmp_path):
     label_counts = np.zeros(labels_lib.label_set_named(options.label_set).num_classes, np.int64)
     source_counts = np.zeros(len(options.images_dirs), np.int64)
     pixel_sum, pixel_sum_sq, errors, count = np.zeros(4), np.zeros(4), [], 0
@@ -67,8 +80,10 @@ def write_shard(task):
             pixel_sum += result["sum"]
             pixel_sum_sq += result["sum_sq"]
             count += 1
+    output_files.sync_file(tmp_path)
     record = {
         "file": shard.name, "num_examples": count, "sha256": manifest_lib.file_sha256(tmp_path),
+        "num_bytes": tf.io.gfile.stat(tmp_path).length, "ends_sha256": manifest_lib.shard_ends_sha256(tmp_path),
         "label_counts": label_counts.tolist(), **({"fold": shard.fold} if shard.fold is not None else {}),
         "source_counts": source_counts.tolist(),
         "pixel_sum": pixel_sum.tolist(), "pixel_sum_sq": pixel_sum_sq.tolist(), "errors": errors,
@@ -144,6 +159,7 @@ def remove_dataset_files(out_dir):
     for name in tf.io.gfile.listdir(out_dir):
         if name.endswith((".tfrecord", ".tfrecord.tmp")) or name in (manifest_lib.MANIFEST_NAME, ERRORS_NAME):
             tf.io.gfile.remove(posixpath.join(out_dir, name))
+    output_files.remove_stale_temporaries(out_dir)
 
 
 def write_errors(out_dir, errors):
@@ -151,8 +167,7 @@ def write_errors(out_dir, errors):
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["Id", "file", "problem"])
     writer.writerows(errors)
-    with tf.io.gfile.GFile(posixpath.join(out_dir, ERRORS_NAME), "w") as f:
-        f.write(buffer.getvalue())
+    output_files.write_atomic(posixpath.join(out_dir, ERRORS_NAME), buffer.getvalue())
 
 
 def build_manifest(options, size, shard_records, split_info, fingerprint):
@@ -165,7 +180,8 @@ def build_manifest(options, size, shard_records, split_info, fingerprint):
                                                 "shards": []})
         entry["num_examples"] += record["num_examples"]
         entry["label_counts"] = [a + b for a, b in zip(entry["label_counts"], record["label_counts"])]
-        entry["shards"].append({k: record[k] for k in ("file", "num_examples", "sha256", "label_counts", "fold")
+        entry["shards"].append({k: record[k] for k in ("file", "num_examples", "sha256", "num_bytes", "ends_sha256",
+                                                       "label_counts", "fold")
                                 if k in record})
         if shard.split == "train":
             pixel_sum += record["pixel_sum"]
@@ -192,3 +208,37 @@ def build_manifest(options, size, shard_records, split_info, fingerprint):
         manifest["channel_mean"] = [round(float(m), 4) for m in mean]
         manifest["channel_std"] = [round(float(s), 4) for s in std]
     return manifest
+
+
+def damaged_shards(out_dir, manifest, shards):
+    """The planned `shards` of a finished dataset whose file is missing or
+    differs from its sha256 in dataset.json."""
+    recorded = {entry["file"]: entry for split in manifest["splits"].values() for entry in split["shards"]}
+    damaged = []
+    for shard in shards:
+        path = posixpath.join(out_dir, shard.name)
+        entry = recorded.get(shard.name)
+        if entry is None or not tf.io.gfile.exists(path) or manifest_lib.file_sha256(path) != entry["sha256"]:
+            damaged.append(shard)
+    return damaged
+
+
+def rewrite_shards(out_dir, manifest, shards, options, size, workers):
+    """Writes `shards` of a finished dataset again (their bytes depend only on
+    the plan, so they come out as dataset.json records them); SourceError
+    if one does not, because the raw images changed since."""
+    recorded = {entry["file"]: entry for split in manifest["splits"].values() for entry in split["shards"]}
+    tf.io.gfile.makedirs(posixpath.join(out_dir, STATE_DIR))
+    try:
+        for record in write_shards([(out_dir, shard, options, size) for shard in shards], workers):
+            if "fatal" in record:
+                image_id, path, problem = record["fatal"]
+                raise SourceError(problem, image_id, path or None)
+            if "output_error" in record:
+                raise OutputError(record["output_error"])
+            if record["sha256"] != recorded[record["file"]]["sha256"]:
+                raise SourceError(f"rewrote {record['file']}, and it differs from the one dataset.json records: the "
+                                  "raw images changed since the conversion; convert again with --overwrite",
+                                  path=out_dir)
+    finally:
+        tf.io.gfile.rmtree(posixpath.join(out_dir, STATE_DIR))

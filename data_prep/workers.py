@@ -35,9 +35,31 @@ def process_pool(processes, preload=None):
             only what the tasks need, as they arrive.
     """
     context = multiprocessing.get_context(START_METHOD)
-    if preload is None:
-        return context.Pool(processes)
-    return context.Pool(processes, import_quietly, (preload,))
+    return context.Pool(processes, start_worker, (os.getpid(), preload))
+
+
+def start_worker(parent, preload=None):
+    """A worker's first step: it dies with its parent (PID `parent`), then imports `preload` quietly."""
+    die_with_parent(parent)
+    if preload is not None:
+        import_quietly(preload)
+
+
+def die_with_parent(parent):
+    """Asks Linux to send this process SIGKILL when the process that started it
+    dies, however it dies (kill -9 included): a conversion's workers must not
+    go on writing shards into a folder whose lock their parent no longer
+    holds. Elsewhere (macOS, Windows) a no-op: the pool's own clean-up on
+    SIGTERM is all there is."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
 
 
 def import_quietly(module):

@@ -82,8 +82,13 @@ def _predict(args):
 
 def _predict_in_precision(args):
     from protein_location import predict, serving, submission
+    from protein_location.core import output_files
     from protein_location.core.raw_images import list_image_ids
 
+    # Checked before any inference: a missing output folder must not cost the run.
+    output_files.check_output_file(args.out, "--out")
+    if args.probabilities:
+        output_files.check_output_file(args.probabilities, "--probabilities")
     wanted = submission.read_ids(args.csv) if args.csv else None
     model = serving.load_serving_model(args.model, args.tta)
     if args.records:
@@ -106,10 +111,14 @@ def _predict_in_precision(args):
 
 def _export(args):
     from protein_location import export
+    from protein_location.core import folder_lock, output_files
     from protein_location.core.errors import ExportError
 
     formats = export.export_formats_of(args.tflite, args.tflite_quantize, args.onnx, args.out, "--out")
-    model, thresholds, class_names = export.load_run(args.model_dir)
+    output_files.check_output_dir(args.out, "--out")
+    # The run folder is locked while it is read: a training cannot start in it meanwhile.
+    with folder_lock.FolderLock(args.model_dir, "export", create=False):
+        model, thresholds, class_names = export.load_run(args.model_dir)
     views = args.tta or thresholds.views
     if views == 8 and thresholds.tta is None:
         raise ExportError(f"{args.model_dir}/thresholds.json has no thresholds tuned for 8 views; "
@@ -122,32 +131,34 @@ def _export(args):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    from protein_location.core.errors import PredictError, ProteinLocationError
+    from protein_location.core.command_line import run_command
+
+    return run_command(lambda: _run(args))
+
+
+def _run(args):
+    from protein_location.core.errors import PredictError
     from protein_location.core.raw_images import list_image_ids
 
-    try:
-        if args.command == "predict":
-            _predict(args)
-        elif args.command == "score":
-            from protein_location import submission
+    if args.command == "predict":
+        _predict(args)
+    elif args.command == "score":
+        from protein_location import submission
 
-            f1, label_set = submission.score_submission(args.submission, args.truth, args.label_set)
-            print(f"score: macro F1 {f1:.4f} ({args.submission} against {args.truth}, {label_set})")
-        elif args.command == "explain":
-            from protein_location import explain
+        f1, label_set = submission.score_submission(args.submission, args.truth, args.label_set)
+        print(f"score: macro F1 {f1:.4f} ({args.submission} against {args.truth}, {label_set})")
+    elif args.command == "explain":
+        from protein_location import explain
+        from protein_location.core import output_files
 
-            if args.max_locations < 1:
-                raise PredictError(f"--max-locations must be at least 1, got {args.max_locations}")
-            ids = args.ids or list_image_ids(args.images)
-            record = explain.explain_images(args.model, args.images, ids, args.out, args.max_locations)
-            print(f"explain: {len(record['images'])} images -> {args.out} (<Id>.png, explain.json)")
-        else:
-            _export(args)
-    except ProteinLocationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
+        if args.max_locations < 1:
+            raise PredictError(f"--max-locations must be at least 1, got {args.max_locations}")
+        output_files.check_output_dir(args.out, "--out")
+        ids = args.ids or list_image_ids(args.images)
+        record = explain.explain_images(args.model, args.images, ids, args.out, args.max_locations)
+        print(f"explain: {len(record['images'])} images -> {args.out} (<Id>.png, explain.json)")
+    else:
+        _export(args)
 
 if __name__ == "__main__":
     sys.exit(main())

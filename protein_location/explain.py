@@ -21,7 +21,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from protein_location import serving
-from protein_location.core import json_files, raw_images
+from protein_location.core import json_files, output_files, raw_images
 from protein_location.export import signatures, versions
 
 matplotlib.use("Agg")  # files only; no display needed
@@ -83,8 +83,7 @@ def save_figure(figure, path):
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(buffer.getvalue())
+    output_files.write_atomic(path, buffer.getvalue())
 
 
 def explain_images(model_path, images_dir, ids, out_dir, max_locations=4):

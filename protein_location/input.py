@@ -4,6 +4,7 @@ One function builds every pipeline (training, evaluation, prediction); the
 record layout is known only to `records.parse_example`.
 """
 
+import contextlib
 import posixpath
 import typing
 
@@ -12,6 +13,7 @@ import tensorflow as tf
 
 from protein_location import augment
 from protein_location.core import manifest as manifest_lib, records, stains
+from protein_location.core.errors import ManifestError
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -97,6 +99,48 @@ def make_dataset(
                                    image_size, num_classes)
     dataset = dataset.batch(batch_size, drop_remainder=training or pad_batches)
     return dataset.prefetch(AUTOTUNE)
+
+
+def split_shards(data_dir, manifest, splits, fold=None):
+    """The shard entries of the `splits` the dataset has (with `fold`: train and val of that fold)."""
+    present = set(manifest.get("splits", {})) if fold is None else {"train", "val"}
+    return [shard for split in splits if split in present
+            for shard in manifest_lib.select_shards(data_dir, manifest, split, fold)]
+
+
+def check_split_files(data_dir, manifest, splits, fold=None):
+    """Before a run reads `splits`: each shard exists with the size and ends
+    dataset.json records (`manifest.check_shard_files`), so a deleted,
+    truncated or replaced shard stops it in one line instead of a traceback
+    mid-run, or a run on part of the data."""
+    manifest_lib.check_shard_files(data_dir, split_shards(data_dir, manifest, splits, fold))
+
+
+# Errors of reading shards (a failed CRC, a cut record, a file gone, a count
+# short of the manifest's); any other OpError names a shard only if one is damaged.
+READ_ERRORS = (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
+               tf.errors.UnavailableError)
+
+
+@contextlib.contextmanager
+def named_read_errors(data_dir, manifest, splits, fold=None):
+    """Turns an error raised while the block reads the shards of `splits` into
+    one line naming the damaged shard and what to do (ManifestError). An error
+    with no damaged shard behind it: a read error becomes one line saying so,
+    any other is raised as it was."""
+    try:
+        yield
+    except tf.errors.OpError as error:
+        found = manifest_lib.find_damaged_shard(data_dir, split_shards(data_dir, manifest, splits, fold))
+        if found is not None:
+            path, problem = found
+            raise ManifestError(f"{path}: {problem}; {manifest_lib.repair_hint(data_dir)}; then run the same "
+                                "command again") from None
+        what = manifest_lib.op_error_line(error)
+        if isinstance(error, READ_ERRORS):
+            raise ManifestError(f"{data_dir}: reading the shards failed ({what}), yet every shard reads whole now "
+                                "(a passing storage error?); run the same command again") from None
+        raise
 
 
 def _read_records(files, shuffled, seed, shard_context=None):

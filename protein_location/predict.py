@@ -67,11 +67,13 @@ def predict_records(model_path, data_dir, split="test", batch_size=64, tta=None)
     """
     manifest = manifest_lib.load_manifest(data_dir)
     _, num_examples, _ = manifest_lib.split_summary(data_dir, manifest, split)
+    input_lib.check_split_files(data_dir, manifest, (split,))
     model = serving.load_serving_model(model_path, tta)
     check_same_classes(model.class_names, manifest_lib.class_names(manifest), model.path, data_dir)
     dataset = input_lib.make_dataset(data_dir, split, batch_size, with_ids=True)
     ids, probabilities, labels = [], [], []
-    with tqdm(total=num_examples, unit="img", desc=f"predict {split}", disable=None) as progress:
+    with tqdm(total=num_examples, unit="img", desc=f"predict {split}", disable=None) as progress, \
+            input_lib.named_read_errors(data_dir, manifest, (split,)):
         for images, _, source_ids in dataset:
             # Stored pixels are whole numbers on 0-255: the cast is exact.
             batch_probabilities, batch_labels = _predict_batch(model.serve, tf.cast(images, tf.uint8))

@@ -12,6 +12,7 @@ import tensorflow as tf  # noqa: E402
 from sklearn import metrics  # noqa: E402
 
 from protein_location import thresholds as thresholds_lib  # noqa: E402
+from protein_location.core import output_files  # noqa: E402
 
 
 # F1 of a class with a handful of val examples moves by 0.1-0.3 with one
@@ -80,7 +81,7 @@ def build_report(run_info, y_true, y_prob, tuned, class_names):
 def read_history(path):
     """history.csv (Keras CSVLogger) -> list of dicts of floats."""
     with tf.io.gfile.GFile(path, "r") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(f.read()))]
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(io.StringIO(f.read()))]
 
 
 def plot_report(history, report, path):
@@ -112,5 +113,4 @@ def plot_report(history, report, path):
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(buffer.getvalue())
+    output_files.write_atomic(path, buffer.getvalue())

@@ -8,7 +8,7 @@ import pandas as pd
 import tensorflow as tf
 
 from protein_location import thresholds as thresholds_lib
-from protein_location.core import labels as labels_lib, labels_csv
+from protein_location.core import labels as labels_lib, labels_csv, output_files
 from protein_location.core.errors import PredictError
 
 
@@ -42,25 +42,32 @@ def select_ids(ids, probabilities, label_matrix, wanted, source):
 def write_submission(path, ids, label_matrix):
     """Kaggle submission: `Id,Predicted`, Predicted the space-separated label indices."""
     predicted = [labels_lib.format_target(labels_lib.from_multi_hot(row)) for row in label_matrix]
-    with tf.io.gfile.GFile(path, "w") as f:
-        pd.DataFrame({"Id": ids, "Predicted": predicted}).to_csv(f, index=False)
+    output_files.write_atomic(path, pd.DataFrame({"Id": ids, "Predicted": predicted}).to_csv(index=False))
 
 
 def write_probabilities(path, ids, probabilities, class_names):
     """`Id` and one column per class (the model's class names), the model's probabilities."""
     table = pd.DataFrame(np.asarray(probabilities), columns=list(class_names))
     table.insert(0, "Id", ids)
-    with tf.io.gfile.GFile(path, "w") as f:
-        table.to_csv(f, index=False, float_format="%.6f")
+    output_files.write_atomic(path, table.to_csv(index=False, float_format="%.6f"))
 
 
 def read_ids(path):
     """The Ids of a sample submission, in its order: column `Id` (2018) or `ID` (2021)."""
     table = read_csv(path, [])
-    for column in ("Id", "ID"):
-        if column in table.columns:
-            return list(table[column])
-    raise PredictError(f"{path}: expected an Id (or ID) column, found {','.join(table.columns)!r}")
+    column = next((c for c in ("Id", "ID") if c in table.columns), None)
+    if column is None:
+        raise PredictError(f"{path}: expected an Id (or ID) column, found {','.join(table.columns)!r}")
+    ids = list(table[column])
+    if not ids:
+        raise PredictError(f"{path}: no Ids (a header and no rows); nothing to predict")
+    first_line = {}
+    for line, image_id in enumerate(ids, start=2):
+        if image_id in first_line:
+            raise PredictError(f"{path} line {line}: duplicate Id {image_id} (first on line {first_line[image_id]}); "
+                               "a submission has one row per Id")
+        first_line[image_id] = line
+    return ids
 
 
 def score_submission(submission_path, truth_path, label_set=None):

@@ -135,7 +135,8 @@ def test_an_export_killed_while_writing_leaves_the_last_complete_version_served(
     try:
         deadline = time.monotonic() + 120
         while True:  # until the new version's files start to appear, whatever the folder is called
-            writing = [p for p in base.iterdir() if p.name not in ("1", other_machine.name) and any(p.iterdir())]
+            writing = [p for p in base.iterdir()
+                       if p.is_dir() and p.name not in ("1", other_machine.name) and any(p.iterdir())]
             if writing:
                 break
             assert process.poll() is None, f"the export ended before it was killed: {process.stdout.read()}"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from protein_location import augment, input as input_lib, models, precision as precision_lib
-from protein_location.training import config as config_lib, evaluator, task, trainer
+from protein_location.training import checkpoints, config as config_lib, evaluator, task, trainer
 from tests.helpers import ROOT, run_cli
 
 TINY = ["--batch-size", 8, "--width", 0.125, "--size", 32]
@@ -59,13 +59,11 @@ def test_killed_run_resumes_from_its_last_epoch(converted_dir, tmp_path):
 
     # The best epoch so far scored higher than any later epoch can: the
     # checkpoint written before the kill must survive the resumed epochs.
-    history = (run / "history.csv").read_text().splitlines()
-    header = history[0].split(",")
-    first = history[1].split(",")
-    first[header.index(trainer.SELECTION_METRIC)] = "1.5"
-    (run / "history.csv").write_text("\n".join([history[0], ",".join(first), *history[2:]]) + "\n")
+    resumed_at = checkpoints.committed_epochs(str(run))
+    checkpoints.restore_best(str(run), resumed_at, trainer.SELECTION_METRIC)
+    best = json.loads((run / "best.json").read_text())
+    (run / "best.json").write_text(json.dumps({**best, trainer.SELECTION_METRIC: 1.5}))
     best_before = (run / "best.weights.h5").read_bytes()
-    resumed_at = trainer.resumed_epoch(str(run))
 
     resumed = run_cli(*_train_args(converted_dir, run, epochs))
     assert "Epoch 1/8" not in resumed.stdout
@@ -89,13 +87,21 @@ def test_a_resumed_run_draws_new_batches_instead_of_replaying_epoch_one(converte
     assert first_batch(3)[0] == resumed_ids  # a resume repeats for a seed and epoch
 
 
-def test_checkpoint_selection_carries_the_best_value_over_from_history(tmp_path):
-    (tmp_path / "backup").mkdir()
-    (tmp_path / "history.csv").write_text("epoch,val_auc,val_macro_f1\n0,0.61,0.4\n1,0.83,0.2\n2,0.70,0.5\n")
-    checkpoint = next(c for c in trainer.callbacks(str(tmp_path), str(tmp_path / "best.weights.h5"))
+def test_checkpoint_selection_carries_the_best_value_over_from_the_best_checkpoint(tmp_path):
+    (tmp_path / "best.weights.h5").write_bytes(b"weights of epoch 2")
+    (tmp_path / "best.json").write_text(json.dumps({"epoch": 2, "val_auc": 0.83, "sha256": _sha256(
+        tmp_path / "best.weights.h5")}))
+    value = checkpoints.restore_best(str(tmp_path), 3, "val_auc")
+    checkpoint = next(c for c in trainer.callbacks(str(tmp_path), initial_best=value)
                       if isinstance(c, keras.callbacks.ModelCheckpoint))
     assert checkpoint.monitor == "val_auc" and checkpoint.best == 0.83
-    assert trainer.best_logged_value(str(tmp_path / "missing.csv")) is None
+    assert checkpoints.restore_best(str(tmp_path / "none"), 3, "val_auc") is None
+
+
+def _sha256(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.mark.slow

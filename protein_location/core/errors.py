@@ -49,3 +49,11 @@ class VerifyError(ProteinLocationError):
 
 class WeightsError(ProteinLocationError):
     """Pretrained weights that cannot be had as asked (one line naming the file or the download)."""
+
+
+class OutputError(ProteinLocationError):
+    """An output that cannot be written (a full disk, a missing or read-only folder): one line naming the path."""
+
+
+class FolderInUseError(ProteinLocationError):
+    """An output folder another live command is writing (its lock names the holder)."""

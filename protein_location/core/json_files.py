@@ -1,16 +1,16 @@
 """JSON records through tf.io.gfile (local, gs://, ram://): dataset.json,
-conversion state, thresholds.json, report.json, explain.json."""
+conversion state, run.json, thresholds.json, report.json, explain.json."""
 
 import json
 
 import tensorflow as tf
 
+from protein_location.core.output_files import write_atomic
+
 
 def write_json_atomic(path, payload):
-    """Writes JSON through a temporary file renamed into place: never half a file."""
-    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-        json.dump(payload, f, indent=2)
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    """Writes JSON whole or not at all (`output_files.write_atomic`)."""
+    write_atomic(path, json.dumps(payload, indent=2))
 
 
 def read_json(path):

@@ -138,3 +138,87 @@ def file_sha256(path):
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# A shard's first and last bytes: what `shard_ends_sha256` digests. Two reads
+# per shard whatever its size; a replaced shard differs in its first record
+# (another Id) even where its size does not (raw records are all one size).
+ENDS_BYTES = 1 << 16
+
+
+def shard_ends_sha256(path):
+    """sha256 of a file's first and last ENDS_BYTES (all of it when it is
+    smaller than twice that), read through tf.io.gfile."""
+    digest = hashlib.sha256()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        digest.update(f.read(ENDS_BYTES))
+        size = f.size()
+        if size > 2 * ENDS_BYTES:
+            f.seek(size - ENDS_BYTES)
+        digest.update(f.read())
+    return digest.hexdigest()
+
+
+def repair_hint(data_dir):
+    return (f"check every shard with `python -m data_prep verify {data_dir}`, and rewrite the damaged ones with the "
+            "`python -m data_prep convert` command that made the dataset plus --resume")
+
+
+def shard_file_problem(path, shard):
+    """What is wrong with a shard file against its dataset.json entry, cheaply
+    (its size, and the digest of its ends), or None. Entries written before
+    dataset.json recorded sizes are checked for existence only."""
+    if not tf.io.gfile.exists(path):
+        return f"missing (listed in {MANIFEST_NAME})"
+    if "num_bytes" in shard:
+        size = tf.io.gfile.stat(path).length
+        if size != shard["num_bytes"]:
+            return f"{size} bytes, {MANIFEST_NAME} records {shard['num_bytes']}: truncated or replaced"
+    if "ends_sha256" in shard and shard_ends_sha256(path) != shard["ends_sha256"]:
+        return f"its first and last bytes differ from what {MANIFEST_NAME} records: replaced or overwritten"
+    return None
+
+
+def check_shard_files(data_dir, shards):
+    """Every shard entry of `shards` has its file in `data_dir`, of the size and
+    ends digest dataset.json records (`shard_file_problem`); ManifestError
+    naming the first that does not. Several files are checked at once: on
+    gs:// each check is a request."""
+    import concurrent.futures
+
+    paths = [posixpath.join(data_dir, shard["file"]) for shard in shards]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, max(len(paths), 1))) as pool:
+        problems = list(pool.map(shard_file_problem, paths, shards))
+    for path, problem in zip(paths, problems):
+        if problem is not None:
+            raise ManifestError(f"{path}: {problem}; {repair_hint(data_dir)}")
+
+
+def find_damaged_shard(data_dir, shards):
+    """(path, problem) of the first shard of `shards` that is missing, of the
+    wrong size or ends, unreadable (a failed record CRC, a cut record), or
+    holding another number of records than dataset.json says; None if every
+    one reads whole. Reads every record: for diagnosis after a read error."""
+    for shard in shards:
+        path = posixpath.join(data_dir, shard["file"])
+        problem = shard_file_problem(path, shard)
+        if problem is not None:
+            return path, problem
+        count = 0
+        try:
+            for _ in tf.data.TFRecordDataset(path):
+                count += 1
+        except tf.errors.OpError as error:
+            return path, f"unreadable after {count} records ({op_error_line(error)})"
+        if count != shard["num_examples"]:
+            return path, f"{count} records, {MANIFEST_NAME} records {shard['num_examples']}"
+    return None
+
+
+def op_error_line(error):
+    """A TensorFlow error's own words in one line, without the function and op
+    names TensorFlow wraps them in ("corrupted record at 559750")."""
+    text = re.sub(r"\{\{[^}]*\}\}", "", error.message or "")
+    text = re.sub(r"\[Op:[^\]]*\].*", "", text)
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("[[")]
+    return lines[0] if lines else type(error).__name__

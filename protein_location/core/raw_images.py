@@ -58,6 +58,12 @@ def find_channel_file(images_dir, image_id, channel):
         path = posixpath.join(images_dir, f"{image_id}_{channel}{ext}")
         if tf.io.gfile.exists(path):
             return path
+    # An extension in other case (`_red.PNG`, as `list_image_ids` accepts): one listing, only on a miss.
+    stem = f"{image_id}_{channel}"
+    for name in sorted(tf.io.gfile.listdir(images_dir)) if tf.io.gfile.isdir(images_dir) else []:
+        base, ext = posixpath.splitext(name)
+        if base == stem and ext.lower() in IMAGE_EXTENSIONS:
+            return posixpath.join(images_dir, name)
     expected = posixpath.join(images_dir, f"{image_id}_{channel}.png")
     raise SourceError("missing channel file", image_id, expected)
 

@@ -7,7 +7,8 @@ import posixpath
 import numpy as np
 
 from protein_location import models
-from protein_location.core.errors import ExportError
+from protein_location.core import folder_lock, output_files
+from protein_location.core.errors import ExportError, OutputError
 from protein_location.export import formats as formats_lib, saved_model
 from protein_location.export.versions import (make_staging_dir, publish, remove_dir, remove_interrupted_exports,
                                                   version_dirs)
@@ -41,6 +42,16 @@ def export_model(model, thresholds, export_base, formats=(), log=print, *, class
     formats_lib.check_available(formats)
     model = models.float32_twin(model)
     _check_sizes(model, thresholds, class_names, tta_thresholds)
+    with folder_lock.FolderLock(export_base, "export"):
+        path, written = _write_version(model, thresholds, export_base, formats, log, class_names, tta_thresholds)
+    views = "8 flips/rotations" if tta_thresholds is not None else "one view"
+    log(f"export: SavedModel in {path} (serving_default: {views}, with thresholds tuned for it)")
+    for entry in written:
+        log(f"export: {formats_lib.describe(entry, path)}")
+    return path
+
+
+def _write_version(model, thresholds, export_base, formats, log, class_names, tta_thresholds):
     for stale in remove_interrupted_exports(export_base):
         log(f"export: removed {stale}, left by an export that was killed")
     intended = posixpath.join(export_base, str(max(version_dirs(export_base), default=0) + 1))
@@ -54,14 +65,14 @@ def export_model(model, thresholds, export_base, formats=(), log=print, *, class
     except ExportError as error:
         remove_dir(staging)
         raise ExportError(f"{error}; no version written to {export_base}") from None
-    except BaseException:
+    except BaseException as error:
         remove_dir(staging)
+        reason = output_files.disk_error_reason(error)
+        if reason is not None:
+            raise OutputError(f"{export_base}: cannot write the export: {reason}; no version written; "
+                              f"{output_files.RETRY_HINT}") from None
         raise
-    views = "8 flips/rotations" if tta_thresholds is not None else "one view"
-    log(f"export: SavedModel in {path} (serving_default: {views}, with thresholds tuned for it)")
-    for entry in written:
-        log(f"export: {formats_lib.describe(entry, path)}")
-    return path
+    return path, written
 
 
 def export_saved_model(model, thresholds, export_base, class_names, tta_thresholds=None):

@@ -1,5 +1,6 @@
 """A training run folder (`train_keras.py --model-dir`) as export reads it:
-its model.keras (loaded with safe_mode=True) and thresholds.json."""
+its model.keras (loaded with safe_mode=True) and thresholds.json, once its
+run.json says training is over."""
 
 import collections
 import json
@@ -9,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from protein_location.core import run_state
 from protein_location.core.errors import ExportError
 
 # A run's thresholds.json: single-view thresholds, those tuned on the mean of
@@ -22,6 +24,7 @@ def load_run(model_dir):
     RunThresholds, their class names)."""
     model_path = posixpath.join(model_dir, "model.keras")
     thresholds_path = posixpath.join(model_dir, "thresholds.json")
+    check_run_finished(model_dir)
     for path in (model_path, thresholds_path):
         if not tf.io.gfile.exists(path):
             raise ExportError(f"{model_dir}: no {posixpath.basename(path)} here; "
@@ -45,3 +48,18 @@ def load_run(model_dir):
         raise ExportError(f"{thresholds_path}: expected {width} thresholds and class names (the model's outputs), "
                           f"found {single_view.size} and {len(class_names)}")
     return model, RunThresholds(single_view, tta, views), class_names
+
+
+def check_run_finished(model_dir):
+    """Refuses a run folder whose training is not over (run.json says training,
+    or an earlier version's backup/ is there): its model.keras, if any, is of
+    another run or of none."""
+    try:
+        state = run_state.RunState.read(model_dir)
+    except ValueError as error:
+        raise ExportError(str(error)) from None
+    unfinished = (state.status == run_state.TRAINING if state is not None
+                  else run_state.describe_folder(model_dir) == "unfinished")
+    if unfinished:
+        raise ExportError(f"{model_dir}: holds an unfinished training (run.json, backup/); finish it by running its "
+                          "train_keras.py command again, then export")

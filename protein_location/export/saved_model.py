@@ -144,6 +144,14 @@ class Signatures:
         return self.outputs(tf.map_fn(one_image, (red, green, blue, yellow), fn_output_signature=self._pixels_spec()))
 
     def serve_examples(self, examples):
+        # ParseExample's error on bytes that are no Example quotes them, and TensorFlow's Python error then fails
+        # to decode its own message (UnicodeDecodeError); decode_proto refuses them first, as a DataLossError
+        # naming what was expected.
+        wire_checked = tf.io.decode_proto(examples, "tensorflow.Example", ["features"], [tf.string],
+                                          name="examples_must_be_serialized_tf_train_Example_protos")
+        with tf.control_dependencies([wire_checked.sizes]):
+            examples = tf.identity(examples)
+
         def one_image(example):
             # records.parse_example's decoding, with the cap checked first: on
             # the shape a raw record states, or on a PNG's header.
@@ -160,6 +168,12 @@ class Signatures:
     def gradcam(self, image):
         """Grad-CAM (Selvaraju et al., 2017) of every class, one view."""
         pixels = self.resize(self.within_cap(image))
+        side, classes = self.image_size, self.num_classes
+        empty = {"heatmaps": tf.zeros([0, side, side, classes]), "probabilities": tf.zeros([0, classes]),
+                 "labels": tf.zeros([0, classes], tf.int32)}
+        return tf.cond(tf.shape(pixels)[0] > 0, lambda: self._gradcam(pixels), lambda: empty)
+
+    def _gradcam(self, pixels):
         with tf.GradientTape() as tape:
             tape.watch(pixels)
             # The backbone's feature map and the head's logits, taken from
@@ -196,8 +210,14 @@ class Signatures:
         # Conversion's own resize: files sent to the model give the pixels it was trained on.
         return stains.resize_rgby(pixels, self.image_size)
 
+    def probabilities_of(self, pixels):
+        """The model's probabilities; an empty batch gives an empty batch (oneDNN's conv2d mishandles
+        one: README "Fault tolerance")."""
+        return tf.cond(tf.shape(pixels)[0] > 0, lambda: self.forward(pixels),
+                       lambda: tf.zeros([0, self.num_classes]))
+
     def single_view(self, pixels):
-        probabilities = self.forward(pixels)
+        probabilities = self.probabilities_of(pixels)
         return {"probabilities": probabilities,
                 "labels": tf.cast(probabilities >= self.single_view_thresholds, tf.int32)}
 
@@ -206,5 +226,6 @@ class Signatures:
         if self.views == 1:
             return self.single_view(pixels)
         stacked = tf.reshape(augment.dihedral_views(pixels), [-1, self.image_size, self.image_size, 4])
-        probabilities = tf.reduce_mean(tf.reshape(self.forward(stacked), [self.views, -1, self.num_classes]), axis=0)
+        probabilities = tf.reduce_mean(tf.reshape(self.probabilities_of(stacked), [self.views, -1, self.num_classes]),
+                                       axis=0)
         return {"probabilities": probabilities, "labels": tf.cast(probabilities >= self.default_thresholds, tf.int32)}

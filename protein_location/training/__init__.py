@@ -5,12 +5,18 @@
 | `config` | `TrainConfig` and the flags generated from it |
 | `task` | the model, loss, metrics, optimizer and input pipelines |
 | `trainer` | the run's plan, callbacks, fit and resume |
+| `checkpoints` | backup, best checkpoint and history, each written whole; stop on SIGTERM |
+| `run_folder` | run.json: start, resume, finish or refuse a run folder |
 | `evaluator` | 8-view prediction of val, thresholds, report |
 """
 
-from protein_location import export
-from protein_location.core import manifest as manifest_lib
-from protein_location.training import evaluator, trainer
+import contextlib
+import posixpath
+
+from protein_location import distribute, export
+from protein_location.core import folder_lock, json_files, manifest as manifest_lib, output_files, stop_signals
+from protein_location.core.run_state import TRAINING
+from protein_location.training import config as config_lib, evaluator, run_folder, trainer
 from protein_location.training.config import TrainConfig
 
 __all__ = ["TrainConfig", "train"]
@@ -19,17 +25,57 @@ __all__ = ["TrainConfig", "train"]
 def train(config):
     """Trains, tunes thresholds on val, writes the report and (optionally) the export.
 
+    Run again after a kill at any instant, the same command finishes the run:
+    it resumes from the last finished epoch, or only evaluates, or only
+    exports (`run_folder`). A SIGTERM stops it at the next batch with
+    `stop_signals.StopRequested` saying where it stands.
+
     Returns the report dict (None on a multi-worker run's non-chief workers:
     the chief writes the model, report and export).
     """
-    config, plan = trainer.plan_run(config)
-    fitted = trainer.fit_model(config, plan)
-    if fitted is None:
-        return None
-    model, fit, fit_seconds = fitted
-    report, single_view, tta = evaluator.write_report(config, plan, model, fit, fit_seconds)
+    settings = config_lib.run_settings(config)
+    output_files.check_output_dir(config.model_dir, "--model-dir")
     if config.export_dir:
-        export.export_model(model, single_view.thresholds, config.export_dir, config.export_formats,
-                            class_names=manifest_lib.class_names(plan.manifest),
-                            tta_thresholds=tta.thresholds if config.tta == 8 else None)
+        output_files.check_output_dir(config.export_dir, "--export")
+    config, plan = trainer.plan_run(config)
+    chief = distribute.is_chief(plan.strategy)
+    status = None
+    with folder_lock.FolderLock(config.model_dir, "training") if chief else contextlib.nullcontext():
+        try:
+            state = run_folder.open_run(config, settings, chief)
+            status = state.status
+            return _finish(config, plan, state, chief)
+        except stop_signals.StopRequested as stop:
+            progress = run_folder.describe_progress(config.model_dir, config.epochs, status)
+            raise stop.with_message(f"stopped by {stop.name}; {progress}") from None
+
+
+def _finish(config, plan, state, chief):
+    """Trains and evaluates a TRAINING run; exports when --export names a base
+    this run has not been exported to."""
+    if state.status == TRAINING:
+        fitted = trainer.fit_model(config, plan)
+        if fitted is None:
+            return None
+        model, fit, fit_seconds = fitted
+        report, single_view, tta = evaluator.write_report(config, plan, model, fit, fit_seconds)
+        state = run_folder.finish_training(config.model_dir, state)
+        thresholds, tta_thresholds = single_view.thresholds, tta.thresholds
+    elif not chief:
+        return None
+    else:
+        report = json_files.read_json(posixpath.join(config.model_dir, "report.json"))
+        if not config.export_dir or state.export_to(config.export_dir):
+            done = f"; exported as {state.export_to(config.export_dir)}" if config.export_dir else ""
+            print(f"run: {config.model_dir} is complete (run.json){done}; nothing to do (--overwrite trains it "
+                  "again)")
+            return report
+        print(f"run: {config.model_dir} is trained and evaluated (run.json); exporting it")
+        model, run_thresholds, _ = export.load_run(config.model_dir)
+        thresholds, tta_thresholds = run_thresholds.single_view, run_thresholds.tta
+    if config.export_dir:
+        version = export.export_model(model, thresholds, config.export_dir, config.export_formats,
+                                      class_names=manifest_lib.class_names(plan.manifest),
+                                      tta_thresholds=tta_thresholds if config.tta == 8 else None)
+        run_folder.record_export(config.model_dir, state, config.export_dir, version)
     return report

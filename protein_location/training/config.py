@@ -78,6 +78,13 @@ class TrainConfig:
     replicas: int | None = flag("--replicas", "mirrored: use this many GPUs, or split a machine without GPUs into "
                                 "this many logical CPU devices (default: all GPUs, or one CPU)", None, type=int)
     tpu: str | None = flag("--tpu", "with --strategy tpu: the Cloud TPU's name, or local on a TPU VM", None)
+    overwrite: bool = flag("--overwrite", "start a new run in a --model-dir that holds another one (its run files "
+                           "are deleted); without it the same command resumes or finishes its own run, and "
+                           "another refuses", False)
+
+
+# Flags that say how a run computes, not what it is: a killed run may resume with other values of these.
+RUNTIME_FIELDS = ("model_dir", "export_dir", "export_formats", "strategy", "replicas", "tpu", "jit_compile", "overwrite")
 
 
 # AugmentConfig's fields as flags (augment.py keeps its own dataclass, free of argparse).
@@ -122,3 +129,13 @@ def config_from_args(args, **overrides):
     augmentation = augment.AugmentConfig(**{field.name: getattr(args, f"augment_{field.name}")
                                             for field in dataclasses.fields(augment.AugmentConfig)})
     return TrainConfig(**values, augmentation=augmentation, **overrides)
+
+
+def run_settings(config):
+    """{flag: value} of what defines a run (every flag but RUNTIME_FIELDS),
+    as the command gave them: a resume must give the same (run.json)."""
+    settings = {field.metadata["flag"]: getattr(config, field.name) for field in dataclasses.fields(TrainConfig)
+                if "flag" in field.metadata and field.name not in RUNTIME_FIELDS}
+    for field in dataclasses.fields(augment.AugmentConfig):
+        settings[AUGMENT_FLAGS[field.name][0]] = getattr(config.augmentation, field.name)
+    return settings

@@ -9,7 +9,7 @@ import numpy as np
 
 from protein_location import augment, distribute, input as input_lib, report as report_lib
 from protein_location import thresholds as thresholds_lib
-from protein_location.core import json_files, labels as labels_lib, manifest as manifest_lib
+from protein_location.core import json_files, labels as labels_lib, manifest as manifest_lib, output_files
 
 
 def predict_views(model, data_dir, split, batch_size, image_size, fold=None):
@@ -21,11 +21,13 @@ def predict_views(model, data_dir, split, batch_size, image_size, fold=None):
     """
     padded = model.distribute_strategy.num_replicas_in_sync > 1
     dataset = input_lib.make_dataset(data_dir, split, batch_size, image_size, fold=fold, pad_batches=padded)
-    count = manifest_lib.split_summary(data_dir, manifest_lib.load_manifest(data_dir), split, fold)[1]
-    y_true = np.concatenate([labels.numpy() for _, labels, *_ in dataset])[:count]
-    views = [dataset.map(lambda image, *_, k=k: (augment.dihedral_view(image, k),))
-             for k in range(augment.DIHEDRAL_VIEWS)]
-    return y_true, np.stack([model.predict(view, verbose=0)[:count] for view in views])
+    manifest = manifest_lib.load_manifest(data_dir)
+    count = manifest_lib.split_summary(data_dir, manifest, split, fold)[1]
+    with input_lib.named_read_errors(data_dir, manifest, (split,), fold):
+        y_true = np.concatenate([labels.numpy() for _, labels, *_ in dataset])[:count]
+        views = [dataset.map(lambda image, *_, k=k: (augment.dihedral_view(image, k),))
+                 for k in range(augment.DIHEDRAL_VIEWS)]
+        return y_true, np.stack([model.predict(view, verbose=0)[:count] for view in views])
 
 
 def write_report(config, plan, model, fit, fit_seconds):
@@ -35,7 +37,8 @@ def write_report(config, plan, model, fit, fit_seconds):
 
     Returns (report, single-view Tuned, 8-view Tuned).
     """
-    model.save(posixpath.join(config.model_dir, "model.keras"))
+    with output_files.atomic_path(posixpath.join(config.model_dir, "model.keras")) as path:
+        model.save(path)
     y_true, y_views = predict_views(model, config.data, "val", config.batch_size, plan.image_size, config.fold)
     train_rates = np.asarray(plan.train_label_counts, np.float64) / plan.train_count
     tuned = {1: thresholds_lib.tune_thresholds(y_true, y_views[0], train_rates),
@@ -64,7 +67,8 @@ def write_report(config, plan, model, fit, fit_seconds):
         "peak_learning_rate": plan.peak_rate,
         # This process's epochs only: a resumed run does not count the ones before.
         "train_seconds": round(fit_seconds, 1),
-        "train_images_per_second": round(len(fit.epoch) * plan.steps_per_epoch * config.batch_size / fit_seconds, 1),
+        "train_images_per_second": (round(len(fit.epoch) * plan.steps_per_epoch * config.batch_size / fit_seconds, 1)
+                                    if fit.epoch else None),
     }
     report = report_lib.build_report(run_info, y_true, y_prob, tuned[config.tta], class_names)
     other = 8 if config.tta == 1 else 1
@@ -79,6 +83,6 @@ def write_report(config, plan, model, fit, fit_seconds):
           f"{report[f'val_macro_f1_tuned_{other}_views']:.4f} for {other} view{'s' if other > 1 else ''}); tuned over the "
           f"{report['classes_with_min5_val_examples']} classes with >= 5 val examples: "
           f"{'n/a' if supported is None else f'{supported:.4f}'}")
-    print(f"run: {config.model_dir} (best.weights.h5, model.keras, history.csv, logs/, thresholds.json, "
-          f"report.json, report.png)")
+    print(f"run: {config.model_dir} (run.json, best.weights.h5, best.json, model.keras, history.csv, logs/, "
+          "thresholds.json, report.json, report.png)")
     return report, tuned[1], tuned[8]

@@ -12,10 +12,9 @@ import numpy as np
 import tensorflow as tf
 
 from protein_location import distribute, input as input_lib, models, precision as precision_lib
-from protein_location import report as report_lib
-from protein_location.core import json_files, manifest as manifest_lib
+from protein_location.core import manifest as manifest_lib, output_files, run_state, stop_signals
 from protein_location.core.errors import TrainError
-from protein_location.training import task
+from protein_location.training import checkpoints, task
 
 # The checkpoint kept is the epoch of best val macro ROC AUC: it does not
 # depend on a threshold, where macro F1 at 0.5 is the wrong cut for focal loss
@@ -23,44 +22,36 @@ from protein_location.training import task
 SELECTION_METRIC = "val_auc"
 
 
-def resumed_epoch(model_dir):
-    """The epoch a run in `model_dir` resumes at (0 for a fresh run), from the
-    state BackupAndRestore keeps in model_dir/backup."""
-    path = posixpath.join(model_dir, "backup", "training_metadata.json")
-    if not tf.io.gfile.exists(path):
-        return 0
-    return int(json_files.read_json(path)["epoch"])
-
-
-def best_logged_value(history_path, metric=SELECTION_METRIC):
-    """The best `metric` in a resumed run's history.csv (None if it has none), so
-    the first epoch after a restart does not overwrite a better checkpoint."""
-    if not tf.io.gfile.exists(history_path):
-        return None
-    values = [row[metric] for row in report_lib.read_history(history_path) if metric in row]
-    return max(values) if values else None
-
-
-def callbacks(model_dir, best_path, write_dir=None):
-    """Multi-worker: every worker restores from the chief's backup in model_dir,
-    only the chief writes it; the others write their history, logs and best
-    weights to their own write_dir (distribute.write_dir)."""
+def callbacks(model_dir, write_dir=None, initial_best=None):
+    """The run's callbacks, in the order their epoch-end writes must happen:
+    the best checkpoint and the history first, the backup last (it commits
+    the epoch: `checkpoints`). Multi-worker: every worker restores from the
+    chief's backup in model_dir, only the chief writes it; the others write
+    their history, logs and best weights to their own write_dir
+    (distribute.write_dir)."""
     write_dir = write_dir or model_dir
     chief = write_dir == model_dir
-    backup = posixpath.join(model_dir, "backup")
-    history = posixpath.join(write_dir, "history.csv")
-    # A resumed run appends to its history; a fresh one starts it anew.
-    if not tf.io.gfile.exists(backup) and tf.io.gfile.exists(history):
-        tf.io.gfile.remove(history)
+    backup = posixpath.join(model_dir, run_state.BACKUP_DIR)
     return [
-        keras.callbacks.BackupAndRestore(backup) if chief else distribute.RestoreFromChief(backup),
-        keras.callbacks.ModelCheckpoint(best_path, monitor=SELECTION_METRIC, mode="max",
-                                        save_best_only=True, save_weights_only=True,
-                                        initial_value_threshold=best_logged_value(history)),
-        keras.callbacks.TensorBoard(posixpath.join(write_dir, "logs"), profile_batch=0),
-        keras.callbacks.CSVLogger(history, append=True),
+        checkpoints.StopAtSignal(),
         keras.callbacks.TerminateOnNaN(),
+        checkpoints.BestCheckpoint(write_dir, SELECTION_METRIC, initial_value_threshold=initial_best),
+        checkpoints.HistoryFile(posixpath.join(write_dir, checkpoints.HISTORY)),
+        keras.callbacks.TensorBoard(posixpath.join(write_dir, "logs"), profile_batch=0),
+        checkpoints.AtomicBackupAndRestore(backup) if chief else checkpoints.RestoreFromChief(backup),
     ]
+
+
+def restore_run(model_dir, write_dir):
+    """Brings a run folder back to its last committed epoch before fit:
+    history rows and a best checkpoint of a later (uncommitted) epoch are
+    dropped. Returns (epochs done, the best checkpoint's val_auc or None)."""
+    epochs_done = checkpoints.committed_epochs(model_dir)
+    checkpoints.truncate_history(posixpath.join(write_dir, checkpoints.HISTORY), epochs_done)
+    best = checkpoints.restore_best(write_dir, epochs_done, SELECTION_METRIC)
+    output_files.remove_stale_temporaries(write_dir)
+    output_files.remove_stale_temporaries(posixpath.join(model_dir, run_state.BACKUP_DIR))
+    return epochs_done, best
 
 
 def check_batch(config, train_count, replicas):
@@ -124,6 +115,7 @@ def plan_run(config):
     replicas = strategy.num_replicas_in_sync
     _, train_count, train_label_counts = manifest_lib.split_summary(config.data, manifest, "train", config.fold)
     _, val_count, _ = manifest_lib.split_summary(config.data, manifest, "val", config.fold)
+    input_lib.check_split_files(config.data, manifest, ("train", "val"), config.fold)
     check_batch(config, train_count, replicas)
     image_size = config.image_size or manifest["image_size"]
     pipelines = distribute.num_input_pipelines(strategy)
@@ -167,7 +159,9 @@ def fit_model(config, plan):
     Returns (model with the best epoch's weights in float32, Keras History,
     seconds), or None on a multi-worker run's non-chief workers.
     """
-    start_epoch = resumed_epoch(config.model_dir)
+    tf.io.gfile.makedirs(config.model_dir)
+    write_dir = distribute.write_dir(config.model_dir, plan.strategy)
+    start_epoch, initial_best = restore_run(config.model_dir, write_dir)
     if start_epoch:
         print(f"resume: from the end of epoch {start_epoch} ({config.model_dir}/backup)")
     train_data, val_data, val_steps = task.make_datasets(config, plan, start_epoch)
@@ -177,12 +171,10 @@ def fit_model(config, plan):
           f"{config.precision}{', XLA' if config.jit_compile else ''}, loss {config.loss}; "
           f"augment {config.augmentation}")
 
-    tf.io.gfile.makedirs(config.model_dir)
-    write_dir = distribute.write_dir(config.model_dir, plan.strategy)
-    best_path = posixpath.join(write_dir, "best.weights.h5")
+    best_path = posixpath.join(write_dir, checkpoints.BEST_WEIGHTS)
     # One set of callbacks for every phase: the best checkpoint, history and
     # logs run on across the head-only warm-up and the rest.
-    run_callbacks = callbacks(config.model_dir, best_path, write_dir)
+    run_callbacks = callbacks(config.model_dir, write_dir, initial_best)
     start = time.perf_counter()
     fits = []
     for first, end, train_backbone in task.fine_tuning_phases(config):
@@ -193,9 +185,13 @@ def fit_model(config, plan):
         if not train_backbone:
             print(f"fine-tuning: epochs {first + 1}-{end} train the head only "
                   f"({len(model.trainable_variables)} variables), the backbone frozen")
-        fit = model.fit(train_data, validation_data=val_data, initial_epoch=first, epochs=end,
-                        shuffle=False,  # shuffled in tf.data
-                        steps_per_epoch=plan.steps_per_epoch, validation_steps=val_steps, callbacks=run_callbacks)
+        # A stop signal waits for the next batch boundary (StopAtSignal); a read error names its shard.
+        with stop_signals.deferred(), input_lib.named_read_errors(config.data, plan.manifest, ("train", "val"),
+                                                                  config.fold):
+            fit = model.fit(train_data, validation_data=val_data, initial_epoch=first, epochs=end,
+                            shuffle=False,  # shuffled in tf.data
+                            steps_per_epoch=plan.steps_per_epoch, validation_steps=val_steps,
+                            callbacks=run_callbacks)
         fits.append(fit)
     fit_seconds = time.perf_counter() - start
     for earlier in fits[:-1]:  # one History for the run: the phases' epochs in order

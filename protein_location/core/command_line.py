@@ -1,0 +1,55 @@
+"""How the command-line tools end: every error of bad input, a full disk or a
+stop signal as one line on stderr (`error: ...`) and an exit code, never a
+traceback. Used by `train_keras.py`, `python -m data_prep` and
+`python -m protein_location`."""
+
+import sys
+
+from protein_location.core import stop_signals
+from protein_location.core.errors import ProteinLocationError
+
+
+def run_command(work):
+    """Runs `work()` with SIGTERM and SIGINT handled (`stop_signals`); returns
+    the exit code: 0, 1 for an error (bad input, a full or read-only disk),
+    128 + the signal's number for a stop."""
+    with stop_signals.handled():
+        try:
+            work()
+        except ProteinLocationError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        except stop_signals.StopRequested as stop:
+            print(f"error: {stop}", file=sys.stderr)
+            return stop.exit_code
+        except (OSError, RuntimeError) as error:
+            message = _disk_error_line(error)
+            if message is None:
+                raise
+            print(f"error: {message}", file=sys.stderr)
+            return 1
+        except Exception as error:
+            import tensorflow as tf
+
+            message = _disk_error_line(error) if isinstance(error, tf.errors.OpError) else None
+            if message is None:
+                raise
+            print(f"error: {message}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _disk_error_line(error):
+    """One line for a write that failed outside the project's own writers
+    (a library writing on its own), or None if `error` is not such a failure."""
+    import gc
+
+    from protein_location.core import output_files
+
+    reason = output_files.disk_error_reason(error)
+    if reason is None:
+        return None
+    gc.collect()  # h5py's failed files close now, not in a crash at exit
+    where = getattr(error, "filename", None)
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"{where + ': ' if where else ''}{reason} ({detail}); {output_files.RETRY_HINT}"
