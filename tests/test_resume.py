@@ -68,3 +68,49 @@ def test_resume_after_kill_gives_identical_output(raw, tmp_path):
     run_cli(*_convert_args(raw, killed, "--resume"))
     assert _dataset_files(killed) == _dataset_files(complete)
     assert not (killed / ".convert").exists()
+
+
+def _children(pid):
+    try:
+        return [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _gone(pids, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = [pid for pid in pids if os.path.exists(f"/proc/{pid}") and
+                 open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] != "Z"]
+        if not alive:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads child processes from /proc")
+def test_sigterm_stops_a_conversion_in_one_line_and_no_worker_outlives_its_parent(raw, tmp_path):
+    out = tmp_path / "data"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        args = _convert_args(raw, out, "--resume", "--shards", 2)  # 64 images a shard: seconds of work each
+        args[args.index("--workers") + 1] = 2
+        process = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while len(_children(process.pid)) < 3 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # the resource tracker and two workers
+        workers = _children(process.pid)
+        time.sleep(1.0)  # the workers are past their start
+        process.send_signal(stop)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode in (128 + stop, -stop), stderr
+        if stop == signal.SIGTERM:
+            assert process.returncode == 128 + signal.SIGTERM
+            assert stderr.strip().splitlines()[-1] == (
+                "error: stopped by SIGTERM; the finished shards are kept: rerun the same command with --resume to "
+                "finish the conversion")
+        # Gone at once, not at the end of the shard each was writing.
+        assert _gone(workers, seconds=1.5), f"workers {workers} outlived their parent ({stop.name})"
+    run_cli(*_convert_args(raw, out, "--resume", "--shards", 2))
+    assert (out / "dataset.json").exists()

@@ -23,6 +23,7 @@ import re
 import secrets
 import socket
 
+import numpy as np
 import tensorflow as tf
 
 from protein_location.core.errors import OutputError
@@ -105,33 +106,80 @@ def remove_quietly(path):
         pass
 
 
+def check_free_space(path, needed_bytes):
+    """Refuses (OutputError) to start writing about `needed_bytes` to the local
+    file `path` when its file system has less free: h5py, which writes Keras'
+    weights, does not recover from a disk that fills up in the middle of a
+    file (every later close fails, and the interpreter can crash at exit)."""
+    if not is_local(path) or not needed_bytes:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return
+    free = stats.f_bavail * stats.f_frsize
+    if free < needed_bytes:
+        raise OutputError(f"{path}: cannot write it: no space left on device (it needs about "
+                          f"{needed_bytes / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free); {RETRY_HINT}")
+
+
+def weights_bytes(model):
+    """About what Keras writes for `model` (`save_weights`, model.keras): its
+    variables and, once built, its optimizer's, each with about 2 KiB of HDF5
+    around it (measured: 1-2 KiB)."""
+    variables = list(model.weights)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and getattr(optimizer, "built", False):
+        variables += list(optimizer.variables)
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize + 2048 for v in variables) + (256 << 10)
+
+
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, needed_bytes=None):
     """Yields a temporary path beside `path` for a library that writes by name
     (Keras, h5py); renames it to `path` when the block ends, or removes it if
     the block raises. A write that fails for lack of space or permission
-    raises OutputError naming `path`."""
+    raises OutputError naming `path`; with `needed_bytes`, one that would not
+    fit is not started (`check_free_space`)."""
+    check_free_space(path, needed_bytes)
     temporary = temporary_path(path)
     try:
         yield temporary
         sync_file(temporary)
         tf.io.gfile.rename(temporary, path, overwrite=True)
     except BaseException as error:
-        _release_writers()
-        remove_quietly(temporary)
         reason = disk_error_reason(error)
-        if reason is not None:
-            raise OutputError(f"{path}: cannot write it: {reason}; nothing was left half-written; "
-                              f"{RETRY_HINT}") from None
-        raise
+        if reason is None:
+            remove_quietly(temporary)
+            raise
+        release_failed_writer(error, temporary)
+        remove_quietly(temporary)
+        raise OutputError(f"{path}: cannot write it: {reason}; nothing was left half-written; {RETRY_HINT}") from None
 
 
-def _release_writers():
-    """Closes what a failed library write left open before its file is removed:
-    h5py closes a file whose write failed only when the object is collected,
-    and a close that fails then, at exit, can crash the interpreter."""
+def release_failed_writer(error, temporary):
+    """Lets a library whose write failed for lack of space close its file now.
+
+    Keras' weights writer leaves its h5py file open when a write fails; h5py
+    closes it when the object is collected, flushing again, and a flush that
+    fails again then (at exit, the disk still full) crashes the interpreter
+    (segmentation fault). So the half-written file is emptied first (its
+    space is what the flush needs) and the failed call's frames, which hold
+    the writer, are dropped now.
+    """
     import gc
 
+    if is_local(temporary) and os.path.exists(temporary):
+        try:
+            os.truncate(temporary, 0)
+        except OSError:
+            pass
+    seen = set()
+    while error is not None and id(error) not in seen:  # the frames of every exception in the chain
+        seen.add(id(error))
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
     gc.collect()
 
 

@@ -146,11 +146,14 @@ class Signatures:
     def serve_examples(self, examples):
         # ParseExample's error on bytes that are no Example quotes them, and TensorFlow's Python error then fails
         # to decode its own message (UnicodeDecodeError); decode_proto refuses them first, as a DataLossError
-        # naming what was expected.
-        wire_checked = tf.io.decode_proto(examples, "tensorflow.Example", ["features"], [tf.string],
-                                          name="examples_must_be_serialized_tf_train_Example_protos")
-        with tf.control_dependencies([wire_checked.sizes]):
-            examples = tf.identity(examples)
+        # naming what was expected. A data dependency (a control one does not order them) and no call on an
+        # empty batch (which decode_proto refuses).
+        def wire_checked():
+            sizes = tf.io.decode_proto(examples, "tensorflow.Example", ["features"], [tf.string],
+                                       name="examples_must_be_serialized_tf_train_Example_protos").sizes
+            return tf.gather(examples, tf.range(tf.shape(sizes)[0]))
+
+        examples = tf.cond(tf.size(examples) > 0, wire_checked, lambda: examples)
 
         def one_image(example):
             # records.parse_example's decoding, with the cap checked first: on

@@ -74,7 +74,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
                                   (self._training_metadata_path, self._prev_training_metadata_path)):
             if tf.io.gfile.exists(current):
                 tf.io.gfile.rename(current, previous, overwrite=True)
-        with output_files.atomic_path(self._weights_path) as temporary:
+        needed = output_files.weights_bytes(self.model)
+        with output_files.atomic_path(self._weights_path, needed) as temporary:
             self.model.save_weights(temporary, overwrite=True)
         write_json_atomic(self._training_metadata_path, {
             "epoch": self._current_epoch, "batch": self._last_batch_seen,
@@ -174,6 +175,8 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def on_epoch_end(self, epoch, logs=None):
         pending = None
+        # Checked whether or not this epoch improves: a disk too full for the checkpoint stops the run now.
+        output_files.check_free_space(self.filepath, output_files.weights_bytes(self.model))
         try:
             super().on_epoch_end(epoch, logs)
             pending, self._pending = self._pending, None
@@ -181,10 +184,12 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
                 output_files.sync_file(pending)
                 promote_best(self.folder, pending, epoch + 1, self.monitor, float(logs[self.monitor]))
         except BaseException as error:
+            reason = output_files.disk_error_reason(error)
             for leftover in (pending, self._pending):
                 if leftover is not None:
+                    if reason is not None:
+                        output_files.release_failed_writer(error, leftover)
                     output_files.remove_quietly(leftover)
-            reason = output_files.disk_error_reason(error)
             if reason is not None:
                 raise OutputError(f"{self.filepath}: cannot write it: {reason}; "
                                                f"{output_files.RETRY_HINT}") from None

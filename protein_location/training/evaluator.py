@@ -37,7 +37,8 @@ def write_report(config, plan, model, fit, fit_seconds):
 
     Returns (report, single-view Tuned, 8-view Tuned).
     """
-    with output_files.atomic_path(posixpath.join(config.model_dir, "model.keras")) as path:
+    with output_files.atomic_path(posixpath.join(config.model_dir, "model.keras"),
+                                  output_files.weights_bytes(model)) as path:
         model.save(path)
     y_true, y_views = predict_views(model, config.data, "val", config.batch_size, plan.image_size, config.fold)
     train_rates = np.asarray(plan.train_label_counts, np.float64) / plan.train_count
