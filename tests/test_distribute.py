@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from protein_location import distribute, input as input_lib, precision as precision_lib
 from protein_location.core.errors import TrainError
+from protein_location.training import checkpoints
 from tests.helpers import ROOT, convert_synthetic, last_error_line, run_cli
 
 # float32 pinned: these tests compare numbers across strategies and workers,
@@ -325,6 +326,14 @@ def _kill(processes):
         process.wait()
 
 
+def _committed(run):
+    """Epochs the chief's backup holds (0 while it is being written for the first time)."""
+    try:
+        return checkpoints.committed_epochs(str(run))
+    except (OSError, tf.errors.OpError):  # a file renamed while it was read
+        return 0
+
+
 def _epoch_summaries(output):
     """The val_loss of every epoch's summary line, as printed."""
     return re.findall(r"val_loss: ([0-9.e+-]+)", output)
@@ -341,14 +350,14 @@ def test_two_workers_resume_after_a_kill_and_the_chief_exports_once(converted_di
     try:  # kill both (a lost machine stops the whole cluster) once the chief has finished an epoch
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and all(process.poll() is None for process in processes):
-            if (run / "history.csv").exists() and len(_history(run)) >= 1:
+            if _committed(run) >= 1:
                 break
             time.sleep(0.01)
     finally:
         _kill(processes)
     assert [process.returncode for process in processes] == [-signal.SIGKILL] * 2, \
         "\n".join(log.read_text() for log in logs)
-    done_before = len(_history(run))
+    done_before = checkpoints.committed_epochs(str(run))
     assert 1 <= done_before < epochs and (run / "backup").is_dir()
     assert not export_dir.exists()
 
@@ -365,8 +374,9 @@ def test_two_workers_resume_after_a_kill_and_the_chief_exports_once(converted_di
 
     assert [int(row["epoch"]) for row in _history(run)] == list(range(epochs))
     assert sorted(path.name for path in export_dir.iterdir()) == ["1"]
-    assert sorted(path.name for path in run.iterdir()) == ["best.weights.h5", "history.csv", "logs", "model.keras",
-                                                           "report.json", "report.png", "thresholds.json"]
+    assert sorted(path.name for path in run.iterdir()) == ["best.json", "best.weights.h5", "history.csv", "logs",
+                                                           "model.keras", "report.json", "report.png", "run.json",
+                                                           "thresholds.json"]
     report = json.loads((run / "report.json").read_text())
     assert (report["strategy"], report["replicas"], report["workers"]) == ("multiworker", 2, 2)
 
