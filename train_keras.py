@@ -25,12 +25,14 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    # First: a SIGTERM while TensorFlow is imported (seconds) ends in one line too.
     from protein_location.core.command_line import run_command
-    from protein_location.export import export_formats_of
-    from protein_location.training import config as config_lib, train
 
     def work():
+        args = parse_args(argv)
+        from protein_location.export import export_formats_of
+        from protein_location.training import config as config_lib, train
+
         # Checked before training: a missing converter must not cost a run.
         formats = export_formats_of(args.tflite, args.tflite_quantize, args.onnx, args.export_dir)
         train(config_lib.config_from_args(args, export_formats=formats))

@@ -48,11 +48,11 @@ def prepare_data(work, seed):
     data = work / "data"
     if not (data / "dataset.json").exists():
         raw = work / "raw"
-        subprocess.run([sys.executable, "-m", "data_prep", "synth", "--out", raw, "--train", 96, "--test", 0,
-                        "--size", 32, "--seed", seed], cwd=ROOT, env=_env(), check=True, capture_output=True)
-        subprocess.run([sys.executable, "-m", "data_prep", "convert", "--csv", raw / "train.csv", "--images",
-                        raw / "train", "--out", data, "--shards", 2, "--val-fraction", 0.25, "--seed", seed],
-                       cwd=ROOT, env=_env(), check=True, capture_output=True)
+        for command in (["synth", "--out", raw, "--train", 96, "--test", 0, "--size", 32, "--seed", seed],
+                        ["convert", "--csv", raw / "train.csv", "--images", raw / "train", "--out", data, "--shards", 2,
+                         "--val-fraction", 0.25, "--seed", seed]):
+            subprocess.run([sys.executable, "-m", "data_prep", *map(str, command)], cwd=ROOT, env=_env(), check=True,
+                           capture_output=True)
     return data
 
 
@@ -184,7 +184,8 @@ def main(argv=None):
         "sigterm_answered_in_one_line": sum(bool(r.get("sigterm_ok")) for r in sigterms),
         "sigterms": len(sigterms),
         "sigterm_stop_seconds_max": max((r["stop_s"] for r in sigterms), default=None),
-        "landed": {place: sum(r["landed"] == place for r in records) for place in sorted({r["landed"] for r in records})},
+        "landed": {place: sum(r["landed"] == place for r in records)
+                   for place in sorted({r["landed"] for r in records})},
         "uninterrupted_run_s": round(full_seconds, 1), "epochs": args.epochs, "seed": args.seed,
     }
     out = pathlib.Path(args.out or work / "soak.json")

@@ -22,8 +22,8 @@ def verify_dataset(data_dir):
                 raise VerifyError(f"{path}: shard listed in {manifest_lib.MANIFEST_NAME} is missing")
             num_bytes = tf.io.gfile.stat(path).length
             if "num_bytes" in shard and num_bytes != shard["num_bytes"]:
-                raise VerifyError(f"{path}: {num_bytes} bytes, {manifest_lib.MANIFEST_NAME} records {shard['num_bytes']}: "
-                                  "truncated or replaced")
+                raise VerifyError(f"{path}: {num_bytes} bytes, {manifest_lib.MANIFEST_NAME} records "
+                                  f"{shard['num_bytes']}: truncated or replaced")
             if manifest_lib.file_sha256(path) != shard["sha256"]:
                 raise VerifyError(f"{path}: sha256 differs from {manifest_lib.MANIFEST_NAME}")
             count = 0

@@ -18,7 +18,6 @@ import json
 import os
 import posixpath
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -201,21 +200,6 @@ def write_dir(model_dir, strategy):
 def remove_write_dir(model_dir, path):
     if path != model_dir and tf.io.gfile.exists(path):
         tf.io.gfile.rmtree(path)
-
-
-class RestoreFromChief(keras.callbacks.BackupAndRestore):
-    """A non-chief worker's BackupAndRestore: it restores from the chief's
-    backup (so every worker resumes at the same epoch with the same state) and
-    never writes or deletes it. Keras' own callback has no chief/worker logic."""
-
-    def on_train_batch_end(self, batch, logs=None):
-        pass
-
-    def on_epoch_end(self, epoch, logs=None):
-        pass
-
-    def on_train_end(self, logs=None):
-        pass
 
 
 def replica_disagreement(model):

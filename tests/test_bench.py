@@ -79,8 +79,8 @@ def test_conversion_benchmark_runs_on_real_files_replicated(tmp_path):
     replicated = sorted((tmp_path / "work" / "source-kaggle2018-6" / "train").iterdir())
     assert len(replicated) == 24 and all(path.is_symlink() for path in replicated)
     assert replicated[0].name == "027a702a-bbca-11e8-b2bc-ac1f6b6435d0-00000_blue.png"
-    assert 0 < record["worker_start_s"] < record["convert"]["median_s"]
-    assert record["convert_less_worker_start"]["images_per_s"] > record["convert"]["images_per_s"]
+    # Times measured apart: on a busy machine the start can exceed the whole conversion, so no order is asserted.
+    assert record["worker_start_s"] > 0 and record["convert_less_worker_start"]["images_per_s"] > 0
     steps = record["breakdown"]["ms_per_image"]
     assert len(steps) == 8 and all(ms >= 0 for ms in steps.values()) and steps["encode (png)"] > 0
     assert record["breakdown"]["worker_ms_per_image"] == pytest.approx(sum(list(steps.values())[1:]), abs=0.05)
@@ -95,3 +95,19 @@ def test_presets_take_every_architecture_and_name_the_choices_for_an_unknown_one
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
         "--presets: unknown preset 'vgg16'; choose from seresnet18, seresnet34, seresnet50, seresnext50, "
         "densenet121, resnet50, efficientnetv2b0, convnext_tiny")
+
+
+def test_shard_check_benchmark_compares_the_check_with_a_full_sha256(tmp_path):
+    from bench import shard_check
+
+    record = shard_check.main(["--shards", "3", "--shard-mb", "1", "--work", str(tmp_path / "shards")])
+    assert record["shards"] == 3 and record["total_gb"] == pytest.approx(3 * 2**20 / 1e9, abs=0.01)
+    assert set(record["seconds"]) == {"size_only", "size_and_ends (training, predict)", "full_sha256 (data_prep verify)"}
+
+
+def test_checkpoint_cost_benchmark_times_both_backups(tmp_path):
+    from bench import checkpoint_cost
+
+    record = checkpoint_cost.main(["--size", "32", "--repeats", "1", "--work", str(tmp_path / "cost")])
+    assert set(record["median_s"]) == {"keras BackupAndRestore(double_checkpoint=True)", "AtomicBackupAndRestore"}
+    assert record["weights_file_mb"] <= record["estimated_mb"]  # the free-space check never asks for less

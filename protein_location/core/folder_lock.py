@@ -80,8 +80,9 @@ class FolderLock:
             entry[0]._release()
 
     def holder(self):
-        return {"pid": os.getpid(), "host": output_files.host_name(), "command": self.what,
-                "argv": " ".join(sys.argv), "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        return {"pid": os.getpid(), "host": output_files.host_name(), "command": self.what, "argv": " ".join(sys.argv),
+                "started": started}
 
     def _refuse(self, holder):
         who = (f"PID {holder.get('pid', '?')} on {holder.get('host', '?')}" if isinstance(holder, dict)

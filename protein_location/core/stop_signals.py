@@ -8,7 +8,8 @@
 
 Outside `deferred()` the handler raises `StopRequested` at once: every file
 a command writes is written whole or not at all (`output_files`), so any
-instant is safe. Inside, where a step or the end-of-epoch backup must not
+instant is safe; the stages of a command also check between them
+(`raise_if_requested`), for a raise that was lost. Inside, where a step or the end-of-epoch backup must not
 be cut, the signal waits for `raise_if_requested()` (the training callback
 `StopAtSignal` calls it between batches); a second signal does not wait.
 
@@ -45,10 +46,10 @@ _state = {"requested": None, "deferred": 0}
 
 def _handler(signum, frame):
     # A second signal while one is held stops at once: every write is atomic, so that is safe too.
-    if not _state["deferred"] or _state["requested"] is not None:
-        _state["requested"] = None
-        raise StopRequested(signum)
+    at_once = not _state["deferred"] or _state["requested"] is not None
     _state["requested"] = signum
+    if at_once:
+        raise StopRequested(signum)
 
 
 @contextlib.contextmanager
@@ -81,10 +82,13 @@ def deferred():
 
 
 def raise_if_requested():
-    """Raises StopRequested if a signal arrived while deferred."""
+    """Raises StopRequested if a signal has arrived (held while deferred, or
+    raised at once but lost: Python runs a handler between any two bytecodes,
+    and an exception it raises inside a `__del__`, which TensorFlow's objects
+    run often, is printed and dropped). The request stands until `handled`
+    ends, so every later check stops the command."""
     signum = _state["requested"]
     if signum is not None:
-        _state["requested"] = None
         raise StopRequested(signum)
 
 

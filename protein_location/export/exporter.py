@@ -7,7 +7,7 @@ import posixpath
 import numpy as np
 
 from protein_location import models
-from protein_location.core import folder_lock, output_files
+from protein_location.core import folder_lock, output_files, stop_signals
 from protein_location.core.errors import ExportError, OutputError
 from protein_location.export import formats as formats_lib, saved_model
 from protein_location.export.versions import (make_staging_dir, publish, remove_dir, remove_interrupted_exports,
@@ -61,6 +61,7 @@ def _write_version(model, thresholds, export_base, formats, log, class_names, tt
         checks = {}  # the SavedModel's outputs on the check images, computed once
         written = [formats_lib.write_format(name, model, thresholds, staging, checks, shown_path=intended)
                    for name in formats]
+        stop_signals.raise_if_requested()  # a stop before the version is published publishes nothing
         path = publish(staging, export_base)
     except ExportError as error:
         remove_dir(staging)

@@ -16,10 +16,10 @@ import os
 import posixpath
 import re
 import secrets
-import socket
 
 import tensorflow as tf
 
+from protein_location.core import output_files
 from protein_location.core.errors import ExportError
 
 # TF Serving loads the all-digit folders of a base; everything else is ignored.
@@ -43,26 +43,11 @@ def resolve_saved_model(path):
     return versions[max(versions)] if versions else path
 
 
-def _host():
-    return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "host"
-
-
 def make_staging_dir(export_base, version):
-    path = posixpath.join(export_base, f"{STAGING_PREFIX}{version}-{_host()}-{os.getpid()}-{secrets.token_hex(4)}")
+    name = f"{STAGING_PREFIX}{version}-{output_files.host_name()}-{os.getpid()}-{secrets.token_hex(4)}"
+    path = posixpath.join(export_base, name)
     tf.io.gfile.makedirs(path)
     return path
-
-
-def _process_alive(pid):
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def remove_interrupted_exports(export_base):
@@ -74,7 +59,7 @@ def remove_interrupted_exports(export_base):
     removed = []
     for name in sorted(n.rstrip("/") for n in tf.io.gfile.listdir(export_base)):
         match = STAGING_NAME.fullmatch(name)
-        if match and match[2] == _host() and not _process_alive(int(match[3])):
+        if match and match[2] == output_files.host_name() and not output_files.process_alive(int(match[3])):
             path = posixpath.join(export_base, name)
             remove_dir(path)
             removed.append(path)

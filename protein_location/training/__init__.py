@@ -39,14 +39,12 @@ def train(config):
         output_files.check_output_dir(config.export_dir, "--export")
     config, plan = trainer.plan_run(config)
     chief = distribute.is_chief(plan.strategy)
-    status = None
     with folder_lock.FolderLock(config.model_dir, "training") if chief else contextlib.nullcontext():
         try:
             state = run_folder.open_run(config, settings, chief)
-            status = state.status
             return _finish(config, plan, state, chief)
         except stop_signals.StopRequested as stop:
-            progress = run_folder.describe_progress(config.model_dir, config.epochs, status)
+            progress = run_folder.describe_progress(config.model_dir, config.epochs, config.export_dir)
             raise stop.with_message(f"stopped by {stop.name}; {progress}") from None
 
 
@@ -58,7 +56,9 @@ def _finish(config, plan, state, chief):
         if fitted is None:
             return None
         model, fit, fit_seconds = fitted
+        stop_signals.raise_if_requested()
         report, single_view, tta = evaluator.write_report(config, plan, model, fit, fit_seconds)
+        stop_signals.raise_if_requested()
         state = run_folder.finish_training(config.model_dir, state)
         thresholds, tta_thresholds = single_view.thresholds, tta.thresholds
     elif not chief:
@@ -74,6 +74,7 @@ def _finish(config, plan, state, chief):
         model, run_thresholds, _ = export.load_run(config.model_dir)
         thresholds, tta_thresholds = run_thresholds.single_view, run_thresholds.tta
     if config.export_dir:
+        stop_signals.raise_if_requested()
         version = export.export_model(model, thresholds, config.export_dir, config.export_formats,
                                       class_names=manifest_lib.class_names(plan.manifest),
                                       tta_thresholds=tta_thresholds if config.tta == 8 else None)

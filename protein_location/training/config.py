@@ -84,7 +84,8 @@ class TrainConfig:
 
 
 # Flags that say how a run computes, not what it is: a killed run may resume with other values of these.
-RUNTIME_FIELDS = ("model_dir", "export_dir", "export_formats", "strategy", "replicas", "tpu", "jit_compile", "overwrite")
+RUNTIME_FIELDS = ("model_dir", "export_dir", "export_formats", "strategy", "replicas", "tpu", "jit_compile",
+                  "overwrite")
 
 
 # AugmentConfig's fields as flags (augment.py keeps its own dataclass, free of argparse).

@@ -82,9 +82,15 @@ def record_export(model_dir, state, export_base, version_path):
     return state
 
 
-def describe_progress(model_dir, epochs, status):
+def describe_progress(model_dir, epochs, export_dir=None):
     """Where a stopped run stands, for its one-line message."""
-    if status == EVALUATED:
+    try:
+        state = RunState.read(model_dir)
+    except ValueError:
+        state = None
+    if state is not None and state.status == EVALUATED:
+        if export_dir is None or state.export_to(export_dir):
+            return "the run had finished; the same command says so"
         return "training, thresholds and report were done; the same command writes the export"
     try:
         done = checkpoints.committed_epochs(model_dir)
