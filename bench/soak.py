@@ -136,7 +136,7 @@ def cycle(index, data, work, epochs, full_seconds, rng, tries):
             last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
             record["message"] = last
             record["sigterm_ok"] = process.returncode == 128 + signal.SIGTERM and last.startswith(
-                "error: stopped by SIGTERM;")
+                "error: stopped by SIGTERM")
     record["landed"] = where_it_landed(run, export)
     for attempt in range(1, tries + 1):
         finished = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True)

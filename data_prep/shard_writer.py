@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from data_prep import stain_reader, tfrecord_lib, workers as workers_lib
-from protein_location.core import labels as labels_lib, manifest as manifest_lib, output_files, records
+from protein_location.core import labels as labels_lib, manifest as manifest_lib, output_files, records, stop_signals
 from protein_location.core.errors import OutputError, SourceError
 from protein_location.core.json_files import read_json, write_json_atomic
 
@@ -96,12 +96,20 @@ def _write_shard(out_dir, shard, options, size, tmp_path):
 def write_shards(tasks, workers):
     """Yields each shard's record as it completes, from W processes (or this one)."""
     if workers <= 1 or len(tasks) <= 1:
-        yield from map(write_shard, tasks)
+        for task in tasks:
+            stop_signals.raise_if_requested()  # between shards: this process is the writer
+            yield write_shard(task)
         return
     # Spawned, not forked (this process has TensorFlow loaded). Each worker
     # imports this module, TensorFlow included (it writes through tf.io), once.
     with workers_lib.process_pool(min(workers, len(tasks)), preload=__name__) as pool:
-        yield from pool.imap_unordered(write_shard, tasks)
+        records = pool.imap_unordered(write_shard, tasks)
+        while True:
+            with stop_signals.interruptible():  # waiting on the workers: a stop signal ends the wait at once
+                record = next(records, None)
+            if record is None:
+                return
+            yield record
 
 
 def completed_record(out_dir, shard):

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from data_prep import workers as workers_lib
 from data_prep.synthetic_patterns import ONE_CELL, PATTERNS
 from data_prep.synthetic_scene import Scene, finish, place_cells, reference_stains
+from protein_location.core import stop_signals
 from protein_location.core.errors import DataPrepError
 from protein_location.core.labels import CHANNELS, HPA_TRAIN_COUNTS, NUM_CLASSES, format_target
 
@@ -113,11 +114,17 @@ def _write_split(out_dir, split, count, size, seed, workers):
     write = functools.partial(_write_image, folder=folder, split=split, size=size, seed=seed)
     progress = functools.partial(tqdm, total=count, desc=f"synthetic {split}", unit="img", disable=None)
     if workers <= 1 or count < 2:
-        return list(progress(map(write, range(count))))
+        return list(progress(map(write, _between_stop_checks(range(count)))))
     # Spawned, not forked: the caller may have TensorFlow loaded (the data_prep
     # CLI does). This module imports no TensorFlow: a worker starts in 0.6 s.
-    with workers_lib.process_pool(min(workers, count)) as pool:
+    with workers_lib.process_pool(min(workers, count)) as pool, stop_signals.interruptible():
         return list(progress(pool.imap(write, range(count), chunksize=16)))
+
+
+def _between_stop_checks(indices):
+    for index in indices:
+        stop_signals.raise_if_requested()
+        yield index
 
 
 def generate_dataset(out_dir, num_train, num_test, size=64, seed=0, workers=None):

@@ -5,7 +5,7 @@ import posixpath
 import tensorflow as tf
 
 from protein_location.core import manifest as manifest_lib
-from protein_location.core import records
+from protein_location.core import records, stop_signals
 from protein_location.core.errors import VerifyError
 
 
@@ -17,6 +17,7 @@ def verify_dataset(data_dir):
     checked = {}
     for split, entry in manifest["splits"].items():
         for shard in entry["shards"]:
+            stop_signals.raise_if_requested()
             path = posixpath.join(data_dir, shard["file"])
             if not tf.io.gfile.exists(path):
                 raise VerifyError(f"{path}: shard listed in {manifest_lib.MANIFEST_NAME} is missing")

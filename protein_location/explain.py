@@ -21,7 +21,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from protein_location import serving
-from protein_location.core import json_files, output_files, raw_images
+from protein_location.core import json_files, output_files, raw_images, stop_signals
 from protein_location.export import signatures, versions
 
 matplotlib.use("Agg")  # files only; no display needed
@@ -95,6 +95,7 @@ def explain_images(model_path, images_dir, ids, out_dir, max_locations=4):
     tf.io.gfile.makedirs(out_dir)
     entries = []
     for image_id in tqdm(ids, unit="img", desc="explain", disable=None):
+        stop_signals.raise_if_requested()
         image = images[image_id]
         outputs = gradcam(image=tf.constant(image[np.newaxis]))  # any size: the signature resizes
         probabilities = outputs["probabilities"].numpy()[0]

@@ -7,7 +7,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from protein_location import input as input_lib, serving
-from protein_location.core import labels as labels_lib, manifest as manifest_lib, raw_images
+from protein_location.core import labels as labels_lib, manifest as manifest_lib, raw_images, stop_signals
 from protein_location.core.errors import PredictError
 
 
@@ -33,6 +33,7 @@ def predict_images(model_path, images_dir, ids, batch_size=64, tta=None):
     with tqdm(total=len(ids), unit="img", desc="predict", disable=None) as progress:
         for start in range(0, len(ids), batch_size):
             batch_ids = ids[start:start + batch_size]
+            stop_signals.raise_if_requested()
             try:
                 images, ok = next(batches)
             except tf.errors.OpError as error:
@@ -75,6 +76,7 @@ def predict_records(model_path, data_dir, split="test", batch_size=64, tta=None)
     with tqdm(total=num_examples, unit="img", desc=f"predict {split}", disable=None) as progress, \
             input_lib.named_read_errors(data_dir, manifest, (split,)):
         for images, _, source_ids in dataset:
+            stop_signals.raise_if_requested()
             # Stored pixels are whole numbers on 0-255: the cast is exact.
             batch_probabilities, batch_labels = _predict_batch(model.serve, tf.cast(images, tf.uint8))
             ids.extend(i.decode() for i in source_ids.numpy())

@@ -1,17 +1,24 @@
 """SIGTERM (what a preempted cloud VM, GKE or a TPU VM sends) and SIGINT
-(Ctrl-C) stop a command at a safe point, in one line saying how to go on.
+(Ctrl-C) stop a command at its next safe point, in one line saying how to
+go on.
 
-    with stop_signals.handled():
-        ...                      # a signal raises StopRequested here at once
-        with stop_signals.deferred():
-            model.fit(...)       # here it only sets a flag; StopAtSignal raises at the next batch
+    with stop_signals.handled():        # run_command does this for every CLI
+        ...
+        stop_signals.raise_if_requested()   # a safe point: between batches, stages, shards
+        with stop_signals.interruptible():
+            wait_for_workers()          # here a signal raises StopRequested at once
 
-Outside `deferred()` the handler raises `StopRequested` at once: every file
-a command writes is written whole or not at all (`output_files`), so any
-instant is safe; the stages of a command also check between them
-(`raise_if_requested`), for a raise that was lost. Inside, where a step or the end-of-epoch backup must not
-be cut, the signal waits for `raise_if_requested()` (the training callback
-`StopAtSignal` calls it between batches); a second signal does not wait.
+The handler only records the signal; `StopRequested` is raised at the next
+safe point: the training callback `StopAtSignal` checks between batches
+(fit, evaluate, predict), and each stage of a command checks before the next
+(`raise_if_requested`). Raising from the handler wherever the main thread
+happens to be is not safe: inside TensorFlow's own context managers the
+exception is replaced by another ("Exiting device scope without proper
+scope nesting"), and inside a `__del__` it is printed and dropped. Only
+`interruptible()` blocks, where the main thread runs this project's own
+code or waits on worker processes, raise at once. A second signal, or
+GRACE_SECONDS without a safe point, ends the process at once (every file is
+written whole or not at all, so that is safe too), in one line.
 
 `StopRequested` derives from BaseException, as KeyboardInterrupt does, so
 `except Exception` clean-ups (which remove a failed conversion's shards)
@@ -19,7 +26,9 @@ let it through and leave what a resume reuses.
 """
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -41,14 +50,30 @@ class StopRequested(BaseException):
         return signal.Signals(self.signum).name
 
 
-_state = {"requested": None, "deferred": 0}
+# How long a command may take from a stop signal to its next safe point before
+# it ends at once: a preempted VM gets 30 s (GCE, GKE's default grace period).
+GRACE_SECONDS = 20.0
+
+_state = {"requested": None, "interruptible": 0, "watchdog": None}
+
+
+def _exit_at_once(signum, why):
+    name = signal.Signals(signum).name
+    print(f"error: stopped by {name} {why}; every file is whole or absent: run the same command to go on",
+          file=sys.stderr, flush=True)
+    os._exit(128 + signum)
 
 
 def _handler(signum, frame):
-    # A second signal while one is held stops at once: every write is atomic, so that is safe too.
-    at_once = not _state["deferred"] or _state["requested"] is not None
+    if _state["requested"] is not None:  # a second signal: the user insists
+        _exit_at_once(signum, "again, at once")
     _state["requested"] = signum
-    if at_once:
+    watchdog = threading.Timer(GRACE_SECONDS, _exit_at_once,
+                               (signum, f"and no safe point came within {GRACE_SECONDS:g} s: at once"))
+    watchdog.daemon = True
+    watchdog.start()
+    _state["watchdog"] = watchdog
+    if _state["interruptible"]:
         raise StopRequested(signum)
 
 
@@ -67,26 +92,26 @@ def handled():
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         _state["requested"] = None
+        if _state["watchdog"] is not None:
+            _state["watchdog"].cancel()
+            _state["watchdog"] = None
 
 
 @contextlib.contextmanager
-def deferred():
-    """A block a signal must not cut: it is held until `raise_if_requested`, or the block's end."""
-    _state["deferred"] += 1
+def interruptible():
+    """A block where a signal raises StopRequested at once (one that arrived before raises on entry)."""
+    raise_if_requested()
+    _state["interruptible"] += 1
     try:
         yield
     finally:
-        _state["deferred"] -= 1
-    if not _state["deferred"]:
-        raise_if_requested()
+        _state["interruptible"] -= 1
 
 
 def raise_if_requested():
-    """Raises StopRequested if a signal has arrived (held while deferred, or
-    raised at once but lost: Python runs a handler between any two bytecodes,
-    and an exception it raises inside a `__del__`, which TensorFlow's objects
-    run often, is printed and dropped). The request stands until `handled`
-    ends, so every later check stops the command."""
+    """A safe point: raises StopRequested if a stop signal has arrived. The
+    request stands until `handled` ends, so every later safe point stops the
+    command too."""
     signum = _state["requested"]
     if signum is not None:
         raise StopRequested(signum)

@@ -57,6 +57,7 @@ def _write_version(model, thresholds, export_base, formats, log, class_names, tt
     intended = posixpath.join(export_base, str(max(version_dirs(export_base), default=0) + 1))
     staging = make_staging_dir(export_base, posixpath.basename(intended))
     try:
+        stop_signals.raise_if_requested()
         saved_model.write_saved_model(model, thresholds, staging, class_names, tta_thresholds)
         checks = {}  # the SavedModel's outputs on the check images, computed once
         written = [formats_lib.write_format(name, model, thresholds, staging, checks, shown_path=intended)

@@ -38,6 +38,7 @@ def train(config):
     if config.export_dir:
         output_files.check_output_dir(config.export_dir, "--export")
     config, plan = trainer.plan_run(config)
+    stop_signals.raise_if_requested()
     chief = distribute.is_chief(plan.strategy)
     with folder_lock.FolderLock(config.model_dir, "training") if chief else contextlib.nullcontext():
         try:

@@ -313,8 +313,8 @@ def truncate_history(path, epochs_done):
 
 class StopAtSignal(keras.callbacks.Callback):
     """Raises `stop_signals.StopRequested` at the first batch boundary after a
-    SIGTERM or SIGINT (held by `stop_signals.deferred` during fit). Raising,
-    not `stop_training`: an epoch cut short must not be committed as done."""
+    SIGTERM or SIGINT (fit, evaluate, predict). Raising, not `stop_training`:
+    an epoch cut short must not be committed as done."""
 
     def on_train_batch_end(self, batch, logs=None):
         stop_signals.raise_if_requested()

@@ -10,6 +10,7 @@ import numpy as np
 from protein_location import augment, distribute, input as input_lib, report as report_lib
 from protein_location import thresholds as thresholds_lib
 from protein_location.core import json_files, labels as labels_lib, manifest as manifest_lib, output_files
+from protein_location.training import checkpoints
 
 
 def predict_views(model, data_dir, split, batch_size, image_size, fold=None):
@@ -27,7 +28,8 @@ def predict_views(model, data_dir, split, batch_size, image_size, fold=None):
         y_true = np.concatenate([labels.numpy() for _, labels, *_ in dataset])[:count]
         views = [dataset.map(lambda image, *_, k=k: (augment.dihedral_view(image, k),))
                  for k in range(augment.DIHEDRAL_VIEWS)]
-        return y_true, np.stack([model.predict(view, verbose=0)[:count] for view in views])
+        return y_true, np.stack([model.predict(view, verbose=0, callbacks=[checkpoints.StopAtSignal()])[:count]
+                                 for view in views])
 
 
 def write_report(config, plan, model, fit, fit_seconds):

@@ -185,9 +185,9 @@ def fit_model(config, plan):
         if not train_backbone:
             print(f"fine-tuning: epochs {first + 1}-{end} train the head only "
                   f"({len(model.trainable_variables)} variables), the backbone frozen")
+        stop_signals.raise_if_requested()
         # A stop signal waits for the next batch boundary (StopAtSignal); a read error names its shard.
-        with stop_signals.deferred(), input_lib.named_read_errors(config.data, plan.manifest, ("train", "val"),
-                                                                  config.fold):
+        with input_lib.named_read_errors(config.data, plan.manifest, ("train", "val"), config.fold):
             fit = model.fit(train_data, validation_data=val_data, initial_epoch=first, epochs=end,
                             shuffle=False,  # shuffled in tf.data
                             steps_per_epoch=plan.steps_per_epoch, validation_steps=val_steps,
