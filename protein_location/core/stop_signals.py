@@ -14,7 +14,8 @@ safe point: the training callback `StopAtSignal` checks between batches
 (`raise_if_requested`). Raising from the handler wherever the main thread
 happens to be is not safe: inside TensorFlow's own context managers the
 exception is replaced by another ("Exiting device scope without proper
-scope nesting"), and inside a `__del__` it is printed and dropped. Only
+scope nesting"), and in the soak (bench/soak.py) some never took effect
+(an exception raised inside a `__del__` is printed and dropped). Only
 `interruptible()` blocks, where the main thread runs this project's own
 code or waits on worker processes, raise at once. A second signal, or
 GRACE_SECONDS without a safe point, ends the process at once (every file is
