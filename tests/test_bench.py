@@ -102,7 +102,8 @@ def test_shard_check_benchmark_compares_the_check_with_a_full_sha256(tmp_path):
 
     record = shard_check.main(["--shards", "3", "--shard-mb", "1", "--work", str(tmp_path / "shards")])
     assert record["shards"] == 3 and record["total_gb"] == pytest.approx(3 * 2**20 / 1e9, abs=0.01)
-    assert set(record["seconds"]) == {"size_only", "size_and_ends (training, predict)", "full_sha256 (data_prep verify)"}
+    assert set(record["seconds"]) == {"size_only", "size_and_ends (training, predict)",
+                                      "full_sha256 (data_prep verify)"}
 
 
 def test_checkpoint_cost_benchmark_times_both_backups(tmp_path):

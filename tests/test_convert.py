@@ -380,8 +380,8 @@ def test_resume_of_a_finished_dataset_does_nothing_and_says_so(synthetic_dir, cl
     before = _file_states(cli_dataset)
     result = _cli_convert(synthetic_dir, cli_dataset, "--resume")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [f"convert: {cli_dataset}: already complete (dataset.json, every shard's sha256 "
-                                          "matches); nothing to do"]
+    assert result.stdout.splitlines() == [
+        f"convert: {cli_dataset}: already complete (dataset.json, every shard's sha256 matches); nothing to do"]
     assert _file_states(cli_dataset) == before
 
 
