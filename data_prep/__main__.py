@@ -85,7 +85,7 @@ def main(argv=None):
 
 
 def _run(args):
-    from data_prep import convert, synthetic, verify
+    from data_prep import synthetic, verify
 
     if args.command == "synth":
         summary = synthetic.generate_dataset(args.out, args.train, args.test, args.size, args.seed,
@@ -93,14 +93,16 @@ def _run(args):
         print(f"synth: {summary['num_train']} train and {summary['num_test']} test images "
               f"({args.size}x{args.size}) in {args.out}")
     elif args.command == "convert":
-        _convert(args, convert)
+        _convert(args)
     else:
         checked = verify.verify_dataset(args.data)
         counts = ", ".join(f"{split} {count}" for split, count in checked.items())
         print(f"verify: {args.data} OK ({counts} examples, sha256 and counts match)")
 
 
-def _convert(args, convert):
+def _convert(args):
+    from data_prep import convert
+
     start = time.perf_counter()
     result = convert.convert(args.images, args.out, csv_path=args.csv, size=args.size,
                              val_fraction=args.val_fraction, folds=args.folds, num_shards=args.shards,

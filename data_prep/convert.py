@@ -244,11 +244,7 @@ def _write(out_dir, shards, options, workers, resuming):
         with tqdm(total=sum(len(s.items) for s in todo), unit="img", desc=f"convert -> {out_dir}",
                   disable=None) as progress, contextlib.closing(shard_writer.write_shards(tasks, workers)) as written:
             for record in written:
-                if "fatal" in record:
-                    image_id, path, problem = record["fatal"]
-                    raise SourceError(problem, image_id, path or None)
-                if "output_error" in record:
-                    raise OutputError(record["output_error"])
+                shard_writer.raise_for_record(record)
                 done[record["file"]] = record
                 progress.update(record["num_examples"] + len(record["errors"]))
     except OutputError:

@@ -93,6 +93,17 @@ def _write_shard(out_dir, shard, options, size, tmp_path):
     return record
 
 
+def raise_for_record(record):
+    """Raises what a worker's record reports instead of a shard: bad input
+    (SourceError) or a write that failed (OutputError). Exceptions with their
+    own __init__ do not cross processes; the record carries their words."""
+    if "fatal" in record:
+        image_id, path, problem = record["fatal"]
+        raise SourceError(problem, image_id, path or None)
+    if "output_error" in record:
+        raise OutputError(record["output_error"])
+
+
 def write_shards(tasks, workers):
     """Yields each shard's record as it completes, from W processes (or this one)."""
     if workers <= 1 or len(tasks) <= 1:
@@ -218,10 +229,15 @@ def build_manifest(options, size, shard_records, split_info, fingerprint):
     return manifest
 
 
+def _recorded_shards(manifest):
+    """{file name: its dataset.json entry} of every shard of a finished dataset."""
+    return {entry["file"]: entry for split in manifest["splits"].values() for entry in split["shards"]}
+
+
 def damaged_shards(out_dir, manifest, shards):
     """The planned `shards` of a finished dataset whose file is missing or
     differs from its sha256 in dataset.json."""
-    recorded = {entry["file"]: entry for split in manifest["splits"].values() for entry in split["shards"]}
+    recorded = _recorded_shards(manifest)
     damaged = []
     for shard in shards:
         path = posixpath.join(out_dir, shard.name)
@@ -235,15 +251,11 @@ def rewrite_shards(out_dir, manifest, shards, options, size, workers):
     """Writes `shards` of a finished dataset again (their bytes depend only on
     the plan, so they come out as dataset.json records them); SourceError
     if one does not, because the raw images changed since."""
-    recorded = {entry["file"]: entry for split in manifest["splits"].values() for entry in split["shards"]}
+    recorded = _recorded_shards(manifest)
     tf.io.gfile.makedirs(posixpath.join(out_dir, STATE_DIR))
     try:
         for record in write_shards([(out_dir, shard, options, size) for shard in shards], workers):
-            if "fatal" in record:
-                image_id, path, problem = record["fatal"]
-                raise SourceError(problem, image_id, path or None)
-            if "output_error" in record:
-                raise OutputError(record["output_error"])
+            raise_for_record(record)
             if record["sha256"] != recorded[record["file"]]["sha256"]:
                 raise SourceError(f"rewrote {record['file']}, and it differs from the one dataset.json records: the "
                                   "raw images changed since the conversion; convert again with --overwrite",

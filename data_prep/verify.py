@@ -21,10 +21,10 @@ def verify_dataset(data_dir):
             path = posixpath.join(data_dir, shard["file"])
             if not tf.io.gfile.exists(path):
                 raise VerifyError(f"{path}: shard listed in {manifest_lib.MANIFEST_NAME} is missing")
-            num_bytes = tf.io.gfile.stat(path).length
-            if "num_bytes" in shard and num_bytes != shard["num_bytes"]:
-                raise VerifyError(f"{path}: {num_bytes} bytes, {manifest_lib.MANIFEST_NAME} records "
-                                  f"{shard['num_bytes']}: truncated or replaced")
+            # The size first (it says "truncated"); the full sha256 below covers the ends' digest.
+            problem = manifest_lib.shard_file_problem(path, shard, ends=False)
+            if problem is not None:
+                raise VerifyError(f"{path}: {problem}")
             if manifest_lib.file_sha256(path) != shard["sha256"]:
                 raise VerifyError(f"{path}: sha256 differs from {manifest_lib.MANIFEST_NAME}")
             count = 0

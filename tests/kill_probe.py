@@ -1,17 +1,15 @@
 """Runs train_keras.py and ends the process at one chosen point, the way a
 preempted machine would, placed deterministically instead of by sleeping
-and hoping (tests/test_kill_anywhere.py, bench/soak.py).
+and hoping (tests/test_kill_anywhere.py; bench/soak.py kills at random instants instead).
 
     python tests/kill_probe.py POINT N -- <train_keras.py arguments>
 
 POINT is where, N the how-many-th time the process passes it (1-based):
 
-- backup-weights-torn, best-weights-torn: inside the write of the backup's
-  (best checkpoint's) weights: half of the file is written, then SIGKILL.
+- backup-weights-torn: inside the write of the backup's weights: half of
+  the file is written, then SIGKILL.
 - backup-before-metadata: the backup's new weights are in place, its
   metadata (the epoch's commit) is not yet written: SIGKILL.
-- history-before-rename: the epoch's history.csv is written under its
-  temporary name, not yet renamed: SIGKILL.
 - thresholds: training is over, model.keras is written, the thresholds are
   being tuned: SIGKILL.
 - export-staged: the SavedModel is written in its temporary folder, not yet
@@ -27,8 +25,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-POINTS = ("backup-weights-torn", "best-weights-torn", "backup-before-metadata", "history-before-rename", "thresholds",
-          "export-staged", "sigterm")
+POINTS = ("backup-weights-torn", "backup-before-metadata", "thresholds", "export-staged", "sigterm")
 
 
 def _kill():
@@ -47,7 +44,6 @@ def install(point, count):
     """Patches the project where `point` is, to end the process at its `count`-th pass."""
     import keras
 
-    from protein_location.core import output_files
     from protein_location.export import exporter
     from protein_location.training import checkpoints, evaluator, trainer
 
@@ -57,13 +53,12 @@ def install(point, count):
         passes["n"] += 1
         return passes["n"] == count
 
-    if point in ("backup-weights-torn", "best-weights-torn"):
-        ending = "latest.weights.h5" if point == "backup-weights-torn" else "best.weights.h5"
+    if point == "backup-weights-torn":
         save_weights = keras.Model.save_weights
 
         def torn_save_weights(self, filepath, *args, **kwargs):
             save_weights(self, filepath, *args, **kwargs)
-            if str(filepath).endswith(ending) and reached():
+            if str(filepath).endswith("latest.weights.h5") and reached():
                 _tear(str(filepath))
                 _kill()
 
@@ -77,18 +72,6 @@ def install(point, count):
             return write_json(path, payload)
 
         checkpoints.write_json_atomic = killed_write_json
-    elif point == "history-before-rename":
-        write_atomic = output_files.write_atomic
-
-        def killed_write_atomic(path, content):
-            if path.endswith("history.csv") and reached():
-                with output_files.atomic_open(path, "w") as f:
-                    f.write(content)
-                    f.flush()
-                    _kill()
-            return write_atomic(path, content)
-
-        output_files.write_atomic = killed_write_atomic
     elif point == "thresholds":
         tune = evaluator.thresholds_lib.tune_thresholds
 

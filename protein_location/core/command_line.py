@@ -22,16 +22,8 @@ def run_command(work):
         except stop_signals.StopRequested as stop:
             print(f"error: {stop}", file=sys.stderr)
             return stop.exit_code
-        except (OSError, RuntimeError) as error:
+        except Exception as error:  # a library's own write (OSError, h5py's RuntimeError, TensorFlow's OpError)
             message = _disk_error_line(error)
-            if message is None:
-                raise
-            print(f"error: {message}", file=sys.stderr)
-            return 1
-        except Exception as error:
-            import tensorflow as tf
-
-            message = _disk_error_line(error) if isinstance(error, tf.errors.OpError) else None
             if message is None:
                 raise
             print(f"error: {message}", file=sys.stderr)
@@ -42,14 +34,12 @@ def run_command(work):
 def _disk_error_line(error):
     """One line for a write that failed outside the project's own writers
     (a library writing on its own), or None if `error` is not such a failure."""
-    import gc
-
     from protein_location.core import output_files
 
     reason = output_files.disk_error_reason(error)
     if reason is None:
         return None
-    gc.collect()  # h5py's failed files close now, not in a crash at exit
+    output_files.release_failed_writer(error)  # h5py's failed files close now, not in a crash at exit
     where = getattr(error, "filename", None)
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return f"{where + ': ' if where else ''}{reason} ({detail}); {output_files.RETRY_HINT}"

@@ -164,17 +164,17 @@ def repair_hint(data_dir):
             "`python -m data_prep convert` command that made the dataset plus --resume")
 
 
-def shard_file_problem(path, shard):
+def shard_file_problem(path, shard, ends=True):
     """What is wrong with a shard file against its dataset.json entry, cheaply
-    (its size, and the digest of its ends), or None. Entries written before
-    dataset.json recorded sizes are checked for existence only."""
+    (its size, and with `ends` the digest of its ends), or None. Entries
+    written before dataset.json recorded sizes are checked for existence only."""
     if not tf.io.gfile.exists(path):
         return f"missing (listed in {MANIFEST_NAME})"
     if "num_bytes" in shard:
         size = tf.io.gfile.stat(path).length
         if size != shard["num_bytes"]:
             return f"{size} bytes, {MANIFEST_NAME} records {shard['num_bytes']}: truncated or replaced"
-    if "ends_sha256" in shard and shard_ends_sha256(path) != shard["ends_sha256"]:
+    if ends and "ends_sha256" in shard and shard_ends_sha256(path) != shard["ends_sha256"]:
         return f"its first and last bytes differ from what {MANIFEST_NAME} records: replaced or overwritten"
     return None
 

@@ -149,28 +149,38 @@ def atomic_path(path, needed_bytes=None):
         sync_file(temporary)
         tf.io.gfile.rename(temporary, path, overwrite=True)
     except BaseException as error:
-        reason = disk_error_reason(error)
-        if reason is None:
+        abandon_write(error, path, temporary)
+        raise
+
+
+def abandon_write(error, path, *temporaries):
+    """After a write of `path` through the files `temporaries` failed with
+    `error`: removes them, and raises OutputError naming `path` when the
+    disk is full or the folder forbids it. For any other error it returns,
+    and the caller raises `error` as it is."""
+    reason = disk_error_reason(error)
+    for temporary in temporaries:
+        if temporary is not None:
+            if reason is not None:
+                release_failed_writer(error, temporary)
             remove_quietly(temporary)
-            raise
-        release_failed_writer(error, temporary)
-        remove_quietly(temporary)
+    if reason is not None:
         raise OutputError(f"{path}: cannot write it: {reason}; nothing was left half-written; {RETRY_HINT}") from None
 
 
-def release_failed_writer(error, temporary):
+def release_failed_writer(error, temporary=None):
     """Lets a library whose write failed for lack of space close its file now.
 
     Keras' weights writer leaves its h5py file open when a write fails; h5py
     closes it when the object is collected, flushing again, and a flush that
     fails again then (at exit, the disk still full) crashes the interpreter
-    (segmentation fault). So the half-written file is emptied first (its
-    space is what the flush needs) and the failed call's frames, which hold
-    the writer, are dropped now.
+    (segmentation fault). So the half-written file `temporary`, when known, is
+    emptied first (its space is what the flush needs) and the failed call's
+    frames, which hold the writer, are dropped now.
     """
     import gc
 
-    if is_local(temporary) and os.path.exists(temporary):
+    if temporary is not None and is_local(temporary) and os.path.exists(temporary):
         try:
             os.truncate(temporary, 0)
         except OSError:

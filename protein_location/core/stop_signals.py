@@ -117,6 +117,3 @@ def raise_if_requested():
     if signum is not None:
         raise StopRequested(signum)
 
-
-def requested():
-    return _state["requested"] is not None

@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from protein_location.core import output_files, run_state, stop_signals
-from protein_location.core.errors import OutputError, TrainError
+from protein_location.core.errors import TrainError
 from protein_location.core.json_files import read_json, write_json_atomic
 from protein_location.core.manifest import file_sha256
 
@@ -184,15 +184,7 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
                 output_files.sync_file(pending)
                 promote_best(self.folder, pending, epoch + 1, self.monitor, float(logs[self.monitor]))
         except BaseException as error:
-            reason = output_files.disk_error_reason(error)
-            for leftover in (pending, self._pending):
-                if leftover is not None:
-                    if reason is not None:
-                        output_files.release_failed_writer(error, leftover)
-                    output_files.remove_quietly(leftover)
-            if reason is not None:
-                raise OutputError(f"{self.filepath}: cannot write it: {reason}; "
-                                               f"{output_files.RETRY_HINT}") from None
+            output_files.abandon_write(error, self.filepath, pending, self._pending)
             raise
 
 

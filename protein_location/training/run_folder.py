@@ -45,19 +45,27 @@ def open_run(config, settings, chief=True):
         if state.status == EVALUATED and chief:
             _remove_training_state(model_dir)  # left by a kill between run.json and their removal
         return state
-    elif run_state.describe_folder(model_dir) == "finished":
-        raise TrainError(f"{model_dir}: holds a finished run (model.keras, no run.json: written by an earlier "
-                         "version); pass --overwrite to replace it, or pick another --model-dir")
-    elif run_state.describe_folder(model_dir) == "unfinished":
-        print(f"resume: {model_dir} holds an unfinished run of an earlier version (backup/, no run.json); "
-              "resuming it with this command's settings")
-    elif chief:
-        run_state.remove_run_files(model_dir)  # what a run killed before its first epoch left
+    else:
+        _open_folder_without_run_state(model_dir, chief)
     state = RunState(TRAINING, settings, fingerprint)
     if chief:
         tf.io.gfile.makedirs(model_dir)
         state.write(model_dir)
     return state
+
+
+def _open_folder_without_run_state(model_dir, chief):
+    """A folder without run.json: empty (what a run killed before writing it
+    left is removed), or written by an earlier version (described by its files)."""
+    found = run_state.describe_folder(model_dir)
+    if found == "finished":
+        raise TrainError(f"{model_dir}: holds a finished run (model.keras, no run.json: written by an earlier "
+                         "version); pass --overwrite to replace it, or pick another --model-dir")
+    if found == "unfinished":
+        print(f"resume: {model_dir} holds an unfinished run of an earlier version (backup/, no run.json); "
+              "resuming it with this command's settings")
+    elif chief:
+        run_state.remove_run_files(model_dir)  # what a run killed before its first epoch left
 
 
 def finish_training(model_dir, state):
