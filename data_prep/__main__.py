@@ -53,6 +53,14 @@ def _parser():
                          help="decoding processes; the output is the same for any number. Default: one per "
                               f"{workers.IMAGES_PER_WORKER} images, up to the {os.cpu_count()} cores (a worker "
                               "takes seconds to start)")
+    convert.add_argument("--runner", choices=("local", "beam"), default="local",
+                         help="local: --workers processes on this machine; beam: the same plan as an Apache Beam "
+                              "pipeline, one element per shard (pip install 'protein-location[beam]'), with "
+                              "byte-identical output")
+    convert.add_argument("--beam-options", default=None,
+                         help="with --runner beam: Beam's pipeline options as one string, e.g. \"--runner="
+                              "DataflowRunner --project=P --region=R --temp_location=gs://B/tmp\"; default: "
+                              "DirectRunner on this machine")
     convert.add_argument("--on-error", choices=["fail", "skip"], default="fail",
                          help="fail: stop at the first bad input; skip: leave it out and list it in errors.csv")
     convert.add_argument("--max-pixels", type=int, default=40_000_000,
@@ -111,7 +119,7 @@ def _convert(args):
                              image_format=args.image_format, png_compression=args.png_compression,
                              overwrite=args.overwrite,
                              resume=args.resume, label_set=args.label_set,
-                             group_column=args.group_column)
+                             group_column=args.group_column, runner=args.runner, beam_options=args.beam_options)
     seconds = time.perf_counter() - start
     if result.get("already_complete"):
         print(f"convert: {args.out}: already complete (dataset.json, every shard's sha256 matches); nothing to do")
@@ -134,7 +142,13 @@ def _convert(args):
     print(f"convert: {counts} examples{skipped} ({result['label_set']}, {len(result['class_names'])} classes) "
           f"at {result['image_size']}px in {shards} shards, "
           f"{seconds:.1f} s ({total / max(seconds, 1e-9):.0f} img/s, "
-          f"{args.workers or workers.default_workers(total)} workers) -> {args.out}")
+          f"{_engine(args, total)}) -> {args.out}")
+
+
+def _engine(args, total):
+    if args.runner == "beam":
+        return "Apache Beam"
+    return f"{args.workers or workers.default_workers(total)} workers"
 
 if __name__ == "__main__":
     sys.exit(main())

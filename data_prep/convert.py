@@ -16,15 +16,17 @@ plans (`shard_plan`), writes (`shard_writer`).
 
 import contextlib
 import dataclasses
+import functools
 import posixpath
 
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from data_prep import shard_plan, shard_writer, split as split_lib, stain_reader, workers as workers_lib
+from data_prep import (beam_convert, shard_plan, shard_writer, split as split_lib, stain_reader,
+                       workers as workers_lib)
 from data_prep.shard_plan import ConvertOptions
-from protein_location.core import (folder_lock, labels as labels_lib, labels_csv, manifest as manifest_lib,
+from protein_location.core import (beam_jobs, folder_lock, labels as labels_lib, labels_csv, manifest as manifest_lib,
                                    output_files, raw_images, records, stop_signals)
 from protein_location.core.errors import DataPrepError, OutputError, SourceError
 
@@ -116,7 +118,7 @@ def entry_groups(entries, csv_paths, group_column):
 def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, folds=None, num_shards=None,
             shard_mb=150.0, seed=0, workers=None, on_error="fail", max_pixels=raw_images.DEFAULT_MAX_PIXELS,
             png_compression=0, overwrite=False, resume=False, label_set=None, group_column=None,
-            image_format=records.DEFAULT_IMAGE_FORMAT):
+            image_format=records.DEFAULT_IMAGE_FORMAT, runner="local", beam_options=None):
     """Converts raw HPA-layout folders into TFRecord shards; returns the manifest.
 
     Args:
@@ -152,31 +154,50 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
         image_format: how records store the image (`records.IMAGE_FORMATS`):
             "png" (schema 1, smaller with png_compression 1-9) or "raw"
             bytes (schema 2: faster to write and to decode).
+        runner: "local" (this machine's worker processes) or "beam": the same
+            plan as an Apache Beam pipeline, one element per shard
+            (`data_prep.beam_convert`); the output is byte-identical.
+        beam_options: with runner "beam", Beam's pipeline options as one
+            string of flags (`--runner=DataflowRunner --project=...`); None
+            runs on Beam's DirectRunner.
     """
     _check_flags(num_shards, on_error, image_format, png_compression, group_column, csv_path)
+    beam_jobs.check_runner(runner, beam_options, DataPrepError)
+    if runner == "beam" and workers is not None:
+        raise DataPrepError("--workers is for --runner local; on Beam the runner sizes its workers "
+                            "(DirectRunner: --direct_num_workers in --beam-options)")
+    if runner == "beam" and out_dir.startswith("ram://"):
+        raise DataPrepError("--runner beam cannot write ram://: TensorFlow's RAM filesystem lives in one process")
     output_files.check_output_dir(out_dir, "--out")
     images_dirs, csv_paths = _as_tuple(images_dir), _as_tuple(csv_path)
     if out_dir.startswith("ram://"):
         workers = 1  # TensorFlow's RAM filesystem lives in one process: workers' writes would vanish
     entries, errors, chosen_set = read_sources(images_dirs, csv_paths, on_error,
                                                label_set and labels_lib.label_set_named(label_set))
-    workers = workers or workers_lib.default_workers(len(entries))
+    if runner == "beam":
+        write_shards = functools.partial(beam_convert.write_shards, beam_options=beam_options)
+    else:
+        write_shards = functools.partial(shard_writer.write_shards,
+                                         workers=workers or workers_lib.default_workers(len(entries)))
     options = ConvertOptions(images_dirs, csv_paths, chosen_set.name, group_column, size,
                              0.0 if folds else val_fraction, folds, num_shards, shard_mb, seed, on_error, max_pixels,
                              png_compression, image_format)
     options, shards, split_info, fingerprint = _plan(entries, options, chosen_set)
     # Locked once the plan stands (reading the sources writes nothing): one conversion writes --out at a time.
     with folder_lock.FolderLock(out_dir, "conversion"):
-        return _write_dataset(out_dir, shards, options, workers, split_info, fingerprint, errors, resume, overwrite)
+        return _write_dataset(out_dir, shards, options, write_shards, split_info, fingerprint, errors, resume,
+                              overwrite)
 
 
-def _write_dataset(out_dir, shards, options, workers, split_info, fingerprint, errors, resume, overwrite):
+def _write_dataset(out_dir, shards, options, write_shards, split_info, fingerprint, errors, resume, overwrite):
+    """Writes the planned shards with `write_shards` (tasks -> their records,
+    `shard_writer.write_shards` or `beam_convert.write_shards`), then dataset.json."""
     try:
         finished = shard_writer.finished_dataset(out_dir, fingerprint) if resume and not overwrite else None
         if finished is not None:
-            return _repair(out_dir, finished, shards, options, workers)
+            return _repair(out_dir, finished, shards, options, write_shards)
         resuming = shard_writer.prepare_output(out_dir, fingerprint, overwrite, resume)
-        shard_records = _write(out_dir, shards, options, workers, resuming)
+        shard_records = _write(out_dir, shards, options, write_shards, resuming)
         manifest = shard_writer.build_manifest(options, options.size, shard_records, split_info, fingerprint)
         errors += [e for _, record in shard_records for e in record["errors"]]
         manifest["num_errors"] = len(errors)
@@ -194,13 +215,13 @@ def _write_dataset(out_dir, shards, options, workers, split_info, fingerprint, e
 RESUME_HINT = "the finished shards are kept: rerun the same command with --resume to finish the conversion"
 
 
-def _repair(out_dir, finished, shards, options, workers):
+def _repair(out_dir, finished, shards, options, write_shards):
     """convert --resume on a finished dataset: rewrites the shards that are
     missing or damaged (their sha256 differs from dataset.json), if any."""
     damaged = shard_writer.damaged_shards(out_dir, finished, shards)
     if not damaged:
         return {**finished, "already_complete": True}
-    shard_writer.rewrite_shards(out_dir, finished, damaged, options, options.size, min(workers, len(damaged)))
+    shard_writer.rewrite_shards(out_dir, finished, damaged, options, options.size, write_shards)
     return {**finished, "repaired": [shard.name for shard in damaged]}
 
 
@@ -234,7 +255,7 @@ def _plan(entries, options, label_set):
     return options, shards, split_info, shard_plan.fingerprint(options, shards)
 
 
-def _write(out_dir, shards, options, workers, resuming):
+def _write(out_dir, shards, options, write_shards, resuming):
     """Writes every shard not already complete; returns [(shard, its record)] in plan order."""
     done = {s.name: shard_writer.completed_record(out_dir, s) for s in shards} if resuming else {}
     todo = [s for s in shards if not done.get(s.name)]
@@ -242,7 +263,7 @@ def _write(out_dir, shards, options, workers, resuming):
     try:
         # closing(): on a fatal record the pool is stopped before the cleanup below.
         with tqdm(total=sum(len(s.items) for s in todo), unit="img", desc=f"convert -> {out_dir}",
-                  disable=None) as progress, contextlib.closing(shard_writer.write_shards(tasks, workers)) as written:
+                  disable=None) as progress, contextlib.closing(write_shards(tasks)) as written:
             for record in written:
                 shard_writer.raise_for_record(record)
                 done[record["file"]] = record

@@ -247,14 +247,15 @@ def damaged_shards(out_dir, manifest, shards):
     return damaged
 
 
-def rewrite_shards(out_dir, manifest, shards, options, size, workers):
-    """Writes `shards` of a finished dataset again (their bytes depend only on
-    the plan, so they come out as dataset.json records them); SourceError
+def rewrite_shards(out_dir, manifest, shards, options, size, write):
+    """Writes `shards` of a finished dataset again with `write` (`write_shards`
+    with its workers, or Beam's): their bytes depend only on
+    the plan, so they come out as dataset.json records them; SourceError
     if one does not, because the raw images changed since."""
     recorded = _recorded_shards(manifest)
     tf.io.gfile.makedirs(posixpath.join(out_dir, STATE_DIR))
     try:
-        for record in write_shards([(out_dir, shard, options, size) for shard in shards], workers):
+        for record in write([(out_dir, shard, options, size) for shard in shards]):
             raise_for_record(record)
             if record["sha256"] != recorded[record["file"]]["sha256"]:
                 raise SourceError(f"rewrote {record['file']}, and it differs from the one dataset.json records: the "
