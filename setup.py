@@ -31,10 +31,11 @@ setup(
         # --runner beam: conversion and batch prediction on Apache Beam (DirectRunner here; Dataflow needs
         # apache-beam[gcp], Flink/Spark their job servers). 2.77's protobuf<7 sits with TensorFlow 2.21.
         "beam": ["apache-beam>=2.77,<3"],
-        # TIFF stain files (HPA 2021's 16-bit downloads, the image server's .tif.gz): TensorFlow has no decoder.
-        "tiff": ["tifffile>=2024.1"],
+        # TIFF stain files (HPA 2021's 16-bit downloads, the image server's .tif.gz): TensorFlow has no decoder;
+        # imagecodecs decodes the compressions tifffile leaves to it (LZW, which OpenCV writes).
+        "tiff": ["tifffile>=2024.1", "imagecodecs>=2024.1"],
         "test": ["pytest>=8", "pytest-xdist>=3.5", "ai-edge-litert>=2.0", "tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20",
-                 "apache-beam>=2.77,<3", "tifffile>=2024.1"],
+                 "apache-beam>=2.77,<3", "tifffile>=2024.1", "imagecodecs>=2024.1"],
     },
     entry_points={
         "console_scripts": [

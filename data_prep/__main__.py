@@ -29,7 +29,7 @@ def _parser():
     convert = commands.add_parser("convert", formatter_class=formatter,
                                   help="convert a raw HPA-layout folder into sharded TFRecords")
     convert.add_argument("--images", required=True, action="append",
-                         help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif> files; repeat it, each with "
+                         help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif|tif.gz> files; repeat it, each with "
                               "its --csv in the same order, to join several sources (e.g. Kaggle + HPAv18)")
     convert.add_argument("--csv", default=None, action="append",
                          help="labels CSV: Id,Target (HPA 2018, 28 classes) or ID,Label (HPA 2021, 19 classes); "

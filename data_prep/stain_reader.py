@@ -5,8 +5,11 @@ OpenCV, 1.6x faster than TensorFlow's decoder on the real Kaggle files
 (round(v / 257)), so the pixels are those of the TensorFlow decoder the
 SavedModel runs (tests/test_real_samples.py checks it on every real sample);
 any other file, and any that OpenCV does not decode to its header's shape,
-takes the TensorFlow path, which names a bad file. Here, in the data
-creation stage, because the library decodes with TensorFlow alone.
+takes the library's path, which names a bad file: TensorFlow's decoders,
+and tifffile for TIFF stains (`.tif`, `.tiff`, `.tif.gz`: `core.tiff_stains`,
+the same 16-bit rule and resize, so TIFF and PNG stains of one Id mix).
+Here, in the data creation stage, because the library decodes with
+TensorFlow and tifffile alone.
 """
 
 import cv2

@@ -18,7 +18,7 @@ def _parser():
                                   help="predict locations of raw images or TFRecords -> submission CSV")
     predict.add_argument("--model", required=True, help="SavedModel folder from train_keras.py --export")
     source = predict.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", help="folder of <Id>_<red|green|blue|yellow>.png files")
+    source.add_argument("--images", help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif|tif.gz> files")
     source.add_argument("--records", metavar="DATA_DIR",
                         help="a dataset folder from `python -m data_prep convert` (dataset.json + shards)")
     predict.add_argument("--split", default="test", help="with --records: the split to predict")
@@ -34,6 +34,13 @@ def _parser():
                          help="float32, or bfloat16 through oneDNN's rewrite of the float32 SavedModel (1.5x faster "
                               "on AMD EPYC with AVX512_BF16, 0.7x on an Intel Xeon without AMX); auto: bfloat16 where "
                               "it pays (precision.bfloat16_pays), else float32")
+    predict.add_argument("--runner", choices=("local", "beam"), default="local",
+                         help="local: this process; beam: Apache Beam's RunInference over the images or shards "
+                              "(pip install 'protein-location[beam]'), the same outputs")
+    predict.add_argument("--beam-options", default=None,
+                         help="with --runner beam: Beam's pipeline options as one string, e.g. \"--runner="
+                              "DataflowRunner --project=P --region=R --temp_location=gs://B/tmp\"; default: "
+                              "DirectRunner on this machine")
     predict.add_argument("--tta", type=int, choices=[1, 8], default=None,
                          help="views averaged per image, each with thresholds tuned for it; default: the "
                               "SavedModel's own (serving_default); 1: serving_single_view, the fast path; 8: the 8 "
@@ -50,7 +57,8 @@ def _parser():
     explain = commands.add_parser("explain", formatter_class=formatter,
                                   help="Grad-CAM heat maps of the predicted locations -> one PNG per image")
     explain.add_argument("--model", required=True, help="SavedModel folder (export base or version)")
-    explain.add_argument("--images", required=True, help="folder of <Id>_<red|green|blue|yellow>.png files")
+    explain.add_argument("--images", required=True,
+                         help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif|tif.gz> files")
     explain.add_argument("--ids", nargs="+", default=None, help="Ids to explain (default: every Id in --images)")
     explain.add_argument("--out", required=True, help="folder for <Id>.png and explain.json")
     explain.add_argument("--max-locations", type=int, default=4,
@@ -73,6 +81,10 @@ def _parser():
 def _predict(args):
     import tensorflow as tf
 
+    from protein_location.core import beam_jobs
+    from protein_location.core.errors import PredictError
+
+    beam_jobs.check_runner(args.runner, args.beam_options, PredictError)
     precision, reason = precision_lib.inference_precision(args.precision,
                                                           len(tf.config.list_physical_devices("GPU")))
     print(f"precision: {precision} ({reason})")
@@ -91,22 +103,29 @@ def _predict_in_precision(args):
         output_files.check_output_file(args.probabilities, "--probabilities")
     wanted = submission.read_ids(args.csv) if args.csv else None
     model = serving.load_serving_model(args.model, args.tta)
+    if args.runner == "beam":
+        from protein_location import beam_predict as predict  # the same two functions, as a Beam pipeline
+
+        beam = {"precision": args.precision, "beam_options": args.beam_options}
+    else:
+        beam = {}
     if args.records:
         ids, probabilities, label_matrix = predict.predict_records(model, args.records, args.split,
-                                                                   args.batch_size)
+                                                                   args.batch_size, **beam)
         if wanted is not None:
             ids, probabilities, label_matrix = submission.select_ids(ids, probabilities, label_matrix, wanted,
                                                                   args.csv)
         source = f"{args.split} records of {args.records}"
     else:
         ids = wanted if wanted is not None else list_image_ids(args.images)
-        probabilities, label_matrix = predict.predict_images(model, args.images, ids, args.batch_size)
+        probabilities, label_matrix = predict.predict_images(model, args.images, ids, args.batch_size, **beam)
         source = "images"
     submission.write_submission(args.out, ids, label_matrix)
     if args.probabilities:
         submission.write_probabilities(args.probabilities, ids, probabilities, model.class_names)
     views = "the mean of 8 flips/rotations" if model.views == 8 else "one view"
-    print(f"predict: {len(ids)} {source}, {views} each -> {args.out}")
+    engine = " on Apache Beam" if args.runner == "beam" else ""
+    print(f"predict: {len(ids)} {source}, {views} each{engine} -> {args.out}")
 
 
 def _export(args):

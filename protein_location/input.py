@@ -143,13 +143,30 @@ def named_read_errors(data_dir, manifest, splits, fold=None):
         raise
 
 
+# Shards read at once by a pipeline, one record of each in turn.
+INTERLEAVE_CYCLE = 16
+
+
+def read_order(num_records):
+    """(shard index, position in the shard) of every record, in the order a
+    one-pass pipeline (`make_dataset`, not training) yields the records of
+    shards holding `num_records` each: what predict's outputs follow."""
+    def positions(index):
+        return tf.data.Dataset.range(tf.gather(tf.constant(num_records, tf.int64), index)).map(
+            lambda position: (index, position))
+
+    order = tf.data.Dataset.range(len(num_records)).interleave(
+        positions, cycle_length=min(len(num_records), INTERLEAVE_CYCLE), deterministic=True)
+    return [(int(index), int(position)) for index, position in order.as_numpy_iterator()]
+
+
 def _read_records(files, shuffled, seed, shard_context=None):
     """Serialized records of `files`, interleaved (file order shuffled when
     training); with `shard_context`, this pipeline's share by record (DATA policy)."""
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if shuffled:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
+    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), INTERLEAVE_CYCLE),
                                  num_parallel_calls=AUTOTUNE, deterministic=True)
     if shard_context is not None:  # every pipeline shuffled the files alike: the records of each are disjoint
         dataset = dataset.shard(shard_context.num_input_pipelines, shard_context.input_pipeline_id)

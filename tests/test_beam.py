@@ -9,7 +9,6 @@ test can make a worker fail."""
 
 import csv
 import hashlib
-import json
 import sys
 
 import pytest
@@ -140,3 +139,65 @@ def test_pipeline_options_default_to_the_direct_runner_and_keep_the_users_runner
     assert options.get_all_options()["project"] == "P"
     with pytest.raises(DataPrepError, match="No closing quotation"):
         beam_jobs.pipeline_options('--project="P', DataPrepError)
+
+
+# --- predict --runner beam: RunInference with our ModelHandler, the outputs of local predict ------
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """A 32 px SE-ResNet exported as `train_keras.py --export` does; spread output biases give varied labels."""
+    import numpy as np
+
+    from protein_location import export, models
+    from protein_location.core import labels as labels_lib
+
+    model = models.build_seresnet("seresnet18", image_size=32, width=0.125,
+                                  output_bias=np.linspace(-4.0, 1.0, labels_lib.NUM_CLASSES))
+    return export.export_saved_model(model, np.full(labels_lib.NUM_CLASSES, 0.3),
+                                     str(tmp_path_factory.mktemp("beam-export")), labels_lib.CLASS_NAMES)
+
+
+def _predict(saved_model, out, *source, runner="local", beam_options=None, check=True):
+    extra = ["--runner", runner] + ([f"--beam-options={beam_options}"] if beam_options else [])
+    out.mkdir(exist_ok=True)
+    return run_cli("-m", "protein_location", "predict", "--model", saved_model, *source, "--out", out / "sub.csv",
+                   "--probabilities", out / "probabilities.csv", "--batch-size", 3, *extra, check=check)
+
+
+def _outputs(out):
+    return (out / "sub.csv").read_text(), (out / "probabilities.csv").read_text()
+
+
+@pytest.mark.slow
+def test_beam_predict_on_two_workers_writes_the_outputs_of_local_predict(saved_model, synthetic_dir, tmp_path):
+    source = ("--images", synthetic_dir / "test", "--csv", synthetic_dir / "sample_submission.csv")
+    _predict(saved_model, tmp_path / "local", *source)
+    _predict(saved_model, tmp_path / "beam", *source, runner="beam", beam_options=TWO_WORKERS)
+    submission, probabilities = _outputs(tmp_path / "beam")
+    assert (submission, probabilities) == _outputs(tmp_path / "local")
+    assert len(submission.splitlines()) == 1 + 8 and len({line.split(",")[1] for line in submission.splitlines()}) > 2
+
+
+def test_beam_predict_over_records_writes_the_outputs_of_local_predict(saved_model, converted_dir, tmp_path):
+    _predict(saved_model, tmp_path / "local", "--records", converted_dir, "--split", "val")
+    result = _predict(saved_model, tmp_path / "beam", "--records", converted_dir, "--split", "val", runner="beam")
+    assert _outputs(tmp_path / "beam") == _outputs(tmp_path / "local")
+    assert f"val records of {converted_dir}, one view each on Apache Beam -> " in result.stdout
+
+
+def test_beam_predict_names_a_bad_stain_file_in_one_line(saved_model, synthetic_dir, tmp_path):
+    images = tmp_path / "test"
+    images.mkdir()
+    for path in (synthetic_dir / "test").iterdir():
+        (images / path.name).symlink_to(path)
+    bad = sorted(images.glob("*_yellow.png"))[2]
+    bad.unlink()
+    bad.write_bytes(b"<html>404</html>")
+    image_id = bad.name.removesuffix("_yellow.png")
+    local = _predict(saved_model, tmp_path / "local", "--images", images, check=False)
+    beam = _predict(saved_model, tmp_path / "beam", "--images", images, runner="beam", check=False)
+    assert beam.returncode == local.returncode == 1 and "Traceback" not in beam.stderr
+    assert last_error_line(beam) == last_error_line(local) == (
+        f"error: Id {image_id}: {bad}: not a PNG, JPEG, GIF, BMP, WebP or TIFF image (16 bytes)")
+    assert not (tmp_path / "beam" / "sub.csv").exists()

@@ -213,9 +213,10 @@ def _break(folder, image_id, how):
         path.write_bytes(path.read_bytes()[:60])
     elif how == "not an image":
         path.write_bytes(b"<html>404 Not Found</html>")
-    elif how == "TIFF":
-        # TIFF content under the .png name: decoded by content, which TensorFlow does not read.
-        path.write_bytes(cv2.imencode(".tiff", np.zeros((20, 20), np.uint8))[1].tobytes())
+    elif how == "colour TIFF":
+        # TIFF content under the .png name: read by content, as the TIFF it is, and refused as colour
+        # (a grayscale one reads: tests/test_tiff.py).
+        path.write_bytes(cv2.imencode(".tiff", np.zeros((20, 20, 3), np.uint8))[1].tobytes())
     elif how == "other size":
         cv2.imwrite(str(path), np.zeros((24, 24), np.uint8))
     elif how == "over the pixel cap":
@@ -239,8 +240,8 @@ BAD_FILES = {
     "missing": "missing channel file",
     "zero-byte": "empty file (0 bytes)",
     "truncated": "truncated or corrupt image (60 bytes)",
-    "not an image": "not an image TensorFlow decodes (PNG, JPEG, GIF, BMP, WebP) (26 bytes)",
-    "TIFF": "not an image TensorFlow decodes (PNG, JPEG, GIF, BMP, WebP) (192 bytes)",
+    "not an image": "not a PNG, JPEG, GIF, BMP, WebP or TIFF image (26 bytes)",
+    "colour TIFF": "a colour TIFF (3 samples per pixel); stains are grayscale",
     "other size": "24x24 differs from the red channel's 20x20",
     "over the pixel cap": "30x20 pixels is over the cap of 590 (--max-pixels)",
     # Refused from the header, before anything is decoded or allocated.

@@ -2,12 +2,16 @@
 `predict --images` and `explain`.
 
 Each stain is a file `<Id>_{red,green,blue,yellow}.<ext>` (`.png`, `.jpg`,
-`.jpeg`, `.bmp`, `.gif`, `.webp`), decoded by its content whatever the
-extension, reduced to 8-bit grayscale and resized by `stains`' decoder and
-resize: the TensorFlow ops the SavedModel's `predict_channels` runs, so a
-record holds the pixels serving computes from the same files (conversion
-decodes grayscale PNGs with OpenCV for speed, `data_prep.stain_reader`: the
-same pixels). All reads go through tf.io.gfile so `gs://` folders work. The
+`.jpeg`, `.bmp`, `.gif`, `.webp`, `.tif`, `.tiff`, `.tif.gz`, `.tiff.gz`),
+decoded by its content whatever the extension, reduced to 8-bit grayscale
+and resized by `stains`' decoder and resize: the TensorFlow ops the
+SavedModel's `predict_channels` runs, so a record holds the pixels serving
+computes from the same files (conversion decodes grayscale PNGs with OpenCV
+for speed, `data_prep.stain_reader`: the same pixels). TIFF, which
+TensorFlow does not decode, is read by tifffile (`tiff_stains`, grayscale
+8- or 16-bit by the same 16-bit rule) and resized by the same op, so a TIFF
+gives the record of a PNG of the same pixels; the serving signatures take
+no TIFF. All reads go through tf.io.gfile so `gs://` folders work. The
 labels CSVs are read by `labels_csv`.
 """
 
@@ -16,12 +20,15 @@ import posixpath
 import numpy as np
 import tensorflow as tf
 
-from protein_location.core import labels as labels_lib, stains
+from protein_location.core import labels as labels_lib, stains, tiff_stains
 from protein_location.core.errors import SourceError
 from protein_location.core.pixel_cap import encoded_image_shape
 
-# TensorFlow's decoders read these; the content, not the name, picks one.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+# TensorFlow's decoders read the first six, tifffile the TIFFs (`tiff_stains`); the content, not the name,
+# picks one. In this order of preference when an Id has a stain under two names.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".tif.gz", ".tiff.gz")
+# Longest first: `.tif.gz` is a double extension, which posixpath.splitext would cut at `.gz`.
+_EXTENSIONS_LONGEST_FIRST = sorted(IMAGE_EXTENSIONS, key=len, reverse=True)
 # HPAv18 full-size images are 3072x3072 (9.4 MP); far beyond that is a
 # decompression bomb, refused from the header before decoding.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -32,14 +39,22 @@ def check_images_dir(images_dir):
         raise SourceError("images folder not found", path=images_dir)
 
 
+def _split_extension(name):
+    """(stem, extension) of a file name that ends in one of IMAGE_EXTENSIONS
+    in any case (`a_red.TIF.gz` -> `a_red`, `.tif.gz`), else (name, None)."""
+    lower = name.lower()
+    extension = next((e for e in _EXTENSIONS_LONGEST_FIRST if lower.endswith(e)), None)
+    return (name[:-len(extension)], extension) if extension else (name, None)
+
+
 def list_image_ids(images_dir):
     """Sorted Ids of an image folder, from `<Id>_<channel>.<ext>` file names."""
     check_images_dir(images_dir)
     ids = set()
     for name in tf.io.gfile.listdir(images_dir):
-        stem, ext = posixpath.splitext(name)
+        stem, extension = _split_extension(name)
         image_id, _, channel = stem.rpartition("_")
-        if ext.lower() in IMAGE_EXTENSIONS and channel in labels_lib.CHANNELS:
+        if extension and channel in labels_lib.CHANNELS:
             if not labels_lib.is_valid_id(image_id):
                 raise SourceError(f"Id {image_id!r} has characters outside [A-Za-z0-9_-]",
                                   path=posixpath.join(images_dir, name))
@@ -61,8 +76,8 @@ def find_channel_file(images_dir, image_id, channel):
     # An extension in other case (`_red.PNG`, as `list_image_ids` accepts): one listing, only on a miss.
     stem = f"{image_id}_{channel}"
     for name in sorted(tf.io.gfile.listdir(images_dir)) if tf.io.gfile.isdir(images_dir) else []:
-        base, ext = posixpath.splitext(name)
-        if base == stem and ext.lower() in IMAGE_EXTENSIONS:
+        base, extension = _split_extension(name)
+        if base == stem and extension:
             return posixpath.join(images_dir, name)
     expected = posixpath.join(images_dir, f"{image_id}_{channel}.png")
     raise SourceError("missing channel file", image_id, expected)
@@ -75,15 +90,17 @@ def _resize(image, size):
 
 def decode_channel(data, channel, image_id, path, max_pixels=DEFAULT_MAX_PIXELS):
     """Encoded bytes of one stain -> 2-D uint8 array by `stains`' rule: a colour
-    file reduced to the stain's colour, 16-bit scaled to 8 bits. The header's
-    size is checked against `max_pixels` before anything is decoded."""
+    file reduced to the stain's colour, 16-bit scaled to 8 bits; a TIFF by
+    `tiff_stains`. The header's size is checked against `max_pixels` before
+    anything is decoded."""
     if not data:
         raise SourceError("empty file (0 bytes)", image_id, path)
+    if tiff_stains.is_tiff(data):
+        return tiff_stains.decode_tiff_stain(data, image_id, path, max_pixels)
     encoded = tf.constant(data)
     height, width = (int(v) for v in encoded_image_shape(encoded).numpy())
     if not height or not width:
-        raise SourceError(f"not an image TensorFlow decodes (PNG, JPEG, GIF, BMP, WebP) ({len(data)} bytes)",
-                          image_id, path)
+        raise SourceError(f"not a PNG, JPEG, GIF, BMP, WebP or TIFF image ({len(data)} bytes)", image_id, path)
     if height * width > max_pixels:
         raise SourceError(f"{width}x{height} pixels is over the cap of {max_pixels} (--max-pixels)", image_id, path)
     try:
@@ -109,11 +126,39 @@ def _read_four(encoded, max_pixels, size):
 
     def decode():
         planes = [stains.decode_stain(encoded[i], c) for i, c in enumerate(labels_lib.CHANNELS)]
-        image = tf.stack(planes, axis=-1)
-        resized = tf.logical_and(size > 0, tf.reduce_any(shapes[0] != tf.cast(size, tf.int64)))
-        return tf.cond(resized, lambda: tf.cast(stains.resize_rgby(image, size), tf.uint8), lambda: image)
+        return _to_size(tf.stack(planes, axis=-1), size)
 
     return tf.cond(fine, decode, lambda: tf.zeros([0, 0, len(labels_lib.CHANNELS)], tf.uint8))
+
+
+def _to_size(image, size):
+    """uint8 [H, W, 4] resized to size x size by `stains.resize_rgby` when
+    size > 0 and it is not that size already (in a graph)."""
+    resized = tf.logical_and(size > 0, tf.reduce_any(tf.shape(image)[:2] != size))
+    return tf.cond(resized, lambda: tf.cast(stains.resize_rgby(image, size), tf.uint8), lambda: image)
+
+
+def _holds_tiff(encoded):
+    """Whether one of the four encoded stains starts as a TIFF or as gzip
+    (`tiff_stains.is_tiff` looks inside the gzip), in a graph."""
+    heads = tf.strings.substr(encoded, 0, 4)
+    tiff = tf.reduce_any(tf.equal(heads[:, None], tf.constant(tiff_stains.TIFF_SIGNATURES)[None, :]))
+    return tf.logical_or(tiff, tf.reduce_any(tf.strings.substr(encoded, 0, 2) == tiff_stains.GZIP_SIGNATURE))
+
+
+def _read_four_in_python(encoded, max_pixels, size):
+    """`_read_four` for an Id with a TIFF stain, which no TensorFlow op
+    decodes: `decode_stain_files` in a py_function, then the same resize in
+    the graph. An empty image for files it refuses."""
+
+    def decode(files):
+        try:
+            return decode_stain_files(list(files.numpy()), [None] * len(labels_lib.CHANNELS), None, None, max_pixels)
+        except SourceError:  # `read_image` names the file
+            return np.zeros([0, 0, len(labels_lib.CHANNELS)], np.uint8)
+
+    image = tf.ensure_shape(tf.py_function(decode, [encoded], tf.uint8), [None, None, len(labels_lib.CHANNELS)])
+    return tf.cond(tf.size(image) > 0, lambda: _to_size(image, size), lambda: image)
 
 
 def image_dataset(images_dir, ids, size, max_pixels=DEFAULT_MAX_PIXELS):
@@ -124,14 +169,17 @@ def image_dataset(images_dir, ids, size, max_pixels=DEFAULT_MAX_PIXELS):
     the cap, stains of different shapes, an empty file): its image is zeros
     and `read_image` on it raises the SourceError naming the file. A file
     that does not decode as its header says raises an OpError when its batch
-    is read.
+    is read. An Id with a TIFF stain (by content) is read by the Python
+    reader in a py_function, `ok` False for any file it refuses; the others
+    never leave the graph.
     """
     paths = [[find_channel_file(images_dir, image_id, channel) for channel in labels_lib.CHANNELS]
              for image_id in ids]
 
     def load(four_paths):
         encoded = tf.stack([tf.io.read_file(four_paths[i]) for i in range(len(labels_lib.CHANNELS))])
-        image = _read_four(encoded, max_pixels, size)
+        image = tf.cond(_holds_tiff(encoded), lambda: _read_four_in_python(encoded, max_pixels, size),
+                        lambda: _read_four(encoded, max_pixels, size))
         ok = tf.size(image) > 0
         image = tf.cond(ok, lambda: image, lambda: tf.zeros([size, size, len(labels_lib.CHANNELS)], tf.uint8))
         return tf.ensure_shape(image, [size, size, len(labels_lib.CHANNELS)]), ok
@@ -163,6 +211,9 @@ def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
 
 def decode_stain_files(files, paths, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
     """`read_image` from the files' bytes (`read_stain_files`)."""
+    if any(tiff_stains.is_tiff(data) for data in files):
+        # tifffile reads TIFF outside TensorFlow's graph: stain by stain, then the same resize.
+        return _read_one_by_one(files, paths, image_id, size, max_pixels)
     if all(files):
         try:
             image = _read_four(tf.constant(files), max_pixels, size or 0).numpy()

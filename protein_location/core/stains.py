@@ -20,7 +20,10 @@ files are read: by conversion (`data_prep convert`), `predict --images` and
   8-bit one (v * 257) gives back the 8-bit values.
 - Formats: what TensorFlow decodes (PNG, JPEG, GIF, BMP, WebP), chosen by
   the content, never by the file name. JPEGs use libjpeg's accurate integer
-  IDCT, the one OpenCV and Pillow use.
+  IDCT, the one OpenCV and Pillow use. Raw TIFF stains (HPA's own downloads,
+  `.tif.gz` too) have no TensorFlow decoder: `tiff_stains` reads them with
+  tifffile, grayscale 8- or 16-bit by the same 16-bit rule, for conversion,
+  `predict --images` and `explain`; the serving signatures take no TIFF.
 - Size: `resize_rgby` area-resamples to the model's side and rounds to
   whole grey levels (what a record stores).
 """
