@@ -16,6 +16,8 @@ setup(
         # TF 2.21 no longer installs TensorBoard; the training logs need it.
         "tensorboard>=2.21,<2.22",
         "numpy>=1.26",
+        # The TFRecord framing's checksum in C: conversion workers write shards without TensorFlow.
+        "google-crc32c>=1.5",
         "pandas>=2.0",
         "opencv-python-headless>=4.8",
         "scikit-learn>=1.3",

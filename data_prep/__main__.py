@@ -52,7 +52,7 @@ def _parser():
     convert.add_argument("--workers", type=int, default=None,
                          help="decoding processes; the output is the same for any number. Default: one per "
                               f"{workers.IMAGES_PER_WORKER} images, up to the {os.cpu_count()} cores (a worker "
-                              "takes seconds to start)")
+                              "starts in under a second; one that meets JPEGs loads TensorFlow, seconds)")
     convert.add_argument("--runner", choices=("local", "beam"), default="local",
                          help="local: --workers processes on this machine; beam: the same plan as an Apache Beam "
                               "pipeline, one element per shard (pip install 'protein-location[beam]'), with "

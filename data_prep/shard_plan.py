@@ -9,8 +9,7 @@ import math
 
 import numpy as np
 
-from data_prep import split as split_lib
-from protein_location.core import labels as labels_lib, manifest as manifest_lib, raw_images, records
+from protein_location.core import labels as labels_lib, manifest as manifest_lib, records, stain_files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +27,7 @@ class ConvertOptions:
     shard_mb: float = 150.0
     seed: int = 0
     on_error: str = "fail"
-    max_pixels: int = raw_images.DEFAULT_MAX_PIXELS
+    max_pixels: int = stain_files.DEFAULT_MAX_PIXELS
     png_compression: int = 0
     image_format: str = records.DEFAULT_IMAGE_FORMAT
 
@@ -59,6 +58,9 @@ def plan_splits(entries, options, matrix=None, groups=None):
     stay on one side) or to k folds of train; unlabeled ones to test, in
     file order.
     """
+    # Here, not at the top: the split imports scikit-learn (a second), which workers unpickling a Shard skip.
+    from data_prep import split as split_lib
+
     if entries and entries[0][1] is None:
         return {"test": [(*entry, None) for entry in entries]}
     rng = np.random.default_rng(options.seed)
@@ -110,6 +112,8 @@ def describe_split(entries, splits, matrix, groups, options, label_set):
     info["num_groups"] = len(set(groups))
     if "val" not in splits:
         return info
+    from data_prep import split as split_lib
+
     val_ids = {image_id for image_id, *_ in splits["val"]}
     in_val = np.array([image_id in val_ids for image_id, _, _ in entries])
     summary = split_lib.stratification_summary(matrix, in_val, options.val_fraction)

@@ -1,6 +1,11 @@
 """Writing shards: worker processes decode, encode and write whole shards
 atomically (`.tmp` -> record in .convert/ -> rename), the state that makes a
-killed conversion resumable, and the manifest built from the shards' records."""
+killed conversion resumable, and the manifest built from the shards' records.
+
+A worker writing a local folder from grayscale PNG or TIFF stains runs
+without TensorFlow (`core.file_system`, `tfrecord_lib.TFRecordFile`,
+`stain_reader`): it starts in well under a second, and loads TensorFlow only
+for an image that needs its decoders or resize, or a gs:// folder."""
 
 import csv
 import io
@@ -8,12 +13,13 @@ import posixpath
 
 import cv2
 import numpy as np
-import tensorflow as tf
 
 from data_prep import stain_reader, tfrecord_lib, workers as workers_lib
-from protein_location.core import labels as labels_lib, manifest as manifest_lib, output_files, records, stop_signals
+from protein_location.core import (file_system, labels as labels_lib, manifest as manifest_lib, output_files,
+                                   records, stop_signals)
 from protein_location.core.errors import OutputError, SourceError
 from protein_location.core.json_files import read_json, write_json_atomic
+from protein_location.core.lazy_tensorflow import tf
 
 STATE_DIR = ".convert"
 ERRORS_NAME = "errors.csv"
@@ -65,7 +71,7 @@ def _write_shard(out_dir, shard, options, size, tmp_path):
     label_counts = np.zeros(labels_lib.label_set_named(options.label_set).num_classes, np.int64)
     source_counts = np.zeros(len(options.images_dirs), np.int64)
     pixel_sum, pixel_sum_sq, errors, count = np.zeros(4), np.zeros(4), [], 0
-    with tf.io.TFRecordWriter(tmp_path) as writer:
+    with tfrecord_lib.TFRecordFile(tmp_path) as writer:
         for image_id, labels, source in shard.items:
             result = encode_item((options.images_dirs[source], image_id, labels, size, options.max_pixels,
                                   options.image_format, options.png_compression))
@@ -82,14 +88,14 @@ def _write_shard(out_dir, shard, options, size, tmp_path):
             count += 1
     output_files.sync_file(tmp_path)
     record = {
-        "file": shard.name, "num_examples": count, "sha256": manifest_lib.file_sha256(tmp_path),
-        "num_bytes": tf.io.gfile.stat(tmp_path).length, "ends_sha256": manifest_lib.shard_ends_sha256(tmp_path),
+        "file": shard.name, "num_examples": count, "sha256": writer.sha256 or manifest_lib.file_sha256(tmp_path),
+        "num_bytes": file_system.size(tmp_path), "ends_sha256": manifest_lib.shard_ends_sha256(tmp_path),
         "label_counts": label_counts.tolist(), **({"fold": shard.fold} if shard.fold is not None else {}),
         "source_counts": source_counts.tolist(),
         "pixel_sum": pixel_sum.tolist(), "pixel_sum_sq": pixel_sum_sq.tolist(), "errors": errors,
     }
     write_json_atomic(posixpath.join(out_dir, STATE_DIR, shard.name + ".json"), record)
-    tf.io.gfile.rename(tmp_path, posixpath.join(out_dir, shard.name), overwrite=True)
+    file_system.rename(tmp_path, posixpath.join(out_dir, shard.name))
     return record
 
 
@@ -112,7 +118,7 @@ def write_shards(tasks, workers):
             yield write_shard(task)
         return
     # Spawned, not forked (this process has TensorFlow loaded). Each worker
-    # imports this module, TensorFlow included (it writes through tf.io), once.
+    # imports this module, once: TensorFlow only when a task needs it.
     with workers_lib.process_pool(min(workers, len(tasks)), preload=__name__) as pool:
         records = pool.imap_unordered(write_shard, tasks)
         while True:

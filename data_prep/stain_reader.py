@@ -15,18 +15,67 @@ TensorFlow and tifffile alone.
 import cv2
 import numpy as np
 
-from protein_location.core import raw_images
+from protein_location.core import stain_files, tiff_stains
+from protein_location.core.errors import SourceError
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Whole-number ratios up to this are resized here, in numpy, to the values of
+# TensorFlow's area kernel (a test compares every block sum for each ratio).
+MAX_BLOCK_RATIO = 16
 
 
-def read_image(images_dir, image_id, size=None, max_pixels=raw_images.DEFAULT_MAX_PIXELS):
-    """The four stains of one Id -> uint8 (H, W, 4) RGBY, as `raw_images.read_image`."""
-    paths, files = raw_images.read_stain_files(images_dir, image_id)
-    image = _decode_grayscale_pngs(files, max_pixels)
+def read_image(images_dir, image_id, size=None, max_pixels=stain_files.DEFAULT_MAX_PIXELS):
+    """The four stains of one Id -> uint8 (H, W, 4) RGBY, as `raw_images.read_image`.
+
+    Grayscale PNGs and TIFFs, resized by a whole-number ratio, are read here
+    without TensorFlow (a conversion worker that meets only those never
+    loads it); anything else, and every file with a problem to name, takes
+    `raw_images`' path."""
+    paths, files = stain_files.read_stain_files(images_dir, image_id)
+    image = _decode_without_tensorflow(files, paths, image_id, max_pixels)
     if image is None:
+        from protein_location.core import raw_images  # TensorFlow's decoders: loaded when a file needs them
+
         return raw_images.decode_stain_files(files, paths, image_id, size, max_pixels)
-    return image if size is None or image.shape[:2] == (size, size) else raw_images.resize_image(image, size)
+    return resize_image(image, size)
+
+
+def resize_image(image, size):
+    """uint8 (H, W, 4) -> (size, size, 4) by the project's resize (`stains.resize_rgby`, TensorFlow's area
+    kernel); a square image `size` times a whole number of 2-16 is averaged over blocks here instead."""
+    if size is None or image.shape[:2] == (size, size):
+        return image
+    ratio, remainder = divmod(image.shape[0], size)
+    if image.shape[0] != image.shape[1] or remainder or not 2 <= ratio <= MAX_BLOCK_RATIO:
+        from protein_location.core import raw_images
+
+        return raw_images.resize_image(image, size)
+    # TensorFlow's area kernel for a whole ratio k: the float32 sum of each k x k block times 1 / (k * k),
+    # rounded half to even (tf.round). The sums are exact (at most 256 * 255 < 2**24).
+    blocks = image.reshape(size, ratio, size, ratio, image.shape[2]).astype(np.float32)
+    sums = blocks.sum(axis=(1, 3), dtype=np.float32)
+    return np.round(sums * (np.float32(1) / (np.float32(ratio) * np.float32(ratio)))).astype(np.uint8)
+
+
+def _decode_without_tensorflow(files, paths, image_id, max_pixels):
+    """The four stains when each is a grayscale PNG (`_decode_grayscale_pngs`)
+    or a TIFF (`tiff_stains`) and all decode, to one shape; None otherwise
+    (the library's path then decodes them, or names the bad one in order)."""
+    if not any(tiff_stains.is_tiff(data) for data in files):
+        return _decode_grayscale_pngs(files, max_pixels)
+    planes = []
+    for data, path in zip(files, paths):
+        try:
+            plane = (tiff_stains.decode_tiff_stain(data, image_id, path, max_pixels) if tiff_stains.is_tiff(data)
+                     else _decode_grayscale_pngs([data], max_pixels))
+        except SourceError:
+            return None
+        if plane is None:
+            return None
+        planes.append(plane if plane.ndim == 2 else plane[..., 0])
+    if len({plane.shape for plane in planes}) != 1:
+        return None
+    return cv2.merge(planes)
 
 
 def _grayscale_png_shape(data):

@@ -1,10 +1,9 @@
-"""JSON records through tf.io.gfile (local, gs://, ram://): dataset.json,
+"""JSON records through `file_system` (local, gs://, ram://): dataset.json,
 conversion state, run.json, thresholds.json, report.json, explain.json."""
 
 import json
 
-import tensorflow as tf
-
+from protein_location.core import file_system
 from protein_location.core.output_files import write_atomic
 
 
@@ -15,5 +14,5 @@ def write_json_atomic(path, payload):
 
 def read_json(path):
     """The parsed JSON file at `path` (json.JSONDecodeError if it is not JSON)."""
-    with tf.io.gfile.GFile(path, "r") as f:
+    with file_system.open_file(path, "r") as f:
         return json.load(f)

@@ -14,11 +14,10 @@ import json
 import posixpath
 import re
 
-import tensorflow as tf
-
-from protein_location.core import records
+from protein_location.core import file_system, records
 from protein_location.core.errors import ManifestError
 from protein_location.core.json_files import write_json_atomic
+from protein_location.core.lazy_tensorflow import tf
 
 MANIFEST_NAME = "dataset.json"
 SPLITS = ("train", "val", "test")
@@ -132,9 +131,9 @@ def split_summary(data_dir, manifest, split, fold=None):
 
 
 def file_sha256(path):
-    """sha256 hex digest of a file, read in 1 MiB chunks through tf.io.gfile."""
+    """sha256 hex digest of a file, read in 1 MiB chunks (`file_system`: local, gs://)."""
     digest = hashlib.sha256()
-    with tf.io.gfile.GFile(path, "rb") as f:
+    with file_system.open_file(path, "rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
@@ -148,11 +147,11 @@ ENDS_BYTES = 1 << 16
 
 def shard_ends_sha256(path):
     """sha256 of a file's first and last ENDS_BYTES (all of it when it is
-    smaller than twice that), read through tf.io.gfile."""
+    smaller than twice that), read through `file_system`."""
     digest = hashlib.sha256()
-    with tf.io.gfile.GFile(path, "rb") as f:
+    size = file_system.size(path)
+    with file_system.open_file(path, "rb") as f:
         digest.update(f.read(ENDS_BYTES))
-        size = f.size()
         if size > 2 * ENDS_BYTES:
             f.seek(size - ENDS_BYTES)
         digest.update(f.read())

@@ -24,9 +24,10 @@ import secrets
 import socket
 
 import numpy as np
-import tensorflow as tf
 
+from protein_location.core import file_system
 from protein_location.core.errors import OutputError
+from protein_location.core.lazy_tensorflow import tf
 
 TEMPORARY_PREFIX = ".tmp-"
 # .tmp-<host>-<pid>-<8 hex>-<final name>: the writer, to tell a live one from a killed one.
@@ -64,8 +65,7 @@ def process_alive(pid):
     return True
 
 
-def is_local(path):
-    return "://" not in path
+is_local = file_system.is_local
 
 
 def temporary_path(path):
@@ -80,7 +80,7 @@ def disk_error_reason(error):
     read-only or forbidden folder), or None for any other error."""
     if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
         return DISK_ERRNOS[error.errno]
-    if isinstance(error, (OSError, RuntimeError, tf.errors.OpError)):
+    if isinstance(error, (OSError, RuntimeError)) or file_system.is_op_error(error):
         text = str(error).lower()
         for message, reason in DISK_MESSAGES.items():
             if message in text:
@@ -100,10 +100,11 @@ def sync_file(path):
 
 def remove_quietly(path):
     try:
-        if tf.io.gfile.exists(path):
-            tf.io.gfile.remove(path)
-    except (OSError, tf.errors.OpError):
-        pass
+        if file_system.exists(path):
+            file_system.remove(path)
+    except Exception as error:  # an OSError, or tf.io.gfile's OpError
+        if not (isinstance(error, OSError) or file_system.is_op_error(error)):
+            raise
 
 
 def check_free_space(path, needed_bytes):
@@ -147,7 +148,7 @@ def atomic_path(path, needed_bytes=None):
     try:
         yield temporary
         sync_file(temporary)
-        tf.io.gfile.rename(temporary, path, overwrite=True)
+        file_system.rename(temporary, path)
     except BaseException as error:
         abandon_write(error, path, temporary)
         raise
@@ -195,9 +196,9 @@ def release_failed_writer(error, temporary=None):
 
 @contextlib.contextmanager
 def atomic_open(path, mode="w"):
-    """A file object (tf.io.gfile: local, gs://, ram://) whose content appears at `path`
+    """A file object (`file_system.open_file`: local, gs://, ram://) whose content appears at `path`
     only when the block ends without error (`atomic_path`)."""
-    with atomic_path(path) as temporary, tf.io.gfile.GFile(temporary, mode) as f:
+    with atomic_path(path) as temporary, file_system.open_file(temporary, mode) as f:
         yield f
 
 
@@ -265,5 +266,5 @@ def _probe_write(folder, flag):
 
 
 def _first_line(error):
-    text = error.message if isinstance(error, tf.errors.OpError) else str(error)
+    text = error.message if file_system.is_op_error(error) else str(error)
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__

@@ -11,11 +11,10 @@ for speed, `data_prep.stain_reader`: the same pixels). TIFF, which
 TensorFlow does not decode, is read by tifffile (`tiff_stains`, grayscale
 8- or 16-bit by the same 16-bit rule) and resized by the same op, so a TIFF
 gives the record of a PNG of the same pixels; the serving signatures take
-no TIFF. All reads go through tf.io.gfile so `gs://` folders work. The
+no TIFF. All reads go through `file_system` so `gs://` folders work. The
 labels CSVs are read by `labels_csv`.
 """
 
-import posixpath
 
 import numpy as np
 import tensorflow as tf
@@ -23,65 +22,10 @@ import tensorflow as tf
 from protein_location.core import labels as labels_lib, stains, tiff_stains
 from protein_location.core.errors import SourceError
 from protein_location.core.pixel_cap import encoded_image_shape
-
-# TensorFlow's decoders read the first six, tifffile the TIFFs (`tiff_stains`); the content, not the name,
-# picks one. In this order of preference when an Id has a stain under two names.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".tif.gz", ".tiff.gz")
-# Longest first: `.tif.gz` is a double extension, which posixpath.splitext would cut at `.gz`.
-_EXTENSIONS_LONGEST_FIRST = sorted(IMAGE_EXTENSIONS, key=len, reverse=True)
-# HPAv18 full-size images are 3072x3072 (9.4 MP); far beyond that is a
-# decompression bomb, refused from the header before decoding.
-DEFAULT_MAX_PIXELS = 40_000_000
-
-
-def check_images_dir(images_dir):
-    if not tf.io.gfile.isdir(images_dir):
-        raise SourceError("images folder not found", path=images_dir)
-
-
-def _split_extension(name):
-    """(stem, extension) of a file name that ends in one of IMAGE_EXTENSIONS
-    in any case (`a_red.TIF.gz` -> `a_red`, `.tif.gz`), else (name, None)."""
-    lower = name.lower()
-    extension = next((e for e in _EXTENSIONS_LONGEST_FIRST if lower.endswith(e)), None)
-    return (name[:-len(extension)], extension) if extension else (name, None)
-
-
-def list_image_ids(images_dir):
-    """Sorted Ids of an image folder, from `<Id>_<channel>.<ext>` file names."""
-    check_images_dir(images_dir)
-    ids = set()
-    for name in tf.io.gfile.listdir(images_dir):
-        stem, extension = _split_extension(name)
-        image_id, _, channel = stem.rpartition("_")
-        if extension and channel in labels_lib.CHANNELS:
-            if not labels_lib.is_valid_id(image_id):
-                raise SourceError(f"Id {image_id!r} has characters outside [A-Za-z0-9_-]",
-                                  path=posixpath.join(images_dir, name))
-            ids.add(image_id)
-    if not ids:
-        raise SourceError("no <Id>_<red|green|blue|yellow>.png files found", path=images_dir)
-    return sorted(ids)
-
-
-def find_channel_file(images_dir, image_id, channel):
-    """Path of `<Id>_<channel>.<ext>` for the first extension that exists."""
-    if not labels_lib.is_valid_id(image_id):
-        # Never build a path from an Id like `../../x`.
-        raise SourceError(f"Id {image_id!r} has characters outside [A-Za-z0-9_-]")
-    for ext in IMAGE_EXTENSIONS:
-        path = posixpath.join(images_dir, f"{image_id}_{channel}{ext}")
-        if tf.io.gfile.exists(path):
-            return path
-    # An extension in other case (`_red.PNG`, as `list_image_ids` accepts): one listing, only on a miss.
-    stem = f"{image_id}_{channel}"
-    for name in sorted(tf.io.gfile.listdir(images_dir)) if tf.io.gfile.isdir(images_dir) else []:
-        base, extension = _split_extension(name)
-        if base == stem and extension:
-            return posixpath.join(images_dir, name)
-    expected = posixpath.join(images_dir, f"{image_id}_{channel}.png")
-    raise SourceError("missing channel file", image_id, expected)
-
+# Finding and reading the files needs no TensorFlow: `stain_files`, which conversion workers use alone.
+from protein_location.core.stain_files import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS,  # noqa: F401
+                                               check_images_dir, find_channel_file, list_image_ids,
+                                               read_stain_files)
 
 @tf.function(input_signature=[tf.TensorSpec([None, None, 4], tf.uint8), tf.TensorSpec([], tf.int32)])
 def _resize(image, size):
@@ -186,16 +130,6 @@ def image_dataset(images_dir, ids, size, max_pixels=DEFAULT_MAX_PIXELS):
 
     return tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string, shape=[len(ids), 4])).map(
         load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-def read_stain_files(images_dir, image_id):
-    """(paths, encoded bytes) of the four stain files of one Id, in RGBY order."""
-    paths = [find_channel_file(images_dir, image_id, channel) for channel in labels_lib.CHANNELS]
-    files = []
-    for path in paths:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            files.append(f.read())
-    return paths, files
 
 
 def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):

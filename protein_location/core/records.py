@@ -16,7 +16,9 @@ schema version is that of its format, so a PNG dataset is what schema-1
 readers have always read.
 """
 
-import tensorflow as tf
+import functools
+
+from protein_location.core.lazy_tensorflow import tf
 
 IMAGE_FORMATS = ("png", "raw")
 DEFAULT_IMAGE_FORMAT = "png"
@@ -31,15 +33,26 @@ KEY_CHANNELS = "image/channels"
 KEY_SOURCE_ID = "image/source_id"
 KEY_LABEL = "image/class/label"
 
-FEATURE_SPEC = {
-    KEY_ENCODED: tf.io.FixedLenFeature([], tf.string),
-    KEY_FORMAT: tf.io.FixedLenFeature([], tf.string, default_value="png"),  # schema 1 wrote only png
-    KEY_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
-    KEY_WIDTH: tf.io.FixedLenFeature([], tf.int64),
-    KEY_CHANNELS: tf.io.FixedLenFeature([], tf.int64),
-    KEY_SOURCE_ID: tf.io.FixedLenFeature([], tf.string),
-    KEY_LABEL: tf.io.VarLenFeature(tf.int64),
-}
+
+@functools.cache
+def feature_spec():
+    """The keys and types a record is parsed with (`tf.io.parse_single_example`)."""
+    return {
+        KEY_ENCODED: tf.io.FixedLenFeature([], tf.string),
+        KEY_FORMAT: tf.io.FixedLenFeature([], tf.string, default_value="png"),  # schema 1 wrote only png
+        KEY_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+        KEY_WIDTH: tf.io.FixedLenFeature([], tf.int64),
+        KEY_CHANNELS: tf.io.FixedLenFeature([], tf.int64),
+        KEY_SOURCE_ID: tf.io.FixedLenFeature([], tf.string),
+        KEY_LABEL: tf.io.VarLenFeature(tf.int64),
+    }
+
+
+def __getattr__(name):
+    # `records.FEATURE_SPEC`, built on first use: writing records needs no TensorFlow (`core.lazy_tensorflow`).
+    if name == "FEATURE_SPEC":
+        return feature_spec()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_example(serialized, num_classes):
@@ -49,7 +62,7 @@ def parse_example(serialized, num_classes):
 
     Works on one scalar string tensor (use inside `Dataset.map`).
     """
-    parsed = tf.io.parse_single_example(serialized, FEATURE_SPEC)
+    parsed = tf.io.parse_single_example(serialized, feature_spec())
     image = decode_image(parsed[KEY_ENCODED], parsed[KEY_FORMAT], parsed[KEY_HEIGHT], parsed[KEY_WIDTH])
     label_indices = tf.sparse.to_dense(parsed[KEY_LABEL])
     return {
@@ -73,7 +86,7 @@ def decode_image(encoded, image_format, height, width):
 def parse_label_indices(serialized):
     """Serialized Example -> its label indices int64 [k], without decoding the
     image (cheap enough to run on every record, e.g. to weight sampling)."""
-    parsed = tf.io.parse_single_example(serialized, {KEY_LABEL: FEATURE_SPEC[KEY_LABEL]})
+    parsed = tf.io.parse_single_example(serialized, {KEY_LABEL: feature_spec()[KEY_LABEL]})
     return tf.sparse.to_dense(parsed[KEY_LABEL])
 
 

@@ -107,7 +107,7 @@ def find_backup(backup_dir):
     for path in (callback._training_metadata_path, callback._prev_training_metadata_path):
         try:
             records.append(read_json(path))
-        except (tf.errors.NotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        except (FileNotFoundError, tf.errors.NotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             continue
     records = [r for r in records if isinstance(r, dict) and isinstance(r.get("epoch"), int)]
     if not records:
@@ -216,7 +216,7 @@ def restore_best(folder, epochs_done, monitor):
     for name in (BEST_RECORD, PREVIOUS_BEST_RECORD):
         try:
             record = read_json(paths[name])
-        except (tf.errors.NotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        except (FileNotFoundError, tf.errors.NotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             continue
         if not isinstance(record, dict) or not isinstance(record.get("epoch"), int) or record["epoch"] > epochs_done:
             continue
@@ -240,7 +240,7 @@ def read_best(folder):
     """best.json of a run folder: {"epoch": N, "<monitor>": value, "sha256": ...}, or None."""
     try:
         return read_json(posixpath.join(folder, BEST_RECORD))
-    except (tf.errors.NotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+    except (FileNotFoundError, tf.errors.NotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
 
 
