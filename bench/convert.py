@@ -14,7 +14,7 @@ then in one run, alternating, `--repeats` times each:
   decode by OpenCV for grayscale PNGs, TensorFlow's ops otherwise, the
   stain rule), W processes;
 - conversion: `data_prep.convert.convert` with the same W, timed whole, the
-  start of its spawned workers (each imports TensorFlow) included; and the
+  start of its spawned workers included; and the
   per-image cost without that fixed start: the conversion's time less the
   time W spawned workers take to import the shard writer and run a first
   task (`time_worker_start`, what conversion's pool pays before any image).
@@ -104,11 +104,11 @@ def time_decode(pool, images_dir, ids, decode=decode_only):
     return time.perf_counter() - start
 
 
-def time_convert(raw, out, workers, image_format, png_compression):
+def time_convert(raw, out, workers, image_format, png_compression, size=None):
     from data_prep import convert
 
     start = time.perf_counter()
-    convert.convert(os.path.join(raw, "train"), out, csv_path=os.path.join(raw, "train.csv"),
+    convert.convert(os.path.join(raw, "train"), out, csv_path=os.path.join(raw, "train.csv"), size=size,
                     workers=workers, image_format=image_format, png_compression=png_compression, overwrite=True)
     return time.perf_counter() - start
 
@@ -120,7 +120,7 @@ def _task_start(_):
 
 def time_worker_start(workers):
     """Seconds from creating conversion's pool (W spawned workers importing
-    `data_prep.shard_writer`, TensorFlow with it) to the last worker's first task."""
+    `data_prep.shard_writer`, no TensorFlow) to the last worker's first task."""
     start = time.time()
     with workers_lib.process_pool(workers, preload="data_prep.shard_writer") as pool:
         first = {}
@@ -191,6 +191,7 @@ def main(argv=None):
     parser.add_argument("--source", default=None,
                         help="a real raw folder (train.csv + train/) to replicate to --images instead")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for both measurements")
+    parser.add_argument("--out-size", type=int, default=None, help="convert's --size (default: the source size)")
     parser.add_argument("--image-format", default="png", choices=("png", "raw"), help="convert's --image-format")
     parser.add_argument("--png-compression", type=int, default=0, help="convert's --png-compression")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement (after a warm-up)")
@@ -213,7 +214,8 @@ def main(argv=None):
         for _ in range(args.repeats):
             decode.append(time_decode(pool, images, ids))
             decode_reader.append(time_decode(tf_pool, images, ids, decode_with_reader))
-            conversion.append(time_convert(raw, out, args.workers, args.image_format, args.png_compression))
+            conversion.append(time_convert(raw, out, args.workers, args.image_format, args.png_compression,
+                                           args.out_size))
             start_up.append(time_worker_start(args.workers))
     size = int(json.load(open(os.path.join(out, "dataset.json")))["image_size"])
     conversion_per_image = [max(c - s, 1e-3) for c, s in zip(conversion, start_up)]

@@ -39,12 +39,22 @@ def predict_images(model_path, images_dir, ids, batch_size=64, tta=None):
             except tf.errors.OpError as error:
                 _raise_for_bad_image(images_dir, batch_ids, image_size, error.message)
             if not ok.numpy().all():
-                _raise_for_bad_image(images_dir, batch_ids, image_size, "a file refused by its header")
+                images = _read_refused(images_dir, batch_ids, images.numpy(), ok.numpy(), image_size)
             batch_probabilities, batch_labels = _predict_batch(serve, images)
             probabilities.append(batch_probabilities)
             labels.append(batch_labels)
             progress.update(len(batch_ids))
     return np.concatenate(probabilities), np.concatenate(labels)
+
+
+def _read_refused(images_dir, batch_ids, images, ok, image_size):
+    """The batch with the images its pipeline refused (`ok` False) read by
+    `raw_images.read_image`: a file over the cap or damaged raises its
+    SourceError there, naming it; a TIFF under another name (which only the
+    Python reader decodes) is read."""
+    for index in np.flatnonzero(~ok):
+        images[index] = raw_images.read_image(images_dir, batch_ids[index], image_size)
+    return images
 
 
 def _raise_for_bad_image(images_dir, batch_ids, image_size, what):

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import sys
 
+import numpy as np
 import pytest
 
 from data_prep import convert, shard_writer
@@ -201,3 +202,23 @@ def test_beam_predict_names_a_bad_stain_file_in_one_line(saved_model, synthetic_
     assert last_error_line(beam) == last_error_line(local) == (
         f"error: Id {image_id}: {bad}: not a PNG, JPEG, GIF, BMP, WebP or TIFF image (16 bytes)")
     assert not (tmp_path / "beam" / "sub.csv").exists()
+
+
+def test_predict_reads_tiff_stains_by_name_or_by_content_locally_and_on_beam(saved_model, synthetic_dir, tmp_path):
+    import cv2
+    import tifffile
+
+    images = tmp_path / "test"
+    images.mkdir()
+    for path in (synthetic_dir / "test").iterdir():
+        (images / path.name).symlink_to(path)
+    ids = sorted({path.name.rsplit("_", 1)[0] for path in images.iterdir()})
+    for image_id, channel, name in ((ids[0], "red", f"{ids[0]}_red.tif"), (ids[1], "green", f"{ids[1]}_green.png")):
+        png = images / f"{image_id}_{channel}.png"
+        plane = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+        png.unlink()
+        tifffile.imwrite(images / name, plane.astype(np.uint16) * 257)  # 16-bit; a TIFF under a .png name too
+    _predict(saved_model, tmp_path / "png", "--images", synthetic_dir / "test")
+    _predict(saved_model, tmp_path / "tiff", "--images", images)
+    _predict(saved_model, tmp_path / "beam", "--images", images, runner="beam")
+    assert _outputs(tmp_path / "tiff") == _outputs(tmp_path / "beam") == _outputs(tmp_path / "png")

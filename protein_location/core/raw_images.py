@@ -15,7 +15,6 @@ no TIFF. All reads go through `file_system` so `gs://` folders work. The
 labels CSVs are read by `labels_csv`.
 """
 
-
 import numpy as np
 import tensorflow as tf
 
@@ -24,8 +23,8 @@ from protein_location.core.errors import SourceError
 from protein_location.core.pixel_cap import encoded_image_shape
 # Finding and reading the files needs no TensorFlow: `stain_files`, which conversion workers use alone.
 from protein_location.core.stain_files import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS,  # noqa: F401
-                                               check_images_dir, find_channel_file, list_image_ids,
-                                               read_stain_files)
+                                               TIFF_EXTENSIONS, check_images_dir, find_channel_file,
+                                               list_image_ids, read_stain_files, split_extension)
 
 @tf.function(input_signature=[tf.TensorSpec([None, None, 4], tf.uint8), tf.TensorSpec([], tf.int32)])
 def _resize(image, size):
@@ -82,14 +81,6 @@ def _to_size(image, size):
     return tf.cond(resized, lambda: tf.cast(stains.resize_rgby(image, size), tf.uint8), lambda: image)
 
 
-def _holds_tiff(encoded):
-    """Whether one of the four encoded stains starts as a TIFF or as gzip
-    (`tiff_stains.is_tiff` looks inside the gzip), in a graph."""
-    heads = tf.strings.substr(encoded, 0, 4)
-    tiff = tf.reduce_any(tf.equal(heads[:, None], tf.constant(tiff_stains.TIFF_SIGNATURES)[None, :]))
-    return tf.logical_or(tiff, tf.reduce_any(tf.strings.substr(encoded, 0, 2) == tiff_stains.GZIP_SIGNATURE))
-
-
 def _read_four_in_python(encoded, max_pixels, size):
     """`_read_four` for an Id with a TIFF stain, which no TensorFlow op
     decodes: `decode_stain_files` in a py_function, then the same resize in
@@ -113,23 +104,37 @@ def image_dataset(images_dir, ids, size, max_pixels=DEFAULT_MAX_PIXELS):
     the cap, stains of different shapes, an empty file): its image is zeros
     and `read_image` on it raises the SourceError naming the file. A file
     that does not decode as its header says raises an OpError when its batch
-    is read. An Id with a TIFF stain (by content) is read by the Python
-    reader in a py_function, `ok` False for any file it refuses; the others
-    never leave the graph.
+    is read. An Id with a TIFF stain (by name) is read by the Python reader
+    in a py_function, `ok` False for any file it refuses; the others never
+    leave the graph.
     """
     paths = [[find_channel_file(images_dir, image_id, channel) for channel in labels_lib.CHANNELS]
              for image_id in ids]
 
-    def load(four_paths):
-        encoded = tf.stack([tf.io.read_file(four_paths[i]) for i in range(len(labels_lib.CHANNELS))])
-        image = tf.cond(_holds_tiff(encoded), lambda: _read_four_in_python(encoded, max_pixels, size),
-                        lambda: _read_four(encoded, max_pixels, size))
+    def finish(image):
         ok = tf.size(image) > 0
         image = tf.cond(ok, lambda: image, lambda: tf.zeros([size, size, len(labels_lib.CHANNELS)], tf.uint8))
         return tf.ensure_shape(image, [size, size, len(labels_lib.CHANNELS)]), ok
 
-    return tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string, shape=[len(ids), 4])).map(
-        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    def read(four_paths):
+        return tf.stack([tf.io.read_file(four_paths[i]) for i in range(len(labels_lib.CHANNELS))])
+
+    def dataset(id_paths, decode):
+        return tf.data.Dataset.from_tensor_slices(tf.constant(id_paths, tf.string, shape=[len(id_paths), 4])).map(
+            lambda four_paths: finish(decode(read(four_paths), max_pixels, size)),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    # Ids with a TIFF stain (by its name) go through the Python reader, in a
+    # pipeline of their own: a py_function in the others' map slows it (4 %).
+    # A TIFF under another name is refused by the graph's decoders (`ok`
+    # False), and `predict` reads it with `read_image`.
+    in_python = [any(split_extension(path)[1] in TIFF_EXTENSIONS for path in four) for four in paths]
+    if not any(in_python):
+        return dataset(paths, _read_four)
+    graph = dataset([p for p, python in zip(paths, in_python) if not python], _read_four)
+    python = dataset([p for p, python in zip(paths, in_python) if python], _read_four_in_python)
+    return tf.data.Dataset.choose_from_datasets([graph, python], tf.data.Dataset.from_tensor_slices(
+        tf.constant(in_python, tf.int64)))
 
 
 def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):

@@ -10,6 +10,7 @@ from protein_location.core.errors import SourceError
 # TensorFlow's decoders read the first six, tifffile the TIFFs (`tiff_stains`); the content, not the name,
 # picks one. In this order of preference when an Id has a stain under two names.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".tif.gz", ".tiff.gz")
+TIFF_EXTENSIONS = (".tif", ".tiff", ".tif.gz", ".tiff.gz")
 # Longest first: `.tif.gz` is a double extension, which posixpath.splitext would cut at `.gz`.
 _EXTENSIONS_LONGEST_FIRST = sorted(IMAGE_EXTENSIONS, key=len, reverse=True)
 # HPAv18 full-size images are 3072x3072 (9.4 MP); far beyond that is a
