@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from protein_location.core import run_state
+from protein_location.core import file_system, run_state
 from protein_location.training import checkpoints, trainer
 from tests.helpers import ROOT, last_error_line, run_cli
 
@@ -50,18 +50,23 @@ def _loaded(path):
 
 
 def _cut_at_rename(monkeypatch, at, after):
-    """tf.io.gfile.rename raises Cut at its `at`-th call, before or `after` renaming."""
-    rename, calls = tf.io.gfile.rename, {"n": 0}
+    """Renames raise Cut at the `at`-th call, before or `after` renaming: tf.io.gfile's and
+    `file_system.rename` (every atomic write's, by Python's own call for a local file), one count."""
+    gfile_rename, local_rename, calls = tf.io.gfile.rename, file_system.rename, {"n": 0}
 
-    def cut_rename(source, target, overwrite=False):
-        calls["n"] += 1
-        if calls["n"] == at and not after:
-            raise Cut()
-        rename(source, target, overwrite=overwrite)
-        if calls["n"] == at:
-            raise Cut()
+    def cut(rename):
+        def cut_rename(source, target, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == at and not after:
+                raise Cut()
+            rename(source, target, *args, **kwargs)
+            if calls["n"] == at:
+                raise Cut()
 
-    monkeypatch.setattr(tf.io.gfile, "rename", cut_rename)
+        return cut_rename
+
+    monkeypatch.setattr(tf.io.gfile, "rename", cut(gfile_rename))
+    monkeypatch.setattr(file_system, "rename", cut(local_rename))
     return calls
 
 
