@@ -179,6 +179,16 @@ def breakdown(images_dir, ids, out_dir, image_format, png_compression):
             "ratio_worker_to_decode": round(worker / per_image[names[0]], 3)}
 
 
+def emit_record(record, out=None):
+    """Prints a benchmark's JSON record, and writes it to `out` when given; returns the record."""
+    text = json.dumps(record, indent=2)
+    print(text)
+    if out:
+        with open(out, "w") as f:
+            f.write(text + "\n")
+    return record
+
+
 def summary(seconds, count):
     return {"median_s": round(statistics.median(seconds), 3), "min_s": round(min(seconds), 3),
             "max_s": round(max(seconds), 3), "images_per_s": round(count / statistics.median(seconds), 1)}
@@ -244,12 +254,7 @@ def main(argv=None):
     if args.breakdown:
         record["breakdown"] = breakdown(images, ids[:args.breakdown], os.path.join(args.work, "breakdown"),
                                         args.image_format, args.png_compression)
-    text = json.dumps(record, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-    return record
+    return emit_record(record, args.out)
 
 
 if __name__ == "__main__":

@@ -269,12 +269,7 @@ export.export_saved_model(model, np.full(labels.NUM_CLASSES, 0.5), {out['model']
     record["convert_beam"] = beam
     shutil.rmtree(out["train-beam"])
 
-    text = json.dumps(record, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-    return record
+    return convert_bench.emit_record(record, args.out)
 
 
 if __name__ == "__main__":

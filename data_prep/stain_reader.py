@@ -67,12 +67,13 @@ def _decode_without_tensorflow(files, paths, image_id, max_pixels):
     """The four stains when each is a grayscale PNG (`_decode_grayscale_pngs`)
     or a TIFF (`tiff_stains`) and all decode, to one shape; None otherwise
     (the library's path then decodes them, or names the bad one in order)."""
-    if not any(tiff_stains.is_tiff(data) for data in files):
+    tiffs = [tiff_stains.is_tiff(data) for data in files]  # once each: a .gz is inflated to tell
+    if not any(tiffs):
         return _decode_grayscale_pngs(files, max_pixels)
     planes = []
-    for data, path in zip(files, paths):
+    for data, path, tiff in zip(files, paths, tiffs):
         try:
-            plane = (tiff_stains.decode_tiff_stain(data, image_id, path, max_pixels) if tiff_stains.is_tiff(data)
+            plane = (tiff_stains.decode_tiff_stain(data, image_id, path, max_pixels) if tiff
                      else _decode_grayscale_pngs([data], max_pixels))
         except SourceError:
             return None

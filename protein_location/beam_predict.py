@@ -134,16 +134,16 @@ def _scratch_folder(beam_options):
     options = beam_jobs.pipeline_options(beam_options, PredictError)
     temp_location = options.get_all_options().get("temp_location")
     if temp_location:
-        return posixpath.join(temp_location, f"protein-location-predict-{uuid.uuid4().hex}"), False
+        return posixpath.join(temp_location, f"protein-location-predict-{uuid.uuid4().hex}")
     if beam_jobs.runner_name(options) not in ("DirectRunner", "PrismRunner"):
         raise PredictError(f"--runner beam on {beam_jobs.runner_name(options)} needs --temp_location in "
                            "--beam-options: the workers leave their predictions there")
-    return tempfile.mkdtemp(prefix="protein-location-predict-"), True
+    return tempfile.mkdtemp(prefix="protein-location-predict-")
 
 
 def _run(units, read, model_path, tta, precision, batch_size, beam_options):
     """Runs the pipeline; returns {key: (probabilities, labels)} and the first error of each key."""
-    scratch, _ = _scratch_folder(beam_options)
+    scratch = _scratch_folder(beam_options)
     handler = SavedModelHandler(model_path, tta, precision, batch_size)
     try:
         beam_jobs.run(_Pipeline(units, read, handler, posixpath.join(scratch, RESULTS_NAME)), beam_options,
