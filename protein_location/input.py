@@ -143,6 +143,18 @@ def named_read_errors(data_dir, manifest, splits, fold=None):
         raise
 
 
+def split_ids(data_dir, split, fold=None):
+    """The `source_id` of every example of a split, in the order an evaluation
+    (`make_dataset` without training) yields them."""
+    manifest = manifest_lib.load_manifest(data_dir)
+    files = manifest_lib.split_summary(data_dir, manifest, split, fold)[0]
+    spec = {records.KEY_SOURCE_ID: records.feature_spec()[records.KEY_SOURCE_ID]}
+    ids = _read_records(files, False, 0).map(lambda serialized: tf.io.parse_single_example(serialized, spec)
+                                              [records.KEY_SOURCE_ID])
+    with named_read_errors(data_dir, manifest, (split,), fold):
+        return [image_id.decode() for image_id in ids.as_numpy_iterator()]
+
+
 # Shards read at once by a pipeline, one record of each in turn.
 INTERLEAVE_CYCLE = 16
 

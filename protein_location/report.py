@@ -99,16 +99,43 @@ def plot_report(history, report, path):
     f1_axis.set(ylabel="macro F1, AUC", ylim=(0, 1))
     curves.grid(alpha=0.3)
     figure.legend(loc="upper center", bbox_to_anchor=(0.25, 0.93), ncols=3)
+    _per_class_bars(bars, report, "val F1", "val support")
+    _save(figure, path)
+
+
+def plot_cv_report(fold_histories, report, path):
+    """report.png of a cross-validated run: each fold's val curves beside
+    per-class out-of-fold F1."""
+    figure, (curves, bars) = plt.subplots(1, 2, figsize=(15, max(6.5, 0.23 * len(report["per_class"]))),
+                                          gridspec_kw={"width_ratios": [1, 1.3]})
+    for fold, history in enumerate(fold_histories):
+        epochs = [row["epoch"] + 1 for row in history]
+        for key, style in (("val_auc", "-"), ("val_macro_f1", "--")):
+            if history and key in history[0]:
+                curves.plot(epochs, [row[key] for row in history], style, color=f"C{fold % 10}",
+                            label=f"fold {fold} {key}")
+    curves.set(xlabel="epoch", ylabel="val macro AUC, val macro F1 at 0.5", ylim=(0, 1),
+               title=f"each fold's model on its held-out fold ({len(fold_histories)} folds)")
+    curves.grid(alpha=0.3)
+    curves.legend(loc="lower right", fontsize=8, ncols=2)
+    _per_class_bars(bars, report, "out-of-fold F1", "images")
+    _save(figure, path)
+
+
+def _per_class_bars(bars, report, xlabel, support):
     per_class = report["per_class"]
     positions = np.arange(len(per_class))
     bars.barh(positions, [c["f1_tuned"] for c in per_class], color="C2", label="tuned thresholds")
     bars.barh(positions, [c["f1_at_0.5"] for c in per_class], color="none", edgecolor="k", label="threshold 0.5")
     bars.set_yticks(positions, [f"{c['name']} ({c['val_support']})" for c in per_class], fontsize=8)
     bars.invert_yaxis()
-    bars.set(xlim=(0, 1), xlabel="val F1",
+    bars.set(xlim=(0, 1), xlabel=xlabel,
              title=f"per-class F1, macro {report['val_macro_f1_tuned']:.3f} tuned / "
-                   f"{report['val_macro_f1_at_0.5']:.3f} at 0.5 (val support)")
+                   f"{report['val_macro_f1_at_0.5']:.3f} at 0.5 ({support})")
     bars.legend(loc="lower right")
+
+
+def _save(figure, path):
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)

@@ -31,9 +31,12 @@ from protein_location.core.json_files import read_json, write_json_atomic
 RUN_STATE_NAME = "run.json"
 TRAINING, EVALUATED = "training", "evaluated"
 BACKUP_DIR = "backup"
+# A cross-validated run (--cv) holds one run folder per fold: fold-0, fold-1, ...
+FOLD_PREFIX = "fold-"
 # Everything a run writes in its folder (TensorBoard's logs/ too): what --overwrite removes, and nothing else.
 RUN_FILES = ("run.json", "backup", "best.weights.h5", "best.json", "best.previous.weights.h5", "best.previous.json",
-             "history.csv", "logs", "model.keras", "thresholds.json", "report.json", "report.png")
+             "history.csv", "logs", "model.keras", "thresholds.json", "report.json", "report.png",
+             "held_out_predictions.npz")
 
 
 @dataclasses.dataclass
@@ -88,6 +91,11 @@ def file_fingerprint(path):
     """sha256 of a (small) file's bytes, e.g. dataset.json: a run resumes only on the data it started on."""
     with tf.io.gfile.GFile(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
+
+
+def fold_dir(model_dir, fold):
+    """The run folder of fold `fold` inside a cross-validated run's folder (`--cv`)."""
+    return posixpath.join(model_dir, f"{FOLD_PREFIX}{fold}")
 
 
 def describe_folder(model_dir):

@@ -1,6 +1,7 @@
 """A training run folder (`train_keras.py --model-dir`) as export reads it:
-its model.keras (loaded with safe_mode=True) and thresholds.json, once its
-run.json says training is over."""
+its model.keras (loaded with safe_mode=True), or a cross-validated run's K
+fold models as one ensemble, and thresholds.json, once its run.json says
+training is over."""
 
 import collections
 import json
@@ -10,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from protein_location import models
 from protein_location.core import run_state
 from protein_location.core.errors import ExportError
 
@@ -20,19 +22,14 @@ RunThresholds = collections.namedtuple("RunThresholds", ["single_view", "tta", "
 
 
 def load_run(model_dir):
-    """A training run folder -> (its model.keras, its thresholds.json as
-    RunThresholds, their class names)."""
-    model_path = posixpath.join(model_dir, "model.keras")
+    """A training run folder -> (its model, its thresholds.json as
+    RunThresholds, their class names). The model is the run's model.keras
+    (loaded with safe_mode=True), or for a cross-validated run (`--cv`) the
+    `models.EnsembleClassifier` of its K folds' model.keras files."""
     thresholds_path = posixpath.join(model_dir, "thresholds.json")
     check_run_finished(model_dir)
-    for path in (model_path, thresholds_path):
-        if not tf.io.gfile.exists(path):
-            raise ExportError(f"{model_dir}: no {posixpath.basename(path)} here; "
-                              "train a run with `train_keras.py --model-dir` first")
-    try:
-        model = keras.models.load_model(model_path, safe_mode=True, compile=False)
-    except Exception as error:  # Keras raises many types for a bad archive
-        raise ExportError(f"{model_path}: cannot load the Keras model ({str(error).splitlines()[0]})") from None
+    if not tf.io.gfile.exists(thresholds_path):
+        raise ExportError(f"{model_dir}: no thresholds.json here; train a run with `train_keras.py --model-dir` first")
     try:
         with tf.io.gfile.GFile(thresholds_path, "r") as f:
             content = json.load(f)
@@ -41,13 +38,32 @@ def load_run(model_dir):
         tta = None if tta is None else np.asarray(tta, np.float32)
         views = int(content.get("views", 1))
         class_names = [str(name) for name in content["class_names"]]
+        folds = int(content.get("folds") or 0)
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise ExportError(f"{thresholds_path}: not a thresholds file ({error})") from None
+    if folds:
+        members = []
+        for fold in range(folds):
+            check_run_finished(run_state.fold_dir(model_dir, fold))
+            members.append(_load_model(run_state.fold_dir(model_dir, fold)))
+        model = models.EnsembleClassifier(members)
+    else:
+        model = _load_model(model_dir)
     width = int(model.output_shape[-1])
     if single_view.shape != (width,) or len(class_names) != width or (tta is not None and tta.shape != (width,)):
         raise ExportError(f"{thresholds_path}: expected {width} thresholds and class names (the model's outputs), "
                           f"found {single_view.size} and {len(class_names)}")
     return model, RunThresholds(single_view, tta, views), class_names
+
+
+def _load_model(model_dir):
+    model_path = posixpath.join(model_dir, "model.keras")
+    if not tf.io.gfile.exists(model_path):
+        raise ExportError(f"{model_dir}: no model.keras here; train a run with `train_keras.py --model-dir` first")
+    try:
+        return keras.models.load_model(model_path, safe_mode=True, compile=False)
+    except Exception as error:  # Keras raises many types for a bad archive
+        raise ExportError(f"{model_path}: cannot load the Keras model ({str(error).splitlines()[0]})") from None
 
 
 def check_run_finished(model_dir):

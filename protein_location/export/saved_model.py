@@ -18,7 +18,8 @@
 - `gradcam`: `image` as `serving_default`, one view (single-view
   thresholds); also returns `heatmaps` float32
   [batch, S, S, C], the Grad-CAM map of every class at the model's input
-  side S (Selvaraju et al., 2017), for `python -m protein_location explain`.
+  side S (Selvaraju et al., 2017), for `python -m protein_location explain`;
+  for an ensemble (`--cv`), the mean of its members' maps.
 
 `exporter.export_model` writes it, and on request the same model as
 TFLite (float32 and dynamic-range int8) and ONNX files inside the version
@@ -177,20 +178,27 @@ class Signatures:
         return tf.cond(tf.shape(pixels)[0] > 0, lambda: self._gradcam(pixels), lambda: empty)
 
     def _gradcam(self, pixels):
+        # An ensemble (cross-validation's export) gives the mean of its members' maps and probabilities.
+        members = getattr(self.model, "members", None) or [self.model]
+        maps, probabilities = zip(*(self._member_gradcam(member, pixels) for member in members))
+        probabilities = tf.add_n(probabilities) / len(members)
+        return {"heatmaps": tf.add_n(maps) / len(members), "probabilities": probabilities,
+                "labels": tf.cast(probabilities >= self.single_view_thresholds, tf.int32)}
+
+    def _member_gradcam(self, member, pixels):
+        """(Grad-CAM maps [B, S, S, classes], probabilities) of one `MultiLabelClassifier`."""
         with tf.GradientTape() as tape:
             tape.watch(pixels)
             # The backbone's feature map and the head's logits, taken from
             # the model by reference; logits, not probabilities: a saturated
             # sigmoid would give vanishing gradients and a blank map.
-            features, logits = self.model.features_and_logits(pixels, training=False)
+            features, logits = member.features_and_logits(pixels, training=False)
             tape.watch(features)
         gradients = tf.cast(tape.batch_jacobian(logits, features), tf.float32)  # [B, classes, h, w, C]
         weights = tf.reduce_mean(gradients, axis=[2, 3])  # [B, classes, C]: each channel's importance per class
         maps = tf.nn.relu(tf.einsum("bhwc,bkc->bhwk", tf.cast(features, tf.float32), weights))
-        probabilities = tf.sigmoid(logits)
-        return {"heatmaps": tf.image.resize(maps, [self.image_size, self.image_size], method="bilinear"),
-                "probabilities": probabilities,
-                "labels": tf.cast(probabilities >= self.single_view_thresholds, tf.int32)}
+        return (tf.image.resize(maps, [self.image_size, self.image_size], method="bilinear"),
+                tf.sigmoid(logits))
 
     # --- their parts ------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from protein_location.models.application_backbone import ApplicationBackbone
 from protein_location.models.classifier import ARCHITECTURES
 from protein_location.models.classifier import build_classifier
 from protein_location.models.classifier import check_arch_request
+from protein_location.models.ensemble import EnsembleClassifier
 from protein_location.models.layers import ResidualBlock
 from protein_location.models.layers import SqueezeExcite
 from protein_location.models.multilabel_classifier import MultiLabelClassifier
@@ -29,6 +30,7 @@ __all__ = [
     "APPLICATIONS",
     "ARCHITECTURES",
     "ApplicationBackbone",
+    "EnsembleClassifier",
     "MultiLabelClassifier",
     "PRESETS",
     "ResidualBlock",

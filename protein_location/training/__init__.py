@@ -8,6 +8,8 @@
 | `checkpoints` | backup, best checkpoint and history, each written whole; stop on SIGTERM |
 | `run_folder` | run.json: start, resume, finish or refuse a run folder |
 | `evaluator` | 8-view prediction of val, thresholds, report |
+| `held_out` | a `--fold` run's predictions of its held-out fold (held_out_predictions.npz) |
+| `cross_validation` | `--cv`: the K folds, thresholds on their out-of-fold predictions, the ensemble export |
 """
 
 import contextlib
@@ -16,28 +18,36 @@ import posixpath
 from protein_location import distribute, export
 from protein_location.core import folder_lock, json_files, manifest as manifest_lib, output_files, stop_signals
 from protein_location.core.run_state import TRAINING
-from protein_location.training import config as config_lib, evaluator, run_folder, trainer
+from protein_location.training import config as config_lib, cross_validation, evaluator, run_folder, trainer
 from protein_location.training.config import TrainConfig
 
 __all__ = ["TrainConfig", "train"]
 
 
-def train(config):
+def train(config, settled_strategy=None):
     """Trains, tunes thresholds on val, writes the report and (optionally) the export.
+
+    `settled_strategy`: a (kind, strategy) pair made earlier in this process
+    (`trainer.plan_run`); cross-validation trains its folds under one.
 
     Run again after a kill at any instant, the same command finishes the run:
     it resumes from the last finished epoch, or only evaluates, or only
     exports (`run_folder`). A SIGTERM stops it at the next batch with
     `stop_signals.StopRequested` saying where it stands.
 
+    With `config.cv`, the K folds of a dataset converted with --folds K
+    and their ensemble (`cross_validation`).
+
     Returns the report dict (None on a multi-worker run's non-chief workers:
     the chief writes the model, report and export).
     """
+    if config.cv:
+        return cross_validation.train_cross_validated(config, train)
     settings = config_lib.run_settings(config)
     output_files.check_output_dir(config.model_dir, "--model-dir")
     if config.export_dir:
         output_files.check_output_dir(config.export_dir, "--export")
-    config, plan = trainer.plan_run(config)
+    config, plan = trainer.plan_run(config, settled_strategy)
     stop_signals.raise_if_requested()
     chief = distribute.is_chief(plan.strategy)
     with folder_lock.FolderLock(config.model_dir, "training") if chief else contextlib.nullcontext():

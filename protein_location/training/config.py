@@ -68,7 +68,11 @@ class TrainConfig:
     augmentation: augment.AugmentConfig = dataclasses.field(default_factory=augment.AugmentConfig)
     shuffle_buffer: int = flag("--shuffle-buffer", "examples held for shuffling", 2048)
     seed: int = flag("--seed", "seed of initialization, shuffling and augmentation", 0)
-    fold: int | None = flag("--fold", "for a dataset converted with --folds: the fold held out as val", None, type=int)
+    fold: int | None = flag("--fold", "for a dataset converted with --folds: the fold held out as val (with --cv: the "
+                            "one fold this machine trains)", None, type=int)
+    cv: bool = flag("--cv", "k-fold cross-validation on a dataset converted with --folds K: trains the K fold models "
+                    "in MODEL_DIR/fold-<i>, tunes the thresholds on their out-of-fold predictions, and --export "
+                    "writes one SavedModel that averages the K models", False)
     export_dir: str | None = flag("--export", "write the SavedModel here after training", None)
     # Set from --tflite/--tflite-quantize/--onnx (export.export_formats_of): "tflite", "tflite_int8", "onnx".
     export_formats: tuple = ()

@@ -10,7 +10,7 @@ import numpy as np
 from protein_location import augment, distribute, input as input_lib, report as report_lib
 from protein_location import thresholds as thresholds_lib
 from protein_location.core import json_files, labels as labels_lib, manifest as manifest_lib, output_files
-from protein_location.training import checkpoints
+from protein_location.training import checkpoints, held_out
 
 
 def predict_views(model, data_dir, split, batch_size, image_size, fold=None):
@@ -43,6 +43,9 @@ def write_report(config, plan, model, fit, fit_seconds):
                                   output_files.weights_bytes(model)) as path:
         model.save(path)
     y_true, y_views = predict_views(model, config.data, "val", config.batch_size, plan.image_size, config.fold)
+    if config.fold is not None:  # what --cv gathers: this model's predictions of the images it did not train on
+        ids = input_lib.split_ids(config.data, "val", config.fold)
+        held_out.HeldOutPredictions(config.fold, ids, y_true, y_views).write(config.model_dir)
     train_rates = np.asarray(plan.train_label_counts, np.float64) / plan.train_count
     tuned = {1: thresholds_lib.tune_thresholds(y_true, y_views[0], train_rates),
              8: thresholds_lib.tune_thresholds(y_true, y_views.mean(axis=0), train_rates)}
@@ -86,6 +89,7 @@ def write_report(config, plan, model, fit, fit_seconds):
           f"{report[f'val_macro_f1_tuned_{other}_views']:.4f} for {other} view{'s' if other > 1 else ''}); tuned over the "
           f"{report['classes_with_min5_val_examples']} classes with >= 5 val examples: "
           f"{'n/a' if supported is None else f'{supported:.4f}'}")
+    held = f", {held_out.FILE_NAME}" if config.fold is not None else ""
     print(f"run: {config.model_dir} (run.json, best.weights.h5, best.json, model.keras, history.csv, logs/, "
-          "thresholds.json, report.json, report.png)")
+          f"thresholds.json, report.json, report.png{held})")
     return report, tuned[1], tuned[8]

@@ -91,16 +91,30 @@ class RunPlan:
     oversample_factors: np.ndarray | None
 
 
-def plan_run(config):
-    """Chooses the strategy and precision, reads the dataset's counts, prints the set-up.
+def strategy_kind(config):
+    """The strategy kind of a run's --strategy, --replicas, --tpu and TF_CONFIG."""
+    return distribute.choose_strategy(config.strategy, tpu=config.tpu, replicas=config.replicas,
+                                      tf_config=distribute.read_tf_config(),
+                                      num_gpus=len(tf.config.list_physical_devices("GPU")))
+
+
+def create_strategy(config, kind):
+    """The tf.distribute strategy of `kind` (`strategy_kind`) with the run's --replicas and --tpu."""
+    return distribute.create_strategy(kind, replicas=config.replicas, tpu=config.tpu)
+
+
+def plan_run(config, settled_strategy=None):
+    """Chooses the strategy (or takes `settled_strategy`, a (kind, strategy)
+    pair: the K folds of --cv share one, as logical CPU devices and
+    multi-worker collectives are set up once per process) and precision,
+    reads the dataset's counts, prints the set-up.
 
     Returns (config with its precision settled, RunPlan).
     """
     # The strategy comes first: logical CPU devices and multi-worker
     # collectives can only be set up before the TensorFlow runtime starts.
     num_gpus = len(tf.config.list_physical_devices("GPU"))
-    kind = distribute.choose_strategy(config.strategy, tpu=config.tpu, replicas=config.replicas,
-                                      tf_config=distribute.read_tf_config(), num_gpus=num_gpus)
+    kind, strategy = settled_strategy or (strategy_kind(config), None)
     if kind == "tpu":
         distribute.check_tpu_paths(config.data, config.model_dir, config.export_dir)
     config = task.settle_fine_tuning(config)
@@ -109,7 +123,8 @@ def plan_run(config):
         precision, precision_reason = precision_lib.default_precision(kind, num_gpus)
         config = dataclasses.replace(config, precision=precision)
     manifest = manifest_lib.load_manifest(config.data)
-    strategy = distribute.create_strategy(kind, replicas=config.replicas, tpu=config.tpu)
+    if strategy is None:
+        strategy = create_strategy(config, kind)
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
     replicas = strategy.num_replicas_in_sync
