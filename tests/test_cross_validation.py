@@ -169,8 +169,9 @@ def test_cv_refuses_a_fold_outside_the_dataset(cv_run, tmp_path):
 
 
 def test_a_run_killed_between_folds_resumes_at_the_fold_it_reached(synthetic_dir, tmp_path):
+    """Under MirroredStrategy on 2 logical CPU devices: the folds share the strategy of their process."""
     data, run = _convert_folds(synthetic_dir, tmp_path / "folds", 2), tmp_path / "run"
-    args = ["train_keras.py", "--data", data, "--model-dir", run, "--cv", *TRAIN_FLAGS]
+    args = ["train_keras.py", "--data", data, "--model-dir", run, "--cv", *TRAIN_FLAGS, "--replicas", 2]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
     process = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -186,6 +187,7 @@ def test_a_run_killed_between_folds_resumes_at_the_fold_it_reached(synthetic_dir
     again = run_cli(*args).stdout
     assert f"run: {run / 'fold-0'} is complete (run.json); nothing to do" in again
     assert again.count("\nmodel: ") == 1  # fold 1 alone
+    assert "strategy: MirroredStrategy with 2 replica(s)" in again
     assert (run / "fold-0" / "model.keras").stat().st_mtime_ns == finished
     assert json.loads((run / "run.json").read_text())["status"] == "evaluated"
     assert json.loads((run / "report.json").read_text())["out_of_fold"]["images"] == 48
