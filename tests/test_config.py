@@ -39,3 +39,22 @@ def test_help_shows_every_default(capsys):
     for flag in ("--lr LR peak learning rate", "(default: 0.016)", "--batch-size BATCH_SIZE global batch size (default: 32)",
                  "--augment-flips, --no-augment-flips", "--tflite"):
         assert flag in text, flag
+
+
+def test_a_fold_of_cv_records_the_settings_of_a_plain_fold_run():
+    """So a fold trained by hand (`--fold 1 --model-dir R/fold-1`) is the fold
+    `--cv` gathers, and a run folder of a version before --cv resumes."""
+    from protein_location.training import cross_validation
+
+    def settings(*flags):
+        return config_lib.config_from_args(train_keras.parse_args(["--data", "D", "--model-dir", "R", *flags]))
+
+    cv = settings("--cv", "--epochs", "3")
+    fold = cross_validation.fold_config(cv, 1)
+    plain = settings("--fold", "1", "--epochs", "3")
+    assert fold.model_dir == "R/fold-1" and fold.fold == 1 and not fold.cv and fold.export_dir is None
+    assert config_lib.run_settings(fold) == config_lib.run_settings(plain)
+    assert "--cv" not in config_lib.run_settings(plain)
+    assert config_lib.run_settings(cv)["--cv"] is True
+    without_fold = {flag: value for flag, value in config_lib.run_settings(cv).items() if flag != "--fold"}
+    assert cross_validation.cv_settings(cv) == without_fold

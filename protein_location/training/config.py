@@ -143,4 +143,8 @@ def run_settings(config):
                 if "flag" in field.metadata and field.name not in RUNTIME_FIELDS}
     for field in dataclasses.fields(augment.AugmentConfig):
         settings[AUGMENT_FLAGS[field.name][0]] = getattr(config.augmentation, field.name)
+    if not config.cv:
+        # A single run (a fold of --cv too) records what it did before --cv existed: its folder resumes across
+        # the upgrade, and a fold trained by hand with --fold i is the fold --cv would train.
+        del settings["--cv"]
     return settings
