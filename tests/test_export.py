@@ -197,6 +197,10 @@ def test_load_run_names_what_is_missing_or_wrong(tmp_path):
         export.load_run(str(tmp_path))
     assert str(error.value) == f"{tmp_path}: no model.keras here; train a run with `train_keras.py --model-dir` first"
     models.build_seresnet("seresnet18", image_size=16, width=0.125).save(str(tmp_path / "model.keras"))
+    with pytest.raises(export.ExportError) as error:
+        export.load_run(str(tmp_path))
+    assert str(error.value) == (f"{tmp_path}: no thresholds.json here; train a run with `train_keras.py "
+                                "--model-dir` first")
     (tmp_path / "thresholds.json").write_text(json.dumps({"thresholds": [0.5] * 27,
                                                           "class_names": list(labels_lib.CLASS_NAMES)}))
     with pytest.raises(export.ExportError) as error:

@@ -105,12 +105,12 @@ def _sha256(path):
 
 
 @pytest.mark.slow
-def test_focal_oversampling_mixed_bfloat16_and_xla_run_to_a_report(converted_dir, tmp_path):
+def test_focal_oversampling_ema_mixed_bfloat16_and_xla_run_to_a_report(converted_dir, tmp_path):
     run = tmp_path / "run"
     result = run_cli(*_train_args(converted_dir, run, 1, "--loss", "focal", "--label-smoothing", 0.05,
                                   "--precision", "mixed_bfloat16", "--jit-compile", "--no-augment-flips",
                                   "--augment-crop", 1, "--augment-jitter", 0,
-                                  "--oversample", "--no-bias-init", "--tta", 8))
+                                  "--oversample", "--no-bias-init", "--tta", 8, "--ema"))
     assert "mixed_bfloat16, XLA, loss focal" in result.stdout
     assert "precision: mixed_bfloat16 (--precision)" in result.stdout
     # Thresholds are tuned on, and model.keras holds, the float32 computation of the trained weights.
@@ -120,6 +120,7 @@ def test_focal_oversampling_mixed_bfloat16_and_xla_run_to_a_report(converted_dir
     report = json.loads((run / "report.json").read_text())
     assert report["loss"] == "focal" and report["precision"] == "mixed_bfloat16"
     assert report["oversample"] == 0.1 and report["bias_init"] is False and report["val_tta"] == 8
+    assert report["ema_momentum"] == 0.99
     assert "oversample: classes rarer than 0.1 of training images repeated up to" in result.stdout
     assert set(report["paper_table_tuned"]) == {"binary_accuracy", "macro_f1", "macro_precision",
                                                 "macro_recall", "sample_iou"}

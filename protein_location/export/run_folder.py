@@ -29,7 +29,9 @@ def load_run(model_dir):
     thresholds_path = posixpath.join(model_dir, "thresholds.json")
     check_run_finished(model_dir)
     if not tf.io.gfile.exists(thresholds_path):
-        raise ExportError(f"{model_dir}: no thresholds.json here; train a run with `train_keras.py --model-dir` first")
+        # A run writes model.keras first: a folder without both is no run at all.
+        missing = "thresholds.json" if tf.io.gfile.exists(posixpath.join(model_dir, "model.keras")) else "model.keras"
+        raise ExportError(f"{model_dir}: no {missing} here; train a run with `train_keras.py --model-dir` first")
     try:
         with tf.io.gfile.GFile(thresholds_path, "r") as f:
             content = json.load(f)

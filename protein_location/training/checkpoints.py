@@ -1,6 +1,7 @@
 """What a training run keeps on disk so that a kill at any instant loses at
 most the epoch in progress: the backup (`AtomicBackupAndRestore`), the best
-checkpoint (`BestCheckpoint`), the history (`HistoryFile`), and the stop
+checkpoint (`BestCheckpoint`), the history (`HistoryFile`), the averaged
+weights they hold under --ema (`ResumableSwapEMAWeights`), and the stop
 between batches on SIGTERM (`StopAtSignal`).
 
 An epoch is committed when the backup's metadata names it: the last write
@@ -298,6 +299,37 @@ def truncate_history(path, epochs_done):
     kept = [row for row in rows if int(float(row["epoch"])) < epochs_done]
     if len(kept) != len(rows):
         write_history_rows(path, kept)
+
+
+# --- weight averaging (--ema) ---------------------------------------------------------------------
+
+
+class ResumableSwapEMAWeights(keras.callbacks.SwapEMAWeights):
+    """Keras' `SwapEMAWeights(swap_on_epoch=True)`, for a run that resumes from
+    its backup: val metrics, the best checkpoint and the backup see the moving
+    average of the weights, and training goes on from the raw weights.
+
+    At an epoch's end the average is swapped into the model (the raw weights
+    into the optimizer's average slots), and the backup is written so. A new
+    process that restores that backup starts with the average in the model,
+    but Keras' callback starts each fit believing the raw weights are there
+    and would train on from the average. `averaged_in_backup` tells it the
+    truth: True when this fit resumes inside its phase from a backup of an
+    epoch end. A fit starting a phase needs False: at a phase's last epoch
+    the callback makes the slots equal to the model, and the next phase's new
+    optimizer starts its average at its first step.
+
+    Args:
+        averaged_in_backup: whether the model restored for this fit holds the
+            average (the fit resumes after an epoch end of its own phase).
+    """
+
+    def __init__(self, averaged_in_backup=False):
+        super().__init__(swap_on_epoch=True)
+        self.averaged_in_backup = averaged_in_backup
+
+    def on_train_begin(self, logs=None):
+        self._ema_weights_in_model = self.averaged_in_backup
 
 
 # --- SIGTERM --------------------------------------------------------------------------------------

@@ -46,6 +46,10 @@ class TrainConfig:
                                 "LR x batch-size / 256 (linear scaling)", 1.6e-2)
     weight_decay: float = flag("--weight-decay", "AdamW decoupled weight decay", 1e-4)
     warmup_epochs: float = flag("--warmup-epochs", "linear warmup before cosine decay", 1.0)
+    ema_momentum: float | None = flag(
+        "--ema", "keep an exponential moving average of the weights (AdamW use_ema) with this momentum per step: "
+        "val metrics, the best checkpoint and the export use the average (flag alone: 0.99; default: off)",
+        None, type=float, nargs="?", const=0.99, metavar="MOMENTUM")
     dropout: float = flag("--dropout", "dropout before the head", 0.0)
     loss: str = flag("--loss", "binary cross-entropy, or focal loss with alpha class balancing for rare classes",
                      "bce", choices=["bce", "focal"])
@@ -147,4 +151,6 @@ def run_settings(config):
         # A single run (a fold of --cv too) records what it did before --cv existed: its folder resumes across
         # the upgrade, and a fold trained by hand with --fold i is the fold --cv would train.
         del settings["--cv"]
+    if config.ema_momentum is None:
+        del settings["--ema"]  # likewise: a run folder from before --ema resumes
     return settings

@@ -64,6 +64,7 @@ def write_report(config, plan, model, fit, fit_seconds):
         "arch": config.arch, "width": config.width, "weights": config.weights, "freeze_epochs": config.freeze_epochs,
         "backbone_lr_scale": config.backbone_lr_scale, "epochs": config.epochs, "batch_size": config.batch_size,
         "loss": config.loss, "bias_init": config.bias_init, "oversample": config.oversample,
+        "ema_momentum": config.ema_momentum,
         "val_tta": config.tta,
         "precision": config.precision, "augmentation": dataclasses.asdict(config.augmentation),
         "seed": config.seed, "fold": config.fold,

@@ -55,6 +55,9 @@ def settle_fine_tuning(config):
         scale = 0.1 if pretrained(config) else 1.0
     if scale < 0:
         raise TrainError(f"--backbone-lr-scale {scale:g} must be at least 0")
+    if config.ema_momentum is not None and not 0 < config.ema_momentum < 1:
+        raise TrainError(f"--ema {config.ema_momentum:g} must be between 0 and 1 (a momentum per step, 0.99 a "
+                         "window of about 100 steps)")
     return dataclasses.replace(config, freeze_epochs=freeze, backbone_lr_scale=scale)
 
 
@@ -92,7 +95,8 @@ def build_optimizer(config, steps_per_epoch, epochs=None, backbone_variables=(),
     """AdamW with linear warmup then cosine decay to 0 over `epochs` (default:
     the run's); the peak rate scales linearly with the global batch
     (distribute.scaled_learning_rate), and `backbone_variables` learn at
-    `backbone_lr_scale` times it (ScaledRateAdamW)."""
+    `backbone_lr_scale` times it (ScaledRateAdamW). With --ema the optimizer
+    keeps the weights' moving average (swapped in by `trainer.SwapEMAWeights`)."""
     epochs = config.epochs if epochs is None else epochs
     total_steps = max(epochs * steps_per_epoch, 1)
     warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
@@ -103,10 +107,11 @@ def build_optimizer(config, steps_per_epoch, epochs=None, backbone_variables=(),
         warmup_target=peak_rate if warmup_steps else None,
         warmup_steps=warmup_steps,
     )
+    averaging = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum is not None else {}
     if backbone_lr_scale == 1.0:
-        return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+        return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, **averaging)
     return ScaledRateAdamW(schedule, weight_decay=config.weight_decay, scaled_variables=backbone_variables,
-                           rate_scale=backbone_lr_scale)
+                           rate_scale=backbone_lr_scale, **averaging)
 
 
 def build_metrics(num_classes):

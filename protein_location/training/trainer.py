@@ -42,6 +42,16 @@ def callbacks(model_dir, write_dir=None, initial_best=None):
     ]
 
 
+def phase_callbacks(config, run_callbacks, first, end, start_epoch):
+    """The callbacks of the fit of epochs [first, end) in a run resumed at
+    `start_epoch`: under --ema, the weights' average swapped in first, before
+    the best checkpoint and the backup are written; it is in the restored
+    model when the fit resumes after an epoch end of its own phase."""
+    if config.ema_momentum is None:
+        return run_callbacks
+    return [checkpoints.ResumableSwapEMAWeights(averaged_in_backup=first < start_epoch < end), *run_callbacks]
+
+
 def restore_run(model_dir, write_dir):
     """Brings a run folder back to its last committed epoch before fit:
     history rows and a best checkpoint of a later (uncommitted) epoch are
@@ -206,7 +216,7 @@ def fit_model(config, plan):
             fit = model.fit(train_data, validation_data=val_data, initial_epoch=first, epochs=end,
                             shuffle=False,  # shuffled in tf.data
                             steps_per_epoch=plan.steps_per_epoch, validation_steps=val_steps,
-                            callbacks=run_callbacks)
+                            callbacks=phase_callbacks(config, run_callbacks, first, end, start_epoch))
         fits.append(fit)
     fit_seconds = time.perf_counter() - start
     for earlier in fits[:-1]:  # one History for the run: the phases' epochs in order
