@@ -36,8 +36,10 @@ setup(
         # TIFF stain files (HPA 2021's 16-bit downloads, the image server's .tif.gz): TensorFlow has no decoder;
         # imagecodecs decodes the compressions tifffile leaves to it (LZW, which OpenCV writes).
         "tiff": ["tifffile>=2024.1", "imagecodecs>=2024.1"],
+        # The models on other Keras backends (KERAS_BACKEND=jax), without TensorFlow: protein_location.models.
+        "jax": ["jax[cpu]>=0.4.36"],
         "test": ["pytest>=8", "pytest-xdist>=3.5", "ai-edge-litert>=2.0", "tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20",
-                 "apache-beam>=2.77,<3", "tifffile>=2024.1", "imagecodecs>=2024.1"],
+                 "apache-beam>=2.77,<3", "tifffile>=2024.1", "imagecodecs>=2024.1", "jax[cpu]>=0.4.36"],
     },
     entry_points={
         "console_scripts": [

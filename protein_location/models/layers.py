@@ -1,6 +1,7 @@
 """The building blocks of SE-ResNet (Hu et al., 2018): a squeeze-and-excitation
 gate, a residual block that carries one, and the BatchNormalization they use
-(Keras's, with TensorFlow's fused kernel at inference).
+(Keras's, with TensorFlow's fused kernel at inference on the TensorFlow
+backend; Keras's own on JAX and PyTorch, where TensorFlow is not imported).
 
 Both are `keras.layers.Layer` subclasses that build their sub-layers
 themselves (so they track, save and load their weights) and give every
@@ -11,7 +12,6 @@ bfloat16 throughout and a float32 one in float32).
 import math
 
 import keras
-import tensorflow as tf
 
 BLOCK_TYPES = ("basic", "bottleneck")
 BOTTLENECK_EXPANSION = 4
@@ -43,13 +43,17 @@ class FusedInferenceBatchNorm(keras.layers.BatchNormalization):
     inference at 224², batch 64, ran 1.4x faster with the bfloat16 rewrite
     and 1.15x in float32 on 2 Intel Xeon cores (README, "Benchmarks").
     The same arithmetic (moving statistics, gamma, beta, epsilon, float32
-    inside the kernel); training, and any other input, is Keras's own path.
+    inside the kernel); training, any other input, and every other Keras
+    backend (XLA fuses the multiply and add there itself) is Keras's own path.
     """
 
     def call(self, inputs, training=None, mask=None):
         if ((training and self.trainable) or mask is not None or len(inputs.shape) != 4
-                or self.axis not in (3, -1) or not (self.scale and self.center)):
+                or self.axis not in (3, -1) or not (self.scale and self.center)
+                or keras.backend.backend() != "tensorflow"):
             return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf  # the TensorFlow backend's own: already imported, and never on JAX or PyTorch
+
         outputs = tf.raw_ops.FusedBatchNormV3(
             x=inputs, scale=self.gamma, offset=self.beta, mean=self.moving_mean, variance=self.moving_variance,
             epsilon=self.epsilon, data_format="NHWC", is_training=False)[0]

@@ -1,0 +1,63 @@
+"""Runs `protein_location.models` under another Keras backend with TensorFlow
+made unimportable, as on a machine that has no TensorFlow at all
+(tests/test_other_backends.py).
+
+    KERAS_BACKEND=jax python tests/backend_probe.py WORK FIT_ARCH [FIT_ARCH ...]
+
+Every --arch is built at 32 px, predicts, and is saved to and loaded from
+`.keras`; the FIT_ARCHs also fit a step on NumPy input first. Each
+WORK/trained/<name>.keras (saved under TensorFlow) is loaded and predicts
+WORK/images.npy. Writes WORK/probe.json: the backend, whether TensorFlow
+was imported, and what each model did.
+"""
+
+import importlib.abc
+import json
+import os
+import sys
+
+
+class NoTensorFlow(importlib.abc.MetaPathFinder):
+    """`import tensorflow` fails, as where it is not installed."""
+
+    def find_spec(self, name, path, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+def main(work, fit_archs):
+    sys.meta_path.insert(0, NoTensorFlow())
+    import keras
+    import numpy as np
+
+    from protein_location import models
+
+    images = np.load(os.path.join(work, "images.npy"))
+    labels = (np.random.default_rng(1).random((len(images), 5)) > 0.5).astype("float32")
+    archs = {}
+    for arch in models.ARCHITECTURES:
+        model = models.build_classifier(arch, image_size=images.shape[1], num_classes=5,
+                                        width=0.125 if arch in models.PRESETS else 1.0)
+        if arch in fit_archs:
+            model.compile(keras.optimizers.AdamW(1e-3), "binary_crossentropy")
+            model.fit(images, labels, batch_size=len(images), epochs=1, verbose=0)
+        probabilities = model.predict(images, verbose=0)
+        path = os.path.join(work, f"{arch}.keras")
+        model.save(path)
+        loaded = keras.models.load_model(path, compile=False)
+        archs[arch] = {"fit": arch in fit_archs, "shape": list(probabilities.shape),
+                       "finite": bool(np.isfinite(probabilities).all()),
+                       "reloaded_difference": float(np.abs(loaded.predict(images, verbose=0) - probabilities).max())}
+    trained = {}
+    folder = os.path.join(work, "trained")
+    for name in sorted(os.listdir(folder)):
+        model = keras.models.load_model(os.path.join(folder, name), compile=False)
+        trained[name] = model.predict(images, verbose=0).tolist()
+    with open(os.path.join(work, "probe.json"), "w") as f:
+        json.dump({"backend": keras.backend.backend(), "tensorflow_imported": "tensorflow" in sys.modules,
+                   "archs": archs, "trained": trained}, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
