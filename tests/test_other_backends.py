@@ -70,3 +70,21 @@ def test_a_model_trained_under_tensorflow_predicts_the_same_under_jax(probe):
     assert sorted(report["trained"]) == sorted(under_tensorflow)
     for name, probabilities in under_tensorflow.items():
         np.testing.assert_allclose(np.asarray(report["trained"][name]), probabilities, atol=1e-4, err_msg=name)
+
+
+def test_the_gpu_benchmark_runs_on_keras_and_jax_alone(tmp_path):
+    out = tmp_path / "gpu.jsonl"
+    script = ("import sys; from tests.backend_probe import NoTensorFlow; sys.meta_path.insert(0, NoTensorFlow()); "
+              f"from bench import gpu; sys.exit(gpu.main(['--quick', '--out', {str(out)!r}]))")
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (measured,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert measured["backend"] == "jax" and measured["tensorflow_imported"] is False
+    assert (measured["arch"], measured["size"], measured["batch"]) == ("seresnet18", 32, 4)
+    assert measured["train_images_per_second"] > 0 and measured["infer_images_per_second"] > 0
+    # Counted by XLA: a training step costs more than the forward pass alone.
+    assert measured["train_flops_per_image"] > measured["infer_flops_per_image"] > 0
+    assert np.isfinite(measured["last_loss"]) and measured["matmul_tflops"] > 0
+    assert result.stdout.splitlines()[-3].startswith("| arch | side | batch | training img/s | share of 989")
