@@ -2,10 +2,11 @@
 made unimportable, as on a machine that has no TensorFlow at all
 (tests/test_other_backends.py).
 
-    KERAS_BACKEND=jax python tests/backend_probe.py WORK FIT_ARCH [FIT_ARCH ...]
+    KERAS_BACKEND=jax python tests/backend_probe.py WORK ARCH [ARCH ...]
 
-Every --arch is built at 32 px, predicts, and is saved to and loaded from
-`.keras` (the same weights back); the FIT_ARCHs also fit a step on NumPy input first. Each
+Each ARCH is built at 32 px, predicts, and is saved to and loaded from
+`.keras` (the same weights back); the first ARCH and every keras.applications
+one also fit a step on NumPy input first. Each
 WORK/trained/<name>.keras (saved under TensorFlow) is loaded and predicts
 WORK/images.npy. Writes WORK/probe.json: the backend, whether TensorFlow
 was imported, and what each model did.
@@ -26,7 +27,7 @@ class NoTensorFlow(importlib.abc.MetaPathFinder):
         return None
 
 
-def main(work, fit_archs):
+def main(work, archs_to_run):
     sys.meta_path.insert(0, NoTensorFlow())
     import keras
     import numpy as np
@@ -36,7 +37,8 @@ def main(work, fit_archs):
     images = np.load(os.path.join(work, "images.npy"))
     labels = (np.random.default_rng(1).random((len(images), 5)) > 0.5).astype("float32")
     archs = {}
-    for arch in models.ARCHITECTURES:
+    fit_archs = {archs_to_run[0], *(arch for arch in archs_to_run if arch in models.APPLICATIONS)}
+    for arch in archs_to_run:
         model = models.build_classifier(arch, image_size=images.shape[1], num_classes=5,
                                         width=0.125 if arch in models.PRESETS else 1.0)
         if arch in fit_archs:
