@@ -99,12 +99,22 @@ def _device_batches(batch, size, count, seed):
 
 def measure(arch, size, batch, steps, repeats, width, log=print):
     """{training and inference images/s, FLOPs per image, batch} of one model at one side."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        return _measure(arch, size, batch, steps, repeats, width, log)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _measure(arch, size, batch, steps, repeats, width, log):
     import jax
+    import jax.numpy as jnp
     import keras
 
     from protein_location import models
 
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(0)
     model = models.build_classifier(arch, image_size=size, num_classes=NUM_CLASSES,
                                     width=width if arch in models.PRESETS else 1.0)
@@ -133,8 +143,10 @@ def measure(arch, size, batch, steps, repeats, width, log=print):
     while True:
         try:
             batches = _device_batches(batch, size, 4, seed=size)
-            state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
-                     [v.value for v in optimizer.variables])
+            # Copies: the step donates its state, and a batch that fails at run time must leave the model's own.
+            state = jax.tree.map(jnp.copy, ([v.value for v in model.trainable_variables],
+                                            [v.value for v in model.non_trainable_variables],
+                                            [v.value for v in optimizer.variables]))
             lowered = train_jit.lower(state, *batches[0])
             train_flops = _flops(lowered)
             start = time.perf_counter()
@@ -181,7 +193,6 @@ def measure(arch, size, batch, steps, repeats, width, log=print):
         "infer_flops_per_image": infer_flops / batch if infer_flops else None,
         "last_loss": float(holder["loss"]),
     })
-    keras.mixed_precision.set_global_policy("float32")
     return result
 
 

@@ -44,7 +44,7 @@ class FusedInferenceBatchNorm(keras.layers.BatchNormalization):
     and 1.15x in float32 on 2 Intel Xeon cores (README, "Benchmarks").
     The same arithmetic (moving statistics, gamma, beta, epsilon, float32
     inside the kernel); training, any other input, and every other Keras
-    backend (XLA fuses the multiply and add there itself) is Keras's own path.
+    backend is Keras's own path (no figure of ours compares them there).
     """
 
     def call(self, inputs, training=None, mask=None):

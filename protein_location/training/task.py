@@ -96,7 +96,8 @@ def build_optimizer(config, steps_per_epoch, epochs=None, backbone_variables=(),
     the run's); the peak rate scales linearly with the global batch
     (distribute.scaled_learning_rate), and `backbone_variables` learn at
     `backbone_lr_scale` times it (ScaledRateAdamW). With --ema the optimizer
-    keeps the weights' moving average (swapped in by `trainer.SwapEMAWeights`)."""
+    keeps the weights' moving average (swapped in by
+    `checkpoints.ResumableSwapEMAWeights`)."""
     epochs = config.epochs if epochs is None else epochs
     total_steps = max(epochs * steps_per_epoch, 1)
     warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
