@@ -112,3 +112,14 @@ def test_checkpoint_cost_benchmark_times_both_backups(tmp_path):
     record = checkpoint_cost.main(["--size", "32", "--repeats", "1", "--work", str(tmp_path / "cost")])
     assert set(record["median_s"]) == {"keras BackupAndRestore(double_checkpoint=True)", "AtomicBackupAndRestore"}
     assert record["weights_file_mb"] <= record["estimated_mb"]  # the free-space check never asks for less
+
+
+def test_the_plain_reference_trains_on_train_and_val_and_scores_the_held_out_images(converted_dir, tmp_path):
+    from bench import reference
+
+    out = tmp_path / "reference.jsonl"
+    result = reference.main(["--data", str(converted_dir), "--test", str(converted_dir), "--epochs", "1",
+                             "--batch-size", "8", "--out", str(out)])
+    assert json.loads(out.read_text()) == result
+    assert result["train_images"] == 48 and result["train_splits"] == ["train", "val"]  # convert's 36 + 12
+    assert 0 <= result["test_f1_at_0.3"] <= 1 and result["train_seconds"] > 0
