@@ -115,6 +115,28 @@ def test_a_torn_backup_weights_file_restores_the_epoch_before(tmp_path):
         checkpoints.find_backup(str(tmp_path / "backup"))
 
 
+def test_a_backup_of_the_head_only_phase_restores_quietly_into_the_next_phases_new_optimizer(tmp_path, recwarn):
+    """A fine-tuning run's second phase compiles a new optimizer over more
+    variables; the first phase's backup gives it the weights, not the slots."""
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+    model.layers[0].trainable = False  # the backbone, frozen in the head-only phase
+    model.compile(keras.optimizers.Adam(), "mse")
+    model.optimizer.build(model.trainable_variables)
+    backup = checkpoints.AtomicBackupAndRestore(str(tmp_path / "backup"))
+    backup.set_model(model)
+    backup.on_epoch_end(0)
+    head_phase = _values(model)
+    model.layers[0].trainable = True
+    model.compile(keras.optimizers.Adam(), "mse")
+    model.set_weights([w + 1.0 for w in model.get_weights()])
+    backup.on_train_begin()
+    assert model._initial_epoch == 1 and model.optimizer.built
+    for restored, wanted in zip(_values(model), head_phase):
+        np.testing.assert_array_equal(restored, wanted)
+    assert not [w for w in recwarn if "Skipping variable loading" in str(w.message)]
+
+
 # Renames of one promotion: weights and record to best.previous.*, the new weights into place, the new record.
 BEST_RENAMES = 4
 

@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import posixpath
+import warnings
 
 import keras
 import tensorflow as tf
@@ -66,7 +67,11 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         epoch, weights_path = found
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)  # its slots are in the file
-        load_backup_weights(self.model, weights_path)
+        with warnings.catch_warnings():
+            # Each fine-tuning phase compiles a new optimizer: a backup from the head-only phase holds that
+            # phase's slots, and the next phase starts its own, as a run that never stopped does.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            load_backup_weights(self.model, weights_path)
         self.model._initial_epoch = epoch  # what Keras' own restore sets; fit starts there
 
     def _save_model(self):
