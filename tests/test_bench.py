@@ -123,3 +123,16 @@ def test_the_plain_reference_trains_on_train_and_val_and_scores_the_held_out_ima
     assert json.loads(out.read_text()) == result
     assert result["train_images"] == 48 and result["train_splits"] == ["train", "val"]  # convert's 36 + 12
     assert 0 <= result["test_f1_at_0.3"] <= 1 and result["train_seconds"] > 0
+
+
+def test_the_plain_reference_flips_each_way_on_its_own():
+    import keras
+    import tensorflow as tf
+
+    from bench import reference
+
+    keras.utils.set_random_seed(0)
+    image = tf.reshape(tf.range(4.0), [2, 2, 1])
+    views = {tuple(view.numpy().ravel()) for view in tf.data.Dataset.from_tensors(image).repeat(64)
+             .map(reference.random_flips)}
+    assert views == {(0, 1, 2, 3), (1, 0, 3, 2), (2, 3, 0, 1), (3, 2, 1, 0)}  # identity, both mirrors, a half turn
