@@ -67,11 +67,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         epoch, weights_path = found
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)  # its slots are in the file
-        with warnings.catch_warnings():
-            # Each fine-tuning phase compiles a new optimizer: a backup from the head-only phase holds that
-            # phase's slots, and the next phase starts its own, as a run that never stopped does.
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            load_backup_weights(self.model, weights_path)
+        load_backup_weights(self.model, weights_path)
         self.model._initial_epoch = epoch  # what Keras' own restore sets; fit starts there
 
     def _save_model(self):
@@ -134,17 +130,26 @@ def find_backup(backup_dir):
 
 
 def load_backup_weights(model, path):
-    """Loads a backup's weights file: the previous one (`latest.weights.h5.bkp`)
-    through a copy under a name Keras reads (it goes by the ending)."""
+    """Loads a weights file the run wrote (the backup, the best checkpoint):
+    the previous backup (`latest.weights.h5.bkp`) through a copy under a name
+    Keras reads (it goes by the ending)."""
     if path.endswith(".weights.h5"):
-        model.load_weights(path)
+        _load_weights(model, path)
         return
     copy = output_files.temporary_path(path[:-len(".bkp")])
     try:
         tf.io.gfile.copy(path, copy, overwrite=True)
-        model.load_weights(copy)
+        _load_weights(model, copy)
     finally:
         output_files.remove_quietly(copy)
+
+
+def _load_weights(model, path):
+    with warnings.catch_warnings():
+        # Each fine-tuning phase compiles a new optimizer: a file written in the head-only phase holds that
+        # phase's slots, and the next phase starts its own, as a run that never stopped does.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(path)
 
 
 def committed_epochs(model_dir):

@@ -5,7 +5,6 @@ TensorBoard logs and NaN stops (`fit_model`)."""
 import dataclasses
 import posixpath
 import time
-import warnings
 
 import keras
 import numpy as np
@@ -233,10 +232,7 @@ def fit_model(config, plan):
         print(f"worker: training done; the chief writes the model, report and export to {config.model_dir}")
         return None
     check_fit(fit, best_path, plan.peak_rate)
-    with warnings.catch_warnings():
-        # A best epoch of the head-only warm-up holds that phase's optimizer; only the model's weights matter here.
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model.load_weights(best_path)
+    checkpoints.load_backup_weights(model, best_path)
     if distribute.is_multi_worker(plan.strategy):
         # The chief goes on alone: a plain copy of its replica predicts and exports without the other workers.
         trained, model = model, task.build_and_compile(config, plan.manifest, plan.train_label_counts, plan.train_count,
