@@ -275,6 +275,30 @@ def test_features_and_logits_give_the_feature_map_and_the_logits_of_the_output(p
     assert gradients.shape == features.shape and np.any(gradients.numpy() != 0)
 
 
+def differentiated_gradcam(model, images):
+    """Grad-CAM as Selvaraju et al. (2017) compute it: each class's logit differentiated by the feature map."""
+    with tf.GradientTape() as tape:
+        features, logits = model.features_and_logits(images)
+    gradients = tape.batch_jacobian(logits, features)  # [B, classes, h, w, C]
+    weights = tf.reduce_mean(gradients, axis=[2, 3])
+    return tf.nn.relu(tf.einsum("bhwc,bkc->bhwk", features, weights)).numpy()
+
+
+@pytest.mark.parametrize("backbone", ["seresnet18", "functional"])
+def test_class_maps_are_grad_cam_computed_in_closed_form(backbone):
+    if backbone == "functional":
+        model = models.MultiLabelClassifier(small_functional_backbone(stride=2), num_classes=5, image_size=IMAGE_SIZE,
+                                            dropout=0.5)
+    else:
+        model = tiny(backbone, image_size=64, dropout=0.3, output_bias=np.linspace(-2, 2, 28))
+    images = tf.constant(raw_images(model.image_size))
+    maps, logits = model.class_maps_and_logits(images)
+    expected = differentiated_gradcam(model, images)
+    assert maps.shape == expected.shape and maps.dtype == "float32" and expected.max() > 0
+    np.testing.assert_allclose(maps.numpy(), expected, rtol=1e-4, atol=1e-6 * expected.max())
+    np.testing.assert_allclose(logits.numpy(), model.features_and_logits(images)[1].numpy(), atol=1e-6)
+
+
 @pytest.mark.parametrize("arch", list(models.ARCHITECTURES))
 def test_parameter_counts_match_the_readme(arch):
     count = models.build_classifier(arch, image_size=64, num_classes=28).count_params()
@@ -326,11 +350,11 @@ def test_output_bias_sets_the_initial_logits():
         tiny("seresnet18", num_classes=5, output_bias=bias)
 
 
-def small_functional_backbone():
+def small_functional_backbone(stride=8):
     """A backbone that is a plain functional keras.Model (as keras.applications' are)."""
     inputs = keras.Input((None, None, 4))
     x = keras.layers.Conv2D(8, 3, strides=4, padding="same", activation="relu")(inputs)
-    x = keras.layers.Conv2D(16, 3, strides=8, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(16, 3, strides=stride, padding="same", activation="relu")(x)
     return keras.Model(inputs, x, name="small")
 
 

@@ -187,16 +187,7 @@ class Signatures:
 
     def _member_gradcam(self, member, pixels):
         """(Grad-CAM maps [B, S, S, classes], probabilities) of one `MultiLabelClassifier`."""
-        with tf.GradientTape() as tape:
-            tape.watch(pixels)
-            # The backbone's feature map and the head's logits, taken from
-            # the model by reference; logits, not probabilities: a saturated
-            # sigmoid would give vanishing gradients and a blank map.
-            features, logits = member.features_and_logits(pixels, training=False)
-            tape.watch(features)
-        gradients = tf.cast(tape.batch_jacobian(logits, features), tf.float32)  # [B, classes, h, w, C]
-        weights = tf.reduce_mean(gradients, axis=[2, 3])  # [B, classes, C]: each channel's importance per class
-        maps = tf.nn.relu(tf.einsum("bhwc,bkc->bhwk", tf.cast(features, tf.float32), weights))
+        maps, logits = member.class_maps_and_logits(pixels)
         return (tf.image.resize(maps, [self.image_size, self.image_size], method="bilinear"),
                 tf.sigmoid(logits))
 

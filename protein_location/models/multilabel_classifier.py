@@ -114,6 +114,26 @@ class MultiLabelClassifier(keras.Model):
         logits = keras.ops.matmul(keras.ops.cast(pooled, "float32"), self.head.kernel) + self.head.bias
         return features, logits
 
+    def class_maps_and_logits(self, images):
+        """(Grad-CAM maps [batch, h, w, num_classes] float32 on the feature
+        map's grid, logits [batch, num_classes] float32) of raw pixels
+        `images`, in inference mode.
+
+        Grad-CAM (Selvaraju et al., 2017) weighs each feature channel c by the
+        spatial mean of d logit_k / d feature(i, j, c), then takes
+        relu(sum_c weight * feature). This head is a global average pool and
+        one dense layer, so that derivative is kernel[c, k] / (h * w) at every
+        position and the map is computed in closed form, one matrix product
+        for all classes (their section 3.1: Grad-CAM is CAM for such a head),
+        with no backward pass per class.
+        """
+        features, logits = self.features_and_logits(images, training=False)
+        features = keras.ops.cast(features, "float32")
+        shape = keras.ops.shape(features)
+        positions = keras.ops.cast(shape[1] * shape[2], "float32")
+        maps = keras.ops.einsum("bhwc,ck->bhwk", features, self.head.kernel) / positions
+        return keras.ops.relu(maps), logits
+
     def get_config(self):
         # Not chained to super: a functional model's config is its layer
         # graph, which this constructor does not take (keras-hub's Task).
