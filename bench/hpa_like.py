@@ -493,16 +493,27 @@ def _camera(sc, signal):
 
 def render_image(rng, labels, size):
     """One uint8 (size, size, 4) RGBY image whose green channel shows `labels`."""
+    return render_field(rng, labels, size)[0]
+
+
+def render_field(rng, labels, size):
+    """(image, cells, expressing): the uint8 (size, size, 4) RGBY image of
+    `render_image` (the same for the same generator state), the int32 label
+    image of its cells (0: background), and {label: the cell values that
+    express it} (only part of the cells express a label)."""
     if size < 32:
         raise ValueError(f"size {size} is too small to draw cells; use >= 32")
     sc = _Scene(rng, size, labels)
     green = 0.04 * (sc.L > 0) * (1 + 0.3 * sc.grain)  # unspecific antibody background
+    expressing = {}
     for label in labels:
         cells = sc.positive(label)
+        expressing[label] = sorted(int(c) for c in cells)
         expression = np.zeros(sc.n + 1, np.float32)
         expression[cells] = rng.lognormal(0, 0.35, len(cells))
         green = green + rng.uniform(0.6, 1.0) * _PATTERNS[label](sc, cells, expression[sc.L])
-    return np.stack([_camera(sc, ch) for ch in (sc.red, green, sc.blue, sc.yellow)], axis=-1)
+    image = np.stack([_camera(sc, ch) for ch in (sc.red, green, sc.blue, sc.yellow)], axis=-1)
+    return image, sc.L.astype(np.int32), expressing
 
 
 def _start(seed, split, index):

@@ -69,7 +69,7 @@ def render_cells(rng, labels, size):
     Returns:
         (image, masks): image is uint8 (size, size, 4) in RGBY order; masks
         maps "cell", "nucleus" and "cytoplasm" to boolean (size, size) unions
-        over the cells.
+        over the cells, and "cells" to their label image (`cell_labels`).
     """
     if size < 32:
         raise DataPrepError(f"size {size} is too small to draw cells; use >= 32")
@@ -90,7 +90,21 @@ def render_cells(rng, labels, size):
 
     cell = shrink(np.any([c.frac <= 1 for c in scene.cells], axis=0))
     nucleus = shrink(scene.nuclei)
-    return image, {"cell": cell, "nucleus": nucleus, "cytoplasm": cell & ~nucleus}
+    return image, {"cell": cell, "nucleus": nucleus, "cytoplasm": cell & ~nucleus, "cells": cell_labels(scene, shrink)}
+
+
+def cell_labels(scene, shrink):
+    """Label image [size, size] uint16 of the scene's cells (1..n, 0: background).
+
+    Where cells overlap, a pixel is the cell whose rim is relatively farther
+    (the smaller `frac`); a pixel belongs to a cell when most of its area does.
+    """
+    fracs = np.stack([np.where(c.frac <= 1, np.maximum(c.frac, 0), np.inf) for c in scene.cells])
+    owner = np.where(np.isfinite(fracs.min(0)), np.argmin(fracs, 0) + 1, 0)
+    labels = np.zeros((scene.size, scene.size), np.uint16)
+    for value in range(1, len(scene.cells) + 1):
+        labels[shrink(owner == value)] = value
+    return labels
 
 
 def _write_image(index, folder, split, size, seed):

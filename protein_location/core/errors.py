@@ -57,3 +57,7 @@ class OutputError(ProteinLocationError):
 
 class FolderInUseError(ProteinLocationError):
     """An output folder another live command is writing (its lock names the holder)."""
+
+
+class CellsError(ProteinLocationError):
+    """Bad single-cell input (masks, label images, per-cell truth): one line naming the file or Id."""

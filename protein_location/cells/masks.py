@@ -1,0 +1,55 @@
+"""One cell's mask as HPA 2021's submission writes it: base64 of zlib (best
+compression) of the COCO compressed RLE (pycocotools) of the binary mask at
+the image's original size; and back."""
+
+import base64
+import zlib
+
+import numpy as np
+
+from protein_location.core.errors import CellsError
+
+try:
+    from pycocotools import mask as coco_mask
+except ImportError:  # pragma: no cover - the message is what a user without the extra sees
+    coco_mask = None
+
+MISSING = "single cells need pycocotools and scikit-image: pip install 'protein-location[cells]'"
+
+
+def _coco():
+    if coco_mask is None:
+        raise CellsError(MISSING)
+    return coco_mask
+
+
+def encode_mask(mask):
+    """A boolean mask [H, W] -> its submission string (ASCII)."""
+    mask = np.asfortranarray(np.asarray(mask, dtype=np.uint8)[:, :, np.newaxis])
+    counts = _coco().encode(mask)[0]["counts"]
+    return base64.b64encode(zlib.compress(counts, zlib.Z_BEST_COMPRESSION)).decode("ascii")
+
+
+def rle_of(text, height, width):
+    """A submission string -> the COCO RLE dict of an image of height x width."""
+    try:
+        counts = zlib.decompress(base64.b64decode(text, validate=True))
+    except (ValueError, zlib.error) as error:
+        raise CellsError(f"a mask is not base64 of zlib-compressed COCO RLE ({error})") from None
+    return {"size": [int(height), int(width)], "counts": counts}
+
+
+def decode_mask(text, height, width):
+    """A submission string -> the boolean mask [height, width] it encodes."""
+    rle = rle_of(text, height, width)
+    try:
+        return _coco().decode(rle).astype(bool)
+    except Exception as error:  # pycocotools raises bare exceptions on a malformed RLE
+        raise CellsError(f"a mask does not decode to a {height}x{width} image ({error})") from None
+
+
+def cell_rles(label_image):
+    """{cell value: COCO RLE} of every cell (non-zero value) of a label image [H, W]."""
+    label_image = np.asarray(label_image)
+    return {int(value): _coco().encode(np.asfortranarray((label_image == value)[:, :, np.newaxis].astype(np.uint8)))[0]
+            for value in np.unique(label_image) if value != 0}

@@ -1,0 +1,155 @@
+"""Single cells: masks in the HPA 2021 encoding, the competition's metric,
+and the classical segmentation on synthetic truth and on real HPA fields."""
+
+import base64
+import zlib
+
+import numpy as np
+import pytest
+from pycocotools import mask as coco_mask
+
+from bench import hpa_like
+from data_prep import synthetic
+from protein_location.cells import masks, overlays, scoring, segmentation
+from protein_location.core import raw_images
+from protein_location.core.errors import CellsError
+from tests.helpers import ROOT
+
+SAMPLES = ROOT.parent / "shared" / "hpa-samples"
+
+
+def disk(shape, center, radius):
+    y, x = np.mgrid[:shape[0], :shape[1]]
+    return (y - center[0]) ** 2 + (x - center[1]) ** 2 <= radius ** 2
+
+
+# --- Masks --------------------------------------------------------------------------------------------------
+
+
+def test_a_mask_round_trips_and_is_what_pycocotools_encodes():
+    mask = disk((37, 52), (20, 30), 9) | disk((37, 52), (5, 5), 3)  # not square, two parts
+    text = masks.encode_mask(mask)
+    assert text.isascii() and " " not in text
+    np.testing.assert_array_equal(masks.decode_mask(text, 37, 52), mask)
+    # The competition's decoding, written out: base64 -> zlib -> COCO compressed RLE.
+    rle = {"size": [37, 52], "counts": zlib.decompress(base64.b64decode(text))}
+    np.testing.assert_array_equal(coco_mask.decode(rle).astype(bool), mask)
+    assert rle["counts"] == coco_mask.encode(np.asfortranarray(mask[:, :, None].astype(np.uint8)))[0]["counts"]
+
+
+def test_a_mask_that_is_not_the_encoding_is_a_one_line_error():
+    with pytest.raises(CellsError) as error:
+        masks.decode_mask("not base64!", 4, 4)
+    assert str(error.value).startswith("a mask is not base64 of zlib-compressed COCO RLE (")
+    with pytest.raises(CellsError) as error:
+        masks.decode_mask(base64.b64encode(b"no zlib").decode(), 4, 4)
+    assert str(error.value).startswith("a mask is not base64 of zlib-compressed COCO RLE (")
+
+
+# --- The metric ---------------------------------------------------------------------------------------------
+
+
+def truth_of(label_image, classes):
+    return masks.cell_rles(label_image), classes
+
+
+def test_average_precision_of_a_ranking_computed_by_hand():
+    # Ranked: hit, miss, hit over 2 truth cells: precision 1 at recall 0.5, 2/3 at recall 1.
+    assert scoring.average_precision([0.9, 0.8, 0.7], [True, False, True], 2) == pytest.approx(0.5 + 0.5 * 2 / 3)
+    assert scoring.average_precision([], [], 3) == 0.0 and np.isnan(scoring.average_precision([0.5], [False], 0))
+
+
+def test_a_perfect_submission_scores_1_and_a_shuffled_one_less():
+    shape = (64, 64)
+    field = np.zeros(shape, np.int32)
+    for value, center in enumerate([(16, 16), (16, 48), (48, 16), (48, 48)], start=1):
+        field[disk(shape, center, 12)] = value
+    classes = {1: {0}, 2: {0, 3}, 3: {3}, 4: {5}}
+    truth = {"a": truth_of(field, classes)}
+    rles = masks.cell_rles(field)
+    perfect = {"a": [(k, 0.9, rles[cell]) for cell, ks in classes.items() for k in ks]}
+    mean, per_class = scoring.cell_map(perfect, truth, 6)
+    assert mean == 1.0 and [np.isnan(ap) for ap in per_class] == [False, True, True, False, True, False]
+    # Each cell's labels on its neighbour's mask, ranked above the right ones: every class loses.
+    shifted = {"a": perfect["a"] + [(k, 0.95, rles[cell % 4 + 1]) for cell, ks in classes.items() for k in ks]}
+    mean, per_class = scoring.cell_map(shifted, truth, 6)
+    assert mean < 1.0 and all(ap < 1.0 for ap in per_class if not np.isnan(ap))
+    # A detection twice: the second is a duplicate (false positive) once ranked above the rest.
+    twice = {"a": [(5, 0.9, rles[4]), (5, 0.8, rles[4]), (5, 0.7, rles[1])]}
+    assert scoring.cell_map(twice, truth, 6)[1][5] == 1.0
+    truth_two = {"a": truth_of(field, {**classes, 1: {5}})}
+    assert scoring.cell_map(twice, truth_two, 6)[1][5] == pytest.approx(0.5 + 0.5 * 2 / 3)
+
+
+def test_a_detection_below_iou_0_6_is_a_false_positive():
+    shape = (40, 40)
+    field = disk(shape, (20, 20), 10).astype(np.int32)
+    truth = {"a": truth_of(field, {1: {2}})}
+    for shift, expected in ((3, 1.0), (9, 0.0)):  # IoU about 0.68 and about 0.27
+        moved = masks.cell_rles(np.roll(field, shift, axis=1))[1]
+        assert scoring.cell_map({"a": [(2, 0.5, moved)]}, truth, 3)[0] == expected
+
+
+# --- Segmentation -------------------------------------------------------------------------------------------
+
+
+def found_share(truth, cells, min_share=0.0):
+    """Share of the truth cells (at least min_share of the typical cell area) matched at IoU >= 0.6."""
+    areas = np.bincount(truth.ravel())
+    values = np.flatnonzero(areas[1:]) + 1
+    values = values[areas[values] >= min_share * np.median(areas[values])]
+    found = masks.cell_rles(cells)
+    truth_rles = masks.cell_rles(np.where(np.isin(truth, values), truth, 0))
+    if not found:
+        return 0.0, len(truth_rles)
+    iou = np.asarray(coco_mask.iou(list(truth_rles.values()), list(found.values()), [0] * len(found)))
+    return float(np.mean(iou.reshape(len(truth_rles), len(found)).max(1) >= scoring.IOU_THRESHOLD)), len(truth_rles)
+
+
+@pytest.mark.parametrize("size", [128, 512])
+def test_segmentation_finds_the_synthetic_cells(size):
+    shares = []
+    for index in range(8):
+        rng = np.random.default_rng([31, size, index])
+        image, drawn = synthetic.render_cells(rng, [int(rng.integers(28))], size)
+        cells, nuclei = segmentation.segment_cells(image)
+        assert cells.shape == image.shape[:2] and cells.dtype == np.int32
+        assert set(np.unique(nuclei)) <= set(np.unique(cells)) and np.all(cells[nuclei > 0] == nuclei[nuclei > 0])
+        shares.append(found_share(drawn["cells"], cells)[0])
+    assert np.mean(shares) >= 0.9
+
+
+def test_segmentation_splits_a_confluent_sheet_of_touching_cells():
+    """bench.hpa_like draws cells that touch on every side, at another scale than data_prep's."""
+    found, total = [], 0
+    for index in range(6):
+        image, truth, _ = hpa_like.render_field(np.random.default_rng([5, index]), [0], 256)
+        share, count = found_share(truth, segmentation.segment_cells(image)[0], min_share=0.5)
+        found.append(share * count)
+        total += count
+    assert total >= 30 and sum(found) / total >= 0.8
+
+
+def test_segmentation_of_real_fields_gives_one_nucleus_per_cell(tmp_path):
+    """A 2048 px HPAv18 field and a 512 px Kaggle 2018 one: the cells looked at by eye in README."""
+    for folder, image_id, least, most in (("hpav18", "30741_800_A6_1", 10, 20),
+                                           ("kaggle2018", "027a702a-bbca-11e8-b2bc-ac1f6b6435d0", 8, 25)):
+        image = raw_images.read_image(str(SAMPLES / folder / "train"), image_id)
+        cells, nuclei = segmentation.segment_cells(image)
+        assert least <= cells.max() <= most, (folder, cells.max())
+        assert sorted(np.unique(nuclei)) == sorted(np.unique(cells))  # every cell has its nucleus
+        blue = image[..., 2].astype(float)
+        assert blue[nuclei > 0].mean() > 3 * blue[cells == 0].mean()
+        overlays.write(str(tmp_path / f"{folder}.png"), image, cells, {1: ["Nucleoplasm 0.91"]}, title=image_id)
+        assert (tmp_path / f"{folder}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_segmentation_names_an_image_that_is_not_rgby():
+    with pytest.raises(CellsError) as error:
+        segmentation.segment_cells(np.zeros((8, 8, 3), np.uint8))
+    assert str(error.value) == "segmentation takes an RGBY image [H, W, 4], not shape [8, 8, 3]"
+
+
+def test_an_empty_field_has_no_cells():
+    cells, nuclei = segmentation.segment_cells(np.zeros((64, 64, 4), np.uint8))
+    assert cells.max() == 0 and nuclei.max() == 0
