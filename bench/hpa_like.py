@@ -530,25 +530,37 @@ def draw_labels(count, seed=0, split="train"):
 
 
 def _write_image(job):
-    """Render and write image `index` of a split; returns (Id, labels)."""
-    index, folder, split, size, seed = job
+    """Render and write image `index` of a split; returns (Id, labels), and
+    with a cells folder (Id, labels, {cell: its labels}) after writing the
+    cell label image `<cells folder>/<Id>.png` (16-bit)."""
+    index, folder, split, size, seed, cells_folder = job
     rng, image_id, labels = _start(seed, split, index)
-    image = render_image(rng, labels, size)
+    image, cells, expressing = render_field(rng, labels, size)
     for c, name in enumerate(CHANNELS):
         path = os.path.join(folder, f"{image_id}_{name}.png")
         if not cv2.imwrite(path, np.ascontiguousarray(image[:, :, c])):
             raise OSError(f"could not write {path}")
-    return image_id, labels
+    if cells_folder is None:
+        return image_id, labels
+    path = os.path.join(cells_folder, f"{image_id}.png")
+    if not cv2.imwrite(path, cells.astype(np.uint16)):
+        raise OSError(f"could not write {path}")
+    per_cell = {int(cell): sorted(label for label, shown in expressing.items() if cell in shown)
+                for cell in np.unique(cells) if cell}
+    return image_id, labels, per_cell
 
 
 def _init_worker():
     cv2.setNumThreads(1)  # one process per core already; threads would only contend
 
 
-def _write_split(out, split, count, size, seed, workers):
+def _write_split(out, split, count, size, seed, workers, cells=False):
     folder = out / split
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(i, str(folder), split, size, seed) for i in range(count)]
+    cells_folder = out / f"{split}_cells" if cells else None
+    if cells:
+        cells_folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(i, str(folder), split, size, seed, cells_folder and str(cells_folder)) for i in range(count)]
     if workers <= 1 or count < 8:
         return [_write_image(job) for job in jobs]
     # spawn: no forked copy of the caller's (perhaps TensorFlow) threads and locks.
@@ -556,7 +568,7 @@ def _write_split(out, split, count, size, seed, workers):
         return pool.map(_write_image, jobs, chunksize=max(1, count // (8 * workers)))
 
 
-def generate_dataset(out_dir, num_train, num_test, size=128, seed=0, workers=None):
+def generate_dataset(out_dir, num_train, num_test, size=128, seed=0, workers=None, cells=False):
     """Write an HPA-like dataset in the Kaggle layout (see the module docstring).
 
     Args:
@@ -565,6 +577,9 @@ def generate_dataset(out_dir, num_train, num_test, size=128, seed=0, workers=Non
         size: image side in px (>= 32).
         seed: non-negative int; the same seed gives byte-identical files.
         workers: rendering processes (default: all cores); never changes the output.
+        cells: also the test images' per-cell truth, as `data_prep synth
+            --cells` writes it (test_cells/<Id>.png, test_cells.csv); the
+            images are the same with or without it.
 
     Returns:
         dict with out_dir, num_train, num_test, size, seed and
@@ -576,7 +591,10 @@ def generate_dataset(out_dir, num_train, num_test, size=128, seed=0, workers=Non
     out.mkdir(parents=True, exist_ok=True)
     workers = workers or os.cpu_count() or 1
     train = _write_split(out, "train", num_train, size, seed, workers)
-    test = _write_split(out, "test", num_test, size, seed, workers)
+    test = _write_split(out, "test", num_test, size, seed, workers, cells=cells)
+    if cells:
+        synthetic.write_cell_truth(out, test)
+        test = [(image_id, labels) for image_id, labels, _ in test]
     counts = synthetic.write_label_csvs(out, train, test)  # the same layout as the demo's generator
     summary = dict(out_dir=str(out), num_train=num_train, num_test=num_test, size=size, seed=seed)
     return {**summary, "train_label_counts": counts.tolist()}
@@ -591,9 +609,11 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=128, help="image side in pixels (>= 32)")
     parser.add_argument("--seed", type=int, default=0, help="seed; the same seed gives identical files")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="rendering processes")
+    parser.add_argument("--cells", action="store_true",
+                        help="also the test images' per-cell truth (test_cells/<Id>.png, test_cells.csv)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    summary = generate_dataset(args.out, args.train, args.test, args.size, args.seed, args.workers)
+    summary = generate_dataset(args.out, args.train, args.test, args.size, args.seed, args.workers, args.cells)
     print(f"wrote {args.train} train + {args.test} test images of {args.size} px to {summary['out_dir']} "
           f"in {time.perf_counter() - start:.1f} s")
 

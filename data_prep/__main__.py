@@ -25,6 +25,10 @@ def _parser():
     synth.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files")
     synth.add_argument("--workers", type=int, default=None,
                        help="rendering processes (default: all cores); the files are the same for any count")
+    synth.add_argument("--cells", action="store_true",
+                       help="per-cell truth for the test images: each cell shows each of its image's labels or not, "
+                            "label images in test_cells/<Id>.png and the cells' labels in test_cells.csv "
+                            "(Id,Cell,Target), what `score --cells` reads")
 
     convert = commands.add_parser("convert", formatter_class=formatter,
                                   help="convert a raw HPA-layout folder into sharded TFRecords")
@@ -97,9 +101,10 @@ def _run(args):
 
     if args.command == "synth":
         summary = synthetic.generate_dataset(args.out, args.train, args.test, args.size, args.seed,
-                                             workers=args.workers)
+                                             workers=args.workers, cells=args.cells)
+        truth = " (per-cell truth: test_cells/, test_cells.csv)" if args.cells else ""
         print(f"synth: {summary['num_train']} train and {summary['num_test']} test images "
-              f"({args.size}x{args.size}) in {args.out}")
+              f"({args.size}x{args.size}) in {args.out}{truth}")
     elif args.command == "convert":
         _convert(args)
     else:

@@ -57,7 +57,7 @@ def sample_labels(rng):
     return sorted(int(i) for i in labels)
 
 
-def render_cells(rng, labels, size):
+def render_cells(rng, labels, size, subsets=False):
     """Render one 4-channel image whose green channel shows `labels`.
 
     Args:
@@ -65,11 +65,15 @@ def render_cells(rng, labels, size):
         labels: label indices (0..27), each drawn into every cell (the
             cytokinetic bridge and the mitotic spindle into one cell only).
         size: side of the square image in pixels (>= 32).
+        subsets: each cell shows each label with probability 0.6, at least
+            one cell per label (per-cell truth, `synth --cells`); off, every
+            cell shows every label and the image is as it always was.
 
     Returns:
         (image, masks): image is uint8 (size, size, 4) in RGBY order; masks
         maps "cell", "nucleus" and "cytoplasm" to boolean (size, size) unions
-        over the cells, and "cells" to their label image (`cell_labels`).
+        over the cells, "cells" to their label image (`cell_labels`), and
+        "expressing" to {label: the cell values that show it}.
     """
     if size < 32:
         raise DataPrepError(f"size {size} is too small to draw cells; use >= 32")
@@ -77,9 +81,16 @@ def render_cells(rng, labels, size):
     place_cells(scene)
     red, blue, yellow = reference_stains(scene)
     green = scene.layer()
+    expressing = {}
     for label in labels:  # max, not sum: patterns stay separable where they overlap
         strength = rng.uniform(0.55, 1.0)
-        for cell in scene.cells[:1] if label in ONE_CELL else scene.cells:
+        cells = scene.cells[:1] if label in ONE_CELL else scene.cells
+        if subsets and len(cells) > 1:  # each cell on its own; at least one cell shows the label
+            shown = rng.random(len(cells)) < 0.6
+            shown[rng.integers(len(cells))] = True
+            cells = [cell for cell, show in zip(cells, shown) if show]
+        expressing[label] = [scene.cells.index(cell) + 1 for cell in cells]
+        for cell in cells:
             layer = PATTERNS[label](scene, cell, scene.layer())
             np.maximum(green, strength * rng.uniform(0.8, 1.0) * layer, out=green)
     image = np.stack([finish(scene, ch) for ch in (red, green, blue, yellow)], axis=-1)
@@ -90,7 +101,8 @@ def render_cells(rng, labels, size):
 
     cell = shrink(np.any([c.frac <= 1 for c in scene.cells], axis=0))
     nucleus = shrink(scene.nuclei)
-    return image, {"cell": cell, "nucleus": nucleus, "cytoplasm": cell & ~nucleus, "cells": cell_labels(scene, shrink)}
+    return image, {"cell": cell, "nucleus": nucleus, "cytoplasm": cell & ~nucleus, "cells": cell_labels(scene, shrink),
+                   "expressing": expressing}
 
 
 def cell_labels(scene, shrink):
@@ -107,25 +119,40 @@ def cell_labels(scene, shrink):
     return labels
 
 
-def _write_image(index, folder, split, size, seed):
-    """Render and write image `index` of a split; returns (Id, labels)."""
+def _write_image(index, folder, split, size, seed, cells_folder=None):
+    """Render and write image `index` of a split; returns (Id, labels), and
+    with `cells_folder` (Id, labels, {cell: its labels}) after writing the
+    cell label image `<cells_folder>/<Id>.png` (16-bit)."""
     # Own stream per image: an image never depends on order, count or process.
     rng = np.random.default_rng([seed, _SPLIT_CODES[split], index])
     image_id = str(uuid.UUID(bytes=rng.bytes(16), version=1))  # shaped like Kaggle's
     labels = sample_labels(rng)
-    image, _ = render_cells(rng, labels, size)
+    image, drawn = render_cells(rng, labels, size, subsets=cells_folder is not None)
     for c, name in enumerate(CHANNELS):
         path = folder / f"{image_id}_{name}.png"
         if not cv2.imwrite(str(path), np.ascontiguousarray(image[:, :, c])):
             raise OSError(f"could not write {path}")
-    return image_id, labels
+    if cells_folder is None:
+        return image_id, labels
+    path = cells_folder / f"{image_id}.png"
+    if not cv2.imwrite(str(path), drawn["cells"]):
+        raise OSError(f"could not write {path}")
+    present = set(np.unique(drawn["cells"])) - {0}  # a cell hidden under its neighbours has no pixels
+    per_cell = {cell: sorted(label for label, shown in drawn["expressing"].items() if cell in shown)
+                for cell in sorted(present)}
+    return image_id, labels, per_cell
 
 
-def _write_split(out_dir, split, count, size, seed, workers):
-    """Render and write `count` images; returns [(Id, labels)] in index order."""
+def _write_split(out_dir, split, count, size, seed, workers, cells=False):
+    """Render and write `count` images; returns [(Id, labels)] in index order
+    (with `cells`: [(Id, labels, {cell: labels})], label images in <split>_cells/)."""
     folder = out_dir / split
     folder.mkdir(parents=True, exist_ok=True)
-    write = functools.partial(_write_image, folder=folder, split=split, size=size, seed=seed)
+    cells_folder = out_dir / f"{split}_cells" if cells else None
+    if cells:
+        cells_folder.mkdir(parents=True, exist_ok=True)
+    write = functools.partial(_write_image, folder=folder, split=split, size=size, seed=seed,
+                              cells_folder=cells_folder)
     progress = functools.partial(tqdm, total=count, desc=f"synthetic {split}", unit="img", disable=None)
     if workers <= 1 or count < 2:
         return list(progress(map(write, _between_stop_checks(range(count)))))
@@ -141,7 +168,7 @@ def _between_stop_checks(indices):
         yield index
 
 
-def generate_dataset(out_dir, num_train, num_test, size=64, seed=0, workers=None):
+def generate_dataset(out_dir, num_train, num_test, size=64, seed=0, workers=None, cells=False):
     """Write a synthetic HPA dataset in the Kaggle layout (see the module docstring).
 
     Files of the same names are overwritten; nothing else is deleted.
@@ -155,6 +182,11 @@ def generate_dataset(out_dir, num_train, num_test, size=64, seed=0, workers=None
         workers: rendering processes (default: all cores); never changes
             the output. More than one are spawned (`data_prep.workers`): a
             script calling this needs the `if __name__ == "__main__":` guard.
+        cells: per-cell truth for the test images: each cell shows each of
+            its image's labels with probability 0.6 (at least one cell per
+            label), the label images go to test_cells/<Id>.png (16-bit, 0:
+            background) and the cells' labels to test_cells.csv
+            (Id,Cell,Target). The training images are as without it.
 
     Returns:
         dict with out_dir, num_train, num_test, size, seed and
@@ -166,10 +198,20 @@ def generate_dataset(out_dir, num_train, num_test, size=64, seed=0, workers=None
     out.mkdir(parents=True, exist_ok=True)
     workers = workers or os.cpu_count() or 1
     train = _write_split(out, "train", num_train, size, seed, workers)
-    test = _write_split(out, "test", num_test, size, seed, workers)
+    test = _write_split(out, "test", num_test, size, seed, workers, cells=cells)
+    if cells:
+        write_cell_truth(out, test)
+        test = [(image_id, labels) for image_id, labels, _ in test]
     counts = write_label_csvs(out, train, test)
     summary = dict(out_dir=str(out), num_train=num_train, num_test=num_test, size=size, seed=seed)
     return {**summary, "train_label_counts": counts.tolist()}
+
+
+def write_cell_truth(out, test):
+    """test_cells.csv (Id,Cell,Target) from [(Id, labels, {cell: its labels})]; a cell without labels has no row."""
+    rows = [(image_id, cell, format_target(labels)) for image_id, _, per_cell in test
+            for cell, labels in per_cell.items() if labels]
+    pd.DataFrame(rows, columns=["Id", "Cell", "Target"]).to_csv(pathlib.Path(out) / "test_cells.csv", index=False)
 
 
 def write_label_csvs(out, train, test):

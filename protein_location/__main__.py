@@ -1,4 +1,4 @@
-"""`python -m protein_location {predict,score,explain,export}`: use a trained model."""
+"""`python -m protein_location {predict,score,explain,export,cells}`: use a trained model."""
 
 import argparse
 import os
@@ -53,6 +53,37 @@ def _parser():
                        help="labels CSV, Id,Target (hpa2018) or ID,Label (hpa2021), e.g. the synthetic test_labels.csv")
     score.add_argument("--label-set", choices=["hpa2018", "hpa2021"], default=None,
                        help="the classes of the labels; default: detected from the --truth header")
+    score.add_argument("--cells", action="store_true",
+                       help="score a `cells` submission (ID,ImageWidth,ImageHeight,PredictionString): mAP at IoU >= "
+                            "0.6, the HPA 2021 metric, against per-cell truth: --truth Id,Cell,Target (or "
+                            "ID,Cell,Label) and --masks")
+    score.add_argument("--masks", default=None,
+                       help="with --cells: folder of the truth's label images <Id>.png (16-bit, 0: background)")
+
+    cells = commands.add_parser("cells", formatter_class=formatter,
+                                help="segment each field into cells and give every cell its locations -> the HPA "
+                                     "2021 submission CSV (needs the cells extra)")
+    cells.add_argument("--model", required=True, help="SavedModel folder (export base or version)")
+    cells.add_argument("--images", required=True,
+                       help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif|tif.gz> files, at full size")
+    cells.add_argument("--csv", default=None,
+                       help="sample_submission.csv: its Ids in its order; default: every Id in --images, sorted")
+    cells.add_argument("--out", required=True, help="submission CSV to write (ID,ImageWidth,ImageHeight,"
+                                                     "PredictionString)")
+    cells.add_argument("--table", default=None,
+                       help="per-cell table to write (ID, Cell, bounding box, area, every class's confidence); "
+                            "default: OUT with _cells.csv for .csv")
+    cells.add_argument("--masks", default=None,
+                       help="folder of label images <Id>.png from another segmenter (e.g. HPA-Cell-Segmentation; "
+                            "16-bit, 0: background) instead of the built-in segmentation")
+    cells.add_argument("--overlays", default=None,
+                       help="also write DIR/<Id>.png: the composite, each cell's outline and its top labels")
+    cells.add_argument("--cell-scores", choices=["cam", "image"], default="cam",
+                       help="a cell's confidence: cam, the image's probability times the cell's share of the class "
+                            "activation map's peak cell; image, the image's probability for every cell")
+    cells.add_argument("--min-confidence", type=float, default=0.0,
+                       help="leave out of the submission a cell's classes below this confidence (mAP counts every "
+                            "one, so 0 keeps them all)")
 
     explain = commands.add_parser("explain", formatter_class=formatter,
                                   help="Grad-CAM heat maps of the predicted locations -> one PNG per image")
@@ -161,11 +192,34 @@ def _run(args):
 
     if args.command == "predict":
         _predict(args)
+    elif args.command == "score" and args.cells:
+        from protein_location.cells import scoring
+
+        if not args.masks:
+            raise PredictError("score --cells needs --masks DIR, the truth's label images <Id>.png")
+        mean, per_class, label_set = scoring.score_files(args.submission, args.truth, args.masks)
+        scored = sum(1 for ap in per_class if ap == ap)
+        print(f"score: mAP {mean:.4f} at IoU >= {scoring.IOU_THRESHOLD} over the {scored} classes with truth cells "
+              f"({args.submission} against {args.truth}, {label_set.name})")
     elif args.command == "score":
         from protein_location import submission
 
         f1, label_set = submission.score_submission(args.submission, args.truth, args.label_set)
         print(f"score: macro F1 {f1:.4f} ({args.submission} against {args.truth}, {label_set})")
+    elif args.command == "cells":
+        from protein_location.cells import locate
+        from protein_location.core import output_files
+        from protein_location.submission import read_ids
+
+        table = args.table or locate.default_table_path(args.out)
+        output_files.check_output_file(args.out, "--out")
+        output_files.check_output_file(table, "--table")
+        if args.overlays:
+            output_files.check_output_dir(args.overlays, "--overlays")
+        ids = read_ids(args.csv) if args.csv else list_image_ids(args.images)
+        done = locate.locate_cells(args.model, args.images, ids, args.out, table, args.overlays, args.masks,
+                                   args.cell_scores, args.min_confidence)
+        print(f"cells: {done['cells']} cells in {done['images']} images -> {args.out} (per cell: {table})")
     elif args.command == "explain":
         from protein_location import explain
         from protein_location.core import output_files

@@ -4,7 +4,9 @@ and the classical segmentation on synthetic truth and on real HPA fields."""
 import base64
 import zlib
 
+import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from pycocotools import mask as coco_mask
 
@@ -13,7 +15,7 @@ from data_prep import synthetic
 from protein_location.cells import masks, overlays, scoring, segmentation
 from protein_location.core import raw_images
 from protein_location.core.errors import CellsError
-from tests.helpers import ROOT
+from tests.helpers import ROOT, last_error_line, run_cli
 
 SAMPLES = ROOT.parent / "shared" / "hpa-samples"
 
@@ -153,3 +155,135 @@ def test_segmentation_names_an_image_that_is_not_rgby():
 def test_an_empty_field_has_no_cells():
     cells, nuclei = segmentation.segment_cells(np.zeros((64, 64, 4), np.uint8))
     assert cells.max() == 0 and nuclei.max() == 0
+
+
+# --- The commands: synth --cells, cells, score --cells -------------------------------------------------------
+
+
+def write_submission(path, rows):
+    """rows: [(Id, width, height, [(class, confidence, boolean mask)])] -> an HPA 2021 submission CSV."""
+    lines = ["ID,ImageWidth,ImageHeight,PredictionString"]
+    for image_id, width, height, entries in rows:
+        text = " ".join(f"{k} {confidence} {masks.encode_mask(mask)}" for k, confidence, mask in entries)
+        lines.append(f"{image_id},{width},{height},{text}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_synth_cells_writes_per_cell_truth_that_a_perfect_submission_scores_1_on(tmp_path):
+    run_cli("-m", "data_prep", "synth", "--out", tmp_path / "plain", "--train", 3, "--test", 6, "--size", 64,
+            "--seed", 4, "--workers", 1)
+    run_cli("-m", "data_prep", "synth", "--out", tmp_path / "cells", "--train", 3, "--test", 6, "--size", 64,
+            "--seed", 4, "--workers", 1, "--cells")
+    plain, cells = tmp_path / "plain", tmp_path / "cells"
+    # The training images and every label file of the plain layout are as without --cells.
+    for path in sorted((plain / "train").iterdir()) + [plain / "train.csv", plain / "test_labels.csv"]:
+        assert (cells / path.relative_to(plain)).read_bytes() == path.read_bytes(), path.name
+    table = pd.read_csv(cells / "test_cells.csv", dtype=str)
+    assert list(table.columns) == ["Id", "Cell", "Target"]
+    image_labels = dict(pd.read_csv(cells / "test_labels.csv", dtype=str).values)
+    rows, shuffled = [], []
+    for image_id, group in table.groupby("Id"):
+        label_image = cv2.imread(str(cells / "test_cells" / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
+        assert label_image.dtype == np.uint16 and label_image.shape == (64, 64)
+        per_cell = {int(cell): [int(k) for k in target.split()] for cell, target in zip(group.Cell, group.Target)}
+        # Every cell's labels are some of its image's; together they are all of them.
+        shown = set().union(*map(set, per_cell.values()))
+        assert shown == {int(k) for k in image_labels[image_id].split()}
+        rows.append((image_id, 64, 64, [(k, 0.9, label_image == cell) for cell, ks in per_cell.items() for k in ks]))
+        shuffled.append((image_id, 64, 64, [(k, 0.9, np.roll(label_image == cell, 20, axis=1))
+                                            for cell, ks in per_cell.items() for k in ks]))
+    write_submission(tmp_path / "perfect.csv", rows)
+    write_submission(tmp_path / "shifted.csv", shuffled)
+    scored = run_cli("-m", "protein_location", "score", "--cells", "--submission", tmp_path / "perfect.csv",
+                     "--truth", cells / "test_cells.csv", "--masks", cells / "test_cells")
+    assert scored.stdout.strip().splitlines()[-1].startswith("score: mAP 1.0000 at IoU >= 0.6 over the ")
+    scored = run_cli("-m", "protein_location", "score", "--cells", "--submission", tmp_path / "shifted.csv",
+                     "--truth", cells / "test_cells.csv", "--masks", cells / "test_cells")
+    assert float(scored.stdout.split("mAP ")[1].split()[0]) < 0.5
+
+
+def two_cell_field(side, green_in_first=True):
+    """uint8 RGBY: two round cells (microtubules and ER around a nucleus), the protein (green) in the first."""
+    image = np.zeros((side, side, 4), np.uint8)
+    for index, center in enumerate([(side * 0.3, side * 0.3), (side * 0.7, side * 0.7)]):
+        cell, nucleus = disk(image.shape[:2], center, side * 0.18), disk(image.shape[:2], center, side * 0.08)
+        image[cell, 0], image[cell, 3], image[nucleus, 2] = 120, 90, 200
+        if index == 0 and green_in_first:
+            image[cell & ~nucleus, 1] = 255
+    return image
+
+
+@pytest.fixture(scope="module")
+def green_export(tmp_path_factory):
+    from tests.test_explain import green_detector_model
+
+    from protein_location import export
+    from protein_location.core import labels as labels_lib
+
+    base = tmp_path_factory.mktemp("cells") / "export"
+    return export.export_saved_model(green_detector_model(), np.full(labels_lib.NUM_CLASSES, 0.5), str(base),
+                                     labels_lib.CLASS_NAMES)
+
+
+def test_cells_writes_the_2021_submission_and_the_cell_showing_the_protein_ranks_first(green_export, tmp_path):
+    from tests.test_explain import MITOCHONDRIA, write_channels
+
+    write_channels(tmp_path / "images", "field", two_cell_field(128))  # twice the model's side: resized inside
+    for how in ("cam", "image"):
+        out, table = tmp_path / f"{how}.csv", tmp_path / f"{how}_table.csv"
+        result = run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
+                         "--out", out, "--table", table, "--cell-scores", how, "--overlays", tmp_path / "overlays")
+        assert result.stdout.strip().splitlines()[-1] == f"cells: 2 cells in 1 images -> {out} (per cell: {table})"
+        submission = pd.read_csv(out, dtype=str)
+        assert list(submission.columns) == ["ID", "ImageWidth", "ImageHeight", "PredictionString"]
+        assert submission.values[0, :3].tolist() == ["field", "128", "128"]
+        fields = submission.PredictionString[0].split()
+        assert len(fields) == 3 * 2 * 28  # every class of every cell at the default --min-confidence 0
+        cells = pd.read_csv(table)
+        assert cells.Cell.tolist() == [1, 2] and cells.XMin[0] < cells.XMin[1]
+        masks_by_cell = {}
+        for k, confidence, text in zip(fields[0::3], fields[1::3], fields[2::3]):
+            mask = masks.decode_mask(text, 128, 128)
+            cell = next(c for c in (1, 2) if (cells.XMin[c - 1], cells.YMin[c - 1]) ==
+                        (np.nonzero(mask)[1].min(), np.nonzero(mask)[0].min()))
+            masks_by_cell[cell] = mask
+            assert float(confidence) == pytest.approx(cells.iloc[cell - 1, 7 + int(k)], abs=1e-6)
+        assert [masks_by_cell[c].sum() for c in (1, 2)] == cells.Area.tolist()
+        first, second = cells["Mitochondria"].tolist()
+        # The image's probability: sigmoid(40 x the image's mean green - 4), about 0.3 for this field.
+        if how == "cam":
+            assert first > 0.2 and second < 0.05 * first  # only the first cell shows the protein
+        else:
+            assert first == second > 0.2
+        assert cells.columns[7 + MITOCHONDRIA] == "Mitochondria"
+    assert (tmp_path / "overlays" / "field.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cells_takes_label_images_from_another_segmenter_and_names_a_wrong_one(green_export, tmp_path):
+    from tests.test_explain import write_channels
+
+    write_channels(tmp_path / "images", "field", two_cell_field(64))
+    (tmp_path / "masks").mkdir()
+    label_image = np.zeros((64, 64), np.uint16)
+    label_image[:32, :32], label_image[32:, 32:] = 7, 300  # values that skip, as a segmenter's may
+    cv2.imwrite(str(tmp_path / "masks" / "field.png"), label_image)
+    run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
+            "--out", tmp_path / "cells.csv", "--masks", tmp_path / "masks")
+    cells = pd.read_csv(tmp_path / "cells_cells.csv")
+    assert cells[["XMin", "YMin", "XMax", "YMax", "Area"]].values.tolist() == [[0, 0, 32, 32, 1024],
+                                                                              [32, 32, 64, 64, 1024]]
+    cv2.imwrite(str(tmp_path / "masks" / "field.png"), label_image[:48])
+    result = run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
+                     "--out", tmp_path / "cells.csv", "--masks", tmp_path / "masks", check=False)
+    assert last_error_line(result) == (f"error: Id field: {tmp_path / 'masks'}/field.png is 64x48 pixels but the "
+                                       "image is 64x64")
+    (tmp_path / "masks" / "field.png").unlink()
+    result = run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
+                     "--out", tmp_path / "cells.csv", "--masks", tmp_path / "masks", check=False)
+    assert last_error_line(result) == f"error: Id field: no mask file {tmp_path / 'masks'}/field.png in --masks"
+
+
+def test_score_cells_needs_the_truth_label_images(tmp_path):
+    result = run_cli("-m", "protein_location", "score", "--cells", "--submission", tmp_path / "s.csv",
+                     "--truth", tmp_path / "t.csv", check=False)
+    assert last_error_line(result) == "error: score --cells needs --masks DIR, the truth's label images <Id>.png"

@@ -16,6 +16,7 @@ without truth cells are left out of the mean.
 import numpy as np
 
 from protein_location.cells import masks
+from protein_location.core.errors import CellsError
 
 IOU_THRESHOLD = 0.6
 
@@ -87,3 +88,96 @@ def cell_map(predictions, truth, num_classes, iou_threshold=IOU_THRESHOLD):
     per_class = [average_precision(confidences[k], flags[k], counts[k]) for k in range(num_classes)]
     scored = [ap for ap in per_class if not np.isnan(ap)]
     return (float(np.mean(scored)) if scored else float("nan")), per_class
+
+
+# --- The files: a submission, and per-cell truth ------------------------------------------------------------
+
+
+def read_submission(path, num_classes):
+    """{ID: [(class, confidence, RLE)]} of an HPA 2021 submission CSV."""
+    import pandas as pd
+
+    from protein_location.core import file_system
+
+    if not file_system.exists(path):
+        raise CellsError(f"{path}: submission not found")
+    with file_system.open_file(path, "r") as f:
+        table = pd.read_csv(f, dtype=str, keep_default_na=False)
+    missing = [c for c in ("ID", "ImageWidth", "ImageHeight", "PredictionString") if c not in table.columns]
+    if missing:
+        raise CellsError(f"{path}: expected columns ID,ImageWidth,ImageHeight,PredictionString, "
+                         f"found {','.join(table.columns)!r}")
+    predictions = {}
+    for line, (image_id, width, height, text) in enumerate(
+            zip(table["ID"], table["ImageWidth"], table["ImageHeight"], table["PredictionString"]), start=2):
+        where = f"{path} line {line}"
+        if image_id in predictions:
+            raise CellsError(f"{where}: duplicate ID {image_id}")
+        fields = text.split()
+        if len(fields) % 3:
+            raise CellsError(f"{where}: PredictionString is not a sequence of 'class confidence mask' triples "
+                             f"({len(fields)} fields)")
+        entries = []
+        for k, confidence, mask in zip(fields[0::3], fields[1::3], fields[2::3]):
+            try:
+                k, confidence = int(k), float(confidence)
+            except ValueError:
+                raise CellsError(f"{where}: {k!r} {confidence!r} is not a class index and a confidence") from None
+            if not 0 <= k < num_classes:
+                raise CellsError(f"{where}: class {k} is outside 0..{num_classes - 1}")
+            try:
+                entries.append((k, confidence, masks.rle_of(mask, int(height), int(width))))
+            except CellsError as error:
+                raise CellsError(f"{where}: {error}") from None
+        predictions[image_id] = entries
+    return predictions
+
+
+def read_truth(csv_path, masks_dir):
+    """(per-cell truth {Id: (cell RLEs, {cell: classes})}, label set) from a
+    CSV `Id,Cell,Target` (2018) or `ID,Cell,Label` (2021) and the label
+    images `<masks_dir>/<Id>.png` (16-bit, 0: background)."""
+    import pandas as pd
+    import tensorflow as tf
+
+    from protein_location.core import file_system, labels as labels_lib
+
+    if not file_system.exists(csv_path):
+        raise CellsError(f"{csv_path}: per-cell truth CSV not found")
+    with file_system.open_file(csv_path, "r") as f:
+        table = pd.read_csv(f, dtype=str, keep_default_na=False)
+    label_set = labels_lib.label_set_of_header([c for c in table.columns if c != "Cell"])
+    if label_set is None or "Cell" not in table.columns:
+        raise CellsError(f"{csv_path}: expected columns Id,Cell,Target (hpa2018) or ID,Cell,Label (hpa2021), "
+                         f"found {','.join(table.columns)!r}")
+    classes = {}
+    for line, (image_id, cell, target) in enumerate(
+            zip(table[label_set.id_column], table["Cell"], table[label_set.label_column]), start=2):
+        try:
+            classes.setdefault(image_id, {})[int(cell)] = set(labels_lib.parse_target(target, label_set.num_classes))
+        except ValueError as error:
+            raise CellsError(f"{csv_path} line {line}: {error}") from None
+    truth = {}
+    for image_id, cells in classes.items():
+        path = f"{masks_dir}/{image_id}.png"
+        if not file_system.exists(path):
+            raise CellsError(f"Id {image_id}: no mask file {path} for the per-cell truth")
+        with file_system.open_file(path, "rb") as f:
+            labels = tf.io.decode_png(f.read(), channels=1, dtype=tf.uint16).numpy()[..., 0]
+        rles = masks.cell_rles(labels)
+        absent = sorted(set(cells) - set(rles))
+        if absent:
+            raise CellsError(f"{csv_path}: Id {image_id} cell {absent[0]} is not in {path}")
+        truth[image_id] = ({c: rles[c] for c in cells}, cells)
+    return truth, label_set
+
+
+def score_files(submission_path, truth_csv, masks_dir):
+    """(mAP, [AP per class], label set) of a submission against per-cell truth files."""
+    truth, label_set = read_truth(truth_csv, masks_dir)
+    predictions = read_submission(submission_path, label_set.num_classes)
+    unknown = sorted(set(predictions) - set(truth))
+    if unknown:
+        raise CellsError(f"{submission_path}: {len(unknown)} IDs have no per-cell truth, e.g. {unknown[0]}")
+    mean, per_class = cell_map(predictions, truth, label_set.num_classes)
+    return mean, per_class, label_set

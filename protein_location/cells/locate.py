@@ -1,0 +1,152 @@
+"""`python -m protein_location cells`: every cell's locations from an
+image-level SavedModel, written as the HPA 2021 submission.
+
+For each field: the cells are segmented (`segmentation`, or label images
+from another segmenter with `masks_dir`), the SavedModel's `gradcam`
+signature gives the image's probabilities and one class activation map per
+class, and each cell gets a confidence per class (`cell_confidences`). The
+submission (`ID,ImageWidth,ImageHeight,PredictionString`) repeats
+`class confidence mask` for every cell and class; a per-cell table and,
+on request, overlay pictures go beside it.
+"""
+
+import csv
+import os
+import posixpath
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from protein_location import serving
+from protein_location.cells import masks as masks_lib, overlays, segmentation
+from protein_location.core import file_system, output_files, raw_images, stop_signals
+from protein_location.core.errors import CellsError
+from protein_location.export import signatures
+
+# How a cell's confidence in a class is made from the image-level model (`cell_confidences`).
+CELL_SCORES = ("cam", "image")
+SUBMISSION_COLUMNS = ("ID", "ImageWidth", "ImageHeight", "PredictionString")
+
+
+def cell_confidences(heatmaps, probabilities, cells, how="cam"):
+    """[number of cells, classes] confidences of the cells 1..n of label image `cells` [H, W].
+
+    heatmaps: the class activation maps [S, S, classes] over the whole field
+    (the `gradcam` signature's, at the model's input side); probabilities:
+    the image's [classes].
+
+    - "image": every cell gets the image's probability (the baseline: it
+      cannot tell the cells apart).
+    - "cam": the image's probability times the cell's mean activation over
+      that of the most active cell of the field, so the cell that shows the
+      pattern keeps the image's confidence and the others get their share;
+      a class with no positive activation anywhere leaves every cell at the
+      image's probability. The image's probability makes confidences rank
+      across images, as mAP pools them.
+    """
+    count = int(cells.max())
+    probabilities = np.asarray(probabilities, np.float32)
+    if how == "image" or count == 0:
+        return np.tile(probabilities, (count, 1))
+    activation = cell_means(np.asarray(heatmaps, np.float32), cells)
+    peak = activation.max(axis=0)
+    share = np.where(peak > 0, activation / np.where(peak > 0, peak, 1), 1.0)
+    return probabilities * share
+
+
+def cell_means(maps, cells):
+    """[cells, channels]: each cell's mean of `maps` [S, S, channels] over the field's grid.
+
+    The label image is sampled at the centres of the S x S grid; a cell too
+    small to cover a grid point takes the point nearest its centre.
+    """
+    side, height, width = maps.shape[0], cells.shape[0], cells.shape[1]
+    rows = np.minimum(((np.arange(side) + 0.5) * height / side).astype(int), height - 1)
+    cols = np.minimum(((np.arange(maps.shape[1]) + 0.5) * width / maps.shape[1]).astype(int), width - 1)
+    grid = cells[np.ix_(rows, cols)].ravel()
+    count = int(cells.max())
+    flat = maps.reshape(-1, maps.shape[-1])
+    pixels = np.bincount(grid, minlength=count + 1)[1:]
+    sums = np.stack([np.bincount(grid, weights=flat[:, k], minlength=count + 1)[1:] for k in range(flat.shape[1])], 1)
+    means = sums / np.maximum(pixels, 1)[:, None]
+    for value in np.flatnonzero(pixels == 0) + 1:
+        y, x = np.argwhere(cells == value).mean(axis=0)
+        means[value - 1] = maps[min(int(y * side / height), side - 1), min(int(x * maps.shape[1] / width),
+                                                                            maps.shape[1] - 1)]
+    return means
+
+
+def read_mask_image(masks_dir, image_id, shape):
+    """The label image `<masks_dir>/<Id>.png` (0: background), checked against the field's [H, W]."""
+    path = posixpath.join(masks_dir, f"{image_id}.png")
+    if not file_system.exists(path):
+        raise CellsError(f"Id {image_id}: no mask file {path} in --masks")
+    try:
+        with file_system.open_file(path, "rb") as f:
+            labels = tf.io.decode_png(f.read(), channels=1, dtype=tf.uint16).numpy()[..., 0]
+    except tf.errors.OpError:
+        raise CellsError(f"Id {image_id}: {path} is not a PNG label image") from None
+    if labels.shape != tuple(shape):
+        raise CellsError(f"Id {image_id}: {path} is {labels.shape[1]}x{labels.shape[0]} pixels but the image is "
+                         f"{shape[1]}x{shape[0]}")
+    return _consecutive(labels.astype(np.int32))
+
+
+def _consecutive(labels):
+    """The same cells numbered 1..n (a segmenter's values may skip)."""
+    values = np.unique(labels)
+    values = values[values != 0]
+    lookup = np.zeros(int(labels.max()) + 1, np.int32)
+    lookup[values] = np.arange(1, values.size + 1)
+    return lookup[labels]
+
+
+def locate_cells(model_path, images_dir, ids, out_path, table_path, overlays_dir=None, masks_dir=None,
+                 how="cam", min_confidence=0.0, params=segmentation.SegmentationParams()):
+    """Writes the submission `out_path` and the per-cell table `table_path`
+    for the Ids `ids`; returns {"images": n, "cells": total}."""
+    if how not in CELL_SCORES:
+        raise CellsError(f"--cell-scores must be one of {', '.join(CELL_SCORES)}, got {how!r}")
+    loaded, gradcam = serving.load_saved_model(model_path, signatures.GRADCAM_SIGNATURE)
+    class_names = serving.class_names_of(loaded, model_path)
+    raw_images.check_images_dir(images_dir)
+    if overlays_dir:
+        file_system.makedirs(overlays_dir)
+    total = 0
+    with output_files.atomic_open(out_path) as out, output_files.atomic_open(table_path) as table_file:
+        submission = csv.writer(out, lineterminator="\n")
+        submission.writerow(SUBMISSION_COLUMNS)
+        table = csv.writer(table_file, lineterminator="\n")
+        table.writerow(["ID", "Cell", "XMin", "YMin", "XMax", "YMax", "Area", *class_names])
+        for image_id in tqdm(ids, unit="img", desc="cells", disable=None):
+            stop_signals.raise_if_requested()
+            image = raw_images.read_image(images_dir, image_id)
+            if masks_dir:
+                cells = read_mask_image(masks_dir, image_id, image.shape[:2])
+            else:
+                cells = segmentation.segment_cells(image, params=params)[0]
+            outputs = gradcam(image=tf.constant(image[np.newaxis]))
+            confidences = cell_confidences(outputs["heatmaps"].numpy()[0], outputs["probabilities"].numpy()[0],
+                                           cells, how)
+            entries = []
+            for value, row in enumerate(confidences, start=1):
+                mask = cells == value
+                encoded = masks_lib.encode_mask(mask)
+                entries += [f"{k} {row[k]:.6f} {encoded}" for k in np.flatnonzero(row >= min_confidence)]
+                ys, xs = np.nonzero(mask)
+                table.writerow([image_id, value, xs.min(), ys.min(), xs.max() + 1, ys.max() + 1, ys.size,
+                                *(f"{c:.6f}" for c in row)])
+            submission.writerow([image_id, image.shape[1], image.shape[0], " ".join(entries)])
+            total += len(confidences)
+            if overlays_dir:
+                texts = {value: [f"{class_names[k]} {row[k]:.2f}" for k in np.argsort(-row)[:2]]
+                         for value, row in enumerate(confidences, start=1)}
+                overlays.write(posixpath.join(overlays_dir, f"{image_id}.png"), image, cells, texts,
+                               title=f"{image_id}: {len(confidences)} cells")
+    return {"images": len(ids), "cells": total}
+
+
+def default_table_path(out_path):
+    root, _ = os.path.splitext(out_path)
+    return f"{root}_cells.csv"
