@@ -287,3 +287,22 @@ def test_score_cells_needs_the_truth_label_images(tmp_path):
     result = run_cli("-m", "protein_location", "score", "--cells", "--submission", tmp_path / "s.csv",
                      "--truth", tmp_path / "t.csv", check=False)
     assert last_error_line(result) == "error: score --cells needs --masks DIR, the truth's label images <Id>.png"
+
+
+def test_the_2021_label_set_is_read_from_the_truth_header_with_negative_as_class_18(tmp_path):
+    shape = (48, 48)
+    field = np.zeros(shape, np.uint16)
+    field[disk(shape, (12, 12), 9)], field[disk(shape, (34, 34), 9)] = 1, 2
+    (tmp_path / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "masks" / "f.png"), field)
+    (tmp_path / "truth.csv").write_text("ID,Cell,Label\nf,1,0|16\nf,2,18\n")
+    write_submission(tmp_path / "perfect.csv", [("f", 48, 48, [(0, 0.8, field == 1), (16, 0.7, field == 1),
+                                                                (18, 0.9, field == 2)])])
+    mean, per_class, label_set = scoring.score_files(str(tmp_path / "perfect.csv"), str(tmp_path / "truth.csv"),
+                                                     str(tmp_path / "masks"))
+    assert (label_set.name, label_set.num_classes, label_set.class_names[18]) == ("hpa2021", 19, "Negative")
+    assert mean == 1.0 and [k for k, ap in enumerate(per_class) if ap == ap] == [0, 16, 18]
+    write_submission(tmp_path / "outside.csv", [("f", 48, 48, [(19, 0.8, field == 1)])])
+    with pytest.raises(CellsError) as error:
+        scoring.score_files(str(tmp_path / "outside.csv"), str(tmp_path / "truth.csv"), str(tmp_path / "masks"))
+    assert str(error.value) == f"{tmp_path / 'outside.csv'} line 2: class 19 is outside 0..18"

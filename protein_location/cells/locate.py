@@ -82,15 +82,11 @@ def read_mask_image(masks_dir, image_id, shape):
     path = posixpath.join(masks_dir, f"{image_id}.png")
     if not file_system.exists(path):
         raise CellsError(f"Id {image_id}: no mask file {path} in --masks")
-    try:
-        with file_system.open_file(path, "rb") as f:
-            labels = tf.io.decode_png(f.read(), channels=1, dtype=tf.uint16).numpy()[..., 0]
-    except tf.errors.OpError:
-        raise CellsError(f"Id {image_id}: {path} is not a PNG label image") from None
+    labels = masks_lib.read_label_image(path, image_id)
     if labels.shape != tuple(shape):
         raise CellsError(f"Id {image_id}: {path} is {labels.shape[1]}x{labels.shape[0]} pixels but the image is "
                          f"{shape[1]}x{shape[0]}")
-    return _consecutive(labels.astype(np.int32))
+    return _consecutive(labels)
 
 
 def _consecutive(labels):

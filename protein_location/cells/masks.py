@@ -48,6 +48,19 @@ def decode_mask(text, height, width):
         raise CellsError(f"a mask does not decode to a {height}x{width} image ({error})") from None
 
 
+def read_label_image(path, image_id):
+    """A label image file (`<Id>.png`, 8- or 16-bit, 0: background) -> int32 [H, W]."""
+    import tensorflow as tf
+
+    from protein_location.core import file_system
+
+    try:
+        with file_system.open_file(path, "rb") as f:
+            return tf.io.decode_png(f.read(), channels=1, dtype=tf.uint16).numpy()[..., 0].astype(np.int32)
+    except tf.errors.OpError:
+        raise CellsError(f"Id {image_id}: {path} is not a PNG label image") from None
+
+
 def cell_rles(label_image):
     """{cell value: COCO RLE} of every cell (non-zero value) of a label image [H, W]."""
     label_image = np.asarray(label_image)

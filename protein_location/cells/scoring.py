@@ -138,7 +138,6 @@ def read_truth(csv_path, masks_dir):
     CSV `Id,Cell,Target` (2018) or `ID,Cell,Label` (2021) and the label
     images `<masks_dir>/<Id>.png` (16-bit, 0: background)."""
     import pandas as pd
-    import tensorflow as tf
 
     from protein_location.core import file_system, labels as labels_lib
 
@@ -162,9 +161,7 @@ def read_truth(csv_path, masks_dir):
         path = f"{masks_dir}/{image_id}.png"
         if not file_system.exists(path):
             raise CellsError(f"Id {image_id}: no mask file {path} for the per-cell truth")
-        with file_system.open_file(path, "rb") as f:
-            labels = tf.io.decode_png(f.read(), channels=1, dtype=tf.uint16).numpy()[..., 0]
-        rles = masks.cell_rles(labels)
+        rles = masks.cell_rles(masks.read_label_image(path, image_id))
         absent = sorted(set(cells) - set(rles))
         if absent:
             raise CellsError(f"{csv_path}: Id {image_id} cell {absent[0]} is not in {path}")
