@@ -33,7 +33,12 @@ demo: $(INSTALLED)
 	$(PY) -m protein_location predict --model $(DEMO)/export --images $(DEMO)/raw/test \
 		--csv $(DEMO)/raw/sample_submission.csv --out $(DEMO)/submission.csv
 	$(PY) -m protein_location score --submission $(DEMO)/submission.csv --truth $(DEMO)/raw/test_labels.csv
-	@echo "demo: raw images $(DEMO)/raw, shards $(DEMO)/tfrecords, run $(DEMO)/run (report.json, report.png, logs/), SavedModel $(DEMO)/export/<version>, submission $(DEMO)/submission.csv"
+	$(PY) -m data_prep synth --out $(DEMO)/cells --train 0 --test 100 --size $(DEMO_SIZE) --seed 5 --cells
+	$(PY) -m protein_location cells --model $(DEMO)/export --images $(DEMO)/cells/test --out $(DEMO)/cells.csv \
+		--overlays $(DEMO)/cells_overlays
+	$(PY) -m protein_location score --cells --submission $(DEMO)/cells.csv --truth $(DEMO)/cells/test_cells.csv \
+		--masks $(DEMO)/cells/test_cells
+	@echo "demo: raw images $(DEMO)/raw, shards $(DEMO)/tfrecords, run $(DEMO)/run (report.json, report.png, logs/), SavedModel $(DEMO)/export/<version>, submission $(DEMO)/submission.csv, single cells $(DEMO)/cells.csv and $(DEMO)/cells_overlays/"
 
 # The suite runs in PYTEST_WORKERS processes (pytest-xdist), whole files to
 # each: most of a test's time is Python tracing TensorFlow graphs, one core each.

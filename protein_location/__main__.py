@@ -78,9 +78,10 @@ def _parser():
                             "16-bit, 0: background) instead of the built-in segmentation")
     cells.add_argument("--overlays", default=None,
                        help="also write DIR/<Id>.png: the composite, each cell's outline and its top labels")
-    cells.add_argument("--cell-scores", choices=["cam", "image"], default="cam",
-                       help="a cell's confidence: cam, the image's probability times the cell's share of the class "
-                            "activation map's peak cell; image, the image's probability for every cell")
+    cells.add_argument("--cell-scores", choices=["blend", "cam", "image"], default="blend",
+                       help="a cell's confidence: cam, the image's probability times the cell's mean class activation "
+                            "over the field's most active cell's; image, the image's probability for every cell; "
+                            "blend, the mean of the two (README, section 7: the best of the three on both generators)")
     cells.add_argument("--min-confidence", type=float, default=0.0,
                        help="leave out of the submission a cell's classes below this confidence (mAP counts every "
                             "one, so 0 keeps them all)")

@@ -229,7 +229,7 @@ def test_cells_writes_the_2021_submission_and_the_cell_showing_the_protein_ranks
     from tests.test_explain import MITOCHONDRIA, write_channels
 
     write_channels(tmp_path / "images", "field", two_cell_field(128))  # twice the model's side: resized inside
-    for how in ("cam", "image"):
+    for how in ("blend", "cam", "image"):
         out, table = tmp_path / f"{how}.csv", tmp_path / f"{how}_table.csv"
         result = run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
                          "--out", out, "--table", table, "--cell-scores", how, "--overlays", tmp_path / "overlays")
@@ -253,6 +253,8 @@ def test_cells_writes_the_2021_submission_and_the_cell_showing_the_protein_ranks
         # The image's probability: sigmoid(40 x the image's mean green - 4), about 0.3 for this field.
         if how == "cam":
             assert first > 0.2 and second < 0.05 * first  # only the first cell shows the protein
+        elif how == "blend":  # the mean of the two others
+            assert first > 0.2 and second == pytest.approx(first / 2, rel=0.05)
         else:
             assert first == second > 0.2
         assert cells.columns[7 + MITOCHONDRIA] == "Mitochondria"

@@ -25,11 +25,11 @@ from protein_location.core.errors import CellsError
 from protein_location.export import signatures
 
 # How a cell's confidence in a class is made from the image-level model (`cell_confidences`).
-CELL_SCORES = ("cam", "image")
+CELL_SCORES = ("blend", "cam", "image")
 SUBMISSION_COLUMNS = ("ID", "ImageWidth", "ImageHeight", "PredictionString")
 
 
-def cell_confidences(heatmaps, probabilities, cells, how="cam"):
+def cell_confidences(heatmaps, probabilities, cells, how="blend"):
     """[number of cells, classes] confidences of the cells 1..n of label image `cells` [H, W].
 
     heatmaps: the class activation maps [S, S, classes] over the whole field
@@ -44,6 +44,9 @@ def cell_confidences(heatmaps, probabilities, cells, how="cam"):
       a class with no positive activation anywhere leaves every cell at the
       image's probability. The image's probability makes confidences rank
       across images, as mAP pools them.
+    - "blend" (the default): the mean of the two. The activation maps are
+      coarse (the backbone's last grid, 32 pixels of the model's input per
+      step), so they move half of the image's probability between cells.
     """
     count = int(cells.max())
     probabilities = np.asarray(probabilities, np.float32)
@@ -52,6 +55,8 @@ def cell_confidences(heatmaps, probabilities, cells, how="cam"):
     activation = cell_means(np.asarray(heatmaps, np.float32), cells)
     peak = activation.max(axis=0)
     share = np.where(peak > 0, activation / np.where(peak > 0, peak, 1), 1.0)
+    if how == "blend":
+        share = (1.0 + share) / 2
     return probabilities * share
 
 
@@ -99,7 +104,7 @@ def _consecutive(labels):
 
 
 def locate_cells(model_path, images_dir, ids, out_path, table_path, overlays_dir=None, masks_dir=None,
-                 how="cam", min_confidence=0.0, params=segmentation.SegmentationParams()):
+                 how="blend", min_confidence=0.0, params=segmentation.SegmentationParams()):
     """Writes the submission `out_path` and the per-cell table `table_path`
     for the Ids `ids`; returns {"images": n, "cells": total}."""
     if how not in CELL_SCORES:
