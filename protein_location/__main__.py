@@ -72,7 +72,7 @@ def _parser():
                                                      "PredictionString)")
     cells.add_argument("--table", default=None,
                        help="per-cell table to write (ID, Cell, bounding box, area, every class's confidence); "
-                            "default: OUT with _cells.csv for .csv")
+                            "default: beside OUT, cells.csv -> cells_per_cell.csv")
     cells.add_argument("--masks", default=None,
                        help="folder of label images <Id>.png from another segmenter (e.g. HPA-Cell-Segmentation; "
                             "16-bit, 0: background) instead of the built-in segmentation")

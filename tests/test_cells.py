@@ -271,7 +271,7 @@ def test_cells_takes_label_images_from_another_segmenter_and_names_a_wrong_one(g
     cv2.imwrite(str(tmp_path / "masks" / "field.png"), label_image)
     run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
             "--out", tmp_path / "cells.csv", "--masks", tmp_path / "masks")
-    cells = pd.read_csv(tmp_path / "cells_cells.csv")
+    cells = pd.read_csv(tmp_path / "cells_per_cell.csv")
     assert cells[["XMin", "YMin", "XMax", "YMax", "Area"]].values.tolist() == [[0, 0, 32, 32, 1024],
                                                                               [32, 32, 64, 64, 1024]]
     cv2.imwrite(str(tmp_path / "masks" / "field.png"), label_image[:48])

@@ -149,5 +149,6 @@ def locate_cells(model_path, images_dir, ids, out_path, table_path, overlays_dir
 
 
 def default_table_path(out_path):
+    """The per-cell table beside the submission: cells.csv -> cells_per_cell.csv."""
     root, _ = os.path.splitext(out_path)
-    return f"{root}_cells.csv"
+    return f"{root}_per_cell.csv"
