@@ -542,12 +542,7 @@ def _write_image(job):
             raise OSError(f"could not write {path}")
     if cells_folder is None:
         return image_id, labels
-    path = os.path.join(cells_folder, f"{image_id}.png")
-    if not cv2.imwrite(path, cells.astype(np.uint16)):
-        raise OSError(f"could not write {path}")
-    per_cell = {int(cell): sorted(label for label, shown in expressing.items() if cell in shown)
-                for cell in np.unique(cells) if cell}
-    return image_id, labels, per_cell
+    return image_id, labels, synthetic.write_cell_image(cells_folder, image_id, cells, expressing)
 
 
 def _init_worker():

@@ -134,13 +134,18 @@ def _write_image(index, folder, split, size, seed, cells_folder=None):
             raise OSError(f"could not write {path}")
     if cells_folder is None:
         return image_id, labels
-    path = cells_folder / f"{image_id}.png"
-    if not cv2.imwrite(str(path), drawn["cells"]):
+    return image_id, labels, write_cell_image(cells_folder, image_id, drawn["cells"], drawn["expressing"])
+
+
+def write_cell_image(folder, image_id, cells, expressing):
+    """Writes the cell label image `<folder>/<Id>.png` (16-bit); returns
+    {cell: its labels} for the cells it shows (a cell hidden under its
+    neighbours has no pixels and no entry), from {label: the cells showing it}."""
+    path = os.path.join(str(folder), f"{image_id}.png")
+    if not cv2.imwrite(path, np.asarray(cells, np.uint16)):
         raise OSError(f"could not write {path}")
-    present = set(np.unique(drawn["cells"])) - {0}  # a cell hidden under its neighbours has no pixels
-    per_cell = {cell: sorted(label for label, shown in drawn["expressing"].items() if cell in shown)
-                for cell in sorted(present)}
-    return image_id, labels, per_cell
+    return {int(cell): sorted(label for label, shown in expressing.items() if cell in shown)
+            for cell in np.unique(cells) if cell}
 
 
 def _write_split(out_dir, split, count, size, seed, workers, cells=False):

@@ -85,9 +85,7 @@ def cell_means(maps, cells):
 def read_mask_image(masks_dir, image_id, shape):
     """The label image `<masks_dir>/<Id>.png` (0: background), checked against the field's [H, W]."""
     path = posixpath.join(masks_dir, f"{image_id}.png")
-    if not file_system.exists(path):
-        raise CellsError(f"Id {image_id}: no mask file {path} in --masks")
-    labels = masks_lib.read_label_image(path, image_id)
+    labels = masks_lib.read_label_image(path, image_id, "in --masks")
     if labels.shape != tuple(shape):
         raise CellsError(f"Id {image_id}: {path} is {labels.shape[1]}x{labels.shape[0]} pixels but the image is "
                          f"{shape[1]}x{shape[0]}")

@@ -17,16 +17,21 @@ except ImportError:  # pragma: no cover - the message is what a user without the
 MISSING = "single cells need pycocotools and scikit-image: pip install 'protein-location[cells]'"
 
 
-def _coco():
+def coco_api():
+    """pycocotools' mask module, or the one-line error naming the extra that installs it."""
     if coco_mask is None:
         raise CellsError(MISSING)
     return coco_mask
 
 
+def rle_of_mask(mask):
+    """A boolean mask [H, W] -> its COCO compressed RLE dict."""
+    return coco_api().encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)[:, :, np.newaxis]))[0]
+
+
 def encode_mask(mask):
     """A boolean mask [H, W] -> its submission string (ASCII)."""
-    mask = np.asfortranarray(np.asarray(mask, dtype=np.uint8)[:, :, np.newaxis])
-    counts = _coco().encode(mask)[0]["counts"]
+    counts = rle_of_mask(mask)["counts"]
     return base64.b64encode(zlib.compress(counts, zlib.Z_BEST_COMPRESSION)).decode("ascii")
 
 
@@ -43,17 +48,20 @@ def decode_mask(text, height, width):
     """A submission string -> the boolean mask [height, width] it encodes."""
     rle = rle_of(text, height, width)
     try:
-        return _coco().decode(rle).astype(bool)
+        return coco_api().decode(rle).astype(bool)
     except Exception as error:  # pycocotools raises bare exceptions on a malformed RLE
         raise CellsError(f"a mask does not decode to a {height}x{width} image ({error})") from None
 
 
-def read_label_image(path, image_id):
-    """A label image file (`<Id>.png`, 8- or 16-bit, 0: background) -> int32 [H, W]."""
+def read_label_image(path, image_id, wanted_for):
+    """A label image file (`<Id>.png`, 8- or 16-bit, 0: background) -> int32
+    [H, W]; a missing one is named with what it is `wanted_for`."""
     import tensorflow as tf
 
     from protein_location.core import file_system
 
+    if not file_system.exists(path):
+        raise CellsError(f"Id {image_id}: no mask file {path} {wanted_for}")
     try:
         with file_system.open_file(path, "rb") as f:
             return tf.io.decode_png(f.read(), channels=1, dtype=tf.uint16).numpy()[..., 0].astype(np.int32)
@@ -64,5 +72,4 @@ def read_label_image(path, image_id):
 def cell_rles(label_image):
     """{cell value: COCO RLE} of every cell (non-zero value) of a label image [H, W]."""
     label_image = np.asarray(label_image)
-    return {int(value): _coco().encode(np.asfortranarray((label_image == value)[:, :, np.newaxis].astype(np.uint8)))[0]
-            for value in np.unique(label_image) if value != 0}
+    return {int(value): rle_of_mask(label_image == value) for value in np.unique(label_image) if value != 0}

@@ -13,6 +13,8 @@ with precision made non-increasing (the TensorFlow Object Detection API's
 without truth cells are left out of the mean.
 """
 
+import posixpath
+
 import numpy as np
 
 from protein_location.cells import masks
@@ -50,7 +52,7 @@ def match_detections(detections, truth_rles, truth_classes, class_index, iou_thr
     truth = [cell for cell in truth_rles if class_index in truth_classes.get(cell, ())]
     if not detections or not truth:
         return confidences, [False] * len(detections)
-    ious = np.asarray(masks._coco().iou([d[1] for d in detections], [truth_rles[c] for c in truth],
+    ious = np.asarray(masks.coco_api().iou([d[1] for d in detections], [truth_rles[c] for c in truth],
                                         [0] * len(truth)), np.float64).reshape(len(detections), len(truth))
     matched, flags = np.zeros(len(truth), bool), []
     for row in ious:
@@ -95,18 +97,9 @@ def cell_map(predictions, truth, num_classes, iou_threshold=IOU_THRESHOLD):
 
 def read_submission(path, num_classes):
     """{ID: [(class, confidence, RLE)]} of an HPA 2021 submission CSV."""
-    import pandas as pd
+    from protein_location import submission
 
-    from protein_location.core import file_system
-
-    if not file_system.exists(path):
-        raise CellsError(f"{path}: submission not found")
-    with file_system.open_file(path, "r") as f:
-        table = pd.read_csv(f, dtype=str, keep_default_na=False)
-    missing = [c for c in ("ID", "ImageWidth", "ImageHeight", "PredictionString") if c not in table.columns]
-    if missing:
-        raise CellsError(f"{path}: expected columns ID,ImageWidth,ImageHeight,PredictionString, "
-                         f"found {','.join(table.columns)!r}")
+    table = submission.read_csv(path, ["ID", "ImageWidth", "ImageHeight", "PredictionString"])
     predictions = {}
     for line, (image_id, width, height, text) in enumerate(
             zip(table["ID"], table["ImageWidth"], table["ImageHeight"], table["PredictionString"]), start=2):
@@ -137,14 +130,10 @@ def read_truth(csv_path, masks_dir):
     """(per-cell truth {Id: (cell RLEs, {cell: classes})}, label set) from a
     CSV `Id,Cell,Target` (2018) or `ID,Cell,Label` (2021) and the label
     images `<masks_dir>/<Id>.png` (16-bit, 0: background)."""
-    import pandas as pd
+    from protein_location import submission
+    from protein_location.core import labels as labels_lib
 
-    from protein_location.core import file_system, labels as labels_lib
-
-    if not file_system.exists(csv_path):
-        raise CellsError(f"{csv_path}: per-cell truth CSV not found")
-    with file_system.open_file(csv_path, "r") as f:
-        table = pd.read_csv(f, dtype=str, keep_default_na=False)
+    table = submission.read_csv(csv_path, [])
     label_set = labels_lib.label_set_of_header([c for c in table.columns if c != "Cell"])
     if label_set is None or "Cell" not in table.columns:
         raise CellsError(f"{csv_path}: expected columns Id,Cell,Target (hpa2018) or ID,Cell,Label (hpa2021), "
@@ -158,10 +147,8 @@ def read_truth(csv_path, masks_dir):
             raise CellsError(f"{csv_path} line {line}: {error}") from None
     truth = {}
     for image_id, cells in classes.items():
-        path = f"{masks_dir}/{image_id}.png"
-        if not file_system.exists(path):
-            raise CellsError(f"Id {image_id}: no mask file {path} for the per-cell truth")
-        rles = masks.cell_rles(masks.read_label_image(path, image_id))
+        path = posixpath.join(masks_dir, f"{image_id}.png")
+        rles = masks.cell_rles(masks.read_label_image(path, image_id, "for the per-cell truth"))
         absent = sorted(set(cells) - set(rles))
         if absent:
             raise CellsError(f"{csv_path}: Id {image_id} cell {absent[0]} is not in {path}")

@@ -150,8 +150,8 @@ def segment_cells(image, nuclei=None, params=SegmentationParams()):
     # The flood rises with the distance from the nuclei (in typical radii) and falls with the cytoplasm signal
     # (in its typical level): a cell's own nucleus claims the bright cytoplasm around it across the dark rim
     # that DNA-free stains leave at the nuclear border, and two cells part at the dim valley between them.
-    level = max(float(np.median(cytoplasm[foreground & (nuclei == 0)])) if np.any(foreground & (nuclei == 0))
-                else 1.0, 1e-6)
+    around_nuclei = cytoplasm[foreground & (nuclei == 0)]
+    level = max(float(np.median(around_nuclei)) if around_nuclei.size else 1.0, 1e-6)
     landscape = np.minimum(distance, params.max_cell_radius * radius) / radius - cytoplasm / level
     cells = segmentation.watershed(landscape, nuclei, mask=foreground & (distance <= params.max_cell_radius * radius))
     cells = _relabel(cells, params.min_cell_area)
