@@ -89,16 +89,7 @@ def read_mask_image(masks_dir, image_id, shape):
     if labels.shape != tuple(shape):
         raise CellsError(f"Id {image_id}: {path} is {labels.shape[1]}x{labels.shape[0]} pixels but the image is "
                          f"{shape[1]}x{shape[0]}")
-    return _consecutive(labels)
-
-
-def _consecutive(labels):
-    """The same cells numbered 1..n (a segmenter's values may skip)."""
-    values = np.unique(labels)
-    values = values[values != 0]
-    lookup = np.zeros(int(labels.max()) + 1, np.int32)
-    lookup[values] = np.arange(1, values.size + 1)
-    return lookup[labels]
+    return segmentation.relabel(labels)  # a segmenter's values may skip: numbered 1..n
 
 
 def locate_cells(model_path, images_dir, ids, out_path, table_path, overlays_dir=None, masks_dir=None,

@@ -106,7 +106,7 @@ def segment_nuclei(blue, params=SegmentationParams()):
     unseeded = np.isin(labels, np.unique(labels[peaks]), invert=True) & mask
     markers[unseeded] = markers.max() + labels[unseeded]
     nuclei = segmentation.watershed(-distance, markers, mask=mask)
-    return _relabel(nuclei, params.min_nucleus_area)
+    return relabel(nuclei, params.min_nucleus_area)
 
 
 def _foreground(channel, scale):
@@ -154,14 +154,14 @@ def segment_cells(image, nuclei=None, params=SegmentationParams()):
     level = max(float(np.median(around_nuclei)) if around_nuclei.size else 1.0, 1e-6)
     landscape = np.minimum(distance, params.max_cell_radius * radius) / radius - cytoplasm / level
     cells = segmentation.watershed(landscape, nuclei, mask=foreground & (distance <= params.max_cell_radius * radius))
-    cells = _relabel(cells, params.min_cell_area)
+    cells = relabel(cells, params.min_cell_area)
     # A nucleus keeps its cell's value; one whose cell was dropped goes too.
     nuclei = np.where(cells == 0, 0, cells) * (nuclei > 0)
     return cells, nuclei.astype(np.int32)
 
 
-def _relabel(labels, min_share):
-    """Drops regions under min_share of the typical area; numbers the rest 1..n in reading order."""
+def relabel(labels, min_share=0.0):
+    """Drops regions under min_share of the typical area; numbers the rest 1..n in the order of their values."""
     labels = np.asarray(labels)
     areas = np.bincount(labels.ravel())
     present = np.flatnonzero(areas[1:]) + 1
