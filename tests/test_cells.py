@@ -308,3 +308,18 @@ def test_the_2021_label_set_is_read_from_the_truth_header_with_negative_as_class
     with pytest.raises(CellsError) as error:
         scoring.score_files(str(tmp_path / "outside.csv"), str(tmp_path / "truth.csv"), str(tmp_path / "masks"))
     assert str(error.value) == f"{tmp_path / 'outside.csv'} line 2: class 19 is outside 0..18"
+
+
+def test_min_confidence_leaves_out_the_classes_below_it_and_the_table_keeps_them(green_export, tmp_path):
+    from tests.test_explain import write_channels
+
+    write_channels(tmp_path / "images", "field", two_cell_field(64))
+    run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
+            "--out", tmp_path / "cells.csv", "--min-confidence", 0.1)
+    fields = pd.read_csv(tmp_path / "cells.csv", dtype=str, keep_default_na=False).PredictionString[0].split()
+    table = pd.read_csv(tmp_path / "cells_per_cell.csv")
+    confidences = table.iloc[:, 7:].to_numpy()
+    assert confidences.shape == (2, 28) and (confidences < 0.1).any()  # the table has every class
+    kept = sorted((int(k), round(float(c), 6)) for k, c in zip(fields[0::3], fields[1::3]))
+    expected = sorted((k, round(float(c), 6)) for row in confidences for k, c in enumerate(row) if c >= 0.1)
+    assert kept == expected and 0 < len(kept) < 2 * 28
