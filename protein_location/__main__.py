@@ -52,7 +52,7 @@ def _parser():
     score.add_argument("--truth", required=True,
                        help="labels CSV, Id,Target (hpa2018) or ID,Label (hpa2021), e.g. the synthetic test_labels.csv")
     score.add_argument("--label-set", choices=["hpa2018", "hpa2021"], default=None,
-                       help="the classes of the labels; default: detected from the --truth header")
+                       help="the classes of the labels (with --cells too); default: detected from the --truth header")
     score.add_argument("--cells", action="store_true",
                        help="score a `cells` submission (ID,ImageWidth,ImageHeight,PredictionString): mAP at IoU >= "
                             "0.6, the HPA 2021 metric, against per-cell truth: --truth Id,Cell,Target (or "
@@ -198,7 +198,7 @@ def _run(args):
 
         if not args.masks:
             raise PredictError("score --cells needs --masks DIR, the truth's label images <Id>.png")
-        mean, per_class, label_set = scoring.score_files(args.submission, args.truth, args.masks)
+        mean, per_class, label_set = scoring.score_files(args.submission, args.truth, args.masks, args.label_set)
         scored = sum(1 for ap in per_class if ap == ap)
         print(f"score: mAP {mean:.4f} at IoU >= {scoring.IOU_THRESHOLD} over the {scored} classes with truth cells "
               f"({args.submission} against {args.truth}, {label_set.name})")

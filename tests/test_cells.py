@@ -310,6 +310,24 @@ def test_the_2021_label_set_is_read_from_the_truth_header_with_negative_as_class
     assert str(error.value) == f"{tmp_path / 'outside.csv'} line 2: class 19 is outside 0..18"
 
 
+def test_score_cells_label_set_overrides_the_classes_the_truth_header_implies(tmp_path):
+    shape = (48, 48)
+    field = np.zeros(shape, np.uint16)
+    field[disk(shape, (12, 12), 9)], field[disk(shape, (34, 34), 9)] = 1, 2
+    (tmp_path / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "masks" / "f.png"), field)
+    (tmp_path / "truth.csv").write_text("Id,Cell,Target\nf,1,0\nf,2,18\n")
+    write_submission(tmp_path / "perfect.csv", [("f", 48, 48, [(0, 0.8, field == 1), (18, 0.9, field == 2)])])
+    score = ["-m", "protein_location", "score", "--cells", "--submission", tmp_path / "perfect.csv",
+             "--truth", tmp_path / "truth.csv", "--masks", tmp_path / "masks"]
+    assert run_cli(*score).stdout.strip().endswith("truth.csv, hpa2018)")
+    assert run_cli(*score, "--label-set", "hpa2021").stdout.strip().endswith("truth.csv, hpa2021)")
+
+    (tmp_path / "truth.csv").write_text("Id,Cell,Target\nf,1,0\nf,2,20\n")
+    result = run_cli(*score, "--label-set", "hpa2021", check=False)
+    assert last_error_line(result) == f"error: {tmp_path / 'truth.csv'} line 3: label 20 is outside 0-18 (hpa2021)"
+
+
 def test_min_confidence_leaves_out_the_classes_below_it_and_the_table_keeps_them(green_export, tmp_path):
     from tests.test_explain import write_channels
 

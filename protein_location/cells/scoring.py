@@ -126,25 +126,27 @@ def read_submission(path, num_classes):
     return predictions
 
 
-def read_truth(csv_path, masks_dir):
+def read_truth(csv_path, masks_dir, label_set=None):
     """(per-cell truth {Id: (cell RLEs, {cell: classes})}, label set) from a
     CSV `Id,Cell,Target` (2018) or `ID,Cell,Label` (2021) and the label
-    images `<masks_dir>/<Id>.png` (16-bit, 0: background)."""
+    images `<masks_dir>/<Id>.png` (16-bit, 0: background); `label_set`
+    ("hpa2018"/"hpa2021") overrides the classes the header implies."""
     from protein_location import submission
     from protein_location.core import labels as labels_lib
 
     table = submission.read_csv(csv_path, [])
-    label_set = labels_lib.label_set_of_header([c for c in table.columns if c != "Cell"])
-    if label_set is None or "Cell" not in table.columns:
+    detected = labels_lib.label_set_of_header([c for c in table.columns if c != "Cell"])
+    if detected is None or "Cell" not in table.columns:
         raise CellsError(f"{csv_path}: expected columns Id,Cell,Target (hpa2018) or ID,Cell,Label (hpa2021), "
                          f"found {','.join(table.columns)!r}")
+    label_set = labels_lib.label_set_named(label_set) if label_set else detected
     classes = {}
     for line, (image_id, cell, target) in enumerate(
-            zip(table[label_set.id_column], table["Cell"], table[label_set.label_column]), start=2):
+            zip(table[detected.id_column], table["Cell"], table[detected.label_column]), start=2):
         try:
             classes.setdefault(image_id, {})[int(cell)] = set(labels_lib.parse_target(target, label_set.num_classes))
         except ValueError as error:
-            raise CellsError(f"{csv_path} line {line}: {error}") from None
+            raise CellsError(f"{csv_path} line {line}: {error} ({label_set.name})") from None
     truth = {}
     for image_id, cells in classes.items():
         path = posixpath.join(masks_dir, f"{image_id}.png")
@@ -156,9 +158,11 @@ def read_truth(csv_path, masks_dir):
     return truth, label_set
 
 
-def score_files(submission_path, truth_csv, masks_dir):
-    """(mAP, [AP per class], label set) of a submission against per-cell truth files."""
-    truth, label_set = read_truth(truth_csv, masks_dir)
+def score_files(submission_path, truth_csv, masks_dir, label_set=None):
+    """(mAP, [AP per class], label set) of a submission against per-cell truth
+    files; `label_set` ("hpa2018"/"hpa2021") overrides the class count the
+    truth's header implies, as for image-level scores."""
+    truth, label_set = read_truth(truth_csv, masks_dir, label_set)
     predictions = read_submission(submission_path, label_set.num_classes)
     unknown = sorted(set(predictions) - set(truth))
     if unknown:
