@@ -27,6 +27,21 @@ def test_exports_are_numbered_versions_and_the_newest_is_served(tmp_path):
     assert outputs["labels"].shape == (1, 28)
 
 
+def test_the_savedmodel_stores_each_weight_once_and_lists_the_models_variables(tmp_path):
+    model = models.build_seresnet("seresnet18", image_size=16, width=0.125)
+    path = export.export_saved_model(model, np.full(28, 0.5), str(tmp_path / "export"), labels_lib.CLASS_NAMES)
+    stored = tf.train.load_checkpoint(f"{path}/variables/variables").get_variable_to_shape_map()
+    weights = sum(int(np.prod(shape)) for name, shape in stored.items() if "OBJECT_GRAPH" not in name)
+    metadata = 1 + 1 + 28 + 28 + 28 + 4 + 1  # image_size, views, both thresholds, class_names, channels, max_pixels
+    assert weights == model.count_params() + metadata
+    loaded = tf.saved_model.load(path)
+    for collection in ("variables", "trainable_variables", "non_trainable_variables"):
+        expected = getattr(model, collection)
+        assert len(getattr(loaded, collection)) == len(expected) > 0, collection
+        for restored, variable in zip(getattr(loaded, collection), expected):
+            np.testing.assert_array_equal(restored.numpy(), variable.numpy())
+
+
 # --- TFLite and ONNX beside the SavedModel -------------------------------------------------------
 
 

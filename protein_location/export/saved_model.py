@@ -62,7 +62,13 @@ def write_saved_model(model, thresholds, path, class_names, tta_thresholds=None,
     its five signatures and metadata variables to the folder `path`."""
     signatures = Signatures(model, thresholds, class_names, tta_thresholds, max_pixels)
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # The collections `archive.track(model)` would give (loaded.variables,
+    # .trainable_variables, .non_trainable_variables), of the tf.Variables the
+    # signatures capture. Tracking the Keras model instead stores every weight
+    # a second time (through its Keras Variable wrappers) and traces the whole
+    # model once more for each Keras default serving function it finds.
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        archive.add_variable_collection(name, [variable.value for variable in getattr(model, name)])
     for name, function in signatures.endpoints().items():
         archive.add_endpoint(name, function)
     for name, variable in signatures.metadata().items():

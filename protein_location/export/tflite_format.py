@@ -18,10 +18,10 @@ def convert_tflite(model, thresholds, quantize=False):
     (float activations, about 4x smaller, no calibration data needed)."""
     serve = fixed_size_function(model, thresholds)
     # Through a SavedModel, as Keras' own LiteRT export does: the path the
-    # converter supports for Keras 3 models.
+    # converter supports for Keras 3 models. The endpoint's variables are
+    # tracked with it (not the Keras model: see saved_model.write_saved_model).
     with tempfile.TemporaryDirectory() as saved_model_dir:
         archive = keras.export.ExportArchive()
-        archive.track(model)
         archive.add_endpoint(SIGNATURE, serve)
         archive.write_out(saved_model_dir, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
