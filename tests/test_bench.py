@@ -114,6 +114,14 @@ def test_checkpoint_cost_benchmark_times_both_backups(tmp_path):
     assert record["weights_file_mb"] <= record["estimated_mb"]  # the free-space check never asks for less
 
 
+def test_export_size_benchmark_finds_each_weight_stored_once():
+    from bench import export_size
+
+    record = export_size.main(["--width", "0.125", "--size", "16"])
+    assert record["stored_values"] == record["parameters"] + 91  # the metadata: image_size, views, thresholds, ...
+    assert record["variables_mb"] > 0 and record["export_s"] > 0 and record["load_and_first_call_s"] > 0
+
+
 def test_the_plain_reference_trains_on_train_and_val_and_scores_the_held_out_images(converted_dir, tmp_path):
     from bench import reference
 
