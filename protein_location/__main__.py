@@ -198,10 +198,14 @@ def _run(args):
 
         if not args.masks:
             raise PredictError("score --cells needs --masks DIR, the truth's label images <Id>.png")
-        mean, per_class, label_set = scoring.score_files(args.submission, args.truth, args.masks, args.label_set)
-        scored = sum(1 for ap in per_class if ap == ap)
-        print(f"score: mAP {mean:.4f} at IoU >= {scoring.IOU_THRESHOLD} over the {scored} classes with truth cells "
-              f"({args.submission} against {args.truth}, {label_set.name})")
+        score = scoring.score_files(args.submission, args.truth, args.masks, args.label_set)
+        scored = sum(1 for ap in score.per_class if ap == ap)
+        print(f"score: mAP {score.mean_ap:.4f} at IoU >= {scoring.IOU_THRESHOLD} over the {scored} classes with "
+              f"truth cells ({args.submission} against {args.truth}, {score.label_set.name})")
+        print(f"score: truth cells found at IoU >= {scoring.IOU_THRESHOLD} by a mask of the submission: "
+              f"{score.found} of {score.truth_cells} ({score.found / max(score.truth_cells, 1):.1%}); of the whole "
+              f"ones (at least half the median cell's area): {score.found_whole} of {score.whole_cells} "
+              f"({score.found_whole / max(score.whole_cells, 1):.1%})")
     elif args.command == "score":
         from protein_location import submission
 

@@ -96,16 +96,9 @@ def test_a_detection_below_iou_0_6_is_a_false_positive():
 
 
 def found_share(truth, cells, min_share=0.0):
-    """Share of the truth cells (at least min_share of the typical cell area) matched at IoU >= 0.6."""
-    areas = np.bincount(truth.ravel())
-    values = np.flatnonzero(areas[1:]) + 1
-    values = values[areas[values] >= min_share * np.median(areas[values])]
-    found = masks.cell_rles(cells)
-    truth_rles = masks.cell_rles(np.where(np.isin(truth, values), truth, 0))
-    if not found:
-        return 0.0, len(truth_rles)
-    iou = np.asarray(coco_mask.iou(list(truth_rles.values()), list(found.values()), [0] * len(found)))
-    return float(np.mean(iou.reshape(len(truth_rles), len(found)).max(1) >= scoring.IOU_THRESHOLD)), len(truth_rles)
+    """Share of the truth cells (at least min_share of the median cell area) matched at IoU >= 0.6, and their count."""
+    found, counted = scoring.cells_found(list(masks.cell_rles(cells).values()), masks.cell_rles(truth), min_share)
+    return found / counted, counted
 
 
 @pytest.mark.parametrize("size", [128, 512])
@@ -181,9 +174,10 @@ def test_synth_cells_writes_per_cell_truth_that_a_perfect_submission_scores_1_on
     table = pd.read_csv(cells / "test_cells.csv", dtype=str)
     assert list(table.columns) == ["Id", "Cell", "Target"]
     image_labels = dict(pd.read_csv(cells / "test_labels.csv", dtype=str).values)
-    rows, shuffled = [], []
+    rows, shuffled, all_cells = [], [], 0
     for image_id, group in table.groupby("Id"):
         label_image = cv2.imread(str(cells / "test_cells" / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
+        all_cells += len(np.unique(label_image)) - 1
         assert label_image.dtype == np.uint16 and label_image.shape == (64, 64)
         per_cell = {int(cell): [int(k) for k in target.split()] for cell, target in zip(group.Cell, group.Target)}
         # Every cell's labels are some of its image's; together they are all of them.
@@ -196,10 +190,17 @@ def test_synth_cells_writes_per_cell_truth_that_a_perfect_submission_scores_1_on
     write_submission(tmp_path / "shifted.csv", shuffled)
     scored = run_cli("-m", "protein_location", "score", "--cells", "--submission", tmp_path / "perfect.csv",
                      "--truth", cells / "test_cells.csv", "--masks", cells / "test_cells")
-    assert scored.stdout.strip().splitlines()[-1].startswith("score: mAP 1.0000 at IoU >= 0.6 over the ")
+    mean_line, found_line = scored.stdout.strip().splitlines()[-2:]
+    assert mean_line.startswith("score: mAP 1.0000 at IoU >= 0.6 over the ")
+    # Every cell of the label images counts; the submission has those that show a label.
+    assert found_line.startswith(f"score: truth cells found at IoU >= 0.6 by a mask of the submission: {len(table)} "
+                                 f"of {all_cells} ({len(table) / all_cells:.1%}); of the whole ones (at least half "
+                                 "the median cell's area): ")
     scored = run_cli("-m", "protein_location", "score", "--cells", "--submission", tmp_path / "shifted.csv",
                      "--truth", cells / "test_cells.csv", "--masks", cells / "test_cells")
     assert float(scored.stdout.split("mAP ")[1].split()[0]) < 0.5
+    found = int(scored.stdout.split("by a mask of the submission: ")[1].split()[0])
+    assert found < len(table)
 
 
 def two_cell_field(side, green_in_first=True):
@@ -300,10 +301,11 @@ def test_the_2021_label_set_is_read_from_the_truth_header_with_negative_as_class
     (tmp_path / "truth.csv").write_text("ID,Cell,Label\nf,1,0|16\nf,2,18\n")
     write_submission(tmp_path / "perfect.csv", [("f", 48, 48, [(0, 0.8, field == 1), (16, 0.7, field == 1),
                                                                 (18, 0.9, field == 2)])])
-    mean, per_class, label_set = scoring.score_files(str(tmp_path / "perfect.csv"), str(tmp_path / "truth.csv"),
-                                                     str(tmp_path / "masks"))
+    score = scoring.score_files(str(tmp_path / "perfect.csv"), str(tmp_path / "truth.csv"), str(tmp_path / "masks"))
+    label_set = score.label_set
     assert (label_set.name, label_set.num_classes, label_set.class_names[18]) == ("hpa2021", 19, "Negative")
-    assert mean == 1.0 and [k for k, ap in enumerate(per_class) if ap == ap] == [0, 16, 18]
+    assert score.mean_ap == 1.0 and [k for k, ap in enumerate(score.per_class) if ap == ap] == [0, 16, 18]
+    assert (score.found, score.truth_cells, score.found_whole, score.whole_cells) == (2, 2, 2, 2)
     write_submission(tmp_path / "outside.csv", [("f", 48, 48, [(19, 0.8, field == 1)])])
     with pytest.raises(CellsError) as error:
         scoring.score_files(str(tmp_path / "outside.csv"), str(tmp_path / "truth.csv"), str(tmp_path / "masks"))
@@ -320,8 +322,8 @@ def test_score_cells_label_set_overrides_the_classes_the_truth_header_implies(tm
     write_submission(tmp_path / "perfect.csv", [("f", 48, 48, [(0, 0.8, field == 1), (18, 0.9, field == 2)])])
     score = ["-m", "protein_location", "score", "--cells", "--submission", tmp_path / "perfect.csv",
              "--truth", tmp_path / "truth.csv", "--masks", tmp_path / "masks"]
-    assert run_cli(*score).stdout.strip().endswith("truth.csv, hpa2018)")
-    assert run_cli(*score, "--label-set", "hpa2021").stdout.strip().endswith("truth.csv, hpa2021)")
+    assert run_cli(*score).stdout.splitlines()[-2].endswith("truth.csv, hpa2018)")
+    assert run_cli(*score, "--label-set", "hpa2021").stdout.splitlines()[-2].endswith("truth.csv, hpa2021)")
 
     (tmp_path / "truth.csv").write_text("Id,Cell,Target\nf,1,0\nf,2,20\n")
     result = run_cli(*score, "--label-set", "hpa2021", check=False)

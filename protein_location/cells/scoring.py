@@ -13,6 +13,7 @@ with precision made non-increasing (the TensorFlow Object Detection API's
 without truth cells are left out of the mean.
 """
 
+import dataclasses
 import posixpath
 
 import numpy as np
@@ -127,7 +128,7 @@ def read_submission(path, num_classes):
 
 
 def read_truth(csv_path, masks_dir, label_set=None):
-    """(per-cell truth {Id: (cell RLEs, {cell: classes})}, label set) from a
+    """(per-cell truth {Id: (RLEs of every cell in its label image, {cell: classes})}, label set) from a
     CSV `Id,Cell,Target` (2018) or `ID,Cell,Label` (2021) and the label
     images `<masks_dir>/<Id>.png` (16-bit, 0: background); `label_set`
     ("hpa2018"/"hpa2021") overrides the classes the header implies."""
@@ -154,18 +155,58 @@ def read_truth(csv_path, masks_dir, label_set=None):
         absent = sorted(set(cells) - set(rles))
         if absent:
             raise CellsError(f"{csv_path}: Id {image_id} cell {absent[0]} is not in {path}")
-        truth[image_id] = ({c: rles[c] for c in cells}, cells)
+        truth[image_id] = (rles, cells)  # every cell of the label image: those without a class count as found or not
     return truth, label_set
 
 
+def cells_found(detected, truth_rles, min_share=0.0, iou_threshold=IOU_THRESHOLD):
+    """(found, counted) of one image: of its truth cells with at least
+    `min_share` of the median truth cell's area (0: all of them), how many
+    some detected mask overlaps at IoU >= the threshold, whatever the class.
+    How well a segmentation finds the cells, apart from how it labels them.
+
+    detected: [RLE] (repeats allowed); truth_rles: {cell: RLE}.
+    """
+    api = masks.coco_api()
+    cells = list(truth_rles.values())
+    if not cells:
+        return 0, 0
+    areas = np.asarray(api.area(cells), np.float64)
+    cells = [rle for rle, area in zip(cells, areas) if area >= min_share * np.median(areas)]
+    if not detected:
+        return 0, len(cells)
+    iou = np.asarray(api.iou(cells, list(detected), [0] * len(detected)), np.float64).reshape(len(cells), -1)
+    return int(np.sum(iou.max(axis=1) >= iou_threshold)), len(cells)
+
+
+@dataclasses.dataclass(frozen=True)
+class CellScore:
+    """What `score --cells` reports: the mAP, and the segmentation's recall
+    (truth cells found at IoU >= 0.6 by some mask, over all truth cells and
+    over the whole ones: at least half the median cell's area in their image,
+    leaving out slivers cut by the frame)."""
+    mean_ap: float
+    per_class: list
+    label_set: object
+    found: int
+    truth_cells: int
+    found_whole: int
+    whole_cells: int
+
+
 def score_files(submission_path, truth_csv, masks_dir, label_set=None):
-    """(mAP, [AP per class], label set) of a submission against per-cell truth
-    files; `label_set` ("hpa2018"/"hpa2021") overrides the class count the
-    truth's header implies, as for image-level scores."""
+    """The CellScore of a submission against per-cell truth files;
+    `label_set` ("hpa2018"/"hpa2021") overrides the class count the truth's
+    header implies, as for image-level scores."""
     truth, label_set = read_truth(truth_csv, masks_dir, label_set)
     predictions = read_submission(submission_path, label_set.num_classes)
     unknown = sorted(set(predictions) - set(truth))
     if unknown:
         raise CellsError(f"{submission_path}: {len(unknown)} IDs have no per-cell truth, e.g. {unknown[0]}")
     mean, per_class = cell_map(predictions, truth, label_set.num_classes)
-    return mean, per_class, label_set
+    counts = np.zeros(4, int)
+    for image_id, (rles, _) in truth.items():
+        # A cell's mask repeats once per class it is given: each distinct mask once.
+        detected = list({rle["counts"]: rle for _, _, rle in predictions.get(image_id, [])}.values())
+        counts += [*cells_found(detected, rles), *cells_found(detected, rles, min_share=0.5)]
+    return CellScore(mean, per_class, label_set, *map(int, counts))
