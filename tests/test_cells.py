@@ -292,13 +292,19 @@ def test_score_cells_needs_the_truth_label_images(tmp_path):
     assert last_error_line(result) == "error: score --cells needs --masks DIR, the truth's label images <Id>.png"
 
 
-def test_the_2021_label_set_is_read_from_the_truth_header_with_negative_as_class_18(tmp_path):
+def write_two_cell_truth(folder, truth_csv):
+    """Per-cell truth of one 48 px field `f`: two round cells (1 and 2) in masks/f.png, and truth.csv."""
     shape = (48, 48)
     field = np.zeros(shape, np.uint16)
     field[disk(shape, (12, 12), 9)], field[disk(shape, (34, 34), 9)] = 1, 2
-    (tmp_path / "masks").mkdir()
-    cv2.imwrite(str(tmp_path / "masks" / "f.png"), field)
-    (tmp_path / "truth.csv").write_text("ID,Cell,Label\nf,1,0|16\nf,2,18\n")
+    (folder / "masks").mkdir()
+    cv2.imwrite(str(folder / "masks" / "f.png"), field)
+    (folder / "truth.csv").write_text(truth_csv)
+    return field
+
+
+def test_the_2021_label_set_is_read_from_the_truth_header_with_negative_as_class_18(tmp_path):
+    field = write_two_cell_truth(tmp_path, "ID,Cell,Label\nf,1,0|16\nf,2,18\n")
     write_submission(tmp_path / "perfect.csv", [("f", 48, 48, [(0, 0.8, field == 1), (16, 0.7, field == 1),
                                                                 (18, 0.9, field == 2)])])
     score = scoring.score_files(str(tmp_path / "perfect.csv"), str(tmp_path / "truth.csv"), str(tmp_path / "masks"))
@@ -313,12 +319,7 @@ def test_the_2021_label_set_is_read_from_the_truth_header_with_negative_as_class
 
 
 def test_score_cells_label_set_overrides_the_classes_the_truth_header_implies(tmp_path):
-    shape = (48, 48)
-    field = np.zeros(shape, np.uint16)
-    field[disk(shape, (12, 12), 9)], field[disk(shape, (34, 34), 9)] = 1, 2
-    (tmp_path / "masks").mkdir()
-    cv2.imwrite(str(tmp_path / "masks" / "f.png"), field)
-    (tmp_path / "truth.csv").write_text("Id,Cell,Target\nf,1,0\nf,2,18\n")
+    field = write_two_cell_truth(tmp_path, "Id,Cell,Target\nf,1,0\nf,2,18\n")
     write_submission(tmp_path / "perfect.csv", [("f", 48, 48, [(0, 0.8, field == 1), (18, 0.9, field == 2)])])
     score = ["-m", "protein_location", "score", "--cells", "--submission", tmp_path / "perfect.csv",
              "--truth", tmp_path / "truth.csv", "--masks", tmp_path / "masks"]
