@@ -1,4 +1,4 @@
-"""`python -m data_prep {synth,convert,verify}`: the preprocessing stage."""
+"""`python -m data_prep {synth,convert,crops,verify}`: the preprocessing stage."""
 
 import argparse
 import os
@@ -82,6 +82,23 @@ def _parser():
                          help="finish an interrupted conversion (same arguments), reusing its completed shards; "
                               "on a finished one, do nothing")
 
+    crops = commands.add_parser("crops", formatter_class=formatter,
+                                help="write every cell of a labelled raw folder as an image of its own, labelled with "
+                                     "its field's labels (a training set for `cells --crop-model`)")
+    crops.add_argument("--images", required=True, help="folder of the fields (any layout convert reads)")
+    crops.add_argument("--csv", required=True, help="their labels CSV (Id,Target or ID,Label)")
+    crops.add_argument("--out", required=True,
+                       help="output folder: train/<Id>_cell<k>_<stain>.png and train.csv (the field's labels and "
+                            "its Group: convert it with --group-column Group)")
+    # crops.DEFAULT_CROP_SIZE, spelled out: `--help` loads no TensorFlow.
+    crops.add_argument("--size", type=int, default=64, help="side of each cell's crop in pixels")
+    crops.add_argument("--masks", default=None,
+                       help="folder of label images <Id>.png from another segmenter (16-bit, 0: background) "
+                            "instead of segmenting the fields")
+    crops.add_argument("--workers", type=int, default=None,
+                       help="processes (default: one per 50 fields, up to the cores); the files are the same for "
+                            "any count")
+
     verify = commands.add_parser("verify", formatter_class=formatter,
                                  help="re-read every shard and check it against dataset.json")
     verify.add_argument("data", help="dataset folder (holds dataset.json)")
@@ -107,6 +124,14 @@ def _run(args):
               f"({args.size}x{args.size}) in {args.out}{truth}")
     elif args.command == "convert":
         _convert(args)
+    elif args.command == "crops":
+        from data_prep import crops
+
+        done = crops.write_crops(args.images, args.csv, args.out, args.size, args.masks, args.workers)
+        empty = f"; no cell found in {len(done['empty'])} (e.g. {done['empty'][0]})" if done["empty"] else ""
+        print(f"crops: {done['cells']} cells of {done['fields']} fields ({args.size}x{args.size}) in {args.out}"
+              f"{empty}; next: python -m data_prep convert --csv {args.out}/train.csv --images {args.out}/train "
+              f"--out DATASET --group-column Group")
     else:
         checked = verify.verify_dataset(args.data)
         counts = ", ".join(f"{split} {count}" for split, count in checked.items())

@@ -78,10 +78,15 @@ def _parser():
                             "16-bit, 0: background) instead of the built-in segmentation")
     cells.add_argument("--overlays", default=None,
                        help="also write DIR/<Id>.png: the composite, each cell's outline and its top labels")
-    cells.add_argument("--cell-scores", choices=["blend", "cam", "image"], default="blend",
+    cells.add_argument("--crop-model", default=None,
+                       help="SavedModel of a crop-level model (trained on `data_prep crops`, the same label set): "
+                            "each cell's own crop through it as well")
+    cells.add_argument("--cell-scores", choices=["blend", "cam", "image", "crop"], default=None,
                        help="a cell's confidence: cam, the image's probability times the cell's mean class activation "
                             "over the field's most active cell's; image, the image's probability for every cell; "
-                            "blend, the mean of the two (README, section 7: the best of the three on both generators)")
+                            "blend, the mean of the two; crop, the geometric mean of the image's probability and "
+                            "the cell's own from --crop-model. Default: crop with --crop-model, else blend (README, "
+                            "section 7)")
     cells.add_argument("--min-confidence", type=float, default=0.0,
                        help="leave out of the submission a cell's classes below this confidence (mAP counts every "
                             "one, so 0 keeps them all)")
@@ -223,7 +228,7 @@ def _run(args):
             output_files.check_output_dir(args.overlays, "--overlays")
         ids = read_ids(args.csv) if args.csv else list_image_ids(args.images)
         done = locate.locate_cells(args.model, args.images, ids, args.out, table, args.overlays, args.masks,
-                                   args.cell_scores, args.min_confidence)
+                                   args.cell_scores, args.min_confidence, crop_model_path=args.crop_model)
         print(f"cells: {done['cells']} cells in {done['images']} images -> {args.out} (per cell: {table})")
     elif args.command == "explain":
         from protein_location import explain

@@ -344,3 +344,104 @@ def test_min_confidence_leaves_out_the_classes_below_it_and_the_table_keeps_them
     kept = sorted((int(k), round(float(c), 6)) for k, c in zip(fields[0::3], fields[1::3]))
     expected = sorted((k, round(float(c), 6)) for row in confidences for k, c in enumerate(row) if c >= 0.1)
     assert kept == expected and 0 < len(kept) < 2 * 28
+
+
+def test_each_cell_is_cropped_as_the_square_around_it_with_its_neighbours_black():
+    from protein_location.cells import crops
+
+    image = np.zeros((40, 60, 4), np.uint8)
+    image[..., 0] = np.arange(60, dtype=np.uint8)[np.newaxis]  # red ramps left to right
+    cells = np.zeros((40, 60), np.int32)
+    cells[10:20, 5:25] = 1  # 20 wide, 10 high: a 20 px square centred on it
+    cells[0:8, 50:60] = 2  # at the frame's corner: its square reaches past it
+    cells[12:18, 25:40] = 3  # touches cell 1, whose square covers part of it
+    found = crops.cell_crops(image, cells, size=20)
+    assert found.shape == (3, 20, 20, 4) and found.dtype == np.uint8
+    assert crops.crop_boxes(cells) == [(5, 5, 20), (-1, 50, 10), (7, 25, 15)]
+    first = found[0, ..., 0]
+    assert (first[:5] == 0).all() and (first[15:] == 0).all()  # above and below cell 1: outside it, black
+    assert first[5:15].tolist() == [list(range(5, 25))] * 10  # cell 1's own pixels, cell 3's beside it black
+    corner = crops.cell_crops(image, cells, size=10)[1, ..., 0]  # row 0 lies above the frame: black
+    assert (corner[0] == 0).all() and (corner[1:9] == np.arange(50, 60)).all() and (corner[9] == 0).all()
+    with pytest.raises(ValueError, match="^the image is 60x40 pixels but its label image is 60x39$"):
+        crops.cell_crops(image, cells[:39])
+
+
+def test_data_prep_crops_writes_every_cell_labelled_with_its_field_and_convert_keeps_a_fields_cells_together(
+        tmp_path):
+    from tests.test_explain import write_channels
+
+    write_channels(tmp_path / "fields", "fieldA", two_cell_field(64))
+    write_channels(tmp_path / "fields", "10580_1610_C1_1", two_cell_field(64, green_in_first=False))
+    write_channels(tmp_path / "fields", "10580_1610_C1_2", two_cell_field(64))
+    (tmp_path / "train.csv").write_text("Id,Target\nfieldA,23\n10580_1610_C1_1,0 2\n10580_1610_C1_2,5\n")
+    result = run_cli("-m", "data_prep", "crops", "--images", tmp_path / "fields", "--csv", tmp_path / "train.csv",
+                     "--out", tmp_path / "crops", "--size", 32)
+    assert result.stdout.splitlines()[-1].startswith(f"crops: 6 cells of 3 fields (32x32) in {tmp_path / 'crops'}")
+    table = pd.read_csv(tmp_path / "crops" / "train.csv", dtype=str)
+    assert table.values.tolist() == [
+        ["fieldA_cell1", "23", "fieldA"], ["fieldA_cell2", "23", "fieldA"],
+        ["10580_1610_C1_1_cell1", "0 2", "10580_1610_C1"], ["10580_1610_C1_1_cell2", "0 2", "10580_1610_C1"],
+        ["10580_1610_C1_2_cell1", "5", "10580_1610_C1"], ["10580_1610_C1_2_cell2", "5", "10580_1610_C1"]]
+    first = raw_images.read_image(str(tmp_path / "crops" / "train"), "fieldA_cell1")
+    second = raw_images.read_image(str(tmp_path / "crops" / "train"), "fieldA_cell2")
+    assert first.shape == (32, 32, 4) and first[..., 1].max() == 255 and second[..., 1].max() == 0  # the protein
+    assert first[0, 0].tolist() == [0, 0, 0, 0] and first[16, 16, 2] == 200  # a round cell, its nucleus central
+    result = run_cli("-m", "data_prep", "convert", "--csv", tmp_path / "crops" / "train.csv", "--images",
+                     tmp_path / "crops" / "train", "--out", tmp_path / "records", "--group-column", "Group",
+                     "--val-fraction", 0.4)
+    assert "6 images in 2 groups (column Group)" in result.stdout
+
+
+def test_crops_take_the_cells_of_another_segmenters_label_images(tmp_path):
+    from tests.test_explain import write_channels
+
+    field = two_cell_field(64)
+    write_channels(tmp_path / "fields", "field", field)
+    (tmp_path / "train.csv").write_text("ID,Label\nfield,3|18\n")
+    (tmp_path / "masks").mkdir()
+    label_image = np.zeros((64, 64), np.uint16)
+    label_image[:32, :32], label_image[40:, 40:] = 7, 300
+    cv2.imwrite(str(tmp_path / "masks" / "field.png"), label_image)
+    run_cli("-m", "data_prep", "crops", "--images", tmp_path / "fields", "--csv", tmp_path / "train.csv",
+            "--out", tmp_path / "crops", "--masks", tmp_path / "masks", "--size", 32)
+    assert (tmp_path / "crops" / "train.csv").read_text() == "ID,Label,Group\nfield_cell1,3|18,field\n" \
+                                                             "field_cell2,3|18,field\n"
+    assert (raw_images.read_image(str(tmp_path / "crops" / "train"), "field_cell1") == field[:32, :32]).all()
+
+
+def test_cells_with_a_crop_level_model_scores_each_cell_by_its_own_crop(green_export, tmp_path):
+    from tests.test_explain import MITOCHONDRIA, write_channels
+
+    from protein_location import export, serving
+    from protein_location.cells import crops, segmentation
+    from protein_location.core import labels as labels_lib
+
+    field = two_cell_field(64)
+    write_channels(tmp_path / "images", "field", field)
+    # The green detector as the crop-level model too: a cell's crop shows the protein or not.
+    run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
+            "--out", tmp_path / "image.csv", "--cell-scores", "image")
+    run_cli("-m", "protein_location", "cells", "--model", green_export, "--crop-model", green_export,
+            "--images", tmp_path / "images", "--out", tmp_path / "crop.csv")
+    image_level = pd.read_csv(tmp_path / "image_per_cell.csv").iloc[:, 7:].to_numpy()
+    with_crops = pd.read_csv(tmp_path / "crop_per_cell.csv").iloc[:, 7:].to_numpy()
+    crop_model = serving.load_serving_model(str(green_export))
+    own = crop_model.serve(image=crops.cell_crops(field, segmentation.segment_cells(field)[0],
+                                                  crop_model.image_size))["probabilities"].numpy()
+    np.testing.assert_allclose(with_crops, np.sqrt(image_level * own), atol=2e-6)
+    first, second = with_crops[:, MITOCHONDRIA]
+    assert first > 0.3 and second < 0.3 * first  # only the first cell shows the protein
+
+    result = run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
+                     "--out", tmp_path / "crop.csv", "--cell-scores", "crop", check=False)
+    assert last_error_line(result) == "error: --cell-scores crop needs a crop-level model (--crop-model)"
+    from tests.test_explain import green_detector_model
+
+    other = export.export_saved_model(green_detector_model(), np.full(28, 0.5), str(tmp_path / "other"),
+                                      list(reversed(labels_lib.CLASS_NAMES)))
+    result = run_cli("-m", "protein_location", "cells", "--model", green_export, "--crop-model", other,
+                     "--images", tmp_path / "images", "--out", tmp_path / "crop.csv", check=False)
+    assert last_error_line(result) == (f"error: {other}: the crop-level model's classes (28: Rods & rings, ...) are "
+                                       "not the image-level model's (28: Nucleoplasm, ...); train both on one "
+                                       "label set")

@@ -19,17 +19,19 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from protein_location import serving
-from protein_location.cells import masks as masks_lib, overlays, segmentation
+from protein_location.cells import crops as crops_lib, masks as masks_lib, overlays, segmentation
 from protein_location.core import file_system, output_files, raw_images, stop_signals
 from protein_location.core.errors import CellsError
 from protein_location.export import signatures
 
 # How a cell's confidence in a class is made from the image-level model (`cell_confidences`).
-CELL_SCORES = ("blend", "cam", "image")
+CELL_SCORES = ("blend", "cam", "image", "crop")
+# Crops sent through the crop-level model at once.
+CROP_BATCH = 64
 SUBMISSION_COLUMNS = ("ID", "ImageWidth", "ImageHeight", "PredictionString")
 
 
-def cell_confidences(heatmaps, probabilities, cells, how="blend"):
+def cell_confidences(heatmaps, probabilities, cells, how="blend", crop_probabilities=None):
     """[number of cells, classes] confidences of the cells 1..n of label image `cells` [H, W].
 
     heatmaps: the class activation maps [S, S, classes] over the whole field
@@ -44,12 +46,20 @@ def cell_confidences(heatmaps, probabilities, cells, how="blend"):
       a class with no positive activation anywhere leaves every cell at the
       image's probability. The image's probability makes confidences rank
       across images, as mAP pools them.
-    - "blend" (the default): the mean of the two. The activation maps are
-      coarse (the backbone's last grid, 32 pixels of the model's input per
-      step), so they move half of the image's probability between cells.
+    - "blend" (the default without a crop-level model): the mean of the
+      two. The activation maps are coarse (the backbone's last grid, 32
+      pixels of the model's input per step), so they move half of the
+      image's probability between cells.
+    - "crop": the geometric mean of the image's probability and the cell's
+      own, `crop_probabilities` [cells, classes] from a crop-level model:
+      the cell must show the class and its field must too.
     """
     count = int(cells.max())
     probabilities = np.asarray(probabilities, np.float32)
+    if how == "crop":
+        if crop_probabilities is None:
+            raise CellsError("--cell-scores crop needs a crop-level model (--crop-model)")
+        return np.sqrt(probabilities * np.asarray(crop_probabilities, np.float32))
     if how == "image" or count == 0:
         return np.tile(probabilities, (count, 1))
     activation = cell_means(np.asarray(heatmaps, np.float32), cells)
@@ -92,14 +102,39 @@ def read_mask_image(masks_dir, image_id, shape):
     return segmentation.relabel(labels)  # a segmenter's values may skip: numbered 1..n
 
 
+def crop_probabilities(crop_model, image, cells):
+    """[cells, classes]: each cell's crop (`crops.cell_crops` at the crop
+    model's side) through `crop_model` (a serving.ServingModel)."""
+    crops = crops_lib.cell_crops(image, cells, crop_model.image_size)
+    found = [crop_model.serve(image=tf.constant(crops[start:start + CROP_BATCH]))["probabilities"].numpy()
+             for start in range(0, len(crops), CROP_BATCH)]
+    return np.concatenate(found) if found else np.zeros((0, len(crop_model.class_names)), np.float32)
+
+
+def load_crop_model(crop_model_path, class_names):
+    """The crop-level SavedModel as a serving.ServingModel, refused unless it has the image model's classes."""
+    crop_model = serving.load_serving_model(crop_model_path)
+    if list(crop_model.class_names) != list(class_names):
+        raise CellsError(f"{crop_model_path}: the crop-level model's classes ({len(crop_model.class_names)}: "
+                         f"{crop_model.class_names[0]}, ...) are not the image-level model's ({len(class_names)}: "
+                         f"{class_names[0]}, ...); train both on one label set")
+    return crop_model
+
+
 def locate_cells(model_path, images_dir, ids, out_path, table_path, overlays_dir=None, masks_dir=None,
-                 how="blend", min_confidence=0.0, params=segmentation.SegmentationParams()):
+                 how=None, min_confidence=0.0, params=segmentation.SegmentationParams(), crop_model_path=None):
     """Writes the submission `out_path` and the per-cell table `table_path`
-    for the Ids `ids`; returns {"images": n, "cells": total}."""
+    for the Ids `ids`; returns {"images": n, "cells": total}. `how` (one of
+    CELL_SCORES) defaults to "crop" with a crop-level model `crop_model_path`,
+    else to "blend"."""
+    how = how or ("crop" if crop_model_path else "blend")
     if how not in CELL_SCORES:
         raise CellsError(f"--cell-scores must be one of {', '.join(CELL_SCORES)}, got {how!r}")
+    if how == "crop" and not crop_model_path:
+        raise CellsError("--cell-scores crop needs a crop-level model (--crop-model)")
     loaded, gradcam = serving.load_saved_model(model_path, signatures.GRADCAM_SIGNATURE)
     class_names = serving.class_names_of(loaded, model_path)
+    crop_model = load_crop_model(crop_model_path, class_names) if how == "crop" else None
     raw_images.check_images_dir(images_dir)
     if overlays_dir:
         file_system.makedirs(overlays_dir)
@@ -117,8 +152,9 @@ def locate_cells(model_path, images_dir, ids, out_path, table_path, overlays_dir
             else:
                 cells = segmentation.segment_cells(image, params=params)[0]
             outputs = gradcam(image=tf.constant(image[np.newaxis]))
+            own = crop_probabilities(crop_model, image, cells) if crop_model else None
             confidences = cell_confidences(outputs["heatmaps"].numpy()[0], outputs["probabilities"].numpy()[0],
-                                           cells, how)
+                                           cells, how, own)
             entries = []
             for value, row in enumerate(confidences, start=1):
                 mask = cells == value
