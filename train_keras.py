@@ -4,10 +4,7 @@
 """
 
 import argparse
-import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def parse_args(argv=None):
@@ -21,6 +18,8 @@ def parse_args(argv=None):
     parser.add_argument("--tflite-quantize", action="store_true",
                         help="with --export: also model_int8.tflite (dynamic-range int8 weights)")
     parser.add_argument("--onnx", action="store_true", help="with --export: also model.onnx (needs tf2onnx)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also TensorFlow's own start-up and log lines (as TF_CPP_MIN_LOG_LEVEL set does)")
     return parser.parse_args(argv)
 
 
@@ -37,7 +36,8 @@ def main(argv=None):
         formats = export_formats_of(args.tflite, args.tflite_quantize, args.onnx, args.export_dir)
         train(config_lib.config_from_args(args, export_formats=formats))
 
-    return run_command(work)
+    # Known before the flags are parsed: parsing them imports TensorFlow.
+    return run_command(work, verbose="--verbose" in (sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

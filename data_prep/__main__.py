@@ -7,9 +7,6 @@ import time
 
 from data_prep import workers
 
-# Quiet TensorFlow's C++ start-up banner before it is imported.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 def _parser():
     parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__)
@@ -102,6 +99,9 @@ def _parser():
     verify = commands.add_parser("verify", formatter_class=formatter,
                                  help="re-read every shard and check it against dataset.json")
     verify.add_argument("data", help="dataset folder (holds dataset.json)")
+    for command in commands.choices.values():
+        command.add_argument("--verbose", action="store_true",
+                             help="also TensorFlow's own start-up and log lines (as TF_CPP_MIN_LOG_LEVEL set does)")
     return parser
 
 
@@ -110,7 +110,7 @@ def main(argv=None):
     # Imported here so `--help` answers without loading TensorFlow.
     from protein_location.core.command_line import run_command
 
-    return run_command(lambda: _run(args))
+    return run_command(lambda: _run(args), verbose=args.verbose)
 
 
 def _run(args):

@@ -66,18 +66,17 @@ def die_with_parent(parent):
 
 def import_quietly(module):
     """Imports `module`, and starts TensorFlow's runtime on one thread if it
-    loaded it, with file descriptor 2 on /dev/null.
+    loaded it, with file descriptor 2 silenced (`quiet.silenced_stderr`).
 
     TensorFlow prints its C++ start-up lines on import (oneDNN, CUDA) and on
     its first op (the device probe: "failed call to cuInit" on a machine
     without a GPU), before any log level applies; the parent has shown them
     once, W workers would repeat them W times. An import error still raises,
-    with stderr restored.
+    with what it printed replayed.
     """
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    saved = os.dup(2)
-    try:
-        os.dup2(devnull, 2)
+    from protein_location.core import quiet
+
+    with quiet.silenced_stderr():
         importlib.import_module(module)
         if "tensorflow" in sys.modules:
             tf = sys.modules["tensorflow"]
@@ -86,7 +85,3 @@ def import_quietly(module):
             tf.config.threading.set_intra_op_parallelism_threads(1)
             tf.config.threading.set_inter_op_parallelism_threads(1)
             tf.constant(0).numpy()  # the runtime starts with the first op
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)

@@ -1,12 +1,9 @@
 """`python -m protein_location {predict,score,explain,export,cells}`: use a trained model."""
 
 import argparse
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from protein_location import precision as precision_lib  # noqa: E402  (no TensorFlow at import)
+from protein_location import precision as precision_lib  # no TensorFlow at import
 
 
 def _parser():
@@ -112,6 +109,9 @@ def _parser():
     export.add_argument("--onnx", action="store_true", help="also model.onnx (needs tf2onnx)")
     export.add_argument("--tta", type=int, choices=[1, 8], default=None,
                         help="views serving_default averages (thresholds tuned for them); default: the run's")
+    for command in commands.choices.values():
+        command.add_argument("--verbose", action="store_true",
+                             help="also TensorFlow's own start-up and log lines (as TF_CPP_MIN_LOG_LEVEL set does)")
     return parser
 
 
@@ -189,7 +189,7 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     from protein_location.core.command_line import run_command
 
-    return run_command(lambda: _run(args))
+    return run_command(lambda: _run(args), verbose=args.verbose)
 
 
 def _run(args):

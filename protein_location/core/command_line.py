@@ -5,16 +5,18 @@ traceback. Used by `train_keras.py`, `python -m data_prep` and
 
 import sys
 
-from protein_location.core import stop_signals
+from protein_location.core import quiet, stop_signals
 from protein_location.core.errors import ProteinLocationError
 
 
-def run_command(work):
+def run_command(work, verbose=False):
     """Runs `work()` with SIGTERM and SIGINT handled (`stop_signals`); returns
     the exit code: 0, 1 for an error (bad input, a full or read-only disk),
-    128 + the signal's number for a stop."""
+    128 + the signal's number for a stop. TensorFlow is imported first,
+    without its start-up lines unless `verbose` (`quiet`)."""
     with stop_signals.handled():
         try:
+            quiet.start_tensorflow_quietly(verbose)
             work()
         except ProteinLocationError as error:
             print(f"error: {error}", file=sys.stderr)
