@@ -22,7 +22,7 @@ SEED ?= 0
 
 install: $(INSTALLED)
 
-$(INSTALLED): setup.py
+$(INSTALLED): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
@@ -53,6 +53,7 @@ demo: $(INSTALLED)
 PYTEST_WORKERS ?= 2
 
 test: $(INSTALLED)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests
 
 clean:

@@ -73,7 +73,8 @@ def replicate_raw(source, count, out):
 def raw_folder(work, images, size, source=None):
     """The benchmark's raw folder: generated (cached), or `source` replicated."""
     if source:
-        return replicate_raw(source, images, os.path.join(work, f"source-{os.path.basename(os.path.abspath(source))}-{images}"))
+        return replicate_raw(source, images,
+                             os.path.join(work, f"source-{os.path.basename(os.path.abspath(source))}-{images}"))
     raw = os.path.join(work, f"raw-{images}-{size}")
     if not os.path.exists(os.path.join(raw, "train.csv")):
         synthetic.generate_dataset(raw, images, 0, size, seed=0)
@@ -248,7 +249,8 @@ def main(argv=None):
             statistics.median(conversion_per_image) / statistics.median(decode), 3),
         "ratio_reader_to_opencv_decode": round(statistics.median(decode_reader) / statistics.median(decode), 3),
         "ratio_convert_to_reader_decode": round(statistics.median(conversion) / statistics.median(decode_reader), 3),
-        "peak_rss_mb_largest_process": round(peak_memory_mb(raw, out, args.workers, args.image_format, args.png_compression), 1),
+        "peak_rss_mb_largest_process": round(peak_memory_mb(raw, out, args.workers, args.image_format,
+                                                            args.png_compression), 1),
     }
     shutil.rmtree(out, ignore_errors=True)
     if args.breakdown:

@@ -32,7 +32,8 @@ def machine():
         "os": platform.platform(), "python": platform.python_version(),
         "tensorflow": tf.__version__, "keras": keras.__version__,
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 Linux)"),
-        "predict_auto_precision": precision_lib.inference_precision("auto", len(tf.config.list_physical_devices("GPU")))[0],
+        "predict_auto_precision": precision_lib.inference_precision("auto",
+                                                                    len(tf.config.list_physical_devices("GPU")))[0],
     }
 
 
@@ -43,7 +44,8 @@ def goals(record):
     first = record.get("training", {}).get(record["settings"]["presets"][0], {})
     input_over = first.get("input_over_training")
     # The issue-16 goals are held at the precision predict's auto picks on this CPU.
-    auto = record.get("inference_onednn_bf16" if record["machine"].get("predict_auto_precision") == "bfloat16" else "inference", {})
+    auto = record.get("inference_onednn_bf16" if record["machine"].get("predict_auto_precision") == "bfloat16"
+                      else "inference", {})
     from_source = auto.get("serving_from_source", {}).get("images_per_s")
     share = auto.get("from_files_share_of_added_limit")
     return [
@@ -77,9 +79,11 @@ def table(record):
     if "conversion" in record:
         c = record["conversion"]
         real = "" if c["source"].startswith("synthetic") else f" of {os.path.basename(c['source'])} (real files)"
-        rows.append(f"| conversion, {c['images']} images {c['size']}²{real}, {c['workers']} processes | {_figure(c['convert'])} "
-                    f"| decode limit {_figure(c['decode_limit'])} | {c['convert_share_of_decode_limit']} of the limit "
-                    f"(takes {c['ratio_convert_to_decode']}× its time) | {c['peak_rss_mb_largest_process']:,.0f} MB (largest process) |")
+        rows.append(f"| conversion, {c['images']} images {c['size']}²{real}, {c['workers']} processes "
+                    f"| {_figure(c['convert'])} | decode limit {_figure(c['decode_limit'])} "
+                    f"| {c['convert_share_of_decode_limit']} of the limit "
+                    f"(takes {c['ratio_convert_to_decode']}× its time) "
+                    f"| {c['peak_rss_mb_largest_process']:,.0f} MB (largest process) |")
         rows.append(f"| conversion per image, less the {c['worker_start_s']} s start of its worker processes "
                     f"| {_figure(c['convert_less_worker_start'])} | decode limit | "
                     f"{c['convert_less_worker_start_share_of_decode_limit']} of the limit "
@@ -100,12 +104,13 @@ def table(record):
         reference = f"ResNet50 {_figure(peer['training'])}" if peer and name != PEER else "—"
         label = "keras.applications.ResNet50" if name == PEER else t["model"]
         rows.append(f"| training {label} ({t['parameters'] / 1e6:.2f} M), {t['image_size']}², batch {t['batch']}, "
-                    f"{t['precision']} | {_figure(t['training'])} | {reference} "
-                    f"| {ratio(t['training']['images_per_s'], peer['training']['images_per_s']) if peer else '—'}× the peer"
-                    f"{extra} | {t['peak_rss_mb']:,.0f} MB |")
+                    f"{t['precision']} | {_figure(t['training'])} | {reference} | "
+                    f"{ratio(t['training']['images_per_s'], peer['training']['images_per_s']) if peer else '—'}"
+                    f"× the peer{extra} | {t['peak_rss_mb']:,.0f} MB |")
         if "inference" in t:
-            rows.append(f"| inference {label}, Keras model in graph mode, {t['image_size']}², batch {t['infer_batch']}, "
-                        f"{t['precision']} | {_figure(t['inference'])} | paper {PAPER['images_per_s']:g} img/s "
+            rows.append(f"| inference {label}, Keras model in graph mode, {t['image_size']}², "
+                        f"batch {t['infer_batch']}, {t['precision']} | {_figure(t['inference'])} "
+                        f"| paper {PAPER['images_per_s']:g} img/s "
                         f"| {ratio(t['inference']['images_per_s'], PAPER['images_per_s'])}× the paper "
                         f"| {t['peak_rss_mb']:,.0f} MB |")
         if "training_live_input" in t:
@@ -127,8 +132,9 @@ def table(record):
                             f"img/s | {n[f'{key}_share_of_paper']}× the paper | {n['peak_rss_mb']:,.0f} MB |")
         if "decode_files" in n:
             rows.append(f"| predict's input alone: read, decode, resize {n['source_size']}² PNGs → {n['image_size']}² "
-                        f"| {_figure(n['decode_files'])} | — | predict from files: {n['from_files_share_of_added_limit']} "
-                        f"of the added-cost limit {n['from_files_added_limit_images_per_s']:,} img/s "
+                        f"| {_figure(n['decode_files'])} | — | predict from files: "
+                        f"{n['from_files_share_of_added_limit']} of the added-cost limit "
+                        f"{n['from_files_added_limit_images_per_s']:,} img/s "
                         f"(1 / (1/decode + 1/SavedModel)) | {n['peak_rss_mb']:,.0f} MB |")
     m = record["machine"]
     rows.append("")

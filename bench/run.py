@@ -89,8 +89,10 @@ def parse_args(argv=None):
     parser.add_argument("--infer-batch", type=int, help=f"inference batch (default {FULL['infer_batch']}, the paper's)")
     parser.add_argument("--repeats", type=int, help=f"timed runs of each figure (default {FULL['repeats']})")
     parser.add_argument("--train-steps", type=int, help=f"training steps per timed run (default {FULL['train_steps']})")
-    parser.add_argument("--warmup-steps", type=int, help=f"untimed training steps first (default {FULL['warmup_steps']})")
-    parser.add_argument("--infer-batches", type=int, help=f"inference batches per timed run (default {FULL['infer_batches']})")
+    parser.add_argument("--warmup-steps", type=int,
+                        help=f"untimed training steps first (default {FULL['warmup_steps']})")
+    parser.add_argument("--infer-batches", type=int,
+                        help=f"inference batches per timed run (default {FULL['infer_batches']})")
     parser.add_argument("--predict-images", type=int,
                         help=f"images predicted from files per timed run (default {FULL['predict_images']})")
     parser.add_argument("--presets", help=f"architectures (--arch names: {', '.join(ARCHITECTURES)}) to train, "

@@ -8,7 +8,7 @@ One training command for every machine (README, "Scaling out"):
 | `mirrored` | the GPUs of one machine (`--replicas N`: N of them, or N logical CPUs) | MirroredStrategy |
 | `multiworker` | several machines described by TF_CONFIG | MultiWorkerMirroredStrategy |
 | `tpu` | a Cloud TPU (`--tpu NAME`), data and run folder on gs:// | TPUStrategy |
-| `auto` | TPU if `--tpu` is given, multiworker if TF_CONFIG names more than one worker, mirrored if GPUs are visible (or `--replicas` is given), else default |
+| `auto` | `--tpu`: tpu; TF_CONFIG naming several workers: multiworker; GPUs or `--replicas`: mirrored | that one |
 
 Create the strategy before anything else touches the TensorFlow runtime:
 logical CPU devices and the multi-worker collectives can only be set up then.

@@ -101,6 +101,7 @@ def predict_records(model_path, data_dir, split="test", batch_size=64, tta=None)
 def check_same_classes(model_classes, data_classes, model_path, data_dir):
     """A model trained on one label set refuses data of another (their indices mean different classes)."""
     if list(model_classes) != list(data_classes):
-        model_set, data_set = labels_lib.label_set_of_classes(model_classes), labels_lib.label_set_of_classes(data_classes)
+        model_set, data_set = (labels_lib.label_set_of_classes(model_classes),
+                               labels_lib.label_set_of_classes(data_classes))
         raise PredictError(f"{data_dir}: the dataset's classes ({data_set}, {len(data_classes)}) are not the model's "
                            f"({model_set}, {len(model_classes)}, {model_path}); use a model trained on this label set")

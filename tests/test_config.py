@@ -36,7 +36,8 @@ def test_help_shows_every_default(capsys):
     with pytest.raises(SystemExit):
         train_keras.parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for flag in ("--lr LR peak learning rate", "(default: 0.016)", "--batch-size BATCH_SIZE global batch size (default: 32)",
+    for flag in ("--lr LR peak learning rate", "(default: 0.016)",
+                 "--batch-size BATCH_SIZE global batch size (default: 32)",
                  "--augment-flips, --no-augment-flips", "--tflite"):
         assert flag in text, flag
 

@@ -390,7 +390,8 @@ def test_keras_fit_under_two_workers_still_needs_the_shim(tmp_path):
     probe = "tests/keras_multiworker_probe.py"
     returncodes, outputs = _wait_workers(_start_workers([probe, "upstream"], logs), logs, timeout=180)
     assert returncodes != [0, 0], (f"Keras {keras.__version__} runs fit under MultiWorkerMirroredStrategy without "
-                                   "the shim: keras-team/keras#20585 is fixed; remove protein_location/keras_multiworker.py")
+                                   "the shim: keras-team/keras#20585 is fixed; remove "
+                                   "protein_location/keras_multiworker.py")
     for output in outputs:
         assert "Attempt to convert a value (PerReplica" in output or "Invalid reduction dimension 0" in output, output
 

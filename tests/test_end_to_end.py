@@ -220,8 +220,10 @@ def test_raw_files_and_tfrecords_score_the_same_through_their_signatures(pipelin
         loaded = tf.saved_model.load({str(pipeline['export'] / '1')!r})
         serve = loaded.signatures["serving_default"]
         channels = ["red", "green", "blue", "yellow"]
-        ids = sorted({{p.split("/")[-1].rsplit("_", 1)[0] for p in glob.glob({str(pipeline['raw'] / 'test')!r} + "/*.png")}})[:3]
-        files = {{c: [tf.io.read_file(f"{str(pipeline['raw'] / 'test')}/{{i}}_{{c}}.png") for i in ids] for c in channels}}
+        ids = sorted({{p.split("/")[-1].rsplit("_", 1)[0]
+                       for p in glob.glob({str(pipeline['raw'] / 'test')!r} + "/*.png")}})[:3]
+        files = {{c: [tf.io.read_file(f"{str(pipeline['raw'] / 'test')}/{{i}}_{{c}}.png") for i in ids]
+                  for c in channels}}
         from_files = loaded.signatures["predict_channels"](**{{c: tf.stack(v) for c, v in files.items()}})
         pixels = tf.stack([tf.concat([tf.io.decode_png(files[c][n]) for c in channels], -1) for n in range(len(ids))])
         np.testing.assert_allclose(from_files["probabilities"], serve(image=pixels)["probabilities"], atol=1e-5)

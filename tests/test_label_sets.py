@@ -110,7 +110,8 @@ def _split_of_ids(manifest, out):
     for split, entry in manifest["splits"].items():
         for shard in entry["shards"]:
             for serialized in tf.data.TFRecordDataset(str(out / shard["file"])):
-                example = tf.io.parse_single_example(serialized, {"image/source_id": tf.io.FixedLenFeature([], tf.string)})
+                example = tf.io.parse_single_example(serialized,
+                                                     {"image/source_id": tf.io.FixedLenFeature([], tf.string)})
                 where[example["image/source_id"].numpy().decode()] = (split, shard.get("fold"))
     return where
 

@@ -325,7 +325,8 @@ def test_seresnext_splits_its_bottleneck_into_32_groups_and_trains():
     assert block.output_filters == 64
     # One block trains (the whole model's first train step costs 30 s of set-up on 2 CPU cores).
     block = layers.ResidualBlock(16, block_type="bottleneck", cardinality=32)
-    net = keras.Sequential([keras.Input((8, 8, 32)), block, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)])
+    net = keras.Sequential([keras.Input((8, 8, 32)), block, keras.layers.GlobalAveragePooling2D(),
+                            keras.layers.Dense(1)])
     block.branch_norms[-1].gamma.assign(np.ones(64))  # zero at first: no gradient would reach the branch
     net.compile(keras.optimizers.Adam(1e-2), "mse")  # no weight decay: only a gradient moves the kernel
     before = block.branch_convs[1].kernel.numpy().copy()

@@ -72,7 +72,8 @@ def test_input_scale_takes_z_scores_into_the_backbones_input_space():
 
 
 def test_a_stem_kernel_of_another_shape_is_refused():
-    with pytest.raises(ValueError, match=r"^a three-channel stem kernel has 3 input channels, not shape \(7, 7, 4, 64\)$"):
+    with pytest.raises(ValueError,
+                       match=r"^a three-channel stem kernel has 3 input channels, not shape \(7, 7, 4, 64\)$"):
         pretrained.rgby_stem_kernel(np.zeros((7, 7, 4, 64)))
 
 
@@ -141,4 +142,5 @@ def test_a_frozen_run_changes_only_the_head_and_exports_a_model_that_predicts(co
     run_cli("-m", "protein_location", "predict", "--model", export, "--images", synthetic_dir / "test",
             "--csv", synthetic_dir / "sample_submission.csv", "--out", submission)
     rows = list(csv.DictReader(submission.open()))
-    assert [row["Id"] for row in rows] == [row["Id"] for row in csv.DictReader((synthetic_dir / "sample_submission.csv").open())]
+    assert [row["Id"] for row in rows] == [row["Id"]
+                                           for row in csv.DictReader((synthetic_dir / "sample_submission.csv").open())]

@@ -21,8 +21,8 @@ def preset_arguments(name):
 
 
 def backbone_from_preset(name, **overrides):
-    """An `SEResNetBackbone` of preset `name` (one of `PRESETS`), any of its arguments overridden (`width`, `image_size`,
-    `se_ratio`, `synchronized_bn`, `dtype`, `name`, ...).
+    """An `SEResNetBackbone` of preset `name` (one of `PRESETS`), any of its arguments overridden (`width`,
+    `image_size`, `se_ratio`, `synchronized_bn`, `dtype`, `name`, ...).
 
     Example:
         >>> backbone = backbone_from_preset("seresnet18", width=0.25, image_size=64)

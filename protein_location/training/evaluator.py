@@ -87,8 +87,8 @@ def write_report(config, plan, model, fit, fit_seconds):
     supported = report["val_macro_f1_tuned_min5"]
     print(f"val macro F1 ({config.tta} view{'s' if config.tta > 1 else ''}): {report['val_macro_f1_at_0.5']:.4f} "
           f"at 0.5, {report['val_macro_f1_tuned']:.4f} at per-class thresholds tuned on val (optimistic; "
-          f"{report[f'val_macro_f1_tuned_{other}_views']:.4f} for {other} view{'s' if other > 1 else ''}); tuned over the "
-          f"{report['classes_with_min5_val_examples']} classes with >= 5 val examples: "
+          f"{report[f'val_macro_f1_tuned_{other}_views']:.4f} for {other} view{'s' if other > 1 else ''}); "
+          f"tuned over the {report['classes_with_min5_val_examples']} classes with >= 5 val examples: "
           f"{'n/a' if supported is None else f'{supported:.4f}'}")
     held = f", {held_out.FILE_NAME}" if config.fold is not None else ""
     print(f"run: {config.model_dir} (run.json, best.weights.h5, best.json, model.keras, history.csv, logs/, "
