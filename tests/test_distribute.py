@@ -156,18 +156,20 @@ def test_cli_refuses_a_batch_not_divisible_by_the_replicas(converted_dir, tmp_pa
     assert last_error_line(result) == "error: --batch-size 8 is not divisible by the 3 replicas"
 
 
-def test_tpu_connects_through_the_cluster_resolver():
-    with mock.patch.object(tf.distribute.cluster_resolver, "TPUClusterResolver") as resolver_class, \
-            mock.patch.object(tf.config, "experimental_connect_to_cluster") as connect, \
-            mock.patch.object(tf.tpu.experimental, "initialize_tpu_system") as initialize, \
-            mock.patch.object(tf.distribute, "TPUStrategy") as tpu_strategy:
+def test_tpu_set_up_follows_tensorflows_order_resolve_connect_initialize_then_the_strategy():
+    """No TPU here: TensorFlow's TPU calls are mocks, and what is checked is
+    that our code makes them in the order TensorFlow's TPU guide gives (the
+    system initialized before the strategy is built), with one resolver."""
+    calls = mock.Mock()
+    with mock.patch.object(tf.distribute.cluster_resolver, "TPUClusterResolver", calls.resolve), \
+            mock.patch.object(tf.config, "experimental_connect_to_cluster", calls.connect), \
+            mock.patch.object(tf.tpu.experimental, "initialize_tpu_system", calls.initialize), \
+            mock.patch.object(tf.distribute, "TPUStrategy", calls.strategy):
         strategy = distribute.create_strategy("tpu", tpu="hpa-tpu")
-    resolver = resolver_class.return_value
-    resolver_class.assert_called_once_with(tpu="hpa-tpu")
-    connect.assert_called_once_with(resolver)
-    initialize.assert_called_once_with(resolver)
-    tpu_strategy.assert_called_once_with(resolver)
-    assert strategy is tpu_strategy.return_value
+    resolver = calls.resolve.return_value
+    assert calls.mock_calls == [mock.call.resolve(tpu="hpa-tpu"), mock.call.connect(resolver),
+                                mock.call.initialize(resolver), mock.call.strategy(resolver)]
+    assert strategy is calls.strategy.return_value
     assert precision_lib.default_precision("tpu")[0] == "mixed_bfloat16"
     distribute.check_tpu_paths("gs://bucket/tfrecords/hpa", "gs://bucket/runs/hpa", "gs://bucket/export/hpa")
     with pytest.raises(TrainError, match="^--export must be a gs:// path with --strategy tpu"):
