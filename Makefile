@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+DOCS_INSTALLED := $(VENV)/.docs-installed
 
-# The demo's size: the data and epochs of the defaults sweep (README, "Defaults"),
+# The demo's size: the data and epochs of the defaults sweep (docs/training.md, "Defaults"),
 # minutes on 2 CPU cores. Everything else is train_keras.py's defaults.
 DEMO ?= demo
 DEMO_TRAIN ?= 1200
@@ -18,7 +19,7 @@ DEMO_EPOCHS ?= 20
 DEMO_CROP_EPOCHS ?= 10
 SEED ?= 0
 
-.PHONY: install demo test clean
+.PHONY: install demo test docs clean
 
 install: $(INSTALLED)
 
@@ -55,6 +56,14 @@ PYTEST_WORKERS ?= 2
 test: $(INSTALLED)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests
+
+# The documentation site (mkdocs.yml: docs/ -> site/); --strict fails on any warning, a broken link included.
+$(DOCS_INSTALLED): $(INSTALLED)
+	$(PY) -m pip install --quiet -e ".[docs]"
+	touch $@
+
+docs: $(DOCS_INSTALLED)
+	$(PY) -m mkdocs build --strict
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -44,6 +44,8 @@ setup(
         "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.17,<0.18", "ai-edge-litert>=2.0", "tf2onnx>=1.17",
                  "onnx>=1.17", "onnxruntime>=1.20", "apache-beam>=2.77,<3", "tifffile>=2024.1", "imagecodecs>=2024.1",
                  "jax[cpu]>=0.4.36", "scikit-image>=0.22", "pycocotools>=2.0.7"],
+        # make docs: the documentation site (mkdocs.yml, docs/).
+        "docs": ["mkdocs-material>=9.5,<10"],
     },
     entry_points={
         "console_scripts": [

@@ -1,5 +1,5 @@
 """Cross-validation (`train_keras.py --cv`) against one model, scored on
-held-out images, and the ensemble's inference cost (README, "Cross-validation").
+held-out images, and the ensemble's inference cost (docs/training.md, "Cross-validation").
 
     python -m bench.cv --raw B=/data/hpa_like --out cv/ --folds 5 --seeds 0 1 2
 

@@ -1,5 +1,5 @@
 """The benchmark's record as people read it: the machine, the goals and the
-markdown table README's Benchmarks section holds."""
+markdown table docs/benchmarks.md holds."""
 
 import os
 import platform
@@ -72,7 +72,7 @@ def _figure(part):
 
 
 def table(record):
-    """The markdown table README's Benchmarks section holds."""
+    """The markdown table docs/benchmarks.md holds."""
     s = record["settings"]
     rows = ["| stage | measured: median (min–max) | reference | ratio | peak RSS |",
             "| --- | --- | --- | --- | --- |"]

@@ -1,4 +1,4 @@
-"""The sweep that chose train_keras.py's defaults (README, "Defaults").
+"""The sweep that chose train_keras.py's defaults (docs/training.md, "Defaults").
 
     python -m bench.sweep --raw A=/data/synthA --raw B=/data/hpa_like --out sweep/ \
         --config current="--lr 4e-3" --config lr2e-3="--lr 1.6e-2" --seeds 0 1 2
@@ -118,7 +118,7 @@ def _fallback_below(y_val, p_val, rates, min_support, fallback):
 
 
 def summarize(out_dir):
-    """README's tables from OUT/results.jsonl and the saved probabilities:
+    """docs/training.md's tables from OUT/results.jsonl and the saved probabilities:
     held-out macro F1 (mean ± sample std over seeds) per dataset and config,
     with today's threshold rule; and the threshold rules compared on every run."""
     from protein_location import thresholds

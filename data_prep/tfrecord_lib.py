@@ -49,7 +49,7 @@ def encode_rgby_png(image, compression=0):
     OpenCV writes 4-channel arrays as BGRA, so R and B are swapped going in.
     compression 0 stores pixels unfiltered and uncompressed: about 6x faster
     to encode and faster to decode than OpenCV's default, for shards about
-    1.6x larger (measured on 512 px images, README); 1-9 trade speed for size.
+    1.6x larger (measured on 512 px images, docs/benchmarks.md); 1-9 trade speed for size.
     """
     _check_rgby(image)
     params = [cv2.IMWRITE_PNG_COMPRESSION, compression]

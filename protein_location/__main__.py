@@ -82,8 +82,8 @@ def _parser():
                        help="a cell's confidence: cam, the image's probability times the cell's mean class activation "
                             "over the field's most active cell's; image, the image's probability for every cell; "
                             "blend, the mean of the two; crop, the geometric mean of the image's probability and "
-                            "the cell's own from --crop-model. Default: crop with --crop-model, else blend (README, "
-                            "section 7)")
+                            "the cell's own from --crop-model. Default: crop with --crop-model, else blend "
+                            "(docs/single-cells.md)")
     cells.add_argument("--min-confidence", type=float, default=0.0,
                        help="leave out of the submission a cell's classes below this confidence (mAP counts every "
                             "one, so 0 keeps them all)")

@@ -21,7 +21,7 @@ class AugmentConfig:
     """
 
     # Flips/rotations only by default: at 20 epochs on ~1,000 images the
-    # network underfits, and crop and jitter cost held-out macro F1 (README,
+    # network underfits, and crop and jitter cost held-out macro F1 (docs/training.md,
     # "Defaults"); on more data or longer runs, try them.
     flips: bool = True
     crop_min_area: float = 1.0

@@ -1,6 +1,6 @@
 """Choosing, checking and creating the tf.distribute strategy of a run.
 
-One training command for every machine (README, "Scaling out"):
+One training command for every machine (docs/scaling-out.md):
 
 | `--strategy` | where | strategy |
 | --- | --- | --- |
@@ -101,7 +101,7 @@ def choose_strategy(name, tpu=None, replicas=None, tf_config=None, num_gpus=0):
         raise TrainError(f"--tpu {tpu} needs --strategy tpu (or auto), got --strategy {name}")
     if kind == "multiworker" and tf_config is None:
         raise TrainError("--strategy multiworker needs TF_CONFIG naming the cluster and this task "
-                         "(README, \"Scaling out\")")
+                         "(docs/scaling-out.md)")
     if replicas is not None and kind != "mirrored":
         raise TrainError(f"--replicas applies to --strategy mirrored, and this run uses {kind}")
     if kind == "mirrored" and replicas and num_gpus and replicas > num_gpus:

@@ -37,7 +37,7 @@ def cpu_vendor(cpuinfo="/proc/cpuinfo"):
 def bfloat16_pays(flags, vendor):
     """(whether bfloat16 through oneDNN is faster than float32 on this CPU, why).
 
-    Measured on 2 cores (README, "Benchmarks"): AMD EPYC with AVX512_BF16
+    Measured on 2 cores (docs/benchmarks.md): AMD EPYC with AVX512_BF16
     trains 1.34-1.45x and infers 1.5x faster in bfloat16; an Intel Xeon with
     AVX512_BF16 and no AMX trains at 0.72x and infers at 0.71x of float32.
     AMX (amx_bf16) is Intel's bfloat16 matrix unit, the one oneDNN's bfloat16
@@ -58,7 +58,7 @@ def default_precision(kind, num_gpus=0, cpu_flags=None, vendor=None):
     bfloat16 is the TPU's native type. A machine without GPUs trains in
     mixed_bfloat16 where bfloat16 pays on its CPU (`bfloat16_pays`): 1.45x
     the float32 speed on the demo (2 AMD EPYC cores with AVX512_BF16) at no
-    measured cost in macro F1 (README, "3. Train"). Elsewhere float32: a CPU
+    measured cost in macro F1 (docs/training.md, "3. Train"). Elsewhere float32: a CPU
     without those instructions emulates bfloat16 slowly, and on GPUs
     mixed_float16 is a choice for the user (--precision).
 

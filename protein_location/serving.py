@@ -1,7 +1,7 @@
 """A client of this project's SavedModels: load one, check that it carries
 what labelling needs (signature, thresholds, class names), and read its
 metadata variables. Used by `predict` and `explain`; a TF-only program needs
-none of it (README, "Using the model from your own code")."""
+none of it (docs/inference.md, "Using the model from your own code")."""
 
 import collections
 import os

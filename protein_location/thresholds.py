@@ -10,7 +10,7 @@ DEFAULT_THRESHOLD = 0.5  # the untuned cut report.json compares with
 # the F1-optimal cut sits on one or two examples' scores and does not carry
 # over to new images. Such a class gets the cut that labels as many val images
 # positive as its training frequency predicts (bench/sweep.py measured the
-# rules on held-out images: README, "Defaults").
+# rules on held-out images: docs/training.md, "Defaults").
 MIN_SUPPORT = 5
 
 # thresholds [classes]; each class's val positives; the classes given the rate-matched cut.

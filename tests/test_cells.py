@@ -126,7 +126,8 @@ def test_segmentation_splits_a_confluent_sheet_of_touching_cells():
 
 
 def test_segmentation_of_real_fields_gives_one_nucleus_per_cell(tmp_path):
-    """A 1728 px HPAv18 field and a 512 px Kaggle 2018 one: cell counts around what the eye sees (README)."""
+    """A 1728 px HPAv18 field and a 512 px Kaggle 2018 one: cell counts around what the eye sees
+    (docs/single-cells.md)."""
     for folder, image_id, least, most in (("hpav18", "11088_89_B5_1", 7, 15),
                                            ("kaggle2018", "027a702a-bbca-11e8-b2bc-ac1f6b6435d0", 8, 25)):
         image = raw_images.read_image(str(SAMPLES / folder / "train"), image_id)

@@ -89,7 +89,7 @@ def test_impossible_strategy_requests_name_the_flag():
         (dict(name="tpu"), "--strategy tpu needs --tpu NAME (the Cloud TPU's name, or local on a TPU VM)"),
         (dict(name="mirrored", tpu="hpa-tpu"), "--tpu hpa-tpu needs --strategy tpu (or auto), got --strategy mirrored"),
         (dict(name="multiworker"), ("--strategy multiworker needs TF_CONFIG naming the cluster and this task "
-                                    "(README, \"Scaling out\")")),
+                                    "(docs/scaling-out.md)")),
         (dict(name="default", replicas=2), "--replicas applies to --strategy mirrored, and this run uses default"),
         (dict(name="auto", replicas=2, tf_config=_cluster(2)),
          "--replicas applies to --strategy mirrored, and this run uses multiworker"),
@@ -214,7 +214,7 @@ def test_onednn_conv2d_still_returns_an_empty_batch_unchanged():
     default) conv2d on an empty batch returns its input's shape. Evaluation
     never gives a replica an empty batch (input.eval_padding) whether or not
     this is fixed. When this test fails, TensorFlow has fixed it: remove this
-    test and the oneDNN sentence in README, "Fault tolerance"."""
+    test and the oneDNN sentence in docs/fault-tolerance.md."""
     from tensorflow.python.util import _pywrap_util_port  # the flag TensorFlow logs at start-up
 
     # oneDNN is on by default only on x86 CPUs with AVX512_VNNI, AVX512_BF16 or
@@ -224,7 +224,7 @@ def test_onednn_conv2d_still_returns_an_empty_batch_unchanged():
     kernel = tf.zeros([3, 3, 4, 32])
     empty = tf.nn.conv2d(tf.zeros([0, 64, 64, 4]), kernel, strides=2, padding="SAME")
     assert empty.shape == (0, 64, 64, 4), (f"tf.nn.conv2d on an empty batch now gives {empty.shape}: TensorFlow "
-                                           "fixed it; remove this canary and README's oneDNN sentence")
+                                           "fixed it; remove this canary and docs/fault-tolerance.md's oneDNN sentence")
     assert tf.nn.conv2d(tf.zeros([1, 64, 64, 4]), kernel, strides=2, padding="SAME").shape == (1, 32, 32, 32)
 
 
@@ -423,7 +423,7 @@ def test_default_precision_is_bfloat16_on_tpus_and_cpus_that_compute_it(tmp_path
         "mixed_bfloat16", "this AMD CPU computes bfloat16 natively (avx512_bf16), measured 1.3-1.5x float32; "
                           "--precision float32 to turn off")
     assert precision_lib.default_precision("mirrored", cpu_flags=native, vendor=amd)[0] == "mixed_bfloat16"
-    # Measured slower than float32 on an Intel Xeon with AVX512_BF16 and no AMX (README, "Benchmarks").
+    # Measured slower than float32 on an Intel Xeon with AVX512_BF16 and no AMX (docs/benchmarks.md).
     assert precision_lib.default_precision("default", cpu_flags=native, vendor=intel) == (
         "float32", "avx512_bf16 without AMX on GenuineIntel: bfloat16 measured slower than float32")
     assert precision_lib.default_precision("default", cpu_flags=["avx512_bf16", "amx_bf16"], vendor=intel) == (

@@ -45,7 +45,7 @@ def test_a_run_without_a_best_checkpoint_stops_instead_of_exporting_its_last_wei
 def test_a_run_folder_whose_model_would_run_python_code_is_refused(tmp_path):
     """model.keras is loaded with safe_mode=True: a Lambda layer's Python
     function is never deserialized (a SavedModel, which runs its own graph,
-    must come from a trusted source: README, "Fault tolerance")."""
+    must come from a trusted source: docs/fault-tolerance.md)."""
     inputs = keras.Input((32, 32, 4))
     pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Lambda(lambda image: image * 2.0)(inputs))
     keras.Model(inputs, keras.layers.Dense(28, activation="sigmoid")(pooled)).save(tmp_path / "model.keras")

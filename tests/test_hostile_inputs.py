@@ -345,7 +345,7 @@ def test_tta_1_on_an_8_view_savedmodel_without_single_view_thresholds_says_so(tm
 
 @pytest.mark.slow
 def test_every_signature_returns_an_empty_batch_for_no_images(loaded):
-    """oneDNN's conv2d mishandles an empty batch (README "Fault tolerance"): the signatures never run the
+    """oneDNN's conv2d mishandles an empty batch (docs/fault-tolerance.md): the signatures never run the
     model on one."""
     empty = tf.zeros([0, 32, 32, 4], tf.uint8)
     for name in ("serving_default", "serving_single_view", "gradcam"):

@@ -1,4 +1,4 @@
-"""Layers go one way (README, "Layout"): the core imports nothing else of
+"""Layers go one way (docs/contributing.md, "Layout"): the core imports nothing else of
 ours; the library (`protein_location`) never imports the data creation stage
 (`data_prep`), which is built on top of it; nothing imports in a circle.
 

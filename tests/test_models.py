@@ -15,15 +15,15 @@ from protein_location.models import layers
 from tests.helpers import ROOT
 
 IMAGE_SIZE, WIDTH, BATCH = 32, 0.125, 2
-# Every preset at width 1, 28 classes: what README's table of the models rounds to millions.
+# Every preset at width 1, 28 classes: what the models page's table (docs/models.md) rounds to millions.
 PARAMETER_COUNTS = {"seresnet18": 11_293_724, "seresnet34": 21_481_940, "seresnet50": 26_152_652,
                     "seresnext50": 25_639_628, "densenet121": 7_069_340, "resnet50": 23_648_220,
                     "efficientnetv2b0": 5_955_468, "convnext_tiny": 27_843_196}
 
 
-def readme_millions():
-    """{arch: millions of parameters} as README's table of the models ("## The model") prints them."""
-    text = (ROOT / "README.md").read_text()
+def docs_millions():
+    """{arch: millions of parameters} as the table of the models in docs/models.md prints them."""
+    text = (ROOT / "docs" / "models.md").read_text()
     rows = re.findall(r"^\| (\w+)(?: \(default\))? \| ([0-9.]+) M \|", text, flags=re.MULTILINE)
     return {arch: float(millions) for arch, millions in rows}
 
@@ -307,9 +307,9 @@ def test_class_maps_are_grad_cam_computed_in_closed_form(backbone):
 
 
 @pytest.mark.parametrize("arch", list(models.ARCHITECTURES))
-def test_parameter_counts_match_the_readme(arch):
+def test_parameter_counts_match_the_models_page(arch):
     count = models.build_classifier(arch, image_size=64, num_classes=28).count_params()
-    assert round(count / 1e6, 2) == readme_millions()[arch]
+    assert round(count / 1e6, 2) == docs_millions()[arch]
     assert count == PARAMETER_COUNTS[arch]
 
 

@@ -7,7 +7,7 @@ One process under KERAS_BACKEND=jax, where `import tensorflow` fails
 depths) and one keras.applications backbone (our four-stain stem and head
 around Keras' own network: the other three differ only in Keras' part) build,
 predict and round-trip through `.keras`, as every --arch did when run
-through the same steps by hand (README); seresnet18 and resnet50 also fit a
+through the same steps by hand (docs/models.md); seresnet18 and resnet50 also fit a
 step on NumPy input; and a
 `model.keras` trained here under TensorFlow predicts what it predicts here
 (the fused BatchNorm there, Keras' own on JAX)."""

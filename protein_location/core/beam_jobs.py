@@ -6,7 +6,7 @@ that Beam is installed, turns the `--beam-options` string into Beam's
 
 Without `--beam-options` a pipeline runs on Beam's DirectRunner in this
 machine's processes; with them, on whatever runner they name (Dataflow,
-Flink, Spark), whose workers need this project installed (README, "Scaling
+Flink, Spark), whose workers need this project installed (docs/scaling-out.md, "Scaling
 out the data"). Beam is an extra, `pip install 'protein-location[beam]'`:
 this module imports it only when a pipeline is asked for.
 """

@@ -4,7 +4,7 @@ with TensorFlow imported only when such a path comes.
 
 So the code that reads stain files and writes shards runs without
 TensorFlow: a conversion worker starts as a bare interpreter (about 0.4 s,
-against 6 s with TensorFlow; README, "Scaling out the data") and loads
+against 6 s with TensorFlow; docs/scaling-out.md, "Scaling out the data") and loads
 TensorFlow only if an image needs its decoders or resize.
 """
 

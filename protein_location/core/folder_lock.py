@@ -15,7 +15,7 @@ itself, created if absent; one whose process on this machine is gone is
 taken over, and one from another machine is refused with the path to remove
 if that machine's command is gone. Two commands starting within the same
 second on two machines can both get it (no atomic create through
-tf.io.gfile); README says so.
+tf.io.gfile); docs/fault-tolerance.md says so.
 
 A process may lock a folder it already holds (re-entrant).
 """

@@ -10,7 +10,7 @@ Each record names the format of its image (`image/format`): `png` (schema
 1, the default: a standard RGBA PNG whose channels are R, G, B, Y) or `raw`
 (schema 2: the H x W x 4 uint8 bytes in row-major RGBY order, as numpy lays
 them out). Raw records are the size of uncompressed PNGs and decode 2x
-faster (README, "Benchmarks"); PNG is the documented contract other TF code
+faster (docs/benchmarks.md); PNG is the documented contract other TF code
 reads with `tf.io.decode_png`, and the only one that compresses. A dataset's
 schema version is that of its format, so a PNG dataset is what schema-1
 readers have always read.

@@ -32,7 +32,7 @@ def export_model(model, thresholds, export_base, formats=(), log=print, *, class
     inside the version folder, each checked against the SavedModel.
 
     A mixed-precision model is exported as its float32 twin: the export
-    computes in float32 on any device (README, "3. Train").
+    computes in float32 on any device (docs/training.md, "3. Train").
     Everything is written and checked in a temporary folder that is renamed
     to the version number only at the end (the module docstring): a TF
     Serving instance polling the base never sees a partial or failed

@@ -220,7 +220,7 @@ class Signatures:
 
     def probabilities_of(self, pixels):
         """The model's probabilities; an empty batch gives an empty batch (oneDNN's conv2d mishandles
-        one: README "Fault tolerance")."""
+        one: docs/fault-tolerance.md)."""
         return tf.cond(tf.shape(pixels)[0] > 0, lambda: self.forward(pixels),
                        lambda: tf.zeros([0, self.num_classes]))
 

@@ -211,7 +211,7 @@ def make_datasets(config, plan, start_epoch=0):
 
     # Several replicas evaluate whole padded batches: a partial last batch
     # would leave a replica an empty one (which oneDNN's conv2d mishandles,
-    # README "Fault tolerance"), and a TPU needs static shapes.
+    # docs/fault-tolerance.md), and a TPU needs static shapes.
     if plan.strategy.num_replicas_in_sync == 1:
         return train_data, val_dataset(), None
     val_steps = input_lib.split_padding(config.data, "val", config.batch_size, plan.pipelines, config.fold).steps
