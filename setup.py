@@ -9,7 +9,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["protein_location", "protein_location.*", "data_prep", "data_prep.*"]),
-    py_modules=["train_keras"],
+    py_modules=["train_keras", "protein_location_command"],
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.15,<4",
@@ -49,7 +49,8 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "protein-location=protein_location.__main__:main",
+            # One front door to every stage; the stages' own entry points stay.
+            "protein-location=protein_location_command:main",
             "hpa-data-prep=data_prep.__main__:main",
             "hpa-train=train_keras:main",
         ]

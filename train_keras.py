@@ -7,11 +7,12 @@ import argparse
 import sys
 
 
-def parse_args(argv=None):
+def parse_args(argv=None, prog=None):
     """The flags: one per TrainConfig field (training/config.py), and the export formats."""
     from protein_location.training import config as config_lib
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     config_lib.add_flags(parser)
     parser.add_argument("--tflite", action="store_true",
                         help="with --export: also model.tflite (float32) in the SavedModel's version folder")
@@ -23,12 +24,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv=None, prog=None):
     # First: a SIGTERM while TensorFlow is imported (seconds) ends in one line too.
     from protein_location.core.command_line import run_command
 
     def work():
-        args = parse_args(argv)
+        args = parse_args(argv, prog)
         from protein_location.export import export_formats_of
         from protein_location.training import config as config_lib, train
 

@@ -8,8 +8,8 @@ import time
 from data_prep import workers
 
 
-def _parser():
-    parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__)
+def _parser(prog=None):
+    parser = argparse.ArgumentParser(prog=prog or "python -m data_prep", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     formatter = argparse.ArgumentDefaultsHelpFormatter
 
@@ -105,8 +105,9 @@ def _parser():
     return parser
 
 
-def main(argv=None):
-    args = _parser().parse_args(argv)
+def main(argv=None, prog=None):
+    """The command line `argv` (default: sys.argv[1:]); `prog` names it in usage lines."""
+    args = _parser(prog).parse_args(argv)
     # Imported here so `--help` answers without loading TensorFlow.
     from protein_location.core.command_line import run_command
 

@@ -6,8 +6,8 @@ import sys
 from protein_location import precision as precision_lib  # no TensorFlow at import
 
 
-def _parser():
-    parser = argparse.ArgumentParser(prog="python -m protein_location", description=__doc__)
+def _parser(prog=None):
+    parser = argparse.ArgumentParser(prog=prog or "python -m protein_location", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     formatter = argparse.ArgumentDefaultsHelpFormatter
 
@@ -185,8 +185,9 @@ def _export(args):
                         tta_thresholds=thresholds.tta if views == 8 else None)
 
 
-def main(argv=None):
-    args = _parser().parse_args(argv)
+def main(argv=None, prog=None):
+    """The command line `argv` (default: sys.argv[1:]); `prog` names it in usage lines."""
+    args = _parser(prog).parse_args(argv)
     from protein_location.core.command_line import run_command
 
     return run_command(lambda: _run(args), verbose=args.verbose)

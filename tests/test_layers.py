@@ -84,3 +84,11 @@ def test_nothing_imports_in_a_circle():
         if name not in done:
             visit(name, [name])
     assert cycles == []
+
+
+def test_nothing_imports_the_entry_points_above_the_stages():
+    """`protein_location_command` (the front door) and `train_keras.py` sit on
+    top of both stages; a stage importing them would go up."""
+    offenders = sorted(name for name, imported in import_graph().items()
+                       if imported & {"protein_location_command", "train_keras"})
+    assert offenders == []
