@@ -313,8 +313,8 @@ def test_parameter_counts_match_the_models_page(arch):
     assert count == PARAMETER_COUNTS[arch]
 
 
-def test_unknown_preset_is_named_in_the_error():
-    expected = "unknown --arch 'resnet9'; choose one of seresnet18, seresnet34, seresnet50, seresnext50"
+def test_unknown_preset_is_named_in_the_error_by_its_argument():
+    expected = "unknown `arch` 'resnet9'; choose one of seresnet18, seresnet34, seresnet50, seresnext50"
     for build in (models.build_seresnet, models.backbone_from_preset):
         with pytest.raises(ValueError) as error:
             build("resnet9")

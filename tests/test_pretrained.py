@@ -12,7 +12,7 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 
 from protein_location import models
-from protein_location.core.errors import WeightsError
+from protein_location.core.errors import WeightsError, naming_flags
 from protein_location.models import application_backbone, pretrained
 from tests.helpers import last_error_line, run_cli
 
@@ -84,14 +84,15 @@ def test_a_failed_download_is_one_line_naming_the_offline_way(monkeypatch):
     monkeypatch.setattr("keras.src.utils.file_utils.get_file", no_internet)
     with pytest.raises(WeightsError) as error:
         models.build_classifier("densenet121", image_size=32, weights="imagenet")
-    assert str(error.value) == (
-        "--weights imagenet: Keras could not download the ImageNet weights of densenet121 (URL fetch failure on "
+    assert str(error.value) == (  # from Python the argument is named; the command line names the flag
+        "`weights` imagenet: Keras could not download the ImageNet weights of densenet121 (URL fetch failure on "
         "https://storage.googleapis.com/x.h5: None -- [Errno -3] no network); download them where there is internet "
-        "and pass --weights PATH, or train from scratch with --weights none")
+        "and pass `weights` PATH, or train from scratch with `weights` none")
+    assert naming_flags(error.value).endswith("and pass --weights PATH, or train from scratch with --weights none")
 
 
 def test_a_weights_file_of_another_network_is_one_line(tmp_path, resnet50_file):
-    with pytest.raises(WeightsError, match=r"^--weights .*resnet50_notop.h5: not a Keras weights file of densenet121 "
+    with pytest.raises(WeightsError, match=r"^`weights` .*resnet50_notop.h5: not a Keras weights file of densenet121 "
                                            r"without its top \("):
         models.build_classifier("densenet121", image_size=32, weights=str(resnet50_file[0]))
 

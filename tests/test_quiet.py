@@ -1,5 +1,6 @@
-"""A command prints its own lines only; `--verbose` (or TF_CPP_MIN_LOG_LEVEL)
-brings TensorFlow's start-up lines back (core/quiet.py)."""
+"""What a command prints: its own lines only, `--verbose` (or
+TF_CPP_MIN_LOG_LEVEL) bringing TensorFlow's start-up lines back
+(core/quiet.py), and a library error's arguments as its flags (core/errors.py)."""
 
 import os
 import subprocess
@@ -38,3 +39,12 @@ def test_what_a_failing_block_printed_below_python_is_replayed_and_a_quiet_one_i
             os.write(2, b"why it failed\n")
             raise ImportError("no such library")
     assert capfd.readouterr().err == "why it failed\n"
+
+
+def test_the_command_line_names_the_flag_of_an_argument_a_library_error_names():
+    from protein_location.core.errors import naming_flags
+
+    message = "`weights` x.h5: not a file of `arch` resnet50; see `python -m data_prep convert`"
+    assert naming_flags(message) == "--weights x.h5: not a file of --arch resnet50; see `python -m data_prep convert`"
+    assert naming_flags("`image_size` 0", {"image_size": "--size"}) == "--size 0"
+    assert naming_flags("`crop_model_path` x") == "--crop-model-path x"

@@ -6,7 +6,7 @@ traceback. Used by `train_keras.py`, `python -m data_prep` and
 import sys
 
 from protein_location.core import quiet, stop_signals
-from protein_location.core.errors import ProteinLocationError
+from protein_location.core.errors import ProteinLocationError, naming_flags
 
 
 def run_command(work, verbose=False):
@@ -19,7 +19,7 @@ def run_command(work, verbose=False):
             quiet.start_tensorflow_quietly(verbose)
             work()
         except ProteinLocationError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {naming_flags(error)}", file=sys.stderr)
             return 1
         except stop_signals.StopRequested as stop:
             print(f"error: {stop}", file=sys.stderr)

@@ -3,7 +3,16 @@
 (`error: ...`, exit code 1) naming the flag, file or Id and what to do.
 
 They subclass ValueError: a bad request is a bad value.
+
+A library message names a function's argument in backticks (`arch`), so
+that it reads right from Python; the command line prints the same message
+through `naming_flags`, where `arch` becomes --arch.
 """
+
+import re
+
+# An argument named in a message: one identifier in backticks (a command in backticks has spaces).
+_ARGUMENT = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 
 class ProteinLocationError(ValueError):
@@ -61,3 +70,11 @@ class FolderInUseError(ProteinLocationError):
 
 class CellsError(ProteinLocationError):
     """Bad single-cell input (masks, label images, per-cell truth): one line naming the file or Id."""
+
+
+def naming_flags(message, flags=None):
+    """`message` as the command line says it: each argument named in
+    backticks becomes its flag, `flags[name]` or --name-with-dashes."""
+    flags = flags or {}
+    return _ARGUMENT.sub(lambda found: flags.get(found.group(1), "--" + found.group(1).replace("_", "-")),
+                         str(message))

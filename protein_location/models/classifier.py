@@ -14,16 +14,16 @@ ARCHITECTURES = (*PRESETS, *APPLICATIONS)
 
 
 def check_arch_request(arch, width=1.0, weights=None):
-    """A ValueError in one line, naming the flag, for an `--arch` that cannot
+    """A ValueError in one line, naming the argument, for an `arch` that cannot
     be built as asked: an unknown one, pretrained `weights` for a preset, or
     a `width` other than 1 for a keras.applications backbone."""
     if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        raise ValueError(f"unknown `arch` {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     if arch in PRESETS and weights is not None:
-        raise ValueError(f"--weights {weights}: pretrained weights are for the keras.applications backbones "
-                         f"({', '.join(APPLICATIONS)}); --arch {arch} trains from scratch")
+        raise ValueError(f"`weights` {weights}: pretrained weights are for the keras.applications backbones "
+                         f"({', '.join(APPLICATIONS)}); `arch` {arch} trains from scratch")
     if arch in APPLICATIONS and width != 1:
-        raise ValueError(f"--width {width:g}: --arch {arch} has one width; --width is for the presets "
+        raise ValueError(f"`width` {width:g}: `arch` {arch} has one width; `width` is for the presets "
                          f"{', '.join(PRESETS)}")
 
 

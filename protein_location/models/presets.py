@@ -16,7 +16,7 @@ def preset_arguments(name):
     """The `SEResNetBackbone` arguments of preset `name`; a ValueError naming
     the presets for an unknown one."""
     if name not in PRESETS:
-        raise ValueError(f"unknown --arch {name!r}; choose one of {', '.join(PRESETS)}")
+        raise ValueError(f"unknown `arch` {name!r}; choose one of {', '.join(PRESETS)}")
     return dict(PRESETS[name])
 
 
