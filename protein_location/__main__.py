@@ -229,7 +229,7 @@ def _run(args):
             output_files.check_output_dir(args.overlays, "--overlays")
         ids = read_ids(args.csv) if args.csv else list_image_ids(args.images)
         done = locate.locate_cells(args.model, args.images, ids, args.out, table, args.overlays, args.masks,
-                                   args.cell_scores, args.min_confidence, crop_model_path=args.crop_model)
+                                   args.cell_scores, args.min_confidence, crop_model=args.crop_model)
         print(f"cells: {done['cells']} cells in {done['images']} images -> {args.out} (per cell: {table})")
     elif args.command == "explain":
         from protein_location import explain

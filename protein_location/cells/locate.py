@@ -31,7 +31,7 @@ CROP_BATCH = 64
 SUBMISSION_COLUMNS = ("ID", "ImageWidth", "ImageHeight", "PredictionString")
 
 
-def cell_confidences(heatmaps, probabilities, cells, how="blend", crop_probabilities=None):
+def cell_confidences(heatmaps, probabilities, cells, cell_scores="blend", crop_probabilities=None):
     """[number of cells, classes] confidences of the cells 1..n of label image `cells` [H, W].
 
     heatmaps: the class activation maps [S, S, classes] over the whole field
@@ -56,16 +56,16 @@ def cell_confidences(heatmaps, probabilities, cells, how="blend", crop_probabili
     """
     count = int(cells.max())
     probabilities = np.asarray(probabilities, np.float32)
-    if how == "crop":
+    if cell_scores == "crop":
         if crop_probabilities is None:
-            raise CellsError("--cell-scores crop needs a crop-level model (--crop-model)")
+            raise CellsError("`cell_scores` crop needs the crop-level model's probabilities")
         return np.sqrt(probabilities * np.asarray(crop_probabilities, np.float32))
-    if how == "image" or count == 0:
+    if cell_scores == "image" or count == 0:
         return np.tile(probabilities, (count, 1))
     activation = cell_means(np.asarray(heatmaps, np.float32), cells)
     peak = activation.max(axis=0)
     share = np.where(peak > 0, activation / np.where(peak > 0, peak, 1), 1.0)
-    if how == "blend":
+    if cell_scores == "blend":
         share = (1.0 + share) / 2
     return probabilities * share
 
@@ -122,19 +122,19 @@ def load_crop_model(crop_model_path, class_names):
 
 
 def locate_cells(model_path, images_dir, ids, out_path, table_path, overlays_dir=None, masks_dir=None,
-                 how=None, min_confidence=0.0, params=segmentation.SegmentationParams(), crop_model_path=None):
+                 cell_scores=None, min_confidence=0.0, params=segmentation.SegmentationParams(), crop_model=None):
     """Writes the submission `out_path` and the per-cell table `table_path`
-    for the Ids `ids`; returns {"images": n, "cells": total}. `how` (one of
-    CELL_SCORES) defaults to "crop" with a crop-level model `crop_model_path`,
-    else to "blend"."""
-    how = how or ("crop" if crop_model_path else "blend")
-    if how not in CELL_SCORES:
-        raise CellsError(f"--cell-scores must be one of {', '.join(CELL_SCORES)}, got {how!r}")
-    if how == "crop" and not crop_model_path:
-        raise CellsError("--cell-scores crop needs a crop-level model (--crop-model)")
+    for the Ids `ids`; returns {"images": n, "cells": total}. `cell_scores`
+    (one of CELL_SCORES) defaults to "crop" with a crop-level SavedModel
+    `crop_model`, else to "blend"."""
+    cell_scores = cell_scores or ("crop" if crop_model else "blend")
+    if cell_scores not in CELL_SCORES:
+        raise CellsError(f"`cell_scores` must be one of {', '.join(CELL_SCORES)}, got {cell_scores!r}")
+    if cell_scores == "crop" and not crop_model:
+        raise CellsError("`cell_scores` crop needs a crop-level model (`crop_model`)")
     loaded, gradcam = serving.load_saved_model(model_path, signatures.GRADCAM_SIGNATURE)
     class_names = serving.class_names_of(loaded, model_path)
-    crop_model = load_crop_model(crop_model_path, class_names) if how == "crop" else None
+    crop_serving = load_crop_model(crop_model, class_names) if cell_scores == "crop" else None
     raw_images.check_images_dir(images_dir)
     if overlays_dir:
         file_system.makedirs(overlays_dir)
@@ -152,9 +152,9 @@ def locate_cells(model_path, images_dir, ids, out_path, table_path, overlays_dir
             else:
                 cells = segmentation.segment_cells(image, params=params)[0]
             outputs = gradcam(image=tf.constant(image[np.newaxis]))
-            own = crop_probabilities(crop_model, image, cells) if crop_model else None
+            own = crop_probabilities(crop_serving, image, cells) if crop_serving else None
             confidences = cell_confidences(outputs["heatmaps"].numpy()[0], outputs["probabilities"].numpy()[0],
-                                           cells, how, own)
+                                           cells, cell_scores, own)
             entries = []
             for value, row in enumerate(confidences, start=1):
                 mask = cells == value
