@@ -55,9 +55,10 @@ def held_out_scores(run_dir, test_data, folds, batch_size, image_size):
     import keras
 
     from protein_location import thresholds as thresholds_lib
+    from protein_location.core.thresholds_file import ThresholdsFile
     from protein_location.training import evaluator
 
-    cv_thresholds = json.load(open(os.path.join(run_dir, "thresholds.json")))
+    cv_thresholds = ThresholdsFile.read(run_dir)
     per_fold, probabilities = {"fold_own": [], "fold_oof": []}, []
     y_test = None
     for fold in range(folds):
@@ -65,15 +66,14 @@ def held_out_scores(run_dir, test_data, folds, batch_size, image_size):
         model = keras.models.load_model(os.path.join(fold_dir, "model.keras"), safe_mode=True, compile=False)
         y_test, views = evaluator.predict_views(model, test_data, "train", batch_size, image_size)
         probabilities.append(views)
-        own = json.load(open(os.path.join(fold_dir, "thresholds.json")))
-        per_fold["fold_own"].append(thresholds_lib.macro_f1(y_test, views[0] >= own["single_view_thresholds"]))
-        per_fold["fold_oof"].append(
-            thresholds_lib.macro_f1(y_test, views[0] >= cv_thresholds["single_view_thresholds"]))
+        own = ThresholdsFile.read(fold_dir)
+        per_fold["fold_own"].append(thresholds_lib.macro_f1(y_test, views[0] >= own.single_view))
+        per_fold["fold_oof"].append(thresholds_lib.macro_f1(y_test, views[0] >= cv_thresholds.single_view))
     mean = np.mean(probabilities, axis=0)  # [8, n, C]
     result = {key: float(np.mean(values)) for key, values in per_fold.items()}
     result.update({f"{key}_each": [round(v, 4) for v in values] for key, values in per_fold.items()})
-    result["ensemble"] = thresholds_lib.macro_f1(y_test, mean[0] >= cv_thresholds["single_view_thresholds"])
-    result["ensemble_8view"] = thresholds_lib.macro_f1(y_test, mean.mean(0) >= cv_thresholds["tta_thresholds"])
+    result["ensemble"] = thresholds_lib.macro_f1(y_test, mean[0] >= cv_thresholds.single_view)
+    result["ensemble_8view"] = thresholds_lib.macro_f1(y_test, mean.mean(0) >= cv_thresholds.tta)
     return result
 
 

@@ -261,3 +261,27 @@ def test_a_mixed_precision_model_exports_and_converts_as_its_float32_twin(tmp_pa
     path = export.export_model(model, thresholds, str(tmp_path / "export"), formats=("tflite",), log=lambda _: None,
                             class_names=labels_lib.CLASS_NAMES)
     np.testing.assert_allclose(formats.saved_model_probabilities(path, images), expected, atol=1e-6)
+
+
+def test_thresholds_json_is_read_back_as_written_and_a_file_of_an_earlier_version_too(tmp_path):
+    from protein_location.core.thresholds_file import ThresholdsFile
+
+    names = tuple(labels_lib.CLASS_NAMES)
+    written = ThresholdsFile(names, np.full(28, 0.25, np.float32), np.full(28, 0.75, np.float32), views=8,
+                             rule="a rule", folds=5, tuned_on="all of them")
+    written.write(str(tmp_path))
+    content = json.loads((tmp_path / "thresholds.json").read_text())
+    assert content["label_set"] == "hpa2018" and content["thresholds"] == [0.75] * 28  # serving_default's: 8 views
+    read = ThresholdsFile.read(str(tmp_path))
+    assert (read.class_names, read.views, read.rule, read.folds, read.tuned_on) == (names, 8, "a rule", 5,
+                                                                                   "all of them")
+    np.testing.assert_array_equal(read.single_view, written.single_view)
+    np.testing.assert_array_equal(read.serving, written.tta)
+    # Before single_view_thresholds, tta_thresholds and views were written: one view's thresholds only.
+    (tmp_path / "thresholds.json").write_text(json.dumps({"thresholds": [0.5] * 28, "class_names": list(names)}))
+    early = ThresholdsFile.read(str(tmp_path))
+    assert (early.views, early.tta, early.folds, early.rule) == (1, None, 0, None)
+    np.testing.assert_array_equal(early.serving, np.full(28, 0.5, np.float32))
+    (tmp_path / "thresholds.json").write_text(json.dumps({"class_names": list(names)}))
+    with pytest.raises(ValueError, match=r"^not a thresholds file \('thresholds'\)$"):
+        ThresholdsFile.read(str(tmp_path))

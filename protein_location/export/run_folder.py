@@ -3,46 +3,34 @@ its model.keras (loaded with safe_mode=True), or a cross-validated run's K
 fold models as one ensemble, and thresholds.json, once its run.json says
 training is over."""
 
-import collections
-import json
 import posixpath
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from protein_location import models
-from protein_location.core import run_state
+from protein_location.core import run_state, thresholds_file
 from protein_location.core.errors import ExportError
-
-# A run's thresholds.json: single-view thresholds, those tuned on the mean of
-# the 8 flips/rotations (None in a file written before they were), and the
-# views serving_default applies (the run's --tta).
-RunThresholds = collections.namedtuple("RunThresholds", ["single_view", "tta", "views"])
 
 
 def load_run(model_dir):
-    """A training run folder -> (its model, its thresholds.json as
-    RunThresholds, their class names). The model is the run's model.keras
-    (loaded with safe_mode=True), or for a cross-validated run (`--cv`) the
+    """A training run folder -> (its model, its thresholds.json as a
+    core.thresholds_file.ThresholdsFile, their class names). The model is
+    the run's model.keras (loaded with safe_mode=True), or for a
+    cross-validated run (`--cv`) the
     `models.EnsembleClassifier` of its K folds' model.keras files."""
-    thresholds_path = posixpath.join(model_dir, "thresholds.json")
+    thresholds_path = thresholds_file.path_in(model_dir)
     check_run_finished(model_dir)
     if not tf.io.gfile.exists(thresholds_path):
         # A run writes model.keras first: a folder without both is no run at all.
         missing = "thresholds.json" if tf.io.gfile.exists(posixpath.join(model_dir, "model.keras")) else "model.keras"
         raise ExportError(f"{model_dir}: no {missing} here; train a run with `train_keras.py --model-dir` first")
     try:
-        with tf.io.gfile.GFile(thresholds_path, "r") as f:
-            content = json.load(f)
-        single_view = np.asarray(content.get("single_view_thresholds", content["thresholds"]), np.float32)
-        tta = content.get("tta_thresholds")
-        tta = None if tta is None else np.asarray(tta, np.float32)
-        views = int(content.get("views", 1))
-        class_names = [str(name) for name in content["class_names"]]
-        folds = int(content.get("folds") or 0)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise ExportError(f"{thresholds_path}: not a thresholds file ({error})") from None
+        thresholds = thresholds_file.ThresholdsFile.read(model_dir)
+    except ValueError as error:
+        raise ExportError(f"{thresholds_path}: {error}") from None
+    folds, single_view, tta, class_names = (thresholds.folds, thresholds.single_view, thresholds.tta,
+                                            list(thresholds.class_names))
     if folds:
         members = []
         for fold in range(folds):
@@ -55,7 +43,7 @@ def load_run(model_dir):
     if single_view.shape != (width,) or len(class_names) != width or (tta is not None and tta.shape != (width,)):
         raise ExportError(f"{thresholds_path}: expected {width} thresholds and class names (the model's outputs), "
                           f"found {single_view.size} and {len(class_names)}")
-    return model, RunThresholds(single_view, tta, views), class_names
+    return model, thresholds, class_names
 
 
 def _load_model(model_dir):

@@ -29,8 +29,8 @@ import numpy as np
 import tensorflow as tf
 
 from protein_location import distribute, export, report as report_lib, thresholds as thresholds_lib
-from protein_location.core import folder_lock, json_files, labels as labels_lib, manifest as manifest_lib
-from protein_location.core import output_files, run_state, stop_signals
+from protein_location.core import folder_lock, json_files, manifest as manifest_lib
+from protein_location.core import output_files, run_state, stop_signals, thresholds_file
 from protein_location.core.errors import TrainError
 from protein_location.core.run_state import EVALUATED, TRAINING, RunState
 from protein_location.training import checkpoints, config as config_lib, held_out, run_folder, trainer
@@ -226,16 +226,10 @@ def gather(config, manifest, folds):
     probabilities = {1: views[0], 8: views.mean(axis=0)}
     tuned = {n: thresholds_lib.tune_thresholds(y_true, probabilities[n], train_rates) for n in (1, 8)}
     class_names = manifest_lib.class_names(manifest)
-    json_files.write_json_atomic(posixpath.join(config.model_dir, "thresholds.json"), {
-        "label_set": labels_lib.label_set_of_classes(class_names),
-        "class_names": class_names,
-        "views": config.tta, "thresholds": tuned[config.tta].thresholds.tolist(),
-        "single_view_thresholds": tuned[1].thresholds.tolist(),
-        "tta_thresholds": tuned[8].thresholds.tolist(),
-        "rule": thresholds_lib.threshold_rule(),
-        "folds": folds,
-        "tuned_on": f"the out-of-fold predictions of all {len(ids)} training images",
-    })
+    thresholds_file.ThresholdsFile(tuple(class_names), tuned[1].thresholds, tuned[8].thresholds, views=config.tta,
+                                   rule=thresholds_lib.threshold_rule(), folds=folds,
+                                   tuned_on=f"the out-of-fold predictions of all {len(ids)} training images",
+                                   ).write(config.model_dir)
     fold_reports = [json_files.read_json(posixpath.join(fold_dir, "report.json")) for fold_dir in fold_dirs]
     per_fold = [{
         "fold": fold, "val_examples": r["val_examples"], "val_macro_auc": r["val_macro_auc"],

@@ -9,7 +9,7 @@ import numpy as np
 
 from protein_location import augment, distribute, input as input_lib, report as report_lib
 from protein_location import thresholds as thresholds_lib
-from protein_location.core import json_files, labels as labels_lib, manifest as manifest_lib, output_files
+from protein_location.core import json_files, manifest as manifest_lib, output_files, thresholds_file
 from protein_location.training import checkpoints, held_out
 
 
@@ -51,15 +51,9 @@ def write_report(config, plan, model, fit, fit_seconds):
              8: thresholds_lib.tune_thresholds(y_true, y_views.mean(axis=0), train_rates)}
     y_prob = y_views[0] if config.tta == 1 else y_views.mean(axis=0)
     class_names = manifest_lib.class_names(plan.manifest)
-    json_files.write_json_atomic(posixpath.join(config.model_dir, "thresholds.json"), {
-        "label_set": labels_lib.label_set_of_classes(class_names),
-        "class_names": class_names,
-        # serving_default's views and thresholds; the export serves both kinds.
-        "views": config.tta, "thresholds": tuned[config.tta].thresholds.tolist(),
-        "single_view_thresholds": tuned[1].thresholds.tolist(),
-        "tta_thresholds": tuned[8].thresholds.tolist(),
-        "rule": thresholds_lib.threshold_rule(),
-    })
+    # serving_default's views are the run's --tta; the export serves both kinds.
+    thresholds_file.ThresholdsFile(tuple(class_names), tuned[1].thresholds, tuned[8].thresholds, views=config.tta,
+                                   rule=thresholds_lib.threshold_rule()).write(config.model_dir)
     run_info = {
         "arch": config.arch, "width": config.width, "weights": config.weights, "freeze_epochs": config.freeze_epochs,
         "backbone_lr_scale": config.backbone_lr_scale, "epochs": config.epochs, "batch_size": config.batch_size,
