@@ -38,7 +38,12 @@ def main(argv=None, prog=None):
         train(config_lib.config_from_args(args, export_formats=formats))
 
     # Known before the flags are parsed: parsing them imports TensorFlow.
-    return run_command(work, verbose="--verbose" in (sys.argv[1:] if argv is None else argv))
+    def flag_names():
+        from protein_location.training import config as config_lib
+
+        return config_lib.flag_names()
+
+    return run_command(work, verbose="--verbose" in (sys.argv[1:] if argv is None else argv), flags=flag_names)
 
 
 if __name__ == "__main__":

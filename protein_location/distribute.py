@@ -27,7 +27,7 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 # --lr is the peak rate at this global batch; the rate used scales linearly
 # with the global batch (Goyal et al. 2017; the rule MAE and DeiT use with AdamW).
 REFERENCE_BATCH = 256
-_TPU_PATH_FLAGS = ("--data", "--model-dir", "--export")
+_TPU_PATH_ARGUMENTS = ("data", "model_dir", "export_dir")
 
 
 def scaled_learning_rate(reference_rate, global_batch):
@@ -77,16 +77,17 @@ def count_workers(resolver):
     return sum(spec.num_tasks(task) for task in ("chief", "worker") if task in spec.jobs)
 
 
-def choose_strategy(name, tpu=None, replicas=None, tf_config=None, num_gpus=0):
+def choose_strategy(strategy, tpu=None, replicas=None, tf_config=None, num_gpus=0):
     """The strategy kind a run uses ("default", "mirrored", "multiworker",
-    "tpu"), from --strategy, --tpu, --replicas, TF_CONFIG (`read_tf_config`'s
-    resolver) and the visible GPUs; raises TrainError for a request that cannot run."""
-    if name not in STRATEGIES:
-        raise TrainError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
+    "tpu"), from the `strategy` asked for, `tpu`, `replicas`, TF_CONFIG
+    (`read_tf_config`'s resolver) and the visible GPUs; raises TrainError
+    for a request that cannot run."""
+    if strategy not in STRATEGIES:
+        raise TrainError(f"`strategy` must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if replicas is not None and replicas < 1:
-        raise TrainError(f"--replicas must be at least 1, got {replicas}")
-    kind = name
-    if name == "auto":
+        raise TrainError(f"`replicas` must be at least 1, got {replicas}")
+    kind = strategy
+    if strategy == "auto":
         if tpu:
             kind = "tpu"
         elif count_workers(tf_config) > 1:
@@ -96,24 +97,24 @@ def choose_strategy(name, tpu=None, replicas=None, tf_config=None, num_gpus=0):
         else:
             kind = "default"
     if kind == "tpu" and not tpu:
-        raise TrainError("--strategy tpu needs --tpu NAME (the Cloud TPU's name, or local on a TPU VM)")
+        raise TrainError("`strategy` tpu needs `tpu` NAME (the Cloud TPU's name, or local on a TPU VM)")
     if tpu and kind != "tpu":
-        raise TrainError(f"--tpu {tpu} needs --strategy tpu (or auto), got --strategy {name}")
+        raise TrainError(f"`tpu` {tpu} needs `strategy` tpu (or auto), got `strategy` {strategy}")
     if kind == "multiworker" and tf_config is None:
-        raise TrainError("--strategy multiworker needs TF_CONFIG naming the cluster and this task "
+        raise TrainError("`strategy` multiworker needs TF_CONFIG naming the cluster and this task "
                          "(docs/scaling-out.md)")
     if replicas is not None and kind != "mirrored":
-        raise TrainError(f"--replicas applies to --strategy mirrored, and this run uses {kind}")
+        raise TrainError(f"`replicas` applies to `strategy` mirrored, and this run uses {kind}")
     if kind == "mirrored" and replicas and num_gpus and replicas > num_gpus:
-        raise TrainError(f"--replicas {replicas} is more than the {num_gpus} visible GPUs")
+        raise TrainError(f"`replicas` {replicas} is more than the {num_gpus} visible GPUs")
     return kind
 
 
 def check_tpu_paths(data, model_dir, export_dir=None):
     """A Cloud TPU reads and writes through Cloud Storage only: every path must be gs://."""
-    for flag, path in zip(_TPU_PATH_FLAGS, (data, model_dir, export_dir)):
+    for argument, path in zip(_TPU_PATH_ARGUMENTS, (data, model_dir, export_dir)):
         if path is not None and not str(path).startswith("gs://"):
-            raise TrainError(f"{flag} must be a gs:// path with --strategy tpu (the TPU reads and writes "
+            raise TrainError(f"`{argument}` must be a gs:// path with `strategy` tpu (the TPU reads and writes "
                              f"Cloud Storage only), got {path}")
 
 
@@ -133,7 +134,7 @@ def create_strategy(kind, replicas=None, tpu=None):
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
-    raise TrainError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {kind!r}")
+    raise TrainError(f"`strategy` must be one of {', '.join(STRATEGIES)}, got {kind!r}")
 
 
 def _mirrored_devices(replicas):
@@ -149,7 +150,7 @@ def _mirrored_devices(replicas):
         pass
     devices = [device.name for device in tf.config.list_logical_devices("CPU")]
     if replicas and len(devices) < replicas:
-        raise TrainError(f"--replicas {replicas}: this process already has {len(devices)} CPU device(s); "
+        raise TrainError(f"`replicas` {replicas}: this process already has {len(devices)} CPU device(s); "
                          "start a fresh process")
     return devices[:replicas or 1]
 

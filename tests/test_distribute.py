@@ -21,8 +21,8 @@ import pytest
 import tensorflow as tf
 
 from protein_location import distribute, input as input_lib, precision as precision_lib
-from protein_location.core.errors import TrainError
-from protein_location.training import checkpoints
+from protein_location.core.errors import TrainError, naming_flags
+from protein_location.training import checkpoints, config as config_lib
 from tests.helpers import ROOT, convert_synthetic, last_error_line, run_cli
 
 # float32 pinned: these tests compare numbers across strategies and workers,
@@ -84,23 +84,24 @@ def test_auto_picks_tpu_then_multiworker_then_mirrored_then_default():
     assert choose("multiworker", tf_config=_cluster(1)) == "multiworker"
 
 
-def test_impossible_strategy_requests_name_the_flag():
+def test_impossible_strategy_requests_name_the_argument_which_the_command_line_prints_as_its_flag():
     cases = [
-        (dict(name="tpu"), "--strategy tpu needs --tpu NAME (the Cloud TPU's name, or local on a TPU VM)"),
-        (dict(name="mirrored", tpu="hpa-tpu"), "--tpu hpa-tpu needs --strategy tpu (or auto), got --strategy mirrored"),
-        (dict(name="multiworker"), ("--strategy multiworker needs TF_CONFIG naming the cluster and this task "
+        (dict(strategy="tpu"), "--strategy tpu needs --tpu NAME (the Cloud TPU's name, or local on a TPU VM)"),
+        (dict(strategy="mirrored", tpu="hpa-tpu"),
+         "--tpu hpa-tpu needs --strategy tpu (or auto), got --strategy mirrored"),
+        (dict(strategy="multiworker"), ("--strategy multiworker needs TF_CONFIG naming the cluster and this task "
                                     "(docs/scaling-out.md)")),
-        (dict(name="default", replicas=2), "--replicas applies to --strategy mirrored, and this run uses default"),
-        (dict(name="auto", replicas=2, tf_config=_cluster(2)),
+        (dict(strategy="default", replicas=2), "--replicas applies to --strategy mirrored, and this run uses default"),
+        (dict(strategy="auto", replicas=2, tf_config=_cluster(2)),
          "--replicas applies to --strategy mirrored, and this run uses multiworker"),
-        (dict(name="mirrored", replicas=0), "--replicas must be at least 1, got 0"),
-        (dict(name="mirrored", replicas=4, num_gpus=2), "--replicas 4 is more than the 2 visible GPUs"),
-        (dict(name="gpu"), "--strategy must be one of auto, default, mirrored, multiworker, tpu, got 'gpu'"),
+        (dict(strategy="mirrored", replicas=0), "--replicas must be at least 1, got 0"),
+        (dict(strategy="mirrored", replicas=4, num_gpus=2), "--replicas 4 is more than the 2 visible GPUs"),
+        (dict(strategy="gpu"), "--strategy must be one of auto, default, mirrored, multiworker, tpu, got 'gpu'"),
     ]
     for kwargs, message in cases:
         with pytest.raises(TrainError) as error:
             distribute.choose_strategy(**kwargs)
-        assert str(error.value) == message
+        assert naming_flags(error.value) == message  # the library names the argument, the command line the flag
 
 
 def test_malformed_tf_config_is_refused_with_what_was_expected(monkeypatch):
@@ -172,8 +173,10 @@ def test_tpu_set_up_follows_tensorflows_order_resolve_connect_initialize_then_th
     assert strategy is calls.strategy.return_value
     assert precision_lib.default_precision("tpu")[0] == "mixed_bfloat16"
     distribute.check_tpu_paths("gs://bucket/tfrecords/hpa", "gs://bucket/runs/hpa", "gs://bucket/export/hpa")
-    with pytest.raises(TrainError, match="^--export must be a gs:// path with --strategy tpu"):
+    with pytest.raises(TrainError) as error:
         distribute.check_tpu_paths("gs://bucket/tfrecords/hpa", "gs://bucket/runs/hpa", "export/hpa")
+    assert naming_flags(error.value, config_lib.flag_names()).startswith(
+        "--export must be a gs:// path with --strategy tpu")
 
 
 def test_learning_rate_scales_linearly_from_the_reference_batch():

@@ -9,17 +9,19 @@ from protein_location.core import quiet, stop_signals
 from protein_location.core.errors import ProteinLocationError, naming_flags
 
 
-def run_command(work, verbose=False):
+def run_command(work, verbose=False, flags=None):
     """Runs `work()` with SIGTERM and SIGINT handled (`stop_signals`); returns
     the exit code: 0, 1 for an error (bad input, a full or read-only disk),
     128 + the signal's number for a stop. TensorFlow is imported first,
-    without its start-up lines unless `verbose` (`quiet`)."""
+    without its start-up lines unless `verbose` (`quiet`). An error's
+    arguments are printed as flags (`errors.naming_flags`): `flags`, a
+    callable giving {argument: flag} where a flag is not --argument-name."""
     with stop_signals.handled():
         try:
             quiet.start_tensorflow_quietly(verbose)
             work()
         except ProteinLocationError as error:
-            print(f"error: {naming_flags(error)}", file=sys.stderr)
+            print(f"error: {naming_flags(error, flags() if flags else None)}", file=sys.stderr)
             return 1
         except stop_signals.StopRequested as stop:
             print(f"error: {stop}", file=sys.stderr)

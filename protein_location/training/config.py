@@ -131,6 +131,14 @@ def add_flags(parser):
     return parser
 
 
+def flag_names():
+    """{TrainConfig field: its flag} where the two differ from `--field-name`
+    (`export_dir`: --export), for `errors.naming_flags`."""
+    names = {field.name: field.metadata["flag"] for field in dataclasses.fields(TrainConfig)
+             if "flag" in field.metadata}
+    return {name: flag for name, flag in names.items() if flag != "--" + name.replace("_", "-")}
+
+
 def config_from_args(args, **overrides):
     """The TrainConfig of parsed flags (`add_flags`); `overrides` set non-flag fields."""
     values = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)
