@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from protein_location.core.errors import TrainError
+from protein_location.core.errors import TrainError, naming_flags
 from protein_location.training import checkpoints, config as config_lib, task, trainer
 
 EPOCHS = 4
@@ -99,7 +99,8 @@ def test_ema_flag_alone_is_0_99_and_a_momentum_outside_0_1_is_refused_in_one_lin
     args = parser.parse_args(["--data", "d", "--model-dir", "m", "--ema", "1"])
     with pytest.raises(TrainError) as error:
         task.settle_fine_tuning(config_lib.config_from_args(args))
-    assert str(error.value) == "--ema 1 must be between 0 and 1 (a momentum per step, 0.99 a window of about 100 steps)"
+    assert naming_flags(error.value, config_lib.flag_names()) == (  # as train_keras.py prints it
+        "--ema 1 must be between 0 and 1 (a momentum per step, 0.99 a window of about 100 steps)")
 
 
 @pytest.mark.parametrize(("first", "end", "start_epoch", "averaged"), [

@@ -61,7 +61,7 @@ def count_folds(config):
         raise TrainError(f"{config.data}: --cv needs a dataset converted with --folds K (this one has a val split); "
                          "convert it again with `python -m data_prep convert ... --folds 5`")
     if config.fold is not None and not 0 <= config.fold < folds:
-        raise TrainError(f"--fold {config.fold} is outside 0-{folds - 1} ({config.data} has {folds} folds)")
+        raise TrainError(f"`fold` {config.fold} is outside 0-{folds - 1} ({config.data} has {folds} folds)")
     return manifest, int(folds)
 
 
@@ -108,7 +108,7 @@ def _open_cv_run(config, chief):
     try:
         state = None if config.overwrite else RunState.read(config.model_dir)
     except ValueError as error:
-        raise TrainError(f"{error}; pass --overwrite to start a new run in {config.model_dir}") from None
+        raise TrainError(f"{error}; pass `overwrite` to start a new run in {config.model_dir}") from None
     if state is not None:
         differences = state.differences(settings, fingerprint)
         if differences:

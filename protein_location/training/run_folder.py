@@ -28,7 +28,7 @@ def open_run(config, settings, chief=True):
     try:
         state = None if config.overwrite else RunState.read(model_dir)
     except ValueError as error:
-        raise TrainError(f"{error}; pass --overwrite to start a new run in {model_dir}") from None
+        raise TrainError(f"{error}; pass `overwrite` to start a new run in {model_dir}") from None
     if config.overwrite:
         if chief:
             run_state.remove_run_files(model_dir)

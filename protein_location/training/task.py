@@ -46,17 +46,17 @@ def settle_fine_tuning(config):
     if freeze is None:
         freeze = 1 if pretrained(config) and config.epochs > 1 else 0
     if freeze and not pretrained(config):
-        raise TrainError(f"--freeze-epochs {freeze}: a head-only warm-up needs a pretrained backbone (--weights "
-                         "imagenet or PATH with a keras.applications --arch)")
+        raise TrainError(f"`freeze_epochs` {freeze}: a head-only warm-up needs a pretrained backbone (`weights` "
+                         "imagenet or PATH with a keras.applications `arch`)")
     if not 0 <= freeze <= config.epochs:
-        raise TrainError(f"--freeze-epochs {freeze} must be between 0 and --epochs {config.epochs}")
+        raise TrainError(f"`freeze_epochs` {freeze} must be between 0 and `epochs` {config.epochs}")
     scale = config.backbone_lr_scale
     if scale is None:
         scale = 0.1 if pretrained(config) else 1.0
     if scale < 0:
-        raise TrainError(f"--backbone-lr-scale {scale:g} must be at least 0")
+        raise TrainError(f"`backbone_lr_scale` {scale:g} must be at least 0")
     if config.ema_momentum is not None and not 0 < config.ema_momentum < 1:
-        raise TrainError(f"--ema {config.ema_momentum:g} must be between 0 and 1 (a momentum per step, 0.99 a "
+        raise TrainError(f"`ema_momentum` {config.ema_momentum:g} must be between 0 and 1 (a momentum per step, 0.99 a "
                          "window of about 100 steps)")
     return dataclasses.replace(config, freeze_epochs=freeze, backbone_lr_scale=scale)
 
@@ -175,7 +175,7 @@ def build_loss(config):
                                                     gamma=config.focal_gamma, label_smoothing=config.label_smoothing)
     if config.loss == "bce":
         return keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
-    raise TrainError(f"--loss must be bce or focal, got {config.loss!r}")
+    raise TrainError(f"`loss` must be bce or focal, got {config.loss!r}")
 
 
 def data_seed(seed, start_epoch):

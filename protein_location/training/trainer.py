@@ -65,7 +65,7 @@ def restore_run(model_dir, write_dir):
 
 def check_batch(config, train_count, replicas):
     if config.batch_size % replicas:
-        raise TrainError(f"--batch-size {config.batch_size} is not divisible by the {replicas} replicas")
+        raise TrainError(f"`batch_size` {config.batch_size} is not divisible by the {replicas} replicas")
     if train_count < config.batch_size:
         raise TrainError(f"{config.data}: the train split has {train_count} examples, fewer than one "
                          f"batch of {config.batch_size}; lower --batch-size")
