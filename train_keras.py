@@ -9,6 +9,11 @@ import sys
 
 def parse_args(argv=None, prog=None):
     """The flags: one per TrainConfig field (training/config.py), and the export formats."""
+    return build_parser(prog).parse_args(argv)
+
+
+def build_parser(prog=None):
+    """train_keras.py's argparse parser (imports TensorFlow: the flags come from TrainConfig)."""
     from protein_location.training import config as config_lib
 
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
@@ -21,7 +26,7 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--onnx", action="store_true", help="with --export: also model.onnx (needs tf2onnx)")
     parser.add_argument("--verbose", action="store_true",
                         help="also TensorFlow's own start-up and log lines (as TF_CPP_MIN_LOG_LEVEL set does)")
-    return parser.parse_args(argv)
+    return parser
 
 
 def main(argv=None, prog=None):
@@ -38,12 +43,12 @@ def main(argv=None, prog=None):
         train(config_lib.config_from_args(args, export_formats=formats))
 
     # Known before the flags are parsed: parsing them imports TensorFlow.
-    def flag_names():
-        from protein_location.training import config as config_lib
+    def flags():
+        from protein_location.core.command_line import flags_of
 
-        return config_lib.flag_names()
+        return flags_of(build_parser(prog))
 
-    return run_command(work, verbose="--verbose" in (sys.argv[1:] if argv is None else argv), flags=flag_names)
+    return run_command(work, verbose="--verbose" in (sys.argv[1:] if argv is None else argv), flags=flags)
 
 
 if __name__ == "__main__":

@@ -187,10 +187,11 @@ def _export(args):
 
 def main(argv=None, prog=None):
     """The command line `argv` (default: sys.argv[1:]); `prog` names it in usage lines."""
-    args = _parser(prog).parse_args(argv)
-    from protein_location.core.command_line import run_command
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    from protein_location.core.command_line import flags_of, run_command
 
-    return run_command(lambda: _run(args), verbose=args.verbose)
+    return run_command(lambda: _run(args), verbose=args.verbose, flags=lambda: flags_of(parser))
 
 
 def _run(args):

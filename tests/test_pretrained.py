@@ -88,7 +88,8 @@ def test_a_failed_download_is_one_line_naming_the_offline_way(monkeypatch):
         "`weights` imagenet: Keras could not download the ImageNet weights of densenet121 (URL fetch failure on "
         "https://storage.googleapis.com/x.h5: None -- [Errno -3] no network); download them where there is internet "
         "and pass `weights` PATH, or train from scratch with `weights` none")
-    assert naming_flags(error.value).endswith("and pass --weights PATH, or train from scratch with --weights none")
+    assert naming_flags(error.value, {"weights": "--weights"}).endswith(
+        "and pass --weights PATH, or train from scratch with --weights none")
 
 
 def test_a_weights_file_of_another_network_is_one_line(tmp_path, resnet50_file):

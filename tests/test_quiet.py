@@ -42,9 +42,13 @@ def test_what_a_failing_block_printed_below_python_is_replayed_and_a_quiet_one_i
 
 
 def test_the_command_line_names_the_flag_of_an_argument_a_library_error_names():
+    from protein_location.core.command_line import flags_of
     from protein_location.core.errors import naming_flags
+    from protein_location import __main__ as model_main
 
-    message = "`weights` x.h5: not a file of `arch` resnet50; see `python -m data_prep convert`"
-    assert naming_flags(message) == "--weights x.h5: not a file of --arch resnet50; see `python -m data_prep convert`"
-    assert naming_flags("`image_size` 0", {"image_size": "--size"}) == "--size 0"
-    assert naming_flags("`crop_model_path` x") == "--crop-model-path x"
+    flags = flags_of(model_main._parser())  # every sub-command's options
+    assert flags["crop_model"] == "--crop-model" and flags["cell_scores"] == "--cell-scores"
+    message = ("`cell_scores` crop needs `crop_model`; Keras says: a Lambda layer whose `function` is Python code; "
+               "see `python -m data_prep convert`")
+    assert naming_flags(message, flags) == ("--cell-scores crop needs --crop-model; Keras says: a Lambda layer whose "
+                                            "`function` is Python code; see `python -m data_prep convert`")

@@ -3,6 +3,7 @@ stop signal as one line on stderr (`error: ...`) and an exit code, never a
 traceback. Used by `train_keras.py`, `python -m data_prep` and
 `python -m protein_location`."""
 
+import argparse
 import sys
 
 from protein_location.core import quiet, stop_signals
@@ -14,14 +15,14 @@ def run_command(work, verbose=False, flags=None):
     the exit code: 0, 1 for an error (bad input, a full or read-only disk),
     128 + the signal's number for a stop. TensorFlow is imported first,
     without its start-up lines unless `verbose` (`quiet`). An error's
-    arguments are printed as flags (`errors.naming_flags`): `flags`, a
-    callable giving {argument: flag} where a flag is not --argument-name."""
+    arguments are printed as the command's flags (`errors.naming_flags`):
+    `flags`, a callable giving {argument: flag} (`flags_of` a parser)."""
     with stop_signals.handled():
         try:
             quiet.start_tensorflow_quietly(verbose)
             work()
         except ProteinLocationError as error:
-            print(f"error: {naming_flags(error, flags() if flags else None)}", file=sys.stderr)
+            print(f"error: {naming_flags(error, flags() if flags else {})}", file=sys.stderr)
             return 1
         except stop_signals.StopRequested as stop:
             print(f"error: {stop}", file=sys.stderr)
@@ -47,3 +48,17 @@ def _disk_error_line(error):
     where = getattr(error, "filename", None)
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return f"{where + ': ' if where else ''}{reason} ({detail}); {output_files.RETRY_HINT}"
+
+
+def flags_of(parser):
+    """{argument: flag} of an argparse parser and its sub-commands' parsers:
+    each option's destination (`crop_model`) and its long flag (--crop-model).
+    argparse lists its actions only in `_actions`."""
+    flags = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                flags.update(flags_of(subparser))
+        elif any(option.startswith("--") for option in action.option_strings):
+            flags[action.dest] = next(option for option in action.option_strings if option.startswith("--"))
+    return flags

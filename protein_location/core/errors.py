@@ -6,7 +6,8 @@ They subclass ValueError: a bad request is a bad value.
 
 A library message names a function's argument in backticks (`arch`), so
 that it reads right from Python; the command line prints the same message
-through `naming_flags`, where `arch` becomes --arch.
+through `naming_flags`, where `arch` becomes --arch when the command has
+that flag.
 """
 
 import re
@@ -72,9 +73,8 @@ class CellsError(ProteinLocationError):
     """Bad single-cell input (masks, label images, per-cell truth): one line naming the file or Id."""
 
 
-def naming_flags(message, flags=None):
-    """`message` as the command line says it: each argument named in
-    backticks becomes its flag, `flags[name]` or --name-with-dashes."""
-    flags = flags or {}
-    return _ARGUMENT.sub(lambda found: flags.get(found.group(1), "--" + found.group(1).replace("_", "-")),
-                         str(message))
+def naming_flags(message, flags):
+    """`message` as a command line says it: each argument named in backticks
+    that is one of `flags` ({argument: its flag}, the command's) becomes its
+    flag; any other backticked word (a library's own, quoted inside) stays."""
+    return _ARGUMENT.sub(lambda found: flags.get(found.group(1), found.group(0)), str(message))

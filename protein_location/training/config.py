@@ -132,11 +132,9 @@ def add_flags(parser):
 
 
 def flag_names():
-    """{TrainConfig field: its flag} where the two differ from `--field-name`
-    (`export_dir`: --export), for `errors.naming_flags`."""
-    names = {field.name: field.metadata["flag"] for field in dataclasses.fields(TrainConfig)
-             if "flag" in field.metadata}
-    return {name: flag for name, flag in names.items() if flag != "--" + name.replace("_", "-")}
+    """{TrainConfig field: its flag} (`export_dir`: --export), for
+    `errors.naming_flags` where no parser is at hand."""
+    return {field.name: field.metadata["flag"] for field in dataclasses.fields(TrainConfig) if "flag" in field.metadata}
 
 
 def config_from_args(args, **overrides):
