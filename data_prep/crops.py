@@ -87,7 +87,7 @@ def write_crops(images_dir, csv_path, out_dir, size=None, masks_dir=None, worker
     out = pathlib.Path(out_dir)
     folder = out / "train"
     folder.mkdir(parents=True, exist_ok=True)
-    write = functools.partial(_write_one, images_dir=images_dir, out_folder=str(folder), size=size,
+    write = functools.partial(write_field_crops, images_dir=images_dir, out_folder=str(folder), size=size,
                               masks_dir=masks_dir)
     ids = [image_id for image_id, _ in entries]
     workers = workers or max(1, min(os.cpu_count() or 1, len(ids) // FIELDS_PER_WORKER))
@@ -112,7 +112,3 @@ def write_crops(images_dir, csv_path, out_dir, size=None, masks_dir=None, worker
             table.writerows([crop_id(image_id, cell), target, group] for cell in range(1, count + 1))
     return {"fields": len(ids), "cells": int(sum(counts)),
             "empty": [image_id for image_id, count in zip(ids, counts) if not count]}
-
-
-def _write_one(image_id, images_dir, out_folder, size, masks_dir):
-    return write_field_crops(image_id, images_dir, out_folder, size, masks_dir)
