@@ -54,8 +54,8 @@ def held_out_scores(run_dir, test_data, folds, batch_size, image_size):
     and the 8-view mean)."""
     import keras
 
-    from protein_location import thresholds as thresholds_lib
-    from protein_location.core.thresholds_file import ThresholdsFile
+    from protein_location.evaluation import thresholds as thresholds_lib
+    from protein_location.evaluation.thresholds_file import ThresholdsFile
     from protein_location.training import evaluator
 
     cv_thresholds = ThresholdsFile.read(run_dir)

@@ -225,8 +225,8 @@ def main(argv=None):
     steps = manifest["splits"]["train"]["num_examples"] // args.batch
     epoch = f"""
 import time
-from protein_location import input as input_lib
-dataset = input_lib.make_dataset({out['train-local']!r}, "train", {args.batch}, training=True, seed=0)
+from protein_location.data import input_reader
+dataset = input_reader.make_dataset({out['train-local']!r}, "train", {args.batch}, training=True, seed=0)
 start = time.perf_counter()
 for images, labels in dataset.take({steps}):
     pass

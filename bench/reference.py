@@ -23,10 +23,10 @@ import numpy as np
 
 
 def load_split(data_dir, split):
-    from protein_location import input as input_lib
+    from protein_location.data import input_reader
 
     images, labels = [], []
-    for image, label in input_lib.make_dataset(data_dir, split, 64):
+    for image, label in input_reader.make_dataset(data_dir, split, 64):
         images.append(image.numpy().astype(np.uint8))
         labels.append(label.numpy())
     return np.concatenate(images), np.concatenate(labels)
@@ -85,7 +85,7 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
-    from protein_location import thresholds
+    from protein_location.evaluation import thresholds
 
     keras.utils.set_random_seed(args.seed)
     parts = [load_split(args.data, split) for split in args.train_splits]

@@ -8,9 +8,15 @@ import keras
 import tensorflow as tf
 
 from bench.measure import ratio
-from bench.stages import (GOAL_FROM_FILES_SHARE, GOAL_FROM_SOURCE_IMAGES_PER_S, GOAL_INFERENCE_IMAGES_PER_S,
-                          GOAL_INPUT_OVER_TRAINING, PAPER, PEER)
-from protein_location import precision as precision_lib
+from bench.stages import (
+    GOAL_FROM_FILES_SHARE,
+    GOAL_FROM_SOURCE_IMAGES_PER_S,
+    GOAL_INFERENCE_IMAGES_PER_S,
+    GOAL_INPUT_OVER_TRAINING,
+    PAPER,
+    PEER,
+)
+from protein_location.core import device_precision
 
 
 def machine():
@@ -21,7 +27,7 @@ def machine():
         except OSError:
             return None
 
-    flags = precision_lib.cpu_flags()
+    flags = device_precision.cpu_flags()
     memory_kb = first("/proc/meminfo", "MemTotal")
     return {
         "cpu": first("/proc/cpuinfo", "model name") or platform.processor() or platform.machine(),
@@ -32,7 +38,7 @@ def machine():
         "os": platform.platform(), "python": platform.python_version(),
         "tensorflow": tf.__version__, "keras": keras.__version__,
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 Linux)"),
-        "predict_auto_precision": precision_lib.inference_precision("auto",
+        "predict_auto_precision": device_precision.inference_precision("auto",
                                                                     len(tf.config.list_physical_devices("GPU")))[0],
     }
 

@@ -10,7 +10,7 @@ stage beside the reference that tells how close it is to its limit:
 
 - conversion: `bench/convert.py` (data_prep.convert vs W processes that only
   decode the same PNGs), reused as it is;
-- input pipeline: `protein_location.input.make_dataset(training=True)` (parse,
+- input pipeline: `protein_location.data.input_reader.make_dataset(training=True)` (parse,
   decode, resize to --train-size, augment, batch) vs a raw TFRecordDataset
   read of the same shards, and vs the training throughput of every model;
 - training: `train_on_batch` steps of each SE-ResNet preset (compiled by
@@ -25,7 +25,7 @@ stage beside the reference that tells how close it is to its limit:
   weights: speed does not depend on them) on batches of --infer-batch at the
   model size through `serving_single_view`, and with 8x TTA through
   `serving_default` (the 8 views in one call of the model), and
-  from the PNG files through `protein_location.predict.predict_images`,
+  from the PNG files through `protein_location.inference.predict.predict_images`,
   against the paper's 75 images/s (Chen 2020: 0.0128 s per image, batch 64,
   224 px, one Tesla P100); then the same SavedModel again with TensorFlow's
   oneDNN bfloat16 graph rewrite switched on at run time

@@ -14,8 +14,10 @@ import tensorflow as tf
 
 from bench import convert as convert_bench
 from bench.measure import peak_rss_mb, ratio, rss_mb, summary, time_alternating, timed
-from protein_location import export, input as input_lib, models, predict, serving as serving_lib
+from protein_location import export, models
 from protein_location.core import labels as labels_lib, labels_csv, manifest as manifest_lib, raw_images, records
+from protein_location.data import input_reader
+from protein_location.inference import predict, serving as serving_lib
 from protein_location.training import task
 from protein_location.training.config import TrainConfig
 
@@ -68,7 +70,7 @@ def stage_input(settings):
                              num_parallel_calls=tf.data.AUTOTUNE)
               .batch(batch).prefetch(tf.data.AUTOTUNE))
     # One epoch of the endless training stream.
-    pipeline = input_lib.make_dataset(data, "train", batch, image_size=settings["train_size"],
+    pipeline = input_reader.make_dataset(data, "train", batch, image_size=settings["train_size"],
                                       training=True).take(count // batch)
 
     def drain(dataset):
@@ -107,7 +109,7 @@ def stage_training(settings):
     _, count, label_counts = manifest_lib.split_summary(data, manifest, "train")
     # The same batches for every model (seed 0); a small shuffle buffer keeps
     # the raw records out of this process's peak memory.
-    cached = list(input_lib.make_dataset(data, "train", batch, size, training=True, seed=0, shuffle_buffer=batch)
+    cached = list(input_reader.make_dataset(data, "train", batch, size, training=True, seed=0, shuffle_buffer=batch)
                   .take(max(steps, warmup)))
     config = TrainConfig(data=data, model_dir="", batch_size=batch, image_size=size, arch=name,
                          width=model_width(name, settings["width"]), precision=settings["precision"],
@@ -147,7 +149,7 @@ def stage_training(settings):
     }
     if settings.get("live_input"):
         # As model.fit is fed: the real pipeline (default shuffle buffer), sharing the cores.
-        iterator = iter(input_lib.make_dataset(data, "train", batch, size, training=True, seed=1))
+        iterator = iter(input_reader.make_dataset(data, "train", batch, size, training=True, seed=1))
         run_steps(lambda step: next(iterator), warmup)
         live = [timed(lambda: run_steps(lambda step: next(iterator), steps)) for _ in range(settings["repeats"])]
         result["training_live_input"] = summary(live, steps * batch)

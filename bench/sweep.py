@@ -66,7 +66,7 @@ def evaluate_run(run_dir, train_data, test_data, batch_size, image_size):
 def scores(y_val, p_val, y_test, p_test, train_rates):
     """Held-out macro F1 with thresholds tuned on val by today's rule, one view
     and 8, and val AUC."""
-    from protein_location import report, thresholds
+    from protein_location.evaluation import report, thresholds
 
     result = {}
     for name, val, test in (("1view", p_val[0], p_test[0]), ("8view", p_val.mean(0), p_test.mean(0))):
@@ -103,7 +103,7 @@ def exact_cuts(y_val, p_val):
 def _fallback_below(y_val, p_val, rates, min_support, fallback):
     """Own cuts (halfway) for classes with >= min_support val positives; the
     others: the pooled cut, the rate-matched cut, or 0.5 (fallback None)."""
-    from protein_location import thresholds
+    from protein_location.evaluation import thresholds
 
     positives = y_val.sum(0)
     cuts = np.array([thresholds.best_f1_cut(y_val[:, c], p_val[:, c]) if positives[c] >= min_support else np.nan
@@ -121,7 +121,7 @@ def summarize(out_dir):
     """docs/training.md's tables from OUT/results.jsonl and the saved probabilities:
     held-out macro F1 (mean ± sample std over seeds) per dataset and config,
     with today's threshold rule; and the threshold rules compared on every run."""
-    from protein_location import thresholds
+    from protein_location.evaluation import thresholds
 
     rows = [json.loads(line) for line in open(os.path.join(out_dir, "results.jsonl"))]
     runs = {}

@@ -23,11 +23,19 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from data_prep import (beam_convert, shard_plan, shard_writer, split as split_lib, stain_reader,
-                       workers as workers_lib)
+from data_prep import beam_convert, shard_plan, shard_writer, split as split_lib, stain_reader, workers as workers_lib
 from data_prep.shard_plan import ConvertOptions
-from protein_location.core import (beam_jobs, folder_lock, labels as labels_lib, labels_csv, manifest as manifest_lib,
-                                   output_files, raw_images, records, stop_signals)
+from protein_location.core import (
+    beam_jobs,
+    folder_lock,
+    labels as labels_lib,
+    labels_csv,
+    manifest as manifest_lib,
+    output_files,
+    raw_images,
+    records,
+    stop_signals,
+)
 from protein_location.core.errors import DataPrepError, OutputError, SourceError
 
 SAMPLE_FOR_SHARD_SIZE = 8

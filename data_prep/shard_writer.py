@@ -15,8 +15,14 @@ import cv2
 import numpy as np
 
 from data_prep import stain_reader, tfrecord_lib, workers as workers_lib
-from protein_location.core import (file_system, labels as labels_lib, manifest as manifest_lib, output_files,
-                                   records, stop_signals)
+from protein_location.core import (
+    file_system,
+    labels as labels_lib,
+    manifest as manifest_lib,
+    output_files,
+    records,
+    stop_signals,
+)
 from protein_location.core.errors import OutputError, SourceError
 from protein_location.core.json_files import read_json, write_json_atomic
 from protein_location.core.lazy_tensorflow import tf

@@ -22,9 +22,16 @@ import numpy as np
 
 from protein_location.core import file_system
 from protein_location.core.lazy_tensorflow import tf
-
-from protein_location.core.records import (DEFAULT_IMAGE_FORMAT, KEY_CHANNELS, KEY_ENCODED, KEY_FORMAT, KEY_HEIGHT,
-                                           KEY_LABEL, KEY_SOURCE_ID, KEY_WIDTH)
+from protein_location.core.records import (
+    DEFAULT_IMAGE_FORMAT,
+    KEY_CHANNELS,
+    KEY_ENCODED,
+    KEY_FORMAT,
+    KEY_HEIGHT,
+    KEY_LABEL,
+    KEY_SOURCE_ID,
+    KEY_WIDTH,
+)
 
 
 def _check_rgby(image):

@@ -4,8 +4,7 @@ import posixpath
 
 import tensorflow as tf
 
-from protein_location.core import manifest as manifest_lib
-from protein_location.core import records, stop_signals
+from protein_location.core import manifest as manifest_lib, records, stop_signals
 from protein_location.core.errors import VerifyError
 
 

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from protein_location import precision as precision_lib  # no TensorFlow at import
+from protein_location.core import device_precision  # no TensorFlow at import
 
 
 def _parser(prog=None):
@@ -27,7 +27,7 @@ def _parser(prog=None):
                          help="also write a CSV of every class's probability per Id (columns: Id, the model's "
                               "class names)")
     predict.add_argument("--batch-size", type=int, default=64, help="images per inference call")
-    predict.add_argument("--precision", choices=precision_lib.INFERENCE_PRECISIONS, default="auto",
+    predict.add_argument("--precision", choices=device_precision.INFERENCE_PRECISIONS, default="auto",
                          help="float32, or bfloat16 through oneDNN's rewrite of the float32 SavedModel (1.5x faster "
                               "on AMD EPYC with AVX512_BF16, 0.7x on an Intel Xeon without AMX); auto: bfloat16 where "
                               "it pays (precision.bfloat16_pays), else float32")
@@ -122,17 +122,17 @@ def _predict(args):
     from protein_location.core.errors import PredictError
 
     beam_jobs.check_runner(args.runner, args.beam_options, PredictError)
-    precision, reason = precision_lib.inference_precision(args.precision,
+    precision, reason = device_precision.inference_precision(args.precision,
                                                           len(tf.config.list_physical_devices("GPU")))
     print(f"precision: {precision} ({reason})")
-    with precision_lib.inference_precision_scope(precision):
+    with device_precision.inference_precision_scope(precision):
         _predict_in_precision(args)
 
 
 def _predict_in_precision(args):
-    from protein_location import predict, serving, submission
     from protein_location.core import output_files
     from protein_location.core.raw_images import list_image_ids
+    from protein_location.inference import predict, serving, submission
 
     # Checked before any inference: a missing output folder must not cost the run.
     output_files.check_output_file(args.out, "--out")
@@ -141,7 +141,7 @@ def _predict_in_precision(args):
     wanted = submission.read_ids(args.csv) if args.csv else None
     model = serving.load_serving_model(args.model, args.tta)
     if args.runner == "beam":
-        from protein_location import beam_predict as predict  # the same two functions, as a Beam pipeline
+        from protein_location.inference import beam_predict as predict  # the same two functions, as a Beam pipeline
 
         beam = {"precision": args.precision, "beam_options": args.beam_options}
     else:
@@ -214,14 +214,14 @@ def _run(args):
               f"ones (at least half the median cell's area): {score.found_whole} of {score.whole_cells} "
               f"({score.found_whole / max(score.whole_cells, 1):.1%})")
     elif args.command == "score":
-        from protein_location import submission
+        from protein_location.inference import submission
 
         f1, label_set = submission.score_submission(args.submission, args.truth, args.label_set)
         print(f"score: macro F1 {f1:.4f} ({args.submission} against {args.truth}, {label_set})")
     elif args.command == "cells":
         from protein_location.cells import locate
         from protein_location.core import output_files
-        from protein_location.submission import read_ids
+        from protein_location.inference.submission import read_ids
 
         table = args.table or locate.default_table_path(args.out)
         output_files.check_output_file(args.out, "--out")
@@ -233,8 +233,8 @@ def _run(args):
                                    args.cell_scores, args.min_confidence, crop_model=args.crop_model)
         print(f"cells: {done['cells']} cells in {done['images']} images -> {args.out} (per cell: {table})")
     elif args.command == "explain":
-        from protein_location import explain
         from protein_location.core import output_files
+        from protein_location.inference import explain
 
         if args.max_locations < 1:
             raise PredictError(f"--max-locations must be at least 1, got {args.max_locations}")

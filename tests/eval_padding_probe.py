@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
-from protein_location import input as input_lib
+from protein_location.data import input_reader
 from protein_location.training import config as config_lib, evaluator, task, trainer
 
 
@@ -37,7 +37,7 @@ def main(data):
         "precision": config.precision,
         "val_steps": val_steps,
         "mirrored": mirrored.evaluate(val_data, steps=val_steps, return_dict=True, verbose=0),
-        "single": single.evaluate(input_lib.make_dataset(data, "val", 8, plan.image_size), return_dict=True,
+        "single": single.evaluate(input_reader.make_dataset(data, "val", 8, plan.image_size), return_dict=True,
                                   verbose=0),
     }
     views = {name: evaluator.predict_views(model, data, "val", 8, plan.image_size)

@@ -1,7 +1,7 @@
 """One worker of a two-worker `model.fit` under MultiWorkerMirroredStrategy,
 with a tiny model and in-memory data (run by tests/test_distribute.py with
 TF_CONFIG set). `python keras_multiworker_probe.py upstream` runs Keras as
-released; `shim` first applies protein_location.keras_multiworker. Prints
+released; `shim` first applies protein_location.training.keras_multiworker. Prints
 `history: {...}` on success.
 """
 
@@ -19,7 +19,7 @@ import tensorflow as tf
 def main(mode):
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     if mode == "shim":
-        from protein_location import keras_multiworker
+        from protein_location.training import keras_multiworker
 
         keras_multiworker.apply()
     keras.utils.set_random_seed(0)

@@ -7,9 +7,11 @@ import keras
 import numpy as np
 import pytest
 
-from protein_location import input as input_lib, models, precision as precision_lib, predict
-from protein_location.core import manifest as manifest_lib
+from protein_location import models
+from protein_location.core import device_precision, manifest as manifest_lib
+from protein_location.data import input_reader
 from protein_location.export import exporter
+from protein_location.inference import predict
 from protein_location.training import config as config_lib, task
 
 
@@ -17,7 +19,7 @@ from protein_location.training import config as config_lib, task
 def default_policy():
     """The precision a run on this machine trains in, set for the test only."""
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(precision_lib.default_precision("default")[0])
+    keras.mixed_precision.set_global_policy(device_precision.default_precision("default")[0])
     yield keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(previous)
 
@@ -39,7 +41,7 @@ def test_architecture_trains_exports_and_predicts(arch, width, converted_dir, sy
     assert model.dtype_policy.name == default_policy
     task.compile_model(model, config, steps_per_epoch=2)
     before = [variable.numpy().copy() for variable in model.trainable_variables]
-    data = input_lib.make_dataset(str(converted_dir), "train", 8, 32, training=True, seed=0)
+    data = input_reader.make_dataset(str(converted_dir), "train", 8, 32, training=True, seed=0)
     history = model.fit(data, epochs=1, steps_per_epoch=2, shuffle=False, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     moved = [not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables)]

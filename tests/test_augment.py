@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from protein_location import augment
+from protein_location.data import augment
 
 
 def _image(size=32):

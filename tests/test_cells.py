@@ -217,10 +217,9 @@ def two_cell_field(side, green_in_first=True):
 
 @pytest.fixture(scope="module")
 def green_export(tmp_path_factory):
-    from tests.test_explain import green_detector_model
-
     from protein_location import export
     from protein_location.core import labels as labels_lib
+    from tests.test_explain import green_detector_model
 
     base = tmp_path_factory.mktemp("cells") / "export"
     return export.export_saved_model(green_detector_model(), np.full(labels_lib.NUM_CLASSES, 0.5), str(base),
@@ -412,11 +411,11 @@ def test_crops_take_the_cells_of_another_segmenters_label_images(tmp_path):
 
 
 def test_cells_with_a_crop_level_model_scores_each_cell_by_its_own_crop(green_export, tmp_path):
-    from tests.test_explain import MITOCHONDRIA, write_channels
-
-    from protein_location import export, serving
+    from protein_location import export
     from protein_location.cells import crops, segmentation
     from protein_location.core import labels as labels_lib
+    from protein_location.inference import serving
+    from tests.test_explain import MITOCHONDRIA, write_channels
 
     field = two_cell_field(64)
     write_channels(tmp_path / "images", "field", field)

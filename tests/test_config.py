@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 import train_keras
-from protein_location import augment
+from protein_location.data import augment
 from protein_location.training import config as config_lib
 
 NOT_FLAGS = {"augmentation", "export_formats"}  # from --augment-* and --tflite/--tflite-quantize/--onnx

@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 
 from data_prep import convert, verify
-from protein_location import input as input_lib
 from protein_location.core import manifest as manifest_lib, raw_images, records
 from protein_location.core.errors import DataPrepError, SourceError
+from protein_location.data import input_reader
 from tests.helpers import last_error_line, run_cli, write_image_set, write_raw_dataset
 
 KAGGLE_IDS = ["00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", "000a6c98-bb9b-11e8-b2b9-ac1f6b6435d0",
@@ -152,7 +152,7 @@ def test_gfile_output_is_verified_and_read_by_the_training_pipeline(synthetic_di
     _convert_synthetic(synthetic_dir, out)
     checked = verify.verify_dataset(out)
     assert sorted(checked) == ["train", "val"] and sum(checked.values()) == 48
-    images, labels = next(iter(input_lib.make_dataset(out, "train", 4, training=True)))
+    images, labels = next(iter(input_reader.make_dataset(out, "train", 4, training=True)))
     assert images.shape == (4, 32, 32, 4) and labels.shape == (4, 28)
 
 
@@ -348,7 +348,7 @@ def test_each_image_format_stores_the_same_pixels(synthetic_dir, converted_dir, 
                for r in tf.data.TFRecordDataset(str(out / "train-00000-of-00002.tfrecord"))}
     assert formats == {image_format.encode()}
     verify.verify_dataset(str(out))
-    batches = [next(iter(input_lib.make_dataset(str(d), "val", 4, image_size=16, training=False)))
+    batches = [next(iter(input_reader.make_dataset(str(d), "val", 4, image_size=16, training=False)))
                for d in (out, converted_dir)]
     np.testing.assert_array_equal(batches[0][0], batches[1][0])  # the pipeline training reads
 

@@ -14,8 +14,9 @@ import keras
 import numpy as np
 import pytest
 
-from protein_location import input as input_lib, thresholds as thresholds_lib
 from protein_location.core import manifest as manifest_lib
+from protein_location.data import input_reader
+from protein_location.evaluation import thresholds as thresholds_lib
 from protein_location.training import held_out
 from tests.helpers import ROOT, last_error_line, run_cli
 
@@ -71,17 +72,17 @@ def test_one_fold_alone_then_the_rest_and_the_gathering(cv_run):
 
 def test_every_training_image_is_predicted_once_by_the_model_that_did_not_train_on_it(cv_run):
     data = str(cv_run["data"])
-    all_ids = input_lib.split_ids(data, "train")
+    all_ids = input_reader.split_ids(data, "train")
     predicted = []
     for fold in range(FOLDS):
         found = held_out.HeldOutPredictions.read(str(_fold_dir(cv_run, fold)))
         assert found.fold == fold
-        assert found.ids == input_lib.split_ids(data, "val", fold)
-        assert not set(found.ids) & set(input_lib.split_ids(data, "train", fold))
+        assert found.ids == input_reader.split_ids(data, "val", fold)
+        assert not set(found.ids) & set(input_reader.split_ids(data, "train", fold))
         predicted += found.ids
         # The probabilities are the fold model's own, on the images as stored (view 0).
         model = keras.models.load_model(_fold_dir(cv_run, fold) / "model.keras", compile=False)
-        images = np.concatenate([x for x, _ in input_lib.make_dataset(data, "val", 8, fold=fold)])
+        images = np.concatenate([x for x, _ in input_reader.make_dataset(data, "val", 8, fold=fold)])
         np.testing.assert_allclose(found.views[0], model.predict(images, verbose=0), atol=1e-5)
         assert found.views.shape == (8, len(found.ids), 28)
     assert len(predicted) == len(set(predicted)) == len(all_ids) == 48

@@ -9,9 +9,8 @@ import struct
 import numpy as np
 import pytest
 
-from protein_location import export
+from protein_location import export, models
 from protein_location.core import labels as labels_lib, manifest as manifest_lib
-from protein_location import models
 from tests.helpers import last_error_line, run_cli
 
 pytestmark = pytest.mark.slow  # trains or exports

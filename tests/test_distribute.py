@@ -20,13 +20,14 @@ import keras
 import pytest
 import tensorflow as tf
 
-from protein_location import distribute, input as input_lib, precision as precision_lib
+from protein_location.core import device_precision
 from protein_location.core.errors import TrainError, naming_flags
-from protein_location.training import checkpoints, config as config_lib
+from protein_location.data import input_reader
+from protein_location.training import checkpoints, config as config_lib, distribute
 from tests.helpers import ROOT, convert_synthetic, last_error_line, run_cli
 
 # float32 pinned: these tests compare numbers across strategies and workers,
-# which a CPU with native bfloat16 (precision_lib.default_precision) would blur.
+# which a CPU with native bfloat16 (device_precision.default_precision) would blur.
 TINY = ["--batch-size", 8, "--width", 0.125, "--size", 32, "--precision", "float32"]
 FILE, DATA, OFF = (tf.data.experimental.AutoShardPolicy.FILE, tf.data.experimental.AutoShardPolicy.DATA,
                    tf.data.experimental.AutoShardPolicy.OFF)
@@ -172,7 +173,7 @@ def test_tpu_set_up_follows_tensorflows_order_resolve_connect_initialize_then_th
     assert calls.mock_calls == [mock.call.resolve(tpu="hpa-tpu"), mock.call.connect(resolver),
                                 mock.call.initialize(resolver), mock.call.strategy(resolver)]
     assert strategy is calls.strategy.return_value
-    assert precision_lib.default_precision("tpu")[0] == "mixed_bfloat16"
+    assert device_precision.default_precision("tpu")[0] == "mixed_bfloat16"
     distribute.check_tpu_paths("gs://bucket/tfrecords/hpa", "gs://bucket/runs/hpa", "gs://bucket/export/hpa")
     with pytest.raises(TrainError) as error:
         distribute.check_tpu_paths("gs://bucket/tfrecords/hpa", "gs://bucket/runs/hpa", "export/hpa")
@@ -189,11 +190,11 @@ def test_learning_rate_scales_linearly_from_the_reference_batch():
 # How the input pipelines (one per worker) share a split.
 
 def test_workers_get_whole_shards_when_there_are_enough_else_every_nth_record():
-    assert input_lib.share_input([10, 10, 10, 10], 1, 8) == (OFF, [40], 40)
-    assert input_lib.share_input([10, 10, 10, 10], 2, 4) == (FILE, [20, 20], 20)
-    assert input_lib.share_input([10, 11, 9], 2, 4) == (FILE, [19, 11], 8)  # the smaller share sets the epoch
-    assert input_lib.share_input([25], 2, 4) == (DATA, [13, 12], 12)
-    assert input_lib.share_input([10, 10], 3, 2) == (DATA, [7, 7, 6], 6)
+    assert input_reader.share_input([10, 10, 10, 10], 1, 8) == (OFF, [40], 40)
+    assert input_reader.share_input([10, 10, 10, 10], 2, 4) == (FILE, [20, 20], 20)
+    assert input_reader.share_input([10, 11, 9], 2, 4) == (FILE, [19, 11], 8)  # the smaller share sets the epoch
+    assert input_reader.share_input([25], 2, 4) == (DATA, [13, 12], 12)
+    assert input_reader.share_input([10, 10], 3, 2) == (DATA, [7, 7, 6], 6)
 
 
 @pytest.mark.parametrize("dataset, policy", [("converted_dir", FILE), ("one_shard_dir", DATA)])
@@ -203,7 +204,7 @@ def test_each_worker_reads_distinct_examples_in_equal_whole_steps(dataset, polic
     for index in range(2):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=index, num_replicas_in_sync=2)
         # One epoch: 4 whole steps of the endless stream (trainer.plan_run's steps_per_epoch).
-        batches = list(input_lib.make_dataset(str(data_dir), "train", 8, 32, training=True, with_ids=True,
+        batches = list(input_reader.make_dataset(str(data_dir), "train", 8, 32, training=True, with_ids=True,
                                               input_context=context).take(4))
         assert {int(ids.shape[0]) for _, _, ids in batches} == {4}  # the per-replica batch
         shares.append([source_id for _, _, ids in batches for source_id in ids.numpy().tolist()])
@@ -238,7 +239,7 @@ def test_two_replicas_evaluate_val_as_one_at_the_default_precision(odd_val_dir):
     prediction (task.make_datasets, evaluator.predict_views) against one replica."""
     result = run_cli("tests/eval_padding_probe.py", odd_val_dir)
     values = json.loads(result.stdout.split("result: ")[-1])
-    assert values["precision"] == precision_lib.default_precision("mirrored")[0]
+    assert values["precision"] == device_precision.default_precision("mirrored")[0]
     assert values["val_steps"] == 3  # 17 examples in 3 global batches of 8, 7 blanks
     for key, value in values["single"].items():
         assert values["mirrored"][key] == pytest.approx(value, rel=1e-5), key
@@ -278,7 +279,7 @@ def test_mirrored_on_two_logical_cpus_matches_the_default_strategy_and_exports(o
     assert "learning rate: peak 0.0005 = --lr 0.016 x global batch 8 / 256 (linear scaling)" in mirrored
     assert "input: one pipeline, no sharding; each step gives each of the 2 replicas 4 distinct examples" in mirrored
     assert re.search(r"replicas: the \d+ variables' copies on this worker's replicas differ by at most 0\n", mirrored)
-    precision = precision_lib.default_precision("mirrored")[0]
+    precision = device_precision.default_precision("mirrored")[0]
     tolerance = dict(rel=1e-5, abs=1e-6) if precision == "float32" else dict(abs=1e-2)
     history, reference = _history(tmp_path / "mirrored"), _history(tmp_path / "default")
     assert len(history) == len(reference) == 2
@@ -391,13 +392,13 @@ def test_two_workers_resume_after_a_kill_and_the_chief_exports_once(converted_di
 @pytest.mark.multiworker
 def test_keras_fit_under_two_workers_still_needs_the_shim(tmp_path):
     """keras-team/keras#20585: when the first half fails, upstream is fixed
-    and protein_location/keras_multiworker.py can go."""
+    and protein_location/training/keras_multiworker.py can go."""
     logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
     probe = "tests/keras_multiworker_probe.py"
     returncodes, outputs = _wait_workers(_start_workers([probe, "upstream"], logs), logs, timeout=180)
     assert returncodes != [0, 0], (f"Keras {keras.__version__} runs fit under MultiWorkerMirroredStrategy without "
                                    "the shim: keras-team/keras#20585 is fixed; remove "
-                                   "protein_location/keras_multiworker.py")
+                                   "protein_location/training/keras_multiworker.py")
     for output in outputs:
         assert "Attempt to convert a value (PerReplica" in output or "Invalid reduction dimension 0" in output, output
 
@@ -412,30 +413,31 @@ def test_default_precision_is_bfloat16_on_tpus_and_cpus_that_compute_it(tmp_path
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n\n"
                        "processor\t: 1\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
-    assert precision_lib.cpu_bfloat16_flags(cpuinfo) == ["avx512_bf16"]
+    assert device_precision.cpu_bfloat16_flags(cpuinfo) == ["avx512_bf16"]
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f amx_bf16 amx_tile\n")
-    assert precision_lib.cpu_bfloat16_flags(cpuinfo) == ["amx_bf16"]
+    assert device_precision.cpu_bfloat16_flags(cpuinfo) == ["amx_bf16"]
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
-    assert precision_lib.cpu_bfloat16_flags(cpuinfo) == []
-    assert precision_lib.cpu_bfloat16_flags(tmp_path / "missing") == []  # not Linux
+    assert device_precision.cpu_bfloat16_flags(cpuinfo) == []
+    assert device_precision.cpu_bfloat16_flags(tmp_path / "missing") == []  # not Linux
 
     cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx512_bf16\n")
-    assert precision_lib.cpu_vendor(cpuinfo) == "AuthenticAMD" and precision_lib.cpu_vendor(tmp_path / "x") is None
+    assert device_precision.cpu_vendor(cpuinfo) == "AuthenticAMD"
+    assert device_precision.cpu_vendor(tmp_path / "x") is None
 
     native, amd, intel = ["avx512_bf16"], "AuthenticAMD", "GenuineIntel"
-    assert precision_lib.default_precision("default", cpu_flags=native, vendor=amd) == (
+    assert device_precision.default_precision("default", cpu_flags=native, vendor=amd) == (
         "mixed_bfloat16", "this AMD CPU computes bfloat16 natively (avx512_bf16), measured 1.3-1.5x float32; "
                           "--precision float32 to turn off")
-    assert precision_lib.default_precision("mirrored", cpu_flags=native, vendor=amd)[0] == "mixed_bfloat16"
+    assert device_precision.default_precision("mirrored", cpu_flags=native, vendor=amd)[0] == "mixed_bfloat16"
     # Measured slower than float32 on an Intel Xeon with AVX512_BF16 and no AMX (docs/benchmarks.md).
-    assert precision_lib.default_precision("default", cpu_flags=native, vendor=intel) == (
+    assert device_precision.default_precision("default", cpu_flags=native, vendor=intel) == (
         "float32", "avx512_bf16 without AMX on GenuineIntel: bfloat16 measured slower than float32")
-    assert precision_lib.default_precision("default", cpu_flags=["avx512_bf16", "amx_bf16"], vendor=intel) == (
+    assert device_precision.default_precision("default", cpu_flags=["avx512_bf16", "amx_bf16"], vendor=intel) == (
         "mixed_bfloat16", "this CPU has AMX bfloat16 tiles (amx_bf16); --precision float32 to turn off")
-    assert precision_lib.default_precision("default", cpu_flags=[], vendor=amd) == (
+    assert device_precision.default_precision("default", cpu_flags=[], vendor=amd) == (
         "float32", "this CPU has no native bfloat16 arithmetic")
-    assert precision_lib.default_precision("mirrored", num_gpus=2, cpu_flags=native, vendor=amd) == (
+    assert device_precision.default_precision("mirrored", num_gpus=2, cpu_flags=native, vendor=amd) == (
         "float32", "GPUs: --precision mixed_float16 to use their half-precision units")
-    assert precision_lib.default_precision("tpu", cpu_flags=[]) == ("mixed_bfloat16", "the TPU's native type")
+    assert device_precision.default_precision("tpu", cpu_flags=[]) == ("mixed_bfloat16", "the TPU's native type")
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-    assert precision_lib.default_precision("default", cpu_flags=native, vendor=amd)[0] == "float32"
+    assert device_precision.default_precision("default", cpu_flags=native, vendor=amd)[0] == "float32"

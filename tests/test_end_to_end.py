@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from protein_location import serving, submission
 from protein_location.core.errors import PredictError
+from protein_location.inference import serving, submission
 from tests.helpers import last_error_line, run_cli
 
 pytestmark = pytest.mark.slow  # trains or exports
@@ -158,7 +158,7 @@ def test_every_signature_labels_with_thresholds_tuned_for_the_probabilities_it_c
     import tensorflow as tf
 
     from protein_location.core import raw_images
-    from protein_location import predict
+    from protein_location.inference import predict
 
     raw = pipeline["raw"]
     tuned = json.loads((pipeline["run"] / "thresholds.json").read_text())
@@ -310,7 +310,8 @@ def test_predict_from_tfrecords_streams_the_split_and_matches_predict_from_image
     import numpy as np
 
     from data_prep import convert
-    from protein_location import __main__ as cli, predict
+    from protein_location import __main__ as cli
+    from protein_location.inference import predict
 
     raw, work = pipeline["raw"], pipeline["work"]
     records = work / "tfrecords" / "test"
@@ -359,9 +360,9 @@ def test_predict_images_streams_any_batch_size_and_names_a_bad_file_in_its_batch
     import cv2
     import numpy as np
 
-    from protein_location import predict
     from protein_location.core import raw_images
     from protein_location.core.errors import SourceError
+    from protein_location.inference import predict
 
     raw, model = pipeline["raw"], serving.load_serving_model(str(pipeline["export"]), tta=1)
     ids = raw_images.list_image_ids(str(raw / "test"))

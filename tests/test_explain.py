@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from protein_location import __main__ as cli, explain, export, models
+from protein_location import __main__ as cli, export, models
 from protein_location.core import labels as labels_lib
+from protein_location.inference import explain
 
 SIDE = 64
 MITOCHONDRIA = labels_lib.CLASS_NAMES.index("Mitochondria")

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from protein_location import export, models, serving
+from protein_location import export, models
 from protein_location.core import labels as labels_lib
 from protein_location.export import formats, onnx_format, saved_model, signatures, tflite_format, versions
+from protein_location.inference import serving
 
 pytestmark = pytest.mark.slow  # trains or exports
 
@@ -264,7 +265,7 @@ def test_a_mixed_precision_model_exports_and_converts_as_its_float32_twin(tmp_pa
 
 
 def test_thresholds_json_is_read_back_as_written_and_a_file_of_an_earlier_version_too(tmp_path):
-    from protein_location.core.thresholds_file import ThresholdsFile
+    from protein_location.evaluation.thresholds_file import ThresholdsFile
 
     names = tuple(labels_lib.CLASS_NAMES)
     written = ThresholdsFile(names, np.full(28, 0.25, np.float32), np.full(28, 0.75, np.float32), views=8,

@@ -11,10 +11,11 @@ import pytest
 import tensorflow as tf
 
 from data_prep import tfrecord_lib
-from protein_location import export, models, serving
+from protein_location import export, models
 from protein_location.core import labels as labels_lib, manifest as manifest_lib, pixel_cap
 from protein_location.core.errors import PredictError
 from protein_location.core.raw_images import DEFAULT_MAX_PIXELS
+from protein_location.inference import serving
 from tests.helpers import last_error_line, run_cli
 
 CAP = f"over the cap of {DEFAULT_MAX_PIXELS} pixels"
@@ -196,7 +197,7 @@ def test_a_dataset_of_a_newer_schema_is_refused_with_what_to_do(tmp_path):
 
 def test_training_and_make_dataset_refuse_it_before_opening_a_shard(tmp_path, capsys, monkeypatch):
     import train_keras
-    from protein_location import input as input_lib
+    from protein_location.data import input_reader
 
     data = write_hostile_manifest(tmp_path / "data", "/etc/passwd")
     opened = []
@@ -206,7 +207,7 @@ def test_training_and_make_dataset_refuse_it_before_opening_a_shard(tmp_path, ca
     monkeypatch.setattr(tf.data, "TFRecordDataset",
                         lambda files, *args, **kwargs: opened.append(files) or real_records(files, *args, **kwargs))
     with pytest.raises(manifest_lib.ManifestError) as error:
-        input_lib.make_dataset(str(data), "train", 4)
+        input_reader.make_dataset(str(data), "train", 4)
     assert str(error.value) == bad_shard_message(data, "/etc/passwd")
     assert train_keras.main(["--data", str(data), "--model-dir", str(tmp_path / "run")]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {bad_shard_message(data, '/etc/passwd')}"

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from protein_location import input as input_lib
 from protein_location.core.manifest import ManifestError
+from protein_location.data import input_reader
 from tests.helpers import write_raw_dataset
 
 
 def test_training_batches_have_model_shapes_and_dtypes(converted_dir):
-    dataset = input_lib.make_dataset(str(converted_dir), "train", batch_size=8, training=True)
+    dataset = input_reader.make_dataset(str(converted_dir), "train", batch_size=8, training=True)
     images, labels = next(iter(dataset))
     assert images.shape == (8, 32, 32, 4) and images.dtype.name == "float32"
     assert labels.shape == (8, 28) and labels.dtype.name == "float32"
@@ -24,15 +24,15 @@ def test_training_streams_whole_batches_evaluation_is_one_pass(converted_dir):
     manifest = json.loads((converted_dir / "dataset.json").read_text())
     train_count = manifest["splits"]["train"]["num_examples"]
     # Endless: more batches than one pass holds, every one whole.
-    batches = input_lib.make_dataset(str(converted_dir), "train", 5, training=True).take(3 * train_count // 5)
+    batches = input_reader.make_dataset(str(converted_dir), "train", 5, training=True).take(3 * train_count // 5)
     assert {len(labels) for _, labels in batches} == {5}
-    val_batches = list(input_lib.make_dataset(str(converted_dir), "val", 5))
+    val_batches = list(input_reader.make_dataset(str(converted_dir), "val", 5))
     assert sum(len(labels) for _, labels in val_batches) == manifest["splits"]["val"]["num_examples"]
 
 
 def test_evaluation_order_is_fixed_and_training_repeats_for_a_seed(converted_dir):
     def ids(steps=None, **kwargs):
-        dataset = input_lib.make_dataset(str(converted_dir), "train", 4, with_ids=True, **kwargs)
+        dataset = input_reader.make_dataset(str(converted_dir), "train", 4, with_ids=True, **kwargs)
         return [i for _, _, batch in dataset.take(steps or -1) for i in batch.numpy().tolist()]
 
     assert ids() == ids()
@@ -41,13 +41,13 @@ def test_evaluation_order_is_fixed_and_training_repeats_for_a_seed(converted_dir
 
 
 def test_images_are_resized_to_the_requested_size(converted_dir):
-    images, _ = next(iter(input_lib.make_dataset(str(converted_dir), "val", 2, image_size=24)))
+    images, _ = next(iter(input_reader.make_dataset(str(converted_dir), "val", 2, image_size=24)))
     assert images.shape == (2, 24, 24, 4)
 
 
 def test_folder_without_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(ManifestError) as error:
-        input_lib.make_dataset(str(tmp_path), "train", 4)
+        input_reader.make_dataset(str(tmp_path), "train", 4)
     assert str(error.value) == (f"{tmp_path}: no dataset.json here; convert a dataset first with "
                                 "`python -m data_prep convert`")
 
@@ -60,7 +60,7 @@ def test_fold_selects_held_out_and_training_shards(synthetic_dir, tmp_path):
                                folds=3, num_shards=1)
 
     def ids(split, fold):
-        dataset = input_lib.make_dataset(str(out), split, 4, with_ids=True, fold=fold)
+        dataset = input_reader.make_dataset(str(out), split, 4, with_ids=True, fold=fold)
         return {i for _, _, batch in dataset for i in batch.numpy().tolist()}
 
     held_out = next(s for s in manifest["splits"]["train"]["shards"] if s["fold"] == 1)
@@ -68,28 +68,28 @@ def test_fold_selects_held_out_and_training_shards(synthetic_dir, tmp_path):
     assert ids("val", 1).isdisjoint(ids("train", 1))
     assert len(ids("val", 1) | ids("train", 1)) == 48
     with pytest.raises(ManifestError) as error:
-        input_lib.make_dataset(str(out), "val", 4)
+        input_reader.make_dataset(str(out), "val", 4)
     assert str(error.value) == f"{out}: the dataset has no 'val' split (splits: train); pick one with --fold"
     with pytest.raises(ManifestError) as error:
-        input_lib.make_dataset(str(out), "val", 4, fold=3)
+        input_reader.make_dataset(str(out), "val", 4, fold=3)
     assert str(error.value) == f"{out}: --fold 3 is outside 0-2"
 
 
 def test_fold_on_a_dataset_without_folds_is_an_error(converted_dir):
     with pytest.raises(ManifestError) as error:
-        input_lib.make_dataset(str(converted_dir), "train", 4, fold=0)
+        input_reader.make_dataset(str(converted_dir), "train", 4, fold=0)
     assert str(error.value) == f"{converted_dir}: --fold needs a dataset converted with --folds"
 
 
 def test_repeat_factors_raise_only_classes_rarer_than_the_threshold():
-    factors = input_lib.repeat_factors([50, 10, 1, 0], num_examples=100, threshold=0.1)
+    factors = input_reader.repeat_factors([50, 10, 1, 0], num_examples=100, threshold=0.1)
     np.testing.assert_allclose(factors, [1.0, 1.0, np.sqrt(10.0), 1.0])
 
 
 def _exposures(data_dir, steps, batch, **kwargs):
     """How often each training Id arrives in the first `steps` batches of the stream."""
-    dataset = input_lib.make_dataset(str(data_dir), "train", batch, training=True, seed=3, with_ids=True,
-                                     augment_config=input_lib.augment.AugmentConfig(False, 1.0, 0.0), **kwargs)
+    dataset = input_reader.make_dataset(str(data_dir), "train", batch, training=True, seed=3, with_ids=True,
+                                     augment_config=input_reader.augment.AugmentConfig(False, 1.0, 0.0), **kwargs)
     return collections.Counter(i for _, _, ids in dataset.take(steps) for i in ids.numpy().tolist())
 
 
@@ -114,7 +114,7 @@ def test_every_example_is_seen_as_often_as_its_repeat_factor_says_over_epochs(fe
     manifest = json.loads((few_shards_dir / "dataset.json").read_text())
     train = manifest["splits"]["train"]
     counts = np.sum([shard["label_counts"] for shard in train["shards"]], axis=0)
-    factors = input_lib.repeat_factors(counts, train["num_examples"], threshold=0.3)
+    factors = input_reader.repeat_factors(counts, train["num_examples"], threshold=0.3)
     batch, epochs = 8, 12
     steps = epochs * (train["num_examples"] // batch)
     seen = _exposures(few_shards_dir, steps, batch, oversample_factors=factors)
@@ -148,7 +148,7 @@ def test_without_oversampling_every_example_is_seen_once_per_pass(few_shards_dir
 
 def _records(data_dir):
     """(Id, multi-hot labels) of every training record, in shard order."""
-    dataset = input_lib.make_dataset(str(data_dir), "train", 16, with_ids=True)
+    dataset = input_reader.make_dataset(str(data_dir), "train", 16, with_ids=True)
     return [(i, row) for _, labels, ids in dataset for i, row in zip(ids.numpy().tolist(), labels.numpy())]
 
 
@@ -157,7 +157,7 @@ def _shard_ids(data_dir):
 
     manifest = json.loads((data_dir / "dataset.json").read_text())
     for shard in manifest["splits"]["train"]["shards"]:
-        yield [input_lib.records.parse_example(r, 28)["source_id"].numpy()
+        yield [input_reader.records.parse_example(r, 28)["source_id"].numpy()
                for r in tf.data.TFRecordDataset(str(data_dir / shard["file"]))]
 
 
@@ -166,14 +166,14 @@ def test_padded_evaluation_gives_whole_batches_and_every_example_once(converted_
     """14 val examples (2 shards of 7), global batch 8 over 2 replicas per
     pipeline: the last batches are filled up with blanks of weight 0."""
     data = str(converted_dir)
-    expected = collections.Counter(image.tobytes() for images, _ in input_lib.make_dataset(data, "val", 8)
+    expected = collections.Counter(image.tobytes() for images, _ in input_reader.make_dataset(data, "val", 8)
                                    for image in images.numpy())
-    padding = input_lib.split_padding(data, "val", 8, pipelines)
+    padding = input_reader.split_padding(data, "val", 8, pipelines)
     per_pipeline = []
     for index in range(pipelines):
         context = tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=index,
                                              num_replicas_in_sync=2 * pipelines)
-        per_pipeline.append(list(input_lib.make_dataset(data, "val", 8, input_context=context, pad_batches=True)))
+        per_pipeline.append(list(input_reader.make_dataset(data, "val", 8, input_context=context, pad_batches=True)))
     seen = collections.Counter()
     for batches in per_pipeline:
         # Whole batches of the per-replica size, as many on every pipeline: `steps` for each of its 2 replicas.
@@ -190,7 +190,7 @@ def test_padded_evaluation_gives_whole_batches_and_every_example_once(converted_
 
 
 def test_eval_padding_fills_the_largest_share_to_whole_steps():
-    assert input_lib.eval_padding([17], 8) == (24, 3, 24 / 17)
-    assert input_lib.eval_padding([7, 7], 8) == (8, 2, 16 / 14)  # 4 per pipeline
-    assert input_lib.eval_padding([9, 3], 4) == (10, 5, 20 / 12)
-    assert input_lib.eval_padding([16], 8) == (16, 2, 1.0)  # nothing to pad
+    assert input_reader.eval_padding([17], 8) == (24, 3, 24 / 17)
+    assert input_reader.eval_padding([7, 7], 8) == (8, 2, 16 / 14)  # 4 per pipeline
+    assert input_reader.eval_padding([9, 3], 4) == (10, 5, 20 / 12)
+    assert input_reader.eval_padding([16], 8) == (16, 2, 1.0)  # nothing to pad

@@ -1,6 +1,8 @@
-"""Layers go one way (docs/contributing.md, "Layout"): the core imports nothing else of
-ours; the library (`protein_location`) never imports the data creation stage
-(`data_prep`), which is built on top of it; nothing imports in a circle.
+"""Layers go one way (docs/contributing.md, "Layout"): each package of the
+library imports only the packages `ALLOWED` names, the core nothing else of
+ours; nothing sits loose at the library's top; the library (`protein_location`)
+never imports the data creation stage (`data_prep`), which is built on top of
+it; nothing imports in a circle.
 
 Read from the source, function-local imports included: what the code can
 import, not only what one run happened to.
@@ -13,6 +15,21 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("protein_location", "data_prep", "bench")
 # What no inference, training or export code may pull in.
 DATA_CREATION_ONLY = ("cv2",)
+# The library's stage packages and the ones each may import (its own aside); the
+# picture in docs/contributing.md, "Layout". `__main__` (the commands) may import any.
+ALLOWED = {
+    "core": set(),
+    "data": {"core"},
+    "models": {"core"},
+    "evaluation": {"core"},
+    "export": {"core", "data", "models", "evaluation"},
+    "inference": {"core", "data", "export", "evaluation"},
+    "training": {"core", "data", "models", "evaluation", "export"},
+    "cells": {"core", "export", "inference"},
+}
+# What the creation stage may use of the library: the core, and the cells' own
+# segmentation and crops (`data_prep crops` cuts cells as `cells --crop-model` does).
+DATA_PREP_MAY_IMPORT = {"core", "cells"}
 
 
 def module_name(path):
@@ -44,11 +61,46 @@ def import_graph():
     return {name: imports(path, known) for name, path in known.items()}
 
 
+def library_package(module):
+    """`protein_location.training.task` -> "training"; None outside the library's packages."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "protein_location" and len(parts) > 1 else None
+
+
+def test_nothing_is_loose_at_the_top_of_the_library():
+    loose = sorted(path.name for path in (ROOT / "protein_location").glob("*.py"))
+    assert loose == ["__init__.py", "__main__.py"]
+    packages = sorted(path.parent.name for path in (ROOT / "protein_location").glob("*/__init__.py"))
+    assert packages == sorted(ALLOWED)
+
+
+def test_each_package_imports_only_the_packages_below_it():
+    graph = import_graph()
+    offenders = {}
+    for name, imported in graph.items():
+        package = library_package(name)
+        if package is None or package == "__main__":
+            continue
+        ours = {i for i in imported if i.split(".")[0] in PACKAGES}
+        found = sorted(i for i in ours if library_package(i) not in ALLOWED[package] | {package})
+        if found:
+            offenders[name] = found
+    assert offenders == {}
+
+
 def test_the_core_imports_nothing_else_of_ours():
     graph = import_graph()
     offenders = {name: sorted(i for i in imported if i.split(".")[0] in PACKAGES
                               and not i.startswith("protein_location.core"))
                  for name, imported in graph.items() if name.startswith("protein_location.core")}
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_data_creation_uses_only_the_core_and_the_cells_of_the_library():
+    graph = import_graph()
+    offenders = {name: sorted(i for i in imported if i.startswith("protein_location")
+                              and library_package(i) not in DATA_PREP_MAY_IMPORT)
+                 for name, imported in graph.items() if name.startswith("data_prep")}
     assert {name: found for name, found in offenders.items() if found} == {}
 
 

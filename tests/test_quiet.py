@@ -42,9 +42,9 @@ def test_what_a_failing_block_printed_below_python_is_replayed_and_a_quiet_one_i
 
 
 def test_the_command_line_names_the_flag_of_an_argument_a_library_error_names():
+    from protein_location import __main__ as model_main
     from protein_location.core.command_line import flags_of
     from protein_location.core.errors import naming_flags
-    from protein_location import __main__ as model_main
 
     flags = flags_of(model_main._parser())  # every sub-command's options
     assert flags["crop_model"] == "--crop-model" and flags["cell_scores"] == "--cell-scores"

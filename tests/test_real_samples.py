@@ -192,7 +192,7 @@ def test_serving_computes_from_the_files_the_pixels_conversion_stored(tmp_path, 
 
 def test_predict_images_and_explain_read_hpav18_jpegs(tmp_path, tiny_export):
     """The CLI paths that read raw files apply the same rule as predict_channels."""
-    from protein_location import explain, predict
+    from protein_location.inference import explain, predict
 
     folder = SAMPLES / "hpav18" / "train"
     ids = raw_images.list_image_ids(str(folder))

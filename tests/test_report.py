@@ -1,7 +1,7 @@
 import numpy as np
 
 from protein_location.core import labels
-from protein_location import report, thresholds
+from protein_location.evaluation import report, thresholds
 
 
 def test_paper_table_matches_hand_computed_values():

@@ -1,6 +1,6 @@
 import numpy as np
 
-from protein_location import thresholds
+from protein_location.evaluation import thresholds
 
 
 def test_tuned_thresholds_separate_classes_that_0_5_does_not():

@@ -13,7 +13,9 @@ import keras
 import numpy as np
 import pytest
 
-from protein_location import augment, input as input_lib, models, precision as precision_lib
+from protein_location import models
+from protein_location.core import device_precision
+from protein_location.data import augment, input_reader
 from protein_location.training import checkpoints, config as config_lib, evaluator, task, trainer
 from tests.helpers import ROOT, run_cli
 
@@ -37,7 +39,7 @@ def test_same_command_twice_gives_the_same_metrics(converted_dir, tmp_path):
     # Without --precision the machine decides: mixed_bfloat16 where bfloat16 pays (precision.bfloat16_pays), so
     # repeatability holds in the precision the demo trains in.
     report = json.loads((tmp_path / "a/report.json").read_text())
-    assert report["precision"] == precision_lib.default_precision("default")[0]
+    assert report["precision"] == device_precision.default_precision("default")[0]
 
 
 @pytest.mark.slow
@@ -77,7 +79,7 @@ def test_killed_run_resumes_from_its_last_epoch(converted_dir, tmp_path):
 def test_a_resumed_run_draws_new_batches_instead_of_replaying_epoch_one(converted_dir):
     def first_batch(start_epoch):
         seed = task.data_seed(4, start_epoch)
-        dataset = input_lib.make_dataset(str(converted_dir), "train", 8, training=True, seed=seed, with_ids=True)
+        dataset = input_reader.make_dataset(str(converted_dir), "train", 8, training=True, seed=seed, with_ids=True)
         images, _, ids = next(iter(dataset))
         return ids.numpy().tolist(), images.numpy()
 
@@ -142,7 +144,7 @@ def test_head_bias_starts_at_the_class_log_odds_unless_bias_init_is_off():
 def test_val_probabilities_are_predicted_under_each_of_the_8_views(converted_dir):
     model = models.build_seresnet("seresnet18", image_size=32, width=0.125)
     y_true, views = evaluator.predict_views(model, str(converted_dir), "val", 4, 32)
-    images = np.concatenate([batch.numpy() for batch, _ in input_lib.make_dataset(str(converted_dir), "val", 4)])
+    images = np.concatenate([batch.numpy() for batch, _ in input_reader.make_dataset(str(converted_dir), "val", 4)])
     expected = np.stack([model.predict(augment.dihedral_view(images, k), verbose=0) for k in range(8)])
     assert views.shape == (8, *y_true.shape)
     np.testing.assert_allclose(views, expected, atol=1e-5)
@@ -178,7 +180,7 @@ def test_fit_creates_no_variables_so_the_train_step_is_traced_once(converted_dir
         created.append(kwargs.get("name"))
         return next_creator(**kwargs)
 
-    dataset = input_lib.make_dataset(str(converted_dir), "train", 8, training=True, seed=0)
+    dataset = input_reader.make_dataset(str(converted_dir), "train", 8, training=True, seed=0)
     with tf.variable_creator_scope(creator):
         model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
     assert created == []

@@ -18,11 +18,11 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from protein_location import serving
 from protein_location.cells import crops as crops_lib, masks as masks_lib, overlays, segmentation
 from protein_location.core import file_system, output_files, raw_images, stop_signals
 from protein_location.core.errors import CellsError
 from protein_location.export import signatures
+from protein_location.inference import serving
 
 # How a cell's confidence in a class is made from the image-level model (`cell_confidences`).
 CELL_SCORES = ("blend", "cam", "image", "crop")

@@ -98,7 +98,7 @@ def cell_map(predictions, truth, num_classes, iou_threshold=IOU_THRESHOLD):
 
 def read_submission(path, num_classes):
     """{ID: [(class, confidence, RLE)]} of an HPA 2021 submission CSV."""
-    from protein_location import submission
+    from protein_location.inference import submission
 
     table = submission.read_csv(path, ["ID", "ImageWidth", "ImageHeight", "PredictionString"])
     predictions = {}
@@ -132,8 +132,8 @@ def read_truth(csv_path, masks_dir, label_set=None):
     CSV `Id,Cell,Target` (2018) or `ID,Cell,Label` (2021) and the label
     images `<masks_dir>/<Id>.png` (16-bit, 0: background); `label_set`
     ("hpa2018"/"hpa2021") overrides the classes the header implies."""
-    from protein_location import submission
     from protein_location.core import labels as labels_lib
+    from protein_location.inference import submission
 
     table = submission.read_csv(csv_path, [])
     detected = labels_lib.label_set_of_header([c for c in table.columns if c != "Cell"])

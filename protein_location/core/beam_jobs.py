@@ -1,6 +1,6 @@
 """Running a stage on Apache Beam (`--runner beam --beam-options "..."`):
 conversion (`data_prep.beam_convert`) and batch prediction
-(`protein_location.beam_predict`) build their pipelines; this module checks
+(`protein_location.inference.beam_predict`) build their pipelines; this module checks
 that Beam is installed, turns the `--beam-options` string into Beam's
 `PipelineOptions`, and runs a pipeline to its end.
 

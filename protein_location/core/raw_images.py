@@ -21,10 +21,19 @@ import tensorflow as tf
 from protein_location.core import labels as labels_lib, stains, tiff_stains
 from protein_location.core.errors import SourceError
 from protein_location.core.pixel_cap import encoded_image_shape
+
 # Finding and reading the files needs no TensorFlow: `stain_files`, which conversion workers use alone.
-from protein_location.core.stain_files import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS,  # noqa: F401
-                                               TIFF_EXTENSIONS, check_images_dir, find_channel_file,
-                                               list_image_ids, read_stain_files, split_extension)
+from protein_location.core.stain_files import (  # noqa: F401
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    TIFF_EXTENSIONS,
+    check_images_dir,
+    find_channel_file,
+    list_image_ids,
+    read_stain_files,
+    split_extension,
+)
+
 
 @tf.function(input_signature=[tf.TensorSpec([None, None, 4], tf.uint8), tf.TensorSpec([], tf.int32)])
 def _resize(image, size):

@@ -10,8 +10,13 @@ from protein_location import models
 from protein_location.core import folder_lock, output_files, stop_signals
 from protein_location.core.errors import ExportError, OutputError
 from protein_location.export import formats as formats_lib, saved_model
-from protein_location.export.versions import (make_staging_dir, publish, remove_dir, remove_interrupted_exports,
-                                                  version_dirs)
+from protein_location.export.versions import (
+    make_staging_dir,
+    publish,
+    remove_dir,
+    remove_interrupted_exports,
+    version_dirs,
+)
 
 
 def export_formats_of(tflite=False, tflite_quantize=False, onnx=False, export_dir="", out_flag="--export"):

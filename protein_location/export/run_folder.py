@@ -9,8 +9,9 @@ import keras
 import tensorflow as tf
 
 from protein_location import models
-from protein_location.core import run_state, thresholds_file
+from protein_location.core import run_state
 from protein_location.core.errors import ExportError
+from protein_location.evaluation import thresholds_file
 
 
 def load_run(model_dir):

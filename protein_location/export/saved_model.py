@@ -49,12 +49,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from protein_location import augment
 from protein_location.core import labels as labels_lib, records, stains
 from protein_location.core.pixel_cap import assert_pixel_cap, encoded_image_shape
 from protein_location.core.raw_images import DEFAULT_MAX_PIXELS
-from protein_location.export.signatures import (CHANNELS_SIGNATURE, EXAMPLES_SIGNATURE, GRADCAM_SIGNATURE,
-                                                    SIGNATURE, SINGLE_VIEW_SIGNATURE, serving_signature)
+from protein_location.data import augment
+from protein_location.export.signatures import (
+    CHANNELS_SIGNATURE,
+    EXAMPLES_SIGNATURE,
+    GRADCAM_SIGNATURE,
+    SIGNATURE,
+    SINGLE_VIEW_SIGNATURE,
+    serving_signature,
+)
 
 
 def write_saved_model(model, thresholds, path, class_names, tta_thresholds=None, max_pixels=DEFAULT_MAX_PIXELS):

@@ -8,21 +8,14 @@ multi-label classifier that takes any backbone.
     (None, 28)
 """
 
-from protein_location.models.application_backbone import APPLICATIONS
-from protein_location.models.application_backbone import ApplicationBackbone
-from protein_location.models.classifier import ARCHITECTURES
-from protein_location.models.classifier import build_classifier
-from protein_location.models.classifier import check_arch_request
+from protein_location.models.application_backbone import APPLICATIONS, ApplicationBackbone
+from protein_location.models.classifier import ARCHITECTURES, build_classifier, check_arch_request
 from protein_location.models.ensemble import EnsembleClassifier
-from protein_location.models.layers import ResidualBlock
-from protein_location.models.layers import SqueezeExcite
+from protein_location.models.layers import ResidualBlock, SqueezeExcite
 from protein_location.models.multilabel_classifier import MultiLabelClassifier
-from protein_location.models.precision import computes_in_float32
-from protein_location.models.precision import float32_twin
-from protein_location.models.presets import PRESETS
-from protein_location.models.presets import backbone_from_preset
-from protein_location.models.pretrained import load_three_channel_weights
-from protein_location.models.pretrained import rgby_stem_kernel
+from protein_location.models.precision import computes_in_float32, float32_twin
+from protein_location.models.presets import PRESETS, backbone_from_preset
+from protein_location.models.pretrained import load_three_channel_weights, rgby_stem_kernel
 from protein_location.models.seresnet import build_seresnet
 from protein_location.models.seresnet_backbone import SEResNetBackbone
 

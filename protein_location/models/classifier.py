@@ -1,8 +1,7 @@
 """build_classifier: the multi-label classifier of any `--arch`, from scratch
 or from pretrained weights."""
 
-from protein_location.models.application_backbone import APPLICATIONS
-from protein_location.models.application_backbone import ApplicationBackbone
+from protein_location.models.application_backbone import APPLICATIONS, ApplicationBackbone
 from protein_location.models.multilabel_classifier import MultiLabelClassifier
 from protein_location.models.presets import PRESETS
 from protein_location.models.pretrained import load_three_channel_weights

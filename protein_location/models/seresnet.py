@@ -1,8 +1,7 @@
 """build_seresnet: an SE-ResNet multi-label classifier of a preset."""
 
 from protein_location.models.multilabel_classifier import MultiLabelClassifier
-from protein_location.models.presets import backbone_from_preset
-from protein_location.models.presets import preset_arguments
+from protein_location.models.presets import backbone_from_preset, preset_arguments
 
 
 def build_seresnet(

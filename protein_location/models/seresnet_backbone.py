@@ -2,8 +2,7 @@
 
 import keras
 
-from protein_location.models.layers import BLOCK_TYPES
-from protein_location.models.layers import FusedInferenceBatchNorm, ResidualBlock
+from protein_location.models.layers import BLOCK_TYPES, FusedInferenceBatchNorm, ResidualBlock
 
 STAGE_FILTERS = (64, 128, 256, 512)
 MIN_FILTERS = 8

@@ -15,10 +15,10 @@
 import contextlib
 import posixpath
 
-from protein_location import distribute, export
+from protein_location import export
 from protein_location.core import folder_lock, json_files, manifest as manifest_lib, output_files, stop_signals
 from protein_location.core.run_state import TRAINING
-from protein_location.training import config as config_lib, cross_validation, evaluator, run_folder, trainer
+from protein_location.training import config as config_lib, cross_validation, distribute, evaluator, run_folder, trainer
 from protein_location.training.config import TrainConfig
 
 __all__ = ["TrainConfig", "train"]

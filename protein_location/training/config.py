@@ -10,7 +10,8 @@ fields become `--augment-*` flags the same way.
 import argparse
 import dataclasses
 
-from protein_location import augment, models
+from protein_location import models
+from protein_location.data import augment
 
 
 def flag(name, help, default=dataclasses.MISSING, **argparse_kwargs):

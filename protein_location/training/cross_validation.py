@@ -28,12 +28,19 @@ import posixpath
 import numpy as np
 import tensorflow as tf
 
-from protein_location import distribute, export, report as report_lib, thresholds as thresholds_lib
-from protein_location.core import folder_lock, json_files, manifest as manifest_lib
-from protein_location.core import output_files, run_state, stop_signals, thresholds_file
+from protein_location import export
+from protein_location.core import (
+    folder_lock,
+    json_files,
+    manifest as manifest_lib,
+    output_files,
+    run_state,
+    stop_signals,
+)
 from protein_location.core.errors import TrainError
 from protein_location.core.run_state import EVALUATED, TRAINING, RunState
-from protein_location.training import checkpoints, config as config_lib, held_out, run_folder, trainer
+from protein_location.evaluation import report as report_lib, thresholds as thresholds_lib, thresholds_file
+from protein_location.training import checkpoints, config as config_lib, distribute, held_out, run_folder, trainer
 
 # What a cross-validated run writes in its own folder, beside fold-<i>/: what
 # --overwrite removes there (each fold's run removes its own files).

@@ -7,10 +7,10 @@ import posixpath
 
 import numpy as np
 
-from protein_location import augment, distribute, input as input_lib, report as report_lib
-from protein_location import thresholds as thresholds_lib
-from protein_location.core import json_files, manifest as manifest_lib, output_files, thresholds_file
-from protein_location.training import checkpoints, held_out
+from protein_location.core import json_files, manifest as manifest_lib, output_files
+from protein_location.data import augment, input_reader
+from protein_location.evaluation import report as report_lib, thresholds as thresholds_lib, thresholds_file
+from protein_location.training import checkpoints, distribute, held_out
 
 
 def predict_views(model, data_dir, split, batch_size, image_size, fold=None):
@@ -21,10 +21,10 @@ def predict_views(model, data_dir, split, batch_size, image_size, fold=None):
     (blanks pad the last one; `input.eval_padding`) and the blanks' rows are dropped.
     """
     padded = model.distribute_strategy.num_replicas_in_sync > 1
-    dataset = input_lib.make_dataset(data_dir, split, batch_size, image_size, fold=fold, pad_batches=padded)
+    dataset = input_reader.make_dataset(data_dir, split, batch_size, image_size, fold=fold, pad_batches=padded)
     manifest = manifest_lib.load_manifest(data_dir)
     count = manifest_lib.split_summary(data_dir, manifest, split, fold)[1]
-    with input_lib.named_read_errors(data_dir, manifest, (split,), fold):
+    with input_reader.named_read_errors(data_dir, manifest, (split,), fold):
         y_true = np.concatenate([labels.numpy() for _, labels, *_ in dataset])[:count]
         views = [dataset.map(lambda image, *_, k=k: (augment.dihedral_view(image, k),))
                  for k in range(augment.DIHEDRAL_VIEWS)]
@@ -44,7 +44,7 @@ def write_report(config, plan, model, fit, fit_seconds):
         model.save(path)
     y_true, y_views = predict_views(model, config.data, "val", config.batch_size, plan.image_size, config.fold)
     if config.fold is not None:  # what --cv gathers: this model's predictions of the images it did not train on
-        ids = input_lib.split_ids(config.data, "val", config.fold)
+        ids = input_reader.split_ids(config.data, "val", config.fold)
         held_out.HeldOutPredictions(config.fold, ids, y_true, y_views).write(config.model_dir)
     train_rates = np.asarray(plan.train_label_counts, np.float64) / plan.train_count
     tuned = {1: thresholds_lib.tune_thresholds(y_true, y_views[0], train_rates),

@@ -10,9 +10,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from protein_location import distribute, input as input_lib, models
+from protein_location import models
 from protein_location.core import manifest as manifest_lib
 from protein_location.core.errors import TrainError, WeightsError
+from protein_location.data import input_reader
+from protein_location.training import distribute
 from protein_location.training.optimizer import ScaledRateAdamW
 
 
@@ -194,7 +196,7 @@ def make_datasets(config, plan, start_epoch=0):
     seed = data_seed(config.seed, start_epoch)
 
     def train_dataset(input_context=None):
-        return input_lib.make_dataset(config.data, "train", config.batch_size, plan.image_size, training=True,
+        return input_reader.make_dataset(config.data, "train", config.batch_size, plan.image_size, training=True,
                                       seed=seed, shuffle_buffer=config.shuffle_buffer, fold=config.fold,
                                       augment_config=config.augmentation,
                                       oversample_factors=plan.oversample_factors, input_context=input_context)
@@ -203,10 +205,10 @@ def make_datasets(config, plan, start_epoch=0):
                   else plan.strategy.distribute_datasets_from_function(train_dataset))
     def val_dataset(input_context=None):
         if input_context is None:
-            return input_lib.make_dataset(config.data, "val", config.batch_size, plan.image_size, fold=config.fold)
+            return input_reader.make_dataset(config.data, "val", config.batch_size, plan.image_size, fold=config.fold)
         # Endless, cut by fit's validation_steps (one pass each): Keras may
         # reuse the iterator of the last evaluation.
-        return input_lib.make_dataset(config.data, "val", config.batch_size, plan.image_size, fold=config.fold,
+        return input_reader.make_dataset(config.data, "val", config.batch_size, plan.image_size, fold=config.fold,
                                       input_context=input_context, pad_batches=True).repeat()
 
     # Several replicas evaluate whole padded batches: a partial last batch
@@ -214,5 +216,5 @@ def make_datasets(config, plan, start_epoch=0):
     # docs/fault-tolerance.md), and a TPU needs static shapes.
     if plan.strategy.num_replicas_in_sync == 1:
         return train_data, val_dataset(), None
-    val_steps = input_lib.split_padding(config.data, "val", config.batch_size, plan.pipelines, config.fold).steps
+    val_steps = input_reader.split_padding(config.data, "val", config.batch_size, plan.pipelines, config.fold).steps
     return train_data, plan.strategy.distribute_datasets_from_function(val_dataset), val_steps

@@ -10,10 +10,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from protein_location import distribute, input as input_lib, models, precision as precision_lib
-from protein_location.core import manifest as manifest_lib, output_files, run_state, stop_signals
+from protein_location import models
+from protein_location.core import device_precision, manifest as manifest_lib, output_files, run_state, stop_signals
 from protein_location.core.errors import TrainError
-from protein_location.training import checkpoints, task
+from protein_location.data import input_reader
+from protein_location.training import checkpoints, distribute, task
 
 # The checkpoint kept is the epoch of best val macro ROC AUC: it does not
 # depend on a threshold, where macro F1 at 0.5 is the wrong cut for focal loss
@@ -129,7 +130,7 @@ def plan_run(config, settled_strategy=None):
     config = task.settle_fine_tuning(config)
     precision_reason = "--precision"
     if config.precision is None:
-        precision, precision_reason = precision_lib.default_precision(kind, num_gpus)
+        precision, precision_reason = device_precision.default_precision(kind, num_gpus)
         config = dataclasses.replace(config, precision=precision)
     manifest = manifest_lib.load_manifest(config.data)
     if strategy is None:
@@ -139,12 +140,12 @@ def plan_run(config, settled_strategy=None):
     replicas = strategy.num_replicas_in_sync
     _, train_count, train_label_counts = manifest_lib.split_summary(config.data, manifest, "train", config.fold)
     _, val_count, _ = manifest_lib.split_summary(config.data, manifest, "val", config.fold)
-    input_lib.check_split_files(config.data, manifest, ("train", "val"), config.fold)
+    input_reader.check_split_files(config.data, manifest, ("train", "val"), config.fold)
     check_batch(config, train_count, replicas)
     image_size = config.image_size or manifest["image_size"]
     pipelines = distribute.num_input_pipelines(strategy)
     shard_counts = [s["num_examples"] for s in manifest_lib.select_shards(config.data, manifest, "train", config.fold)]
-    policy, shares, epoch_examples = input_lib.share_input(shard_counts, pipelines, config.batch_size // pipelines)
+    policy, shares, epoch_examples = input_reader.share_input(shard_counts, pipelines, config.batch_size // pipelines)
     steps_per_epoch = epoch_examples // (config.batch_size // pipelines)
     peak_rate = distribute.scaled_learning_rate(config.learning_rate, config.batch_size)
     held_out = f" (fold {config.fold} held out)" if config.fold is not None else ""
@@ -170,7 +171,7 @@ def plan_run(config, settled_strategy=None):
               f"{config.batch_size // replicas} distinct examples")
     oversample_factors = None
     if config.oversample:
-        oversample_factors = input_lib.repeat_factors(train_label_counts, train_count, config.oversample)
+        oversample_factors = input_reader.repeat_factors(train_label_counts, train_count, config.oversample)
         print(f"oversample: classes rarer than {config.oversample:g} of training images repeated up to "
               f"{oversample_factors.max():.1f}x per epoch (repeat-factor sampling)")
     return config, RunPlan(kind, strategy, manifest, image_size, train_count, train_label_counts, pipelines,
@@ -211,7 +212,7 @@ def fit_model(config, plan):
                   f"({len(model.trainable_variables)} variables), the backbone frozen")
         stop_signals.raise_if_requested()
         # A stop signal waits for the next batch boundary (StopAtSignal); a read error names its shard.
-        with input_lib.named_read_errors(config.data, plan.manifest, ("train", "val"), config.fold):
+        with input_reader.named_read_errors(config.data, plan.manifest, ("train", "val"), config.fold):
             fit = model.fit(train_data, validation_data=val_data, initial_epoch=first, epochs=end,
                             shuffle=False,  # shuffled in tf.data
                             steps_per_epoch=plan.steps_per_epoch, validation_steps=val_steps,

@@ -20,9 +20,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from protein_location import serving
 from protein_location.core import json_files, output_files, raw_images, stop_signals
 from protein_location.export import signatures, versions
+from protein_location.inference import serving
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402

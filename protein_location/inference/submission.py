@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from protein_location import thresholds as thresholds_lib
 from protein_location.core import labels as labels_lib, labels_csv, output_files
 from protein_location.core.errors import PredictError
+from protein_location.evaluation import thresholds as thresholds_lib
 
 
 def read_csv(path, columns):

@@ -8,9 +8,8 @@ import os
 
 import tensorflow as tf
 
-from protein_location.export import signatures, versions
 from protein_location.core.errors import PredictError
-
+from protein_location.export import signatures, versions
 
 # What prediction needs of a loaded SavedModel: the signature chosen, the
 # views it averages, and the thresholds its labels use.

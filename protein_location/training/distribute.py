@@ -125,7 +125,7 @@ def create_strategy(kind, replicas=None, tpu=None):
     if kind == "mirrored":
         return tf.distribute.MirroredStrategy(_mirrored_devices(replicas))
     if kind == "multiworker":
-        from protein_location import keras_multiworker  # keras-team/keras#20585, see that module
+        from protein_location.training import keras_multiworker  # keras-team/keras#20585, see that module
 
         keras_multiworker.apply()
         return tf.distribute.MultiWorkerMirroredStrategy()

@@ -11,9 +11,9 @@ import typing
 import numpy as np
 import tensorflow as tf
 
-from protein_location import augment
 from protein_location.core import manifest as manifest_lib, records, stains
 from protein_location.core.errors import ManifestError
+from protein_location.data import augment
 
 AUTOTUNE = tf.data.AUTOTUNE
 

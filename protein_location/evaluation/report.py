@@ -11,9 +11,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from sklearn import metrics  # noqa: E402
 
-from protein_location import thresholds as thresholds_lib  # noqa: E402
 from protein_location.core import output_files  # noqa: E402
-
+from protein_location.evaluation import thresholds as thresholds_lib  # noqa: E402
 
 # F1 of a class with a handful of val examples moves by 0.1-0.3 with one
 # example; macro F1 over the classes with at least this many is the steadier figure.

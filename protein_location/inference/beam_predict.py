@@ -29,9 +29,10 @@ import numpy as np
 import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
-from protein_location import input as input_lib, precision as precision_lib, serving
-from protein_location.core import beam_jobs, manifest as manifest_lib, raw_images, records
+from protein_location.core import beam_jobs, device_precision, manifest as manifest_lib, raw_images, records
 from protein_location.core.errors import PredictError, SourceError
+from protein_location.data import input_reader
+from protein_location.inference import serving
 
 RESULTS_NAME = "predictions"
 
@@ -47,13 +48,13 @@ class SavedModelHandler(ModelHandler):
 
     def load_model(self):
         # Resolved where the model runs: `auto` is a matter of the worker's CPU, not the submitting machine's.
-        self.resolved_precision, _ = precision_lib.inference_precision(
+        self.resolved_precision, _ = device_precision.inference_precision(
             self.precision, len(tf.config.list_physical_devices("GPU")))
         return _WorkerModel(serving.load_serving_model(self.model_path, self.tta))
 
     def run_inference(self, batch, model, inference_args=None):
         # The precision applies to the signature's first call, when its graph is optimized (`precision`).
-        with precision_lib.inference_precision_scope(self.resolved_precision):
+        with device_precision.inference_precision_scope(self.resolved_precision):
             outputs = model.serving_model.serve(image=tf.constant(np.stack([image for _, image in batch])))
         probabilities, labels = outputs["probabilities"].numpy(), outputs["labels"].numpy()
         return [(key, row, row_labels) for (key, _), row, row_labels in zip(batch, probabilities, labels)]
@@ -186,11 +187,11 @@ def predict_images(model, images_dir, ids, batch_size=64, precision="auto", beam
 def predict_records(model, data_dir, split="test", batch_size=64, precision="auto", beam_options=None):
     """`predict.predict_records` on Beam: (Ids, probabilities, labels) of
     every record of `split`, in the manifest's order."""
-    from protein_location.predict import check_same_classes
+    from protein_location.inference.predict import check_same_classes
 
     manifest = manifest_lib.load_manifest(data_dir)
     manifest_lib.split_summary(data_dir, manifest, split)
-    input_lib.check_split_files(data_dir, manifest, (split,))
+    input_reader.check_split_files(data_dir, manifest, (split,))
     check_same_classes(model.class_names, manifest_lib.class_names(manifest), model.path, data_dir)
     shards = manifest["splits"][split]["shards"]
     reader = _ShardReader(data_dir, [entry["file"] for entry in shards], len(manifest_lib.class_names(manifest)))
@@ -202,7 +203,7 @@ def predict_records(model, data_dir, split="test", batch_size=64, precision="aut
         raise PredictError(f"{data_dir}: the {split!r} split has no records")
     # Local predict's order: shards interleaved as its tf.data pipeline reads them.
     located = {key[:2]: key for key in results}
-    keys = [located[place] for place in input_lib.read_order([entry["num_examples"] for entry in shards])]
+    keys = [located[place] for place in input_reader.read_order([entry["num_examples"] for entry in shards])]
     return ([key[2] for key in keys], np.stack([results[k][0] for k in keys]),
             np.stack([results[k][1] for k in keys]))
 

@@ -6,9 +6,10 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from protein_location import input as input_lib, serving
 from protein_location.core import labels as labels_lib, manifest as manifest_lib, raw_images, stop_signals
 from protein_location.core.errors import PredictError
+from protein_location.data import input_reader
+from protein_location.inference import serving
 
 
 def _predict_batch(serve, batch):
@@ -78,13 +79,13 @@ def predict_records(model_path, data_dir, split="test", batch_size=64, tta=None)
     """
     manifest = manifest_lib.load_manifest(data_dir)
     _, num_examples, _ = manifest_lib.split_summary(data_dir, manifest, split)
-    input_lib.check_split_files(data_dir, manifest, (split,))
+    input_reader.check_split_files(data_dir, manifest, (split,))
     model = serving.load_serving_model(model_path, tta)
     check_same_classes(model.class_names, manifest_lib.class_names(manifest), model.path, data_dir)
-    dataset = input_lib.make_dataset(data_dir, split, batch_size, with_ids=True)
+    dataset = input_reader.make_dataset(data_dir, split, batch_size, with_ids=True)
     ids, probabilities, labels = [], [], []
     with tqdm(total=num_examples, unit="img", desc=f"predict {split}", disable=None) as progress, \
-            input_lib.named_read_errors(data_dir, manifest, (split,)):
+            input_reader.named_read_errors(data_dir, manifest, (split,)):
         for images, _, source_ids in dataset:
             stop_signals.raise_if_requested()
             # Stored pixels are whole numbers on 0-255: the cast is exact.
