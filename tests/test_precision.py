@@ -23,7 +23,7 @@ def test_auto_is_bfloat16_only_on_cpus_with_native_bfloat16(monkeypatch):
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
     assert device_precision.inference_precision("auto", cpu_flags=["amx_bf16"], vendor="GenuineIntel")[0] == "float32"
     assert device_precision.inference_precision("bfloat16", cpu_flags=[]) == ("bfloat16", "--precision")
-    with pytest.raises(ValueError, match="^--precision must be one of auto, float32, bfloat16, got 'half'$"):
+    with pytest.raises(ValueError, match="^`precision` must be one of auto, float32, bfloat16, got 'half'$"):
         device_precision.inference_precision("half")
 
 

@@ -26,10 +26,10 @@ def check_runner(runner, beam_options, error_class):
     `--runner beam` where Beam is not installed or the options do not parse:
     one line, `error_class` (the stage's error)."""
     if runner not in RUNNERS:
-        raise error_class(f"--runner must be {' or '.join(RUNNERS)}, got {runner!r}")
+        raise error_class(f"`runner` must be {' or '.join(RUNNERS)}, got {runner!r}")
     if runner != "beam":
         if beam_options:
-            raise error_class("--beam-options needs --runner beam")
+            raise error_class("`beam_options` needs `runner` beam")
         return
     try:
         import apache_beam  # noqa: F401
@@ -48,14 +48,14 @@ def pipeline_options(beam_options, error_class):
     try:
         flags = shlex.split(beam_options or "")
     except ValueError as error:
-        raise error_class(f"--beam-options {beam_options!r}: {error}") from None
+        raise error_class(f"`beam_options` {beam_options!r}: {error}") from None
     if not any(flag.startswith("--default_sdk_harness_log_level") for flag in flags):
         flags.append(QUIET_WORKERS)
     options = PipelineOptions(flags)
     unknown = [flag for flag in options.get_all_options(retain_unknown_options=True, drop_default=True)
                if flag not in options.get_all_options()]
     if unknown:
-        raise error_class(f"--beam-options: Beam does not know {', '.join('--' + u for u in sorted(unknown))}")
+        raise error_class(f"`beam_options`: Beam does not know {', '.join('--' + u for u in sorted(unknown))}")
     if options.view_as(StandardOptions).runner is None:
         options.view_as(StandardOptions).runner = "DirectRunner"
     return options

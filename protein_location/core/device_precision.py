@@ -37,18 +37,18 @@ def cpu_vendor(cpuinfo="/proc/cpuinfo"):
 def bfloat16_pays(flags, vendor):
     """(whether bfloat16 through oneDNN is faster than float32 on this CPU, why).
 
-    Measured on 2 cores (docs/benchmarks.md): AMD EPYC with AVX512_BF16
-    trains 1.34-1.45x and infers 1.5x faster in bfloat16; an Intel Xeon with
-    AVX512_BF16 and no AMX trains at 0.72x and infers at 0.71x of float32.
-    AMX (amx_bf16) is Intel's bfloat16 matrix unit, the one oneDNN's bfloat16
+    The rule follows what was measured (docs/training.md, "3. Train", and
+    docs/benchmarks.md): AMD EPYC with AVX512_BF16 trains and infers faster
+    in bfloat16, an Intel Xeon with AVX512_BF16 and no AMX slower. AMX
+    (amx_bf16) is Intel's bfloat16 matrix unit, the one oneDNN's bfloat16
     kernels are built for (not measured here). Anything else: float32.
     """
     if "amx_bf16" in flags:
         return True, "this CPU has AMX bfloat16 tiles (amx_bf16)"
     if "avx512_bf16" in flags and vendor == "AuthenticAMD":
-        return True, "this AMD CPU computes bfloat16 natively (avx512_bf16), measured 1.3-1.5x float32"
+        return True, "this AMD CPU computes bfloat16 natively (avx512_bf16), faster than float32"
     if "avx512_bf16" in flags:
-        return False, f"avx512_bf16 without AMX on {vendor or 'this CPU'}: bfloat16 measured slower than float32"
+        return False, f"avx512_bf16 without AMX on {vendor or 'this CPU'}: bfloat16 slower than float32"
     return False, "this CPU has no native bfloat16 arithmetic"
 
 
@@ -56,9 +56,9 @@ def default_precision(kind, num_gpus=0, cpu_flags=None, vendor=None):
     """The dtype policy when --precision is not given, and why.
 
     bfloat16 is the TPU's native type. A machine without GPUs trains in
-    mixed_bfloat16 where bfloat16 pays on its CPU (`bfloat16_pays`): 1.45x
-    the float32 speed on the demo (2 AMD EPYC cores with AVX512_BF16) at no
-    measured cost in macro F1 (docs/training.md, "3. Train"). Elsewhere float32: a CPU
+    mixed_bfloat16 where bfloat16 pays on its CPU (`bfloat16_pays`): faster
+    at no measured cost in macro F1 (docs/training.md, "3. Train", has the
+    figures). Elsewhere float32: a CPU
     without those instructions emulates bfloat16 slowly, and on GPUs
     mixed_float16 is a choice for the user (--precision).
 
@@ -92,7 +92,7 @@ def inference_precision(requested="auto", num_gpus=0, cpu_flags=None, vendor=Non
     bfloat16 where training would pick mixed_bfloat16 on this CPU
     (`bfloat16_pays`, oneDNN on), else float32."""
     if requested not in INFERENCE_PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got {requested!r}")
+        raise ValueError(f"`precision` must be one of {', '.join(INFERENCE_PRECISIONS)}, got {requested!r}")
     if requested != "auto":
         return requested, "--precision"
     policy, reason = default_precision("default", num_gpus, cpu_flags, vendor)

@@ -101,7 +101,7 @@ def load_serving_model(path, tta=None):
     if isinstance(path, ServingModel):
         return path
     if tta not in (None, 1, 8):
-        raise PredictError(f"--tta must be 1 or 8, got {tta}")
+        raise PredictError(f"`tta` must be 1 or 8, got {tta}")
     loaded, serve = load_saved_model(path)
     # A SavedModel of another tool has none of what labels need: say so now,
     # not with a traceback from a later step.
