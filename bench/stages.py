@@ -59,13 +59,13 @@ def stage_input(settings):
     """The training tf.data pipeline vs a raw read of the same shards, and
     the records' parse and decode alone between them (one epoch per run)."""
     data, batch = settings["data"], settings["batch"]
-    manifest = manifest_lib.load_manifest(data)
-    files, count, _ = manifest_lib.split_summary(data, manifest, "train")
+    manifest = manifest_lib.DatasetManifest.read(data)
+    files, count, _ = manifest.summary("train")
     serialized = (tf.data.Dataset.from_tensor_slices(files)
                   .interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
     read = serialized.batch(batch).prefetch(tf.data.AUTOTUNE)
-    num_classes = len(manifest_lib.class_names(manifest))
+    num_classes = manifest.num_classes
     decode = (serialized.map(lambda example: records.parse_example(example, num_classes)["image"],
                              num_parallel_calls=tf.data.AUTOTUNE)
               .batch(batch).prefetch(tf.data.AUTOTUNE))
@@ -84,8 +84,8 @@ def stage_input(settings):
     decoded = summary(seconds["decode"], count)
     delivered = summary(seconds["pipeline"], count // batch * batch)
     return {
-        "split": "train", "shards": len(files), "stored_size": manifest["image_size"],
-        "image_format": manifest["image_format"],
+        "split": "train", "shards": len(files), "stored_size": manifest.image_size,
+        "image_format": manifest.image_format,
         "image_size": settings["train_size"], "batch": batch, "augment": "default (flips/rotations)",
         "read_limit": read_limit, "decode": decoded, "pipeline": delivered,
         "pipeline_share_of_read_limit": ratio(delivered["images_per_s"], read_limit["images_per_s"]),
@@ -105,8 +105,8 @@ def stage_training(settings):
     keras.mixed_precision.set_global_policy(settings["precision"])
     data, batch, size, name = settings["data"], settings["batch"], settings["train_size"], settings["model"]
     steps, warmup = settings["train_steps"], settings["warmup_steps"]
-    manifest = manifest_lib.load_manifest(data)
-    _, count, label_counts = manifest_lib.split_summary(data, manifest, "train")
+    manifest = manifest_lib.DatasetManifest.read(data)
+    _, count, label_counts = manifest.summary("train")
     # The same batches for every model (seed 0); a small shuffle buffer keeps
     # the raw records out of this process's peak memory.
     cached = list(input_reader.make_dataset(data, "train", batch, size, training=True, seed=0, shuffle_buffer=batch)
@@ -119,7 +119,7 @@ def stage_training(settings):
     if name == PEER:
         # Compiled as a run compiles an SE-ResNet (training.task): AdamW, the loss, macro F1 and AUC.
         model = task.compile_model(keras.applications.ResNet50(
-            weights=None, input_shape=(size, size, 4), classes=len(manifest_lib.class_names(manifest)),
+            weights=None, input_shape=(size, size, 4), classes=manifest.num_classes,
             classifier_activation="sigmoid"), config, steps_per_epoch)
     else:
         model = task.build_and_compile(config, manifest, label_counts, count, steps_per_epoch)

@@ -82,8 +82,7 @@ def train_rates(data_dir):
     """Each class's share of a converted dataset's training images."""
     from protein_location.core import manifest as manifest_lib
 
-    manifest = manifest_lib.load_manifest(data_dir)
-    _, count, label_counts = manifest_lib.split_summary(data_dir, manifest, "train")
+    _, count, label_counts = manifest_lib.DatasetManifest.read(data_dir).summary("train")
     return np.asarray(label_counts) / count
 
 

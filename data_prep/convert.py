@@ -30,7 +30,6 @@ from protein_location.core import (
     folder_lock,
     labels as labels_lib,
     labels_csv,
-    manifest as manifest_lib,
     output_files,
     raw_images,
     records,
@@ -206,18 +205,18 @@ def _write_dataset(out_dir, shards, options, write_shards, split_info, fingerpri
             return _repair(out_dir, finished, shards, options, write_shards)
         resuming = shard_writer.prepare_output(out_dir, fingerprint, overwrite, resume)
         shard_records = _write(out_dir, shards, options, write_shards, resuming)
-        manifest = shard_writer.build_manifest(options, options.size, shard_records, split_info, fingerprint)
         errors += [e for _, record in shard_records for e in record["errors"]]
-        manifest["num_errors"] = len(errors)
+        manifest = shard_writer.build_manifest(out_dir, options, options.size, shard_records, split_info, fingerprint,
+                                               num_errors=len(errors))
         if options.on_error == "skip":
             shard_writer.write_errors(out_dir, errors)
-        manifest_lib.write_manifest(out_dir, manifest)
+        manifest.write()
     except OutputError as error:
         raise OutputError(f"{error}; {RESUME_HINT}") from None
     except stop_signals.StopRequested as stop:
         raise stop.with_message(f"stopped by {stop.name}; {RESUME_HINT}") from None
     tf.io.gfile.rmtree(posixpath.join(out_dir, shard_writer.STATE_DIR))
-    return manifest
+    return manifest.to_json()
 
 
 RESUME_HINT = "the finished shards are kept: rerun the same command with --resume to finish the conversion"
@@ -228,9 +227,9 @@ def _repair(out_dir, finished, shards, options, write_shards):
     missing or damaged (their sha256 differs from dataset.json), if any."""
     damaged = shard_writer.damaged_shards(out_dir, finished, shards)
     if not damaged:
-        return {**finished, "already_complete": True}
+        return {**finished.to_json(), "already_complete": True}
     shard_writer.rewrite_shards(out_dir, finished, damaged, options, options.size, write_shards)
-    return {**finished, "repaired": [shard.name for shard in damaged]}
+    return {**finished.to_json(), "repaired": [shard.name for shard in damaged]}
 
 
 def _check_flags(num_shards, on_error, image_format, png_compression, group_column, csv_path):

@@ -150,10 +150,10 @@ def finished_dataset(out_dir, fingerprint):
     and inputs made it, None if there is none; refuses any other."""
     if not tf.io.gfile.exists(posixpath.join(out_dir, manifest_lib.MANIFEST_NAME)):
         return None
-    manifest = manifest_lib.load_manifest(out_dir)
-    if manifest.get("fingerprint") == fingerprint:
+    manifest = manifest_lib.DatasetManifest.read(out_dir)
+    if manifest.fingerprint == fingerprint:
         return manifest
-    why = ("was made with different arguments or inputs" if "fingerprint" in manifest
+    why = ("was made with different arguments or inputs" if manifest.fingerprint is not None
            else "does not record the arguments that made it")
     raise SourceError(f"holds a finished dataset (dataset.json) that {why}; pass --overwrite to replace it",
                       path=out_dir)
@@ -201,7 +201,8 @@ def write_errors(out_dir, errors):
     output_files.write_atomic(posixpath.join(out_dir, ERRORS_NAME), buffer.getvalue())
 
 
-def build_manifest(options, size, shard_records, split_info, fingerprint):
+def build_manifest(out_dir, options, size, shard_records, split_info, fingerprint, num_errors):
+    """The DatasetManifest of the written shards (`shard_records`: (shard, its record) pairs)."""
     label_set = labels_lib.label_set_named(options.label_set)
     splits, pixel_sum, pixel_sum_sq = {}, np.zeros(4), np.zeros(4)
     source_counts = np.zeros(len(options.images_dirs), np.int64)
@@ -217,33 +218,36 @@ def build_manifest(options, size, shard_records, split_info, fingerprint):
         if shard.split == "train":
             pixel_sum += record["pixel_sum"]
             pixel_sum_sq += record["pixel_sum_sq"]
-    manifest = {
-        "schema_version": records.SCHEMA_VERSIONS[options.image_format],
-        "label_set": label_set.name,
-        "class_names": list(label_set.class_names),
-        "channels": list(labels_lib.CHANNELS),
-        "image_format": options.image_format,
-        "image_size": size,
-        "sources": [{"images": images_dir, "csv": options.csv_paths[index] if options.csv_paths else None,
-                     "num_examples": int(source_counts[index])}
-                    for index, images_dir in enumerate(options.images_dirs)],
-        "split": split_info,
-        **({"folds": options.folds} if options.folds else {}),
-        "splits": splits,
-        "fingerprint": fingerprint,  # of the arguments and plan: what --resume compares
-    }
     pixels = splits.get("train", {}).get("num_examples", 0) * size * size
+    mean = std = None
     if pixels:
         mean = pixel_sum / pixels
         std = np.sqrt(np.maximum(pixel_sum_sq / pixels - mean**2, 0.0))
-        manifest["channel_mean"] = [round(float(m), 4) for m in mean]
-        manifest["channel_std"] = [round(float(s), 4) for s in std]
-    return manifest
+        mean, std = tuple(round(float(m), 4) for m in mean), tuple(round(float(s), 4) for s in std)
+    return manifest_lib.DatasetManifest(
+        data_dir=out_dir,
+        schema_version=records.SCHEMA_VERSIONS[options.image_format],
+        label_set=label_set.name,
+        class_names=tuple(label_set.class_names),
+        channels=tuple(labels_lib.CHANNELS),
+        image_format=options.image_format,
+        image_size=size,
+        sources=tuple({"images": images_dir, "csv": options.csv_paths[index] if options.csv_paths else None,
+                       "num_examples": int(source_counts[index])}
+                      for index, images_dir in enumerate(options.images_dirs)),
+        split=split_info,
+        folds=options.folds or None,
+        splits=splits,
+        fingerprint=fingerprint,  # of the arguments and plan: what --resume compares
+        channel_mean=mean,
+        channel_std=std,
+        num_errors=num_errors,
+    )
 
 
 def _recorded_shards(manifest):
     """{file name: its dataset.json entry} of every shard of a finished dataset."""
-    return {entry["file"]: entry for split in manifest["splits"].values() for entry in split["shards"]}
+    return {entry["file"]: entry for split in manifest.splits.values() for entry in split["shards"]}
 
 
 def damaged_shards(out_dir, manifest, shards):

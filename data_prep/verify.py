@@ -10,11 +10,11 @@ from protein_location.core.errors import VerifyError
 
 def verify_dataset(data_dir):
     """Returns {split: examples checked}; raises VerifyError on the first mismatch."""
-    manifest = manifest_lib.load_manifest(data_dir)
-    size = manifest["image_size"]
-    num_classes = len(manifest_lib.class_names(manifest))
+    manifest = manifest_lib.DatasetManifest.read(data_dir)
+    size = manifest.image_size
+    num_classes = manifest.num_classes
     checked = {}
-    for split, entry in manifest["splits"].items():
+    for split, entry in manifest.splits.items():
         for shard in entry["shards"]:
             stop_signals.raise_if_requested()
             path = posixpath.join(data_dir, shard["file"])

@@ -31,13 +31,13 @@ def default_policy():
 @pytest.mark.parametrize("arch, width", [("seresnext50", 0.125), ("densenet121", 1.0)])
 def test_architecture_trains_exports_and_predicts(arch, width, converted_dir, synthetic_dir, tmp_path,
                                                   default_policy):
-    manifest = manifest_lib.load_manifest(str(converted_dir))
-    names = manifest_lib.class_names(manifest)
+    manifest = manifest_lib.DatasetManifest.read(str(converted_dir))
+    names = manifest.class_names
     config = task.settle_fine_tuning(config_lib.TrainConfig(
         data=str(converted_dir), model_dir=str(tmp_path), arch=arch, width=width, epochs=1, batch_size=8,
         weights="none"))
     model = models.build_classifier(arch, image_size=32, num_classes=len(names), width=width,
-                                    channel_mean=manifest["channel_mean"], channel_std=manifest["channel_std"])
+                                    channel_mean=manifest.channel_mean, channel_std=manifest.channel_std)
     assert model.dtype_policy.name == default_policy
     task.compile_model(model, config, steps_per_epoch=2)
     before = [variable.numpy().copy() for variable in model.trainable_variables]

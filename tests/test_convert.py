@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 import multiprocessing
 import struct
@@ -74,6 +75,31 @@ def test_convert_writes_named_shards_and_manifest(converted_dir):
     assert sum(s["label_counts"][0] for s in manifest["splits"]["train"]["shards"]) == \
         manifest["splits"]["train"]["label_counts"][0]
     assert len(manifest["channel_mean"]) == len(manifest["channel_std"]) == 4
+
+
+def test_dataset_manifest_reads_and_writes_dataset_json_byte_for_byte(converted_dir, tmp_path):
+    manifest = manifest_lib.DatasetManifest.read(str(converted_dir))
+    assert manifest.image_size == 32 and manifest.num_classes == 28 and manifest.label_set == "hpa2018"
+    assert manifest.num_examples("train") + manifest.num_examples("val") == 48
+    assert len(manifest.channel_mean) == 4 and manifest.folds is None and manifest.num_errors == 0
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    dataclasses.replace(manifest, data_dir=str(copy)).write()
+    assert (copy / "dataset.json").read_bytes() == (converted_dir / "dataset.json").read_bytes()
+
+
+def test_dataset_manifest_reads_a_file_written_before_label_sets_and_schema_versions(converted_dir, tmp_path):
+    """The back-compatibility of dataset.json lives in DatasetManifest.from_json alone."""
+    content = json.loads((converted_dir / "dataset.json").read_text())
+    for key in ("schema_version", "label_set", "class_names", "channels", "image_format", "num_errors"):
+        del content[key]
+    old = manifest_lib.DatasetManifest.from_json(str(converted_dir), content)
+    assert (old.schema_version, old.label_set, old.image_format) == (1, "hpa2018", "png")
+    assert old.class_names == manifest_lib.DatasetManifest.read(str(converted_dir)).class_names
+    del content["image_size"]
+    with pytest.raises(manifest_lib.ManifestError) as error:
+        manifest_lib.DatasetManifest.from_json(str(converted_dir), content)
+    assert str(error.value) == f"{converted_dir / 'dataset.json'}: no image_size (the side its records are stored at)"
 
 
 def test_convert_reads_kaggle_ids_and_targets(tmp_path):

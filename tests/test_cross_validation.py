@@ -96,8 +96,7 @@ def test_thresholds_come_from_the_out_of_fold_set(cv_run):
     folds = [held_out.HeldOutPredictions.read(str(_fold_dir(cv_run, fold))) for fold in range(FOLDS)]
     labels = np.concatenate([f.labels for f in folds])
     views = np.concatenate([f.views for f in folds], axis=1)
-    manifest = manifest_lib.load_manifest(data)
-    _, count, label_counts = manifest_lib.split_summary(data, manifest, "train")
+    _, count, label_counts = manifest_lib.DatasetManifest.read(data).summary("train")
     rates = np.asarray(label_counts, np.float64) / count
     written = json.loads((run / "thresholds.json").read_text())
     assert written["folds"] == FOLDS and written["views"] == 1

@@ -214,9 +214,10 @@ def test_training_and_make_dataset_refuse_it_before_opening_a_shard(tmp_path, ca
     # Besides the write test of --model-dir's folder (output_files.check_output_dir), only dataset.json is opened.
     assert [path for path in opened if not path.endswith("-write-test")] == [str(data / "dataset.json")] * 2
     assert not (tmp_path / "run").exists()
-    # A manifest built in code is checked where its names become paths, too.
+    # A manifest built in code is checked as it is made, before its names become paths, too.
     with pytest.raises(manifest_lib.ManifestError) as error:
-        manifest_lib.split_summary(str(data), {"splits": {"val": {"shards": [{"file": "../val.tfrecord"}]}}}, "val")
+        content = {"splits": {"val": {"shards": [{"file": "../val.tfrecord"}]}}}
+        manifest_lib.DatasetManifest.from_json(str(data), content)
     assert str(error.value) == (f"{data / 'dataset.json'}: the 'val' split lists shard file '../val.tfrecord', not a "
                                 "shard name like val-00000-of-00001.tfrecord")
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from protein_location.core.errors import naming_flags
 from protein_location.core.manifest import ManifestError
 from protein_location.data import input_reader
 from tests.helpers import write_raw_dataset
@@ -72,13 +73,14 @@ def test_fold_selects_held_out_and_training_shards(synthetic_dir, tmp_path):
     assert str(error.value) == f"{out}: the dataset has no 'val' split (splits: train); pick one with --fold"
     with pytest.raises(ManifestError) as error:
         input_reader.make_dataset(str(out), "val", 4, fold=3)
-    assert str(error.value) == f"{out}: --fold 3 is outside 0-2"
+    assert str(error.value) == f"{out}: `fold` 3 is outside 0-2"
+    assert naming_flags(error.value, {"fold": "--fold"}) == f"{out}: --fold 3 is outside 0-2"
 
 
 def test_fold_on_a_dataset_without_folds_is_an_error(converted_dir):
     with pytest.raises(ManifestError) as error:
         input_reader.make_dataset(str(converted_dir), "train", 4, fold=0)
-    assert str(error.value) == f"{converted_dir}: --fold needs a dataset converted with --folds"
+    assert str(error.value) == f"{converted_dir}: `fold` needs a dataset converted with --folds"
 
 
 def test_repeat_factors_raise_only_classes_rarer_than_the_threshold():

@@ -1,7 +1,10 @@
 import numpy as np
+import pytest
 
 from protein_location.core import labels
+from protein_location.core.errors import TrainError
 from protein_location.evaluation import report, thresholds
+from protein_location.evaluation.report_file import ReportFile
 
 
 def test_paper_table_matches_hand_computed_values():
@@ -47,3 +50,28 @@ def test_supported_macro_f1_leaves_out_classes_with_few_val_examples():
     assert result["classes_with_min5_val_examples"] == 1
     assert result["val_macro_f1_tuned_min5"] == 1.0
     assert result["val_macro_f1_tuned"] == 1 / 28
+
+
+def test_report_file_round_trip_and_one_line_errors(tmp_path):
+    content = {"arch": "seresnet18", "val_examples": 12, "val_macro_auc": 0.75, "val_macro_f1_tuned": 0.5,
+               "val_macro_f1_at_0.5": 0.25, "train_seconds": 3.5}
+    ReportFile(content).write(str(tmp_path))
+    read = ReportFile.read(str(tmp_path))
+    assert read.content == content and list(read.content) == list(content)
+    assert read.fold_summary(2, best_epoch=4) == {
+        "fold": 2, "val_examples": 12, "val_macro_auc": 0.75, "val_macro_f1_tuned": 0.5, "val_macro_f1_at_0.5": 0.25,
+        "best_epoch": 4, "train_seconds": 3.5}
+    assert read.run_settings()["arch"] == "seresnet18" and read.run_settings()["seed"] is None
+
+    path = tmp_path / "report.json"
+    for text, problem in (("{", "not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
+                                "(char 1))"),
+                          ("[1]", "not a run's report (no val_macro_f1_tuned)")):
+        path.write_text(text)
+        with pytest.raises(TrainError) as error:
+            ReportFile.read(str(tmp_path))
+        assert str(error.value) == f"{path}: {problem}"
+    path.unlink()
+    with pytest.raises(TrainError) as error:
+        ReportFile.read(str(tmp_path))
+    assert str(error.value) == f"{path}: missing; the run was not evaluated (train it again with the same command)"

@@ -3,30 +3,25 @@
 Written last by `data_prep convert` (its presence means the dataset is
 complete) and read by every consumer of the shards.
 
-A manifest is checked as it is loaded: every shard's `file` must be a shard
+`DatasetManifest` owns the file both ways. A manifest is checked as it is loaded: every shard's `file` must be a shard
 name as `shard_name` writes it (`{split}-NNNNN-of-NNNNN.tfrecord`), so an
 entry like `../../etc/passwd` or `/etc/passwd` is refused before any file
 beside dataset.json is opened.
 """
 
+import dataclasses
 import hashlib
 import json
 import posixpath
 import re
 
-from protein_location.core import file_system, records
+from protein_location.core import file_system, labels, records
 from protein_location.core.errors import ManifestError
 from protein_location.core.json_files import write_json_atomic
 from protein_location.core.lazy_tensorflow import tf
 
 MANIFEST_NAME = "dataset.json"
 SPLITS = ("train", "val", "test")
-
-
-def class_names(manifest):
-    """The dataset's classes (its label set), from which every consumer sizes
-    its labels; manifests written before label sets hold the 28 of 2018."""
-    return list(manifest["class_names"])
 
 
 def shard_name(split, index, count):
@@ -49,85 +44,156 @@ def check_shard_file(data_dir, split, shard):
     return name
 
 
-def check_manifest(data_dir, manifest):
-    """The structure consumers rely on before they join names to `data_dir`:
-    a JSON object of a schema version this code reads, whose splits hold
-    lists of shards with valid file names."""
-    path = posixpath.join(data_dir, MANIFEST_NAME)
-    splits = manifest.get("splits", {}) if isinstance(manifest, dict) else None
-    if not isinstance(splits, dict):
-        raise ManifestError(f"{path}: not a dataset manifest (expected an object with \"splits\")")
-    version = manifest.get("schema_version", 1)
-    if version not in records.READABLE_SCHEMA_VERSIONS:
-        readable = " and ".join(str(v) for v in records.READABLE_SCHEMA_VERSIONS)
-        raise ManifestError(f"{path}: records of schema version {version}; this protein-location reads {readable} "
-                            "(upgrade it, or convert the raw images again)")
-    for split, entry in splits.items():
-        shards = entry.get("shards") if isinstance(entry, dict) else None
-        if not isinstance(shards, list):
-            raise ManifestError(f"{path}: the {split!r} split has no list of shards")
-        for shard in shards:
-            check_shard_file(data_dir, split, shard)
-    return manifest
+# The fields of dataset.json in the order the file holds them; the optional
+# ones are left out of the file when they are None.
+REQUIRED_FIELDS = ("image_size", "splits")
+OPTIONAL_FIELDS = ("folds", "channel_mean", "channel_std", "num_errors")
 
 
-def load_manifest(data_dir):
-    """dataset.json of `data_dir`, checked by `check_manifest`."""
-    path = posixpath.join(data_dir, MANIFEST_NAME)
-    if not tf.io.gfile.exists(path):
-        raise ManifestError(
-            f"{data_dir}: no {MANIFEST_NAME} here; convert a dataset first with "
-            "`python -m data_prep convert`"
-        )
-    with tf.io.gfile.GFile(path, "r") as f:
-        try:
-            manifest = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ManifestError(f"{path}: not valid JSON ({error})") from None
-    return check_manifest(data_dir, manifest)
+@dataclasses.dataclass(frozen=True)
+class DatasetManifest:
+    """dataset.json: what a converted dataset holds, read once (`read`) and
+    passed along; written by `data_prep convert` (`write`).
 
+    `splits` is {split: {"num_examples", "label_counts", "shards": [entry]}},
+    each shard entry {"file", "num_examples", "sha256", "num_bytes",
+    "ends_sha256", "label_counts"[, "fold"]} (docs/formats.md). `data_dir` is
+    the folder it was read from (or is written to), not part of the file.
 
-def write_manifest(data_dir, manifest):
-    """Write dataset.json atomically."""
-    write_json_atomic(posixpath.join(data_dir, MANIFEST_NAME), manifest)
-
-
-def select_shards(data_dir, manifest, split, fold=None):
-    """The shard entries of a split, in manifest order, each `file` checked by
-    `check_shard_file` (whatever made `manifest`).
-
-    With `fold` (a dataset converted with --folds), "val" is that fold of the
-    train split and "train" is every other fold.
+    Earlier files are read here and nowhere else: a file without
+    `schema_version` is version 1, one without a label set holds the 28
+    classes of 2018, one without `image_format` holds PNG records.
     """
-    splits = manifest.get("splits", {})
-    if fold is not None:
-        folds = manifest.get("folds")
-        if not folds:
-            raise ManifestError(f"{data_dir}: --fold needs a dataset converted with --folds")
-        if not 0 <= fold < folds:
-            raise ManifestError(f"{data_dir}: --fold {fold} is outside 0-{folds - 1}")
-        shards = splits["train"]["shards"]
-        for shard in shards:
-            check_shard_file(data_dir, "train", shard)
-        return [s for s in shards if (s["fold"] == fold) == (split == "val")]
-    if split not in splits:
-        present = ", ".join(splits) or "none"
-        hint = ""
-        if split == "val":
-            hint = "; pick one with --fold" if manifest.get("folds") else "; convert with --val-fraction above 0"
-        raise ManifestError(f"{data_dir}: the dataset has no {split!r} split (splits: {present}){hint}")
-    shards = splits[split]["shards"]
-    for shard in shards:
-        check_shard_file(data_dir, split, shard)
-    return shards
 
+    data_dir: str
+    image_size: int
+    splits: dict
+    schema_version: int = records.SCHEMA_VERSIONS[records.DEFAULT_IMAGE_FORMAT]
+    label_set: str = labels.HPA2018.name
+    class_names: tuple = labels.HPA2018.class_names
+    channels: tuple = labels.CHANNELS
+    image_format: str = records.DEFAULT_IMAGE_FORMAT
+    sources: tuple = ()
+    split: dict = dataclasses.field(default_factory=dict)
+    folds: int | None = None
+    fingerprint: str | None = None
+    channel_mean: tuple | None = None
+    channel_std: tuple | None = None
+    num_errors: int | None = None
 
-def split_summary(data_dir, manifest, split, fold=None):
-    """(shard paths, example count, per-class label counts) of a split."""
-    shards = select_shards(data_dir, manifest, split, fold)
-    label_counts = [sum(counts) for counts in zip(*[s["label_counts"] for s in shards])] if shards else []
-    return ([posixpath.join(data_dir, s["file"]) for s in shards], sum(s["num_examples"] for s in shards),
-            label_counts)
+    @property
+    def path(self):
+        return posixpath.join(self.data_dir, MANIFEST_NAME)
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @classmethod
+    def read(cls, data_dir):
+        """dataset.json of `data_dir`, checked (`from_json`); ManifestError in one
+        line when it is missing, not JSON or not a manifest this code reads."""
+        path = posixpath.join(data_dir, MANIFEST_NAME)
+        if not tf.io.gfile.exists(path):
+            raise ManifestError(
+                f"{data_dir}: no {MANIFEST_NAME} here; convert a dataset first with `python -m data_prep convert`"
+            )
+        with tf.io.gfile.GFile(path, "r") as f:
+            try:
+                content = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise ManifestError(f"{path}: not valid JSON ({error})") from None
+        return cls.from_json(data_dir, content)
+
+    @classmethod
+    def from_json(cls, data_dir, content):
+        """The manifest `content` (parsed JSON) describes, checked for what
+        consumers rely on before they join names to `data_dir`: an object of a
+        schema version this code reads, whose splits hold lists of shards with
+        valid file names (`check_shard_file`)."""
+        path = posixpath.join(data_dir, MANIFEST_NAME)
+        splits = content.get("splits", {}) if isinstance(content, dict) else None
+        if not isinstance(splits, dict):
+            raise ManifestError(f"{path}: not a dataset manifest (expected an object with \"splits\")")
+        version = content.get("schema_version", 1)
+        if version not in records.READABLE_SCHEMA_VERSIONS:
+            readable = " and ".join(str(v) for v in records.READABLE_SCHEMA_VERSIONS)
+            raise ManifestError(f"{path}: records of schema version {version}; this protein-location reads {readable} "
+                                "(upgrade it, or convert the raw images again)")
+        for split, entry in splits.items():
+            shards = entry.get("shards") if isinstance(entry, dict) else None
+            if not isinstance(shards, list):
+                raise ManifestError(f"{path}: the {split!r} split has no list of shards")
+            for shard in shards:
+                check_shard_file(data_dir, split, shard)
+        if not isinstance(content.get("image_size"), int):
+            raise ManifestError(f"{path}: no image_size (the side its records are stored at)")
+        fields = {field.name for field in dataclasses.fields(cls)} - {"data_dir"}
+        known = {key: value for key, value in content.items() if key in fields}
+        for key in ("class_names", "channels", "sources", "channel_mean", "channel_std"):
+            if known.get(key) is not None:
+                known[key] = tuple(known[key])
+        if "class_names" in content and "label_set" not in content:
+            known["label_set"] = labels.label_set_of_classes(known["class_names"])
+        known["schema_version"] = version
+        return cls(data_dir=data_dir, **known)
+
+    def to_json(self):
+        """The file's content: its fields in the order `data_prep convert` has
+        always written them, None optional fields left out."""
+        content = {
+            "schema_version": self.schema_version,
+            "label_set": self.label_set,
+            "class_names": list(self.class_names),
+            "channels": list(self.channels),
+            "image_format": self.image_format,
+            "image_size": self.image_size,
+            "sources": list(self.sources),
+            "split": self.split,
+            **({"folds": self.folds} if self.folds else {}),
+            "splits": self.splits,
+            "fingerprint": self.fingerprint,
+        }
+        for key in ("channel_mean", "channel_std"):
+            if getattr(self, key) is not None:
+                content[key] = list(getattr(self, key))
+        if self.num_errors is not None:
+            content["num_errors"] = self.num_errors
+        return content
+
+    def write(self):
+        """Writes dataset.json into `data_dir` atomically: the last file of a conversion."""
+        write_json_atomic(self.path, self.to_json())
+
+    def shards(self, split, fold=None):
+        """The shard entries of a split, in manifest order.
+
+        With `fold` (a dataset converted with --folds), "val" is that fold of the
+        train split and "train" is every other fold.
+        """
+        if fold is not None:
+            if not self.folds:
+                raise ManifestError(f"{self.data_dir}: `fold` needs a dataset converted with --folds")
+            if not 0 <= fold < self.folds:
+                raise ManifestError(f"{self.data_dir}: `fold` {fold} is outside 0-{self.folds - 1}")
+            return [s for s in self.splits["train"]["shards"] if (s["fold"] == fold) == (split == "val")]
+        if split not in self.splits:
+            present = ", ".join(self.splits) or "none"
+            hint = ""
+            if split == "val":
+                hint = "; pick one with --fold" if self.folds else "; convert with --val-fraction above 0"
+            raise ManifestError(f"{self.data_dir}: the dataset has no {split!r} split (splits: {present}){hint}")
+        return self.splits[split]["shards"]
+
+    def summary(self, split, fold=None):
+        """(shard paths, example count, per-class label counts) of a split."""
+        shards = self.shards(split, fold)
+        label_counts = [sum(counts) for counts in zip(*[s["label_counts"] for s in shards])] if shards else []
+        return ([posixpath.join(self.data_dir, s["file"]) for s in shards], sum(s["num_examples"] for s in shards),
+                label_counts)
+
+    def num_examples(self, split, fold=None):
+        return self.summary(split, fold)[1]
 
 
 def file_sha256(path):

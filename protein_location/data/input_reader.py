@@ -13,13 +13,14 @@ import tensorflow as tf
 
 from protein_location.core import manifest as manifest_lib, records, stains
 from protein_location.core.errors import ManifestError
+from protein_location.core.manifest import DatasetManifest
 from protein_location.data import augment
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
 def make_dataset(
-    data_dir,
+    dataset,
     split,
     batch_size,
     image_size=None,
@@ -37,7 +38,8 @@ def make_dataset(
     C the number of the dataset's classes (dataset.json `class_names`).
 
     Args:
-        data_dir: dataset folder holding dataset.json and the shards.
+        dataset: dataset folder holding dataset.json and the shards, or its
+            `DatasetManifest` already read (a run reads it once, `read`).
         split: "train", "val" or "test".
         batch_size: global batch size.
         image_size: side the model takes; images of another size are
@@ -70,18 +72,18 @@ def make_dataset(
     """
     if pad_batches and (training or with_ids):
         raise ValueError("pad_batches is for evaluation: without training or with_ids")
-    manifest = manifest_lib.load_manifest(data_dir)
-    files, num_examples, _ = manifest_lib.split_summary(data_dir, manifest, split, fold)
+    manifest = read(dataset)
+    files, num_examples, _ = manifest.summary(split, fold)
     shard_by_data = False
-    share_counts = _share_counts(data_dir, manifest, split, fold,
-                                 1 if input_context is None else input_context.num_input_pipelines)
+    pipelines = 1 if input_context is None else input_context.num_input_pipelines
+    share_counts = _share_counts(manifest, split, fold, pipelines)
     padding = eval_padding(share_counts, batch_size) if pad_batches else None
     if input_context is not None:
-        files, shard_by_data = _pipeline_share(data_dir, manifest, split, fold, batch_size, input_context)
+        files, shard_by_data = _pipeline_share(manifest, split, fold, batch_size, input_context)
         num_examples = share_counts[input_context.input_pipeline_id]
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-    stored_size = manifest["image_size"]
-    num_classes = len(manifest_lib.class_names(manifest))
+    stored_size = manifest.image_size
+    num_classes = manifest.num_classes
     image_size = image_size or stored_size
 
     dataset = _read_records(files, training, seed, input_context if shard_by_data else None)
@@ -101,19 +103,23 @@ def make_dataset(
     return dataset.prefetch(AUTOTUNE)
 
 
-def split_shards(data_dir, manifest, splits, fold=None):
+def read(dataset):
+    """`dataset`'s DatasetManifest: itself, or read from the folder it names."""
+    return dataset if isinstance(dataset, DatasetManifest) else DatasetManifest.read(dataset)
+
+
+def split_shards(manifest, splits, fold=None):
     """The shard entries of the `splits` the dataset has (with `fold`: train and val of that fold)."""
-    present = set(manifest.get("splits", {})) if fold is None else {"train", "val"}
-    return [shard for split in splits if split in present
-            for shard in manifest_lib.select_shards(data_dir, manifest, split, fold)]
+    present = set(manifest.splits) if fold is None else {"train", "val"}
+    return [shard for split in splits if split in present for shard in manifest.shards(split, fold)]
 
 
-def check_split_files(data_dir, manifest, splits, fold=None):
+def check_split_files(manifest, splits, fold=None):
     """Before a run reads `splits`: each shard exists with the size and ends
     dataset.json records (`manifest.check_shard_files`), so a deleted,
     truncated or replaced shard stops it in one line instead of a traceback
     mid-run, or a run on part of the data."""
-    manifest_lib.check_shard_files(data_dir, split_shards(data_dir, manifest, splits, fold))
+    manifest_lib.check_shard_files(manifest.data_dir, split_shards(manifest, splits, fold))
 
 
 # Errors of reading shards (a failed CRC, a cut record, a file gone, a count
@@ -123,7 +129,7 @@ READ_ERRORS = (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.Permi
 
 
 @contextlib.contextmanager
-def named_read_errors(data_dir, manifest, splits, fold=None):
+def named_read_errors(manifest, splits, fold=None):
     """Turns an error raised while the block reads the shards of `splits` into
     one line naming the damaged shard and what to do (ManifestError). An error
     with no damaged shard behind it: a read error becomes one line saying so,
@@ -131,7 +137,8 @@ def named_read_errors(data_dir, manifest, splits, fold=None):
     try:
         yield
     except tf.errors.OpError as error:
-        found = manifest_lib.find_damaged_shard(data_dir, split_shards(data_dir, manifest, splits, fold))
+        data_dir = manifest.data_dir
+        found = manifest_lib.find_damaged_shard(data_dir, split_shards(manifest, splits, fold))
         if found is not None:
             path, problem = found
             raise ManifestError(f"{path}: {problem}; {manifest_lib.repair_hint(data_dir)}; then run the same "
@@ -143,15 +150,15 @@ def named_read_errors(data_dir, manifest, splits, fold=None):
         raise
 
 
-def split_ids(data_dir, split, fold=None):
+def split_ids(dataset, split, fold=None):
     """The `source_id` of every example of a split, in the order an evaluation
     (`make_dataset` without training) yields them."""
-    manifest = manifest_lib.load_manifest(data_dir)
-    files = manifest_lib.split_summary(data_dir, manifest, split, fold)[0]
+    manifest = read(dataset)
+    files = manifest.summary(split, fold)[0]
     spec = {records.KEY_SOURCE_ID: records.feature_spec()[records.KEY_SOURCE_ID]}
     ids = _read_records(files, False, 0).map(lambda serialized: tf.io.parse_single_example(serialized, spec)
                                               [records.KEY_SOURCE_ID])
-    with named_read_errors(data_dir, manifest, (split,), fold):
+    with named_read_errors(manifest, (split,), fold):
         return [image_id.decode() for image_id in ids.as_numpy_iterator()]
 
 
@@ -298,24 +305,23 @@ def share_input(shard_counts, num_pipelines, pipeline_batch):
     return policy, counts, min(counts) // pipeline_batch * pipeline_batch
 
 
-def split_padding(data_dir, split, global_batch, num_pipelines=1, fold=None):
+def split_padding(dataset, split, global_batch, num_pipelines=1, fold=None):
     """The `eval_padding` of a split read by `num_pipelines` input pipelines."""
-    manifest = manifest_lib.load_manifest(data_dir)
-    return eval_padding(_share_counts(data_dir, manifest, split, fold, num_pipelines), global_batch)
+    return eval_padding(_share_counts(read(dataset), split, fold, num_pipelines), global_batch)
 
 
-def _share_counts(data_dir, manifest, split, fold, num_pipelines):
+def _share_counts(manifest, split, fold, num_pipelines):
     """Examples in each input pipeline's share of a split."""
-    counts = [s["num_examples"] for s in manifest_lib.select_shards(data_dir, manifest, split, fold)]
+    counts = [s["num_examples"] for s in manifest.shards(split, fold)]
     return share_input(counts, num_pipelines, 1)[1]
 
 
-def _pipeline_share(data_dir, manifest, split, fold, batch_size, input_context):
+def _pipeline_share(manifest, split, fold, batch_size, input_context):
     """(files, shard records?) of one input pipeline."""
-    shards = manifest_lib.select_shards(data_dir, manifest, split, fold)
+    shards = manifest.shards(split, fold)
     count, index = input_context.num_input_pipelines, input_context.input_pipeline_id
     policy, _, _ = share_input([s["num_examples"] for s in shards], count, batch_size // count)
-    files = [posixpath.join(data_dir, s["file"]) for s in shards]
+    files = [posixpath.join(manifest.data_dir, s["file"]) for s in shards]
     if policy == tf.data.experimental.AutoShardPolicy.FILE:
         files = files[index::count]
     return files, policy == tf.data.experimental.AutoShardPolicy.DATA

@@ -189,12 +189,11 @@ def predict_records(model, data_dir, split="test", batch_size=64, precision="aut
     every record of `split`, in the manifest's order."""
     from protein_location.inference.predict import check_same_classes
 
-    manifest = manifest_lib.load_manifest(data_dir)
-    manifest_lib.split_summary(data_dir, manifest, split)
-    input_reader.check_split_files(data_dir, manifest, (split,))
-    check_same_classes(model.class_names, manifest_lib.class_names(manifest), model.path, data_dir)
-    shards = manifest["splits"][split]["shards"]
-    reader = _ShardReader(data_dir, [entry["file"] for entry in shards], len(manifest_lib.class_names(manifest)))
+    manifest = manifest_lib.DatasetManifest.read(data_dir)
+    shards = manifest.shards(split)
+    input_reader.check_split_files(manifest, (split,))
+    check_same_classes(model.class_names, manifest.class_names, model.path, data_dir)
+    reader = _ShardReader(data_dir, [entry["file"] for entry in shards], manifest.num_classes)
     results, errors = _run(list(range(len(shards))), reader, model.path, _tta_of(model), precision, batch_size,
                            beam_options)
     if errors:

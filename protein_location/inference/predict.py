@@ -73,19 +73,19 @@ def predict_records(model_path, data_dir, split="test", batch_size=64, tta=None)
     (`model_path`: the SavedModel's folder, or a ServingModel; `tta` as
     `serving.load_serving_model`).
 
-    Streams through `input.make_dataset`: shards are read in parallel and
+    Streams through `input_reader.make_dataset`: shards are read in parallel and
     decoded while the model runs; the images go in at their stored size, as
     uint8, and `serving_default` resizes them.
     """
-    manifest = manifest_lib.load_manifest(data_dir)
-    _, num_examples, _ = manifest_lib.split_summary(data_dir, manifest, split)
-    input_reader.check_split_files(data_dir, manifest, (split,))
+    manifest = manifest_lib.DatasetManifest.read(data_dir)
+    num_examples = manifest.num_examples(split)
+    input_reader.check_split_files(manifest, (split,))
     model = serving.load_serving_model(model_path, tta)
-    check_same_classes(model.class_names, manifest_lib.class_names(manifest), model.path, data_dir)
-    dataset = input_reader.make_dataset(data_dir, split, batch_size, with_ids=True)
+    check_same_classes(model.class_names, manifest.class_names, model.path, data_dir)
+    dataset = input_reader.make_dataset(manifest, split, batch_size, with_ids=True)
     ids, probabilities, labels = [], [], []
     with tqdm(total=num_examples, unit="img", desc=f"predict {split}", disable=None) as progress, \
-            input_reader.named_read_errors(data_dir, manifest, (split,)):
+            input_reader.named_read_errors(manifest, (split,)):
         for images, _, source_ids in dataset:
             stop_signals.raise_if_requested()
             # Stored pixels are whole numbers on 0-255: the cast is exact.

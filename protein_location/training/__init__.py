@@ -13,11 +13,11 @@
 """
 
 import contextlib
-import posixpath
 
 from protein_location import export
-from protein_location.core import folder_lock, json_files, manifest as manifest_lib, output_files, stop_signals
+from protein_location.core import folder_lock, output_files, stop_signals
 from protein_location.core.run_state import TRAINING
+from protein_location.evaluation.report_file import ReportFile
 from protein_location.training import config as config_lib, cross_validation, distribute, evaluator, run_folder, trainer
 from protein_location.training.config import TrainConfig
 
@@ -75,7 +75,7 @@ def _finish(config, plan, state, chief):
     elif not chief:
         return None
     else:
-        report = json_files.read_json(posixpath.join(config.model_dir, "report.json"))
+        report = ReportFile.read(config.model_dir).content
         if not config.export_dir or state.export_to(config.export_dir):
             done = f"; exported as {state.export_to(config.export_dir)}" if config.export_dir else ""
             print(f"run: {config.model_dir} is complete (run.json){done}; nothing to do (--overwrite trains it "
@@ -87,7 +87,7 @@ def _finish(config, plan, state, chief):
     if config.export_dir:
         stop_signals.raise_if_requested()
         version = export.export_model(model, thresholds, config.export_dir, config.export_formats,
-                                      class_names=manifest_lib.class_names(plan.manifest),
+                                      class_names=plan.manifest.class_names,
                                       tta_thresholds=tta_thresholds if config.tta == 8 else None)
         run_folder.record_export(config.model_dir, state, config.export_dir, version)
     return report

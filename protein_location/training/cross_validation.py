@@ -31,7 +31,6 @@ import tensorflow as tf
 from protein_location import export
 from protein_location.core import (
     folder_lock,
-    json_files,
     manifest as manifest_lib,
     output_files,
     run_state,
@@ -39,12 +38,13 @@ from protein_location.core import (
 )
 from protein_location.core.errors import TrainError
 from protein_location.core.run_state import EVALUATED, TRAINING, RunState
-from protein_location.evaluation import report as report_lib, thresholds as thresholds_lib, thresholds_file
+from protein_location.evaluation import report as report_lib, report_file, thresholds as thresholds_lib, thresholds_file
+from protein_location.evaluation.report_file import ReportFile
 from protein_location.training import checkpoints, config as config_lib, distribute, held_out, run_folder, trainer
 
 # What a cross-validated run writes in its own folder, beside fold-<i>/: what
 # --overwrite removes there (each fold's run removes its own files).
-CV_FILES = ("run.json", "thresholds.json", "report.json", "report.png")
+CV_FILES = ("run.json", "thresholds.json", report_file.FILE_NAME, "report.png")
 
 
 def fold_config(config, fold):
@@ -62,8 +62,8 @@ def cv_settings(config):
 
 def count_folds(config):
     """K, of a dataset converted with --folds K; TrainError in one line otherwise."""
-    manifest = manifest_lib.load_manifest(config.data)
-    folds = manifest.get("folds")
+    manifest = manifest_lib.DatasetManifest.read(config.data)
+    folds = manifest.folds
     if not folds:
         raise TrainError(f"{config.data}: --cv needs a dataset converted with --folds K (this one has a val split); "
                          "convert it again with `python -m data_prep convert ... --folds 5`")
@@ -140,9 +140,8 @@ def _remove_cv_files(model_dir):
 
 def _finish(config, manifest, folds, state):
     """Gathers the trained folds (once), then exports when --export names a new base."""
-    report_path = posixpath.join(config.model_dir, "report.json")
     if state.status == EVALUATED:
-        report = json_files.read_json(report_path)
+        report = ReportFile.read(config.model_dir).content
         if not config.export_dir or state.export_to(config.export_dir):
             done = f"; exported as {state.export_to(config.export_dir)}" if config.export_dir else ""
             print(f"cv: {config.model_dir} is complete (run.json){done}; nothing to do (--overwrite trains it again)")
@@ -227,25 +226,21 @@ def gather(config, manifest, folds):
         predictions = [held_out.HeldOutPredictions.read(fold_dir) for fold_dir in fold_dirs]
     except ValueError as error:
         raise TrainError(f"{error}; train that fold again with `--cv --fold i --overwrite`") from None
-    _, train_count, train_label_counts = manifest_lib.split_summary(config.data, manifest, "train")
+    _, train_count, train_label_counts = manifest.summary("train")
     ids, y_true, views, fold_of = out_of_fold(predictions, train_count)
     train_rates = np.asarray(train_label_counts, np.float64) / train_count
     probabilities = {1: views[0], 8: views.mean(axis=0)}
     tuned = {n: thresholds_lib.tune_thresholds(y_true, probabilities[n], train_rates) for n in (1, 8)}
-    class_names = manifest_lib.class_names(manifest)
+    class_names = manifest.class_names
     thresholds_file.ThresholdsFile(tuple(class_names), tuned[1].thresholds, tuned[8].thresholds, views=config.tta,
                                    rule=thresholds_lib.threshold_rule(), folds=folds,
                                    tuned_on=f"the out-of-fold predictions of all {len(ids)} training images",
                                    ).write(config.model_dir)
-    fold_reports = [json_files.read_json(posixpath.join(fold_dir, "report.json")) for fold_dir in fold_dirs]
-    per_fold = [{
-        "fold": fold, "val_examples": r["val_examples"], "val_macro_auc": r["val_macro_auc"],
-        "val_macro_f1_tuned": r["val_macro_f1_tuned"], "val_macro_f1_at_0.5": r["val_macro_f1_at_0.5"],
-        "best_epoch": (checkpoints.read_best(fold_dir) or {}).get("epoch"), "train_seconds": r.get("train_seconds"),
-    } for fold, (r, fold_dir) in enumerate(zip(fold_reports, fold_dirs))]
+    fold_reports = [ReportFile.read(fold_dir) for fold_dir in fold_dirs]
+    per_fold = [report.fold_summary(fold, (checkpoints.read_best(fold_dir) or {}).get("epoch"))
+                for fold, (report, fold_dir) in enumerate(zip(fold_reports, fold_dirs))]
     y_prob = probabilities[config.tta]
-    run_info = {key: fold_reports[0].get(key) for key in (
-        "arch", "width", "weights", "epochs", "batch_size", "loss", "precision", "learning_rate", "seed")}
+    run_info = fold_reports[0].run_settings()
     run_info.update({
         "cv_folds": folds, "val_tta": config.tta,
         "evaluated_on": (f"out-of-fold predictions: each of the {len(ids)} training images predicted once, by the "
@@ -264,7 +259,7 @@ def gather(config, manifest, folds):
         "macro_f1_cross_tuned": cross_tuned_macro_f1(y_true, y_prob, fold_of, train_rates),
     }
     report["folds"] = per_fold
-    json_files.write_json_atomic(posixpath.join(config.model_dir, "report.json"), report)
+    ReportFile(report).write(config.model_dir)
     histories = [report_lib.read_history(posixpath.join(fold_dir, checkpoints.HISTORY)) for fold_dir in fold_dirs]
     report_lib.plot_cv_report(histories, report, posixpath.join(config.model_dir, "report.png"))
     oof = report["out_of_fold"]

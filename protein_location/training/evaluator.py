@@ -7,26 +7,28 @@ import posixpath
 
 import numpy as np
 
-from protein_location.core import json_files, manifest as manifest_lib, output_files
+from protein_location.core import output_files
 from protein_location.data import augment, input_reader
 from protein_location.evaluation import report as report_lib, thresholds as thresholds_lib, thresholds_file
+from protein_location.evaluation.report_file import ReportFile
 from protein_location.training import checkpoints, distribute, held_out
 
 
-def predict_views(model, data_dir, split, batch_size, image_size, fold=None):
+def predict_views(model, dataset, split, batch_size, image_size, fold=None):
     """(labels [n, C], probabilities [8, n, C]) of a split in manifest order,
     under each of the 8 flips/rotations (view 0: the images as stored).
 
     A model under a strategy with several replicas predicts whole batches
-    (blanks pad the last one; `input.eval_padding`) and the blanks' rows are dropped.
+    (blanks pad the last one; `input_reader.eval_padding`) and the blanks' rows are dropped.
+    `dataset`: a dataset folder or its DatasetManifest.
     """
     padded = model.distribute_strategy.num_replicas_in_sync > 1
-    dataset = input_reader.make_dataset(data_dir, split, batch_size, image_size, fold=fold, pad_batches=padded)
-    manifest = manifest_lib.load_manifest(data_dir)
-    count = manifest_lib.split_summary(data_dir, manifest, split, fold)[1]
-    with input_reader.named_read_errors(data_dir, manifest, (split,), fold):
-        y_true = np.concatenate([labels.numpy() for _, labels, *_ in dataset])[:count]
-        views = [dataset.map(lambda image, *_, k=k: (augment.dihedral_view(image, k),))
+    manifest = input_reader.read(dataset)
+    batches = input_reader.make_dataset(manifest, split, batch_size, image_size, fold=fold, pad_batches=padded)
+    count = manifest.num_examples(split, fold)
+    with input_reader.named_read_errors(manifest, (split,), fold):
+        y_true = np.concatenate([labels.numpy() for _, labels, *_ in batches])[:count]
+        views = [batches.map(lambda image, *_, k=k: (augment.dihedral_view(image, k),))
                  for k in range(augment.DIHEDRAL_VIEWS)]
         return y_true, np.stack([model.predict(view, verbose=0, callbacks=[checkpoints.StopAtSignal()])[:count]
                                  for view in views])
@@ -42,15 +44,15 @@ def write_report(config, plan, model, fit, fit_seconds):
     with output_files.atomic_path(posixpath.join(config.model_dir, "model.keras"),
                                   output_files.weights_bytes(model)) as path:
         model.save(path)
-    y_true, y_views = predict_views(model, config.data, "val", config.batch_size, plan.image_size, config.fold)
+    y_true, y_views = predict_views(model, plan.manifest, "val", config.batch_size, plan.image_size, config.fold)
     if config.fold is not None:  # what --cv gathers: this model's predictions of the images it did not train on
-        ids = input_reader.split_ids(config.data, "val", config.fold)
+        ids = input_reader.split_ids(plan.manifest, "val", config.fold)
         held_out.HeldOutPredictions(config.fold, ids, y_true, y_views).write(config.model_dir)
     train_rates = np.asarray(plan.train_label_counts, np.float64) / plan.train_count
     tuned = {1: thresholds_lib.tune_thresholds(y_true, y_views[0], train_rates),
              8: thresholds_lib.tune_thresholds(y_true, y_views.mean(axis=0), train_rates)}
     y_prob = y_views[0] if config.tta == 1 else y_views.mean(axis=0)
-    class_names = manifest_lib.class_names(plan.manifest)
+    class_names = plan.manifest.class_names
     # serving_default's views are the run's --tta; the export serves both kinds.
     thresholds_file.ThresholdsFile(tuple(class_names), tuned[1].thresholds, tuned[8].thresholds, views=config.tta,
                                    rule=thresholds_lib.threshold_rule()).write(config.model_dir)
@@ -75,7 +77,7 @@ def write_report(config, plan, model, fit, fit_seconds):
     other = 8 if config.tta == 1 else 1
     report[f"val_macro_f1_tuned_{other}_views"] = thresholds_lib.macro_f1(
         y_true, (y_views[0] if other == 1 else y_views.mean(axis=0)) >= tuned[other].thresholds)
-    json_files.write_json_atomic(posixpath.join(config.model_dir, "report.json"), report)
+    ReportFile(report).write(config.model_dir)
     report_lib.plot_report(report_lib.read_history(posixpath.join(config.model_dir, "history.csv")), report,
                            posixpath.join(config.model_dir, "report.png"))
     supported = report["val_macro_f1_tuned_min5"]

@@ -11,7 +11,6 @@ import numpy as np
 import tensorflow as tf
 
 from protein_location import models
-from protein_location.core import manifest as manifest_lib
 from protein_location.core.errors import TrainError, WeightsError
 from protein_location.data import input_reader
 from protein_location.training import distribute
@@ -79,11 +78,11 @@ def build_model(config, manifest, train_label_counts, train_count, load_weights=
     try:
         return models.build_classifier(
             config.arch,
-            image_size=config.image_size or manifest["image_size"],
-            num_classes=len(manifest_lib.class_names(manifest)),
+            image_size=config.image_size or manifest.image_size,
+            num_classes=manifest.num_classes,
             width=config.width,
-            channel_mean=manifest.get("channel_mean", (0.0,) * 4),
-            channel_std=manifest.get("channel_std", (255.0,) * 4),
+            channel_mean=manifest.channel_mean or (0.0,) * 4,
+            channel_std=manifest.channel_std or (255.0,) * 4,
             output_bias=class_log_odds(train_label_counts, train_count) if config.bias_init else None,
             dropout=config.dropout,
             synchronized_bn=tf.distribute.get_strategy().num_replicas_in_sync > 1,
@@ -196,7 +195,7 @@ def make_datasets(config, plan, start_epoch=0):
     seed = data_seed(config.seed, start_epoch)
 
     def train_dataset(input_context=None):
-        return input_reader.make_dataset(config.data, "train", config.batch_size, plan.image_size, training=True,
+        return input_reader.make_dataset(plan.manifest, "train", config.batch_size, plan.image_size, training=True,
                                       seed=seed, shuffle_buffer=config.shuffle_buffer, fold=config.fold,
                                       augment_config=config.augmentation,
                                       oversample_factors=plan.oversample_factors, input_context=input_context)
@@ -205,10 +204,10 @@ def make_datasets(config, plan, start_epoch=0):
                   else plan.strategy.distribute_datasets_from_function(train_dataset))
     def val_dataset(input_context=None):
         if input_context is None:
-            return input_reader.make_dataset(config.data, "val", config.batch_size, plan.image_size, fold=config.fold)
+            return input_reader.make_dataset(plan.manifest, "val", config.batch_size, plan.image_size, fold=config.fold)
         # Endless, cut by fit's validation_steps (one pass each): Keras may
         # reuse the iterator of the last evaluation.
-        return input_reader.make_dataset(config.data, "val", config.batch_size, plan.image_size, fold=config.fold,
+        return input_reader.make_dataset(plan.manifest, "val", config.batch_size, plan.image_size, fold=config.fold,
                                       input_context=input_context, pad_batches=True).repeat()
 
     # Several replicas evaluate whole padded batches: a partial last batch
@@ -216,5 +215,5 @@ def make_datasets(config, plan, start_epoch=0):
     # docs/fault-tolerance.md), and a TPU needs static shapes.
     if plan.strategy.num_replicas_in_sync == 1:
         return train_data, val_dataset(), None
-    val_steps = input_reader.split_padding(config.data, "val", config.batch_size, plan.pipelines, config.fold).steps
+    val_steps = input_reader.split_padding(plan.manifest, "val", config.batch_size, plan.pipelines, config.fold).steps
     return train_data, plan.strategy.distribute_datasets_from_function(val_dataset), val_steps

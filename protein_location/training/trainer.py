@@ -91,7 +91,7 @@ class RunPlan:
     """What a run settles before it builds anything: the strategy, the data and the steps."""
     kind: str
     strategy: tf.distribute.Strategy
-    manifest: dict
+    manifest: manifest_lib.DatasetManifest  # dataset.json, read once for the run
     image_size: int
     train_count: int
     train_label_counts: np.ndarray
@@ -132,19 +132,19 @@ def plan_run(config, settled_strategy=None):
     if config.precision is None:
         precision, precision_reason = device_precision.default_precision(kind, num_gpus)
         config = dataclasses.replace(config, precision=precision)
-    manifest = manifest_lib.load_manifest(config.data)
+    manifest = manifest_lib.DatasetManifest.read(config.data)
     if strategy is None:
         strategy = create_strategy(config, kind)
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(config.precision)
     replicas = strategy.num_replicas_in_sync
-    _, train_count, train_label_counts = manifest_lib.split_summary(config.data, manifest, "train", config.fold)
-    _, val_count, _ = manifest_lib.split_summary(config.data, manifest, "val", config.fold)
-    input_reader.check_split_files(config.data, manifest, ("train", "val"), config.fold)
+    _, train_count, train_label_counts = manifest.summary("train", config.fold)
+    val_count = manifest.num_examples("val", config.fold)
+    input_reader.check_split_files(manifest, ("train", "val"), config.fold)
     check_batch(config, train_count, replicas)
-    image_size = config.image_size or manifest["image_size"]
+    image_size = config.image_size or manifest.image_size
     pipelines = distribute.num_input_pipelines(strategy)
-    shard_counts = [s["num_examples"] for s in manifest_lib.select_shards(config.data, manifest, "train", config.fold)]
+    shard_counts = [s["num_examples"] for s in manifest.shards("train", config.fold)]
     policy, shares, epoch_examples = input_reader.share_input(shard_counts, pipelines, config.batch_size // pipelines)
     steps_per_epoch = epoch_examples // (config.batch_size // pipelines)
     peak_rate = distribute.scaled_learning_rate(config.learning_rate, config.batch_size)
@@ -212,7 +212,7 @@ def fit_model(config, plan):
                   f"({len(model.trainable_variables)} variables), the backbone frozen")
         stop_signals.raise_if_requested()
         # A stop signal waits for the next batch boundary (StopAtSignal); a read error names its shard.
-        with input_reader.named_read_errors(config.data, plan.manifest, ("train", "val"), config.fold):
+        with input_reader.named_read_errors(plan.manifest, ("train", "val"), config.fold):
             fit = model.fit(train_data, validation_data=val_data, initial_epoch=first, epochs=end,
                             shuffle=False,  # shuffled in tf.data
                             steps_per_epoch=plan.steps_per_epoch, validation_steps=val_steps,
