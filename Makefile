@@ -19,7 +19,7 @@ DEMO_EPOCHS ?= 20
 DEMO_CROP_EPOCHS ?= 10
 SEED ?= 0
 
-.PHONY: install demo test docs clean
+.PHONY: install demo test format docs clean
 
 install: $(INSTALLED)
 
@@ -55,7 +55,13 @@ PYTEST_WORKERS ?= 2
 
 test: $(INSTALLED)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests
+
+# ruff's layout and import order over the tree (what `make test` checks first).
+format: $(INSTALLED)
+	$(PY) -m ruff check --select I --fix .
+	$(PY) -m ruff format .
 
 # The documentation site (mkdocs.yml: docs/ -> site/); --strict fails on any warning, a broken link included.
 $(DOCS_INSTALLED): $(INSTALLED)

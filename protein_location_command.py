@@ -20,15 +20,17 @@ PROG = "protein-location"
 
 
 def usage():
-    return "\n".join([
-        f"usage: {PROG} <command> [flags]   ({PROG} <command> --help: the command's flags and their defaults)",
-        "",
-        f"data:         {', '.join(DATA_COMMANDS):38s} (also python -m data_prep <command>)",
-        f"training:     {TRAIN_COMMAND:38s} (also python train_keras.py)",
-        f"using models: {', '.join(MODEL_COMMANDS):38s} (also python -m protein_location <command>)",
-        "",
-        "Any command takes --verbose: TensorFlow's own start-up and log lines too.",
-    ])
+    return "\n".join(
+        [
+            f"usage: {PROG} <command> [flags]   ({PROG} <command> --help: the command's flags and their defaults)",
+            "",
+            f"data:         {', '.join(DATA_COMMANDS):38s} (also python -m data_prep <command>)",
+            f"training:     {TRAIN_COMMAND:38s} (also python train_keras.py)",
+            f"using models: {', '.join(MODEL_COMMANDS):38s} (also python -m protein_location <command>)",
+            "",
+            "Any command takes --verbose: TensorFlow's own start-up and log lines too.",
+        ]
+    )
 
 
 def main(argv=None):

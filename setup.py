@@ -41,9 +41,21 @@ setup(
         # Single cells (protein_location.cells): classical segmentation, and masks in the HPA 2021 encoding.
         "cells": ["scikit-image>=0.22", "pycocotools>=2.0.7"],
         # The suite: every extra above, and the linter CI runs (`make test`).
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.17,<0.18", "ai-edge-litert>=2.0", "tf2onnx>=1.17",
-                 "onnx>=1.17", "onnxruntime>=1.20", "apache-beam>=2.77,<3", "tifffile>=2024.1", "imagecodecs>=2024.1",
-                 "jax[cpu]>=0.4.36", "scikit-image>=0.22", "pycocotools>=2.0.7"],
+        "test": [
+            "pytest>=8",
+            "pytest-xdist>=3.5",
+            "ruff>=0.17,<0.18",
+            "ai-edge-litert>=2.0",
+            "tf2onnx>=1.17",
+            "onnx>=1.17",
+            "onnxruntime>=1.20",
+            "apache-beam>=2.77,<3",
+            "tifffile>=2024.1",
+            "imagecodecs>=2024.1",
+            "jax[cpu]>=0.4.36",
+            "scikit-image>=0.22",
+            "pycocotools>=2.0.7",
+        ],
         # make docs: the documentation site (mkdocs.yml, docs/).
         "docs": ["mkdocs-material>=9.5,<10"],
     },

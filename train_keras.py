@@ -1,6 +1,6 @@
 """Train an SE-ResNet on converted HPA TFRecords, tune thresholds, export a SavedModel.
 
-    python train_keras.py --data tfrecords/demo --model-dir runs/demo --epochs 10 --export export/demo
+python train_keras.py --data tfrecords/demo --model-dir runs/demo --epochs 10 --export export/demo
 """
 
 import argparse
@@ -16,16 +16,26 @@ def build_parser(prog=None):
     """train_keras.py's argparse parser (imports TensorFlow: the flags come from TrainConfig)."""
     from protein_location.training import config as config_lib
 
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     config_lib.add_flags(parser)
-    parser.add_argument("--tflite", action="store_true",
-                        help="with --export: also model.tflite (float32) in the SavedModel's version folder")
-    parser.add_argument("--tflite-quantize", action="store_true",
-                        help="with --export: also model_int8.tflite (dynamic-range int8 weights)")
+    parser.add_argument(
+        "--tflite",
+        action="store_true",
+        help="with --export: also model.tflite (float32) in the SavedModel's version folder",
+    )
+    parser.add_argument(
+        "--tflite-quantize",
+        action="store_true",
+        help="with --export: also model_int8.tflite (dynamic-range int8 weights)",
+    )
     parser.add_argument("--onnx", action="store_true", help="with --export: also model.onnx (needs tf2onnx)")
-    parser.add_argument("--verbose", action="store_true",
-                        help="also TensorFlow's own start-up and log lines (as TF_CPP_MIN_LOG_LEVEL set does)")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also TensorFlow's own start-up and log lines (as TF_CPP_MIN_LOG_LEVEL set does)",
+    )
     return parser
 
 

@@ -41,9 +41,12 @@ def main(argv=None):
     model.optimizer.build(model.trainable_variables)
     work = pathlib.Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
-    callbacks = {"keras BackupAndRestore(double_checkpoint=True)": keras.callbacks.BackupAndRestore(
-                     str(work / "keras"), double_checkpoint=True, delete_checkpoint=False),
-                 "AtomicBackupAndRestore": checkpoints.AtomicBackupAndRestore(str(work / "ours"))}
+    callbacks = {
+        "keras BackupAndRestore(double_checkpoint=True)": keras.callbacks.BackupAndRestore(
+            str(work / "keras"), double_checkpoint=True, delete_checkpoint=False
+        ),
+        "AtomicBackupAndRestore": checkpoints.AtomicBackupAndRestore(str(work / "ours")),
+    }
     seconds = {name: [] for name in callbacks}
     for callback in callbacks.values():
         callback.set_model(model)
@@ -54,11 +57,18 @@ def main(argv=None):
             callback.on_epoch_end(repeat + 1)
             seconds[name].append(time.perf_counter() - start)
     size_mb = (work / "ours" / "latest.weights.h5").stat().st_size / 2**20
-    record = {"arch": args.arch, "size": args.size, "weights_file_mb": round(size_mb, 1),
-              "estimated_mb": round(output_files.weights_bytes(model) / 2**20, 1), "repeats": args.repeats,
-              "median_s": {name: round(statistics.median(values), 3) for name, values in seconds.items()}}
-    ours, theirs = record["median_s"]["AtomicBackupAndRestore"], record["median_s"][
-        "keras BackupAndRestore(double_checkpoint=True)"]
+    record = {
+        "arch": args.arch,
+        "size": args.size,
+        "weights_file_mb": round(size_mb, 1),
+        "estimated_mb": round(output_files.weights_bytes(model) / 2**20, 1),
+        "repeats": args.repeats,
+        "median_s": {name: round(statistics.median(values), 3) for name, values in seconds.items()},
+    }
+    ours, theirs = (
+        record["median_s"]["AtomicBackupAndRestore"],
+        record["median_s"]["keras BackupAndRestore(double_checkpoint=True)"],
+    )
     record["ratio_ours_to_keras"] = round(ours / theirs, 2)
     print(json.dumps(record, indent=2))
     if args.out:

@@ -28,8 +28,13 @@ def run_once(checkout, args, scratch):
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, *[a.replace("{out}", out) for a in args]]
     start = time.perf_counter()
-    subprocess.run(command, cwd=checkout, check=True, capture_output=True,
-                   env=dict(os.environ, PYTHONPATH=checkout, TF_CPP_MIN_LOG_LEVEL="3"))
+    subprocess.run(
+        command,
+        cwd=checkout,
+        check=True,
+        capture_output=True,
+        env=dict(os.environ, PYTHONPATH=checkout, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
     return time.perf_counter() - start
 
 
@@ -49,8 +54,12 @@ def main(argv=None):
             for name, checkout in checkouts.items():
                 seconds[name].append(run_once(checkout, command, scratch))
     medians = {name: round(statistics.median(values), 2) for name, values in seconds.items()}
-    record = {"command": " ".join(command), "seconds": {k: [round(v, 2) for v in s] for k, s in seconds.items()},
-              "median_s": medians, "ratio_this_to_baseline": round(medians["this"] / medians["baseline"], 3)}
+    record = {
+        "command": " ".join(command),
+        "seconds": {k: [round(v, 2) for v in s] for k, s in seconds.items()},
+        "median_s": medians,
+        "ratio_this_to_baseline": round(medians["this"] / medians["baseline"], 3),
+    }
     print(json.dumps(record))
     return record
 

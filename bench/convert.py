@@ -61,7 +61,7 @@ def replicate_raw(source, count, out):
         copy = f"{image_id}-{k:05d}"
         for name in names:
             if name.startswith(image_id + "_"):
-                link = os.path.join(out, "train", copy + name[len(image_id):])
+                link = os.path.join(out, "train", copy + name[len(image_id) :])
                 if not os.path.lexists(link):
                     os.symlink(os.path.abspath(os.path.join(source, "train", name)), link)
         lines.append(f"{copy},{target}")
@@ -73,8 +73,9 @@ def replicate_raw(source, count, out):
 def raw_folder(work, images, size, source=None):
     """The benchmark's raw folder: generated (cached), or `source` replicated."""
     if source:
-        return replicate_raw(source, images,
-                             os.path.join(work, f"source-{os.path.basename(os.path.abspath(source))}-{images}"))
+        return replicate_raw(
+            source, images, os.path.join(work, f"source-{os.path.basename(os.path.abspath(source))}-{images}")
+        )
     raw = os.path.join(work, f"raw-{images}-{size}")
     if not os.path.exists(os.path.join(raw, "train.csv")):
         synthetic.generate_dataset(raw, images, 0, size, seed=0)
@@ -85,8 +86,11 @@ def decode_only(task):
     """The decode limit's unit of work: read and decode the four channel files."""
     images_dir, image_id = task
     for channel in labels.CHANNELS:
-        name = next(n for n in (f"{image_id}_{channel}{e}" for e in (".png", ".jpg", ".jpeg"))
-                    if os.path.exists(os.path.join(images_dir, n)))
+        name = next(
+            n
+            for n in (f"{image_id}_{channel}{e}" for e in (".png", ".jpg", ".jpeg"))
+            if os.path.exists(os.path.join(images_dir, n))
+        )
         with open(os.path.join(images_dir, name), "rb") as f:
             cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_UNCHANGED)
 
@@ -109,8 +113,16 @@ def time_convert(raw, out, workers, image_format, png_compression, size=None):
     from data_prep import convert
 
     start = time.perf_counter()
-    convert.convert(os.path.join(raw, "train"), out, csv_path=os.path.join(raw, "train.csv"), size=size,
-                    workers=workers, image_format=image_format, png_compression=png_compression, overwrite=True)
+    convert.convert(
+        os.path.join(raw, "train"),
+        out,
+        csv_path=os.path.join(raw, "train.csv"),
+        size=size,
+        workers=workers,
+        image_format=image_format,
+        png_compression=png_compression,
+        overwrite=True,
+    )
     return time.perf_counter() - start
 
 
@@ -132,11 +144,28 @@ def time_worker_start(workers):
 
 def peak_memory_mb(raw, out, workers, image_format, png_compression):
     """Peak RSS of the largest process of a CLI conversion (converter or worker)."""
-    command = [sys.executable, "-m", "data_prep", "convert", "--csv", os.path.join(raw, "train.csv"),
-               "--images", os.path.join(raw, "train"), "--out", out, "--workers", str(workers),
-               "--image-format", image_format, "--png-compression", str(png_compression), "--overwrite"]
-    subprocess.run(command, check=True, capture_output=True,
-                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    command = [
+        sys.executable,
+        "-m",
+        "data_prep",
+        "convert",
+        "--csv",
+        os.path.join(raw, "train.csv"),
+        "--images",
+        os.path.join(raw, "train"),
+        "--out",
+        out,
+        "--workers",
+        str(workers),
+        "--image-format",
+        image_format,
+        "--png-compression",
+        str(png_compression),
+        "--overwrite",
+    ]
+    subprocess.run(
+        command, check=True, capture_output=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    )
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
@@ -149,9 +178,19 @@ def breakdown(images_dir, ids, out_dir, image_format, png_compression):
     from data_prep import stain_reader, tfrecord_lib
     from protein_location.core import manifest as manifest_lib
 
-    steps = dict.fromkeys(("opencv decode alone (the limit's unit)", "read and decode (stain_reader)",
-                           "channel sums (meanStdDev)", f"encode ({image_format})", "serialize the Example",
-                           "TFRecord write", "sha256 of the shard", "rename into place"), 0.0)
+    steps = dict.fromkeys(
+        (
+            "opencv decode alone (the limit's unit)",
+            "read and decode (stain_reader)",
+            "channel sums (meanStdDev)",
+            f"encode ({image_format})",
+            "serialize the Example",
+            "TFRecord write",
+            "sha256 of the shard",
+            "rename into place",
+        ),
+        0.0,
+    )
     names = list(steps)
 
     def timed(name, function, *args):
@@ -168,16 +207,21 @@ def breakdown(images_dir, ids, out_dir, image_format, png_compression):
             image = timed(names[1], stain_reader.read_image, images_dir, image_id)
             timed(names[2], cv2.meanStdDev, image)
             encoded = timed(names[3], tfrecord_lib.encode_rgby, image, image_format, png_compression)
-            example = timed(names[4], tfrecord_lib.serialize_encoded, encoded, image_format, *image.shape[:2],
-                            image_id, [0])
+            example = timed(
+                names[4], tfrecord_lib.serialize_encoded, encoded, image_format, *image.shape[:2], image_id, [0]
+            )
             timed(names[5], writer.write, example)
     timed(names[6], manifest_lib.file_sha256, path + ".tmp")
     timed(names[7], os.replace, path + ".tmp", path)
     os.remove(path)
     per_image = {name: round(seconds / len(ids) * 1000, 2) for name, seconds in steps.items()}
     worker = sum(per_image[name] for name in names[1:])
-    return {"images": len(ids), "ms_per_image": per_image, "worker_ms_per_image": round(worker, 2),
-            "ratio_worker_to_decode": round(worker / per_image[names[0]], 3)}
+    return {
+        "images": len(ids),
+        "ms_per_image": per_image,
+        "worker_ms_per_image": round(worker, 2),
+        "ratio_worker_to_decode": round(worker / per_image[names[0]], 3),
+    }
 
 
 def emit_record(record, out=None):
@@ -191,24 +235,33 @@ def emit_record(record, out=None):
 
 
 def summary(seconds, count):
-    return {"median_s": round(statistics.median(seconds), 3), "min_s": round(min(seconds), 3),
-            "max_s": round(max(seconds), 3), "images_per_s": round(count / statistics.median(seconds), 1)}
+    return {
+        "median_s": round(statistics.median(seconds), 3),
+        "min_s": round(min(seconds), 3),
+        "max_s": round(max(seconds), 3),
+        "images_per_s": round(count / statistics.median(seconds), 1),
+    }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--images", type=int, default=2000, help="training images to generate (or replicate)")
     parser.add_argument("--size", type=int, default=512, help="side of the generated images")
-    parser.add_argument("--source", default=None,
-                        help="a real raw folder (train.csv + train/) to replicate to --images instead")
+    parser.add_argument(
+        "--source", default=None, help="a real raw folder (train.csv + train/) to replicate to --images instead"
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for both measurements")
     parser.add_argument("--out-size", type=int, default=None, help="convert's --size (default: the source size)")
     parser.add_argument("--image-format", default="png", choices=("png", "raw"), help="convert's --image-format")
     parser.add_argument("--png-compression", type=int, default=0, help="convert's --png-compression")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement (after a warm-up)")
     parser.add_argument("--work", default="/tmp/protein-location-bench", help="cache of generated data and output")
-    parser.add_argument("--breakdown", type=int, default=0,
-                        help="also time each step of a worker, one by one, on this many images in one process")
+    parser.add_argument(
+        "--breakdown",
+        type=int,
+        default=0,
+        help="also time each step of a worker, one by one, on this many images in one process",
+    )
     parser.add_argument("--out", default=None, help="also write the JSON record here")
     args = parser.parse_args(argv)
 
@@ -218,15 +271,18 @@ def main(argv=None):
 
     decode, decode_reader, conversion, start_up = [], [], [], []
     images = os.path.join(raw, "train")
-    with workers_lib.process_pool(args.workers) as pool, \
-            workers_lib.process_pool(args.workers, preload="data_prep.stain_reader") as tf_pool:
+    with (
+        workers_lib.process_pool(args.workers) as pool,
+        workers_lib.process_pool(args.workers, preload="data_prep.stain_reader") as tf_pool,
+    ):
         time_decode(pool, images, ids[:64])  # warm-up: page cache, workers' imports
         time_decode(tf_pool, images, ids[:64], decode_with_reader)
         for _ in range(args.repeats):
             decode.append(time_decode(pool, images, ids))
             decode_reader.append(time_decode(tf_pool, images, ids, decode_with_reader))
-            conversion.append(time_convert(raw, out, args.workers, args.image_format, args.png_compression,
-                                           args.out_size))
+            conversion.append(
+                time_convert(raw, out, args.workers, args.image_format, args.png_compression, args.out_size)
+            )
             start_up.append(time_worker_start(args.workers))
     size = int(json.load(open(os.path.join(out, "dataset.json")))["image_size"])
     conversion_per_image = [max(c - s, 1e-3) for c, s in zip(conversion, start_up)]
@@ -236,9 +292,14 @@ def main(argv=None):
         "benchmark": "convert",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "source": os.path.abspath(args.source) if args.source else "synthetic (data_prep.synthetic)",
-        "images": len(ids), "size": size, "workers": args.workers, "repeats": args.repeats,
-        "image_format": args.image_format, "png_compression": args.png_compression,
-        "source_mb": round(source_mb / 2**20, 1), "shards_mb": round(shards_mb / 2**20, 1),
+        "images": len(ids),
+        "size": size,
+        "workers": args.workers,
+        "repeats": args.repeats,
+        "image_format": args.image_format,
+        "png_compression": args.png_compression,
+        "source_mb": round(source_mb / 2**20, 1),
+        "shards_mb": round(shards_mb / 2**20, 1),
         "decode_limit": summary(decode, len(ids)),
         "decode_limit_reader": summary(decode_reader, len(ids)),
         "convert": summary(conversion, len(ids)),
@@ -246,16 +307,19 @@ def main(argv=None):
         "convert_less_worker_start": summary(conversion_per_image, len(ids)),
         "ratio_convert_to_decode": round(statistics.median(conversion) / statistics.median(decode), 3),
         "ratio_per_image_convert_to_decode": round(
-            statistics.median(conversion_per_image) / statistics.median(decode), 3),
+            statistics.median(conversion_per_image) / statistics.median(decode), 3
+        ),
         "ratio_reader_to_opencv_decode": round(statistics.median(decode_reader) / statistics.median(decode), 3),
         "ratio_convert_to_reader_decode": round(statistics.median(conversion) / statistics.median(decode_reader), 3),
-        "peak_rss_mb_largest_process": round(peak_memory_mb(raw, out, args.workers, args.image_format,
-                                                            args.png_compression), 1),
+        "peak_rss_mb_largest_process": round(
+            peak_memory_mb(raw, out, args.workers, args.image_format, args.png_compression), 1
+        ),
     }
     shutil.rmtree(out, ignore_errors=True)
     if args.breakdown:
-        record["breakdown"] = breakdown(images, ids[:args.breakdown], os.path.join(args.work, "breakdown"),
-                                        args.image_format, args.png_compression)
+        record["breakdown"] = breakdown(
+            images, ids[: args.breakdown], os.path.join(args.work, "breakdown"), args.image_format, args.png_compression
+        )
     return emit_record(record, args.out)
 
 

@@ -40,11 +40,41 @@ def convert(raw, out, folds):
     log = os.path.join(out, "convert.log")
     os.makedirs(out, exist_ok=True)
     if not os.path.exists(os.path.join(train, "dataset.json")):
-        sweep._run(["-m", "data_prep", "convert", "--csv", f"{raw}/train.csv", "--images", f"{raw}/train",
-                    "--out", train, "--folds", str(folds), "--overwrite"], log)
+        sweep._run(
+            [
+                "-m",
+                "data_prep",
+                "convert",
+                "--csv",
+                f"{raw}/train.csv",
+                "--images",
+                f"{raw}/train",
+                "--out",
+                train,
+                "--folds",
+                str(folds),
+                "--overwrite",
+            ],
+            log,
+        )
     if not os.path.exists(os.path.join(test, "dataset.json")):
-        sweep._run(["-m", "data_prep", "convert", "--csv", f"{raw}/test_labels.csv", "--images", f"{raw}/test",
-                    "--out", test, "--val-fraction", "0", "--overwrite"], log)
+        sweep._run(
+            [
+                "-m",
+                "data_prep",
+                "convert",
+                "--csv",
+                f"{raw}/test_labels.csv",
+                "--images",
+                f"{raw}/test",
+                "--out",
+                test,
+                "--val-fraction",
+                "0",
+                "--overwrite",
+            ],
+            log,
+        )
     return train, test
 
 
@@ -83,8 +113,10 @@ def inference_cost(single_export, ensemble_export, image_size, batch=32, repeats
     import tensorflow as tf
 
     images = tf.constant(np.random.default_rng(0).integers(0, 255, (batch, image_size, image_size, 4), np.uint8))
-    serves = {name: tf.saved_model.load(path).signatures["serving_default"]
-              for name, path in (("single", single_export), ("ensemble", ensemble_export))}
+    serves = {
+        name: tf.saved_model.load(path).signatures["serving_default"]
+        for name, path in (("single", single_export), ("ensemble", ensemble_export))
+    }
     seconds = {name: [] for name in serves}
     for serve in serves.values():
         serve(image=images)
@@ -94,8 +126,11 @@ def inference_cost(single_export, ensemble_export, image_size, batch=32, repeats
             serve(image=images)["probabilities"].numpy()
             seconds[name].append(time.perf_counter() - start)
     rates = {name: batch / float(np.median(values)) for name, values in seconds.items()}
-    return {"single_images_per_s": round(rates["single"], 1), "ensemble_images_per_s": round(rates["ensemble"], 1),
-            "ensemble_time_ratio": round(rates["single"] / rates["ensemble"], 2)}
+    return {
+        "single_images_per_s": round(rates["single"], 1),
+        "ensemble_images_per_s": round(rates["ensemble"], 1),
+        "ensemble_time_ratio": round(rates["single"] / rates["ensemble"], 2),
+    }
 
 
 def latest_version(export_base):
@@ -123,22 +158,56 @@ def main(argv=None):
             export = os.path.join(run_dir, "export")
             os.makedirs(run_dir, exist_ok=True)
             start = time.perf_counter()
-            sweep._run(["train_keras.py", "--data", train_data, "--model-dir", run_dir, "--cv", "--epochs",
-                        str(args.epochs), "--batch-size", str(args.batch_size), "--size", str(args.size), "--seed",
-                        str(seed), *args.flags.split(), "--export", export], os.path.join(run_dir, "train.log"))
+            sweep._run(
+                [
+                    "train_keras.py",
+                    "--data",
+                    train_data,
+                    "--model-dir",
+                    run_dir,
+                    "--cv",
+                    "--epochs",
+                    str(args.epochs),
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--size",
+                    str(args.size),
+                    "--seed",
+                    str(seed),
+                    *args.flags.split(),
+                    "--export",
+                    export,
+                ],
+                os.path.join(run_dir, "train.log"),
+            )
             report = json.load(open(os.path.join(run_dir, "report.json")))
-            line = {"dataset": dataset, "folds": args.folds, "seed": seed, "flags": args.flags,
-                    "seconds": round(time.perf_counter() - start, 1),
-                    "oof_macro_f1_cross_tuned": report["out_of_fold"]["macro_f1_cross_tuned"],
-                    "oof_macro_f1_tuned": report["out_of_fold"]["macro_f1_tuned"],
-                    "oof_macro_auc": report["out_of_fold"]["macro_auc"],
-                    **held_out_scores(run_dir, test_data, args.folds, args.batch_size, args.size),
-                    "served": sweep.served_f1(export, raw_dir)}
+            line = {
+                "dataset": dataset,
+                "folds": args.folds,
+                "seed": seed,
+                "flags": args.flags,
+                "seconds": round(time.perf_counter() - start, 1),
+                "oof_macro_f1_cross_tuned": report["out_of_fold"]["macro_f1_cross_tuned"],
+                "oof_macro_f1_tuned": report["out_of_fold"]["macro_f1_tuned"],
+                "oof_macro_auc": report["out_of_fold"]["macro_auc"],
+                **held_out_scores(run_dir, test_data, args.folds, args.batch_size, args.size),
+                "served": sweep.served_f1(export, raw_dir),
+            }
             if args.cost:
                 single = os.path.join(run_dir, "fold0_export")
                 if not os.path.exists(single):
-                    sweep._run(["-m", "protein_location", "export", "--model-dir", os.path.join(run_dir, "fold-0"),
-                                "--out", single], os.path.join(run_dir, "export.log"))
+                    sweep._run(
+                        [
+                            "-m",
+                            "protein_location",
+                            "export",
+                            "--model-dir",
+                            os.path.join(run_dir, "fold-0"),
+                            "--out",
+                            single,
+                        ],
+                        os.path.join(run_dir, "export.log"),
+                    )
                 line.update(inference_cost(latest_version(single), latest_version(export), args.size))
             with open(results, "a") as f:
                 f.write(json.dumps(line) + "\n")

@@ -38,8 +38,9 @@ def main(argv=None):
     from protein_location import export, models
     from protein_location.core import labels as labels_lib
 
-    model = models.build_classifier(args.arch, image_size=args.size, num_classes=labels_lib.NUM_CLASSES,
-                                    width=args.width)
+    model = models.build_classifier(
+        args.arch, image_size=args.size, num_classes=labels_lib.NUM_CLASSES, width=args.width
+    )
     with tempfile.TemporaryDirectory() as work:
         start = time.perf_counter()
         path = export.export_saved_model(model, np.full(labels_lib.NUM_CLASSES, 0.5), work, labels_lib.CLASS_NAMES)
@@ -48,12 +49,17 @@ def main(argv=None):
         loaded.signatures["serving_default"](image=tf.zeros([2, args.size, args.size, 4], tf.uint8))
         served = time.perf_counter()
         shapes = tf.train.load_checkpoint(f"{path}/variables/variables").get_variable_to_shape_map()
-        record = {"arch": args.arch, "width": args.width, "size": args.size, "parameters": model.count_params(),
-                  "stored_values": sum(int(np.prod(shape)) for name, shape in shapes.items()
-                                       if "OBJECT_GRAPH" not in name),
-                  "variables_mb": round(folder_mb(f"{path}/variables"), 2),
-                  "saved_model_pb_mb": round(os.path.getsize(f"{path}/saved_model.pb") / 1e6, 2),
-                  "export_s": round(exported - start, 2), "load_and_first_call_s": round(served - exported, 2)}
+        record = {
+            "arch": args.arch,
+            "width": args.width,
+            "size": args.size,
+            "parameters": model.count_params(),
+            "stored_values": sum(int(np.prod(shape)) for name, shape in shapes.items() if "OBJECT_GRAPH" not in name),
+            "variables_mb": round(folder_mb(f"{path}/variables"), 2),
+            "saved_model_pb_mb": round(os.path.getsize(f"{path}/saved_model.pb") / 1e6, 2),
+            "export_s": round(exported - start, 2),
+            "load_and_first_call_s": round(served - exported, 2),
+        }
     print(json.dumps(record, indent=2))
     if args.out:
         pathlib.Path(args.out).write_text(json.dumps(record, indent=2))

@@ -89,16 +89,25 @@ class ProcessMemory:
         self._thread.join()
         driver = self.peaks.pop(self.pid, 0)
         others = sorted(self.peaks.values(), reverse=True)
-        return {"peak_rss_mb_main": round(driver / 1024), "peak_rss_mb_other_largest": round(others[0] / 1024)
-                if others else None, "other_processes": len(others)}
+        return {
+            "peak_rss_mb_main": round(driver / 1024),
+            "peak_rss_mb_other_largest": round(others[0] / 1024) if others else None,
+            "other_processes": len(others),
+        }
 
 
 def run_step(name, command, log):
     """Runs `command` (a list) in a fresh process; its seconds and memory."""
     print(f"[full_size] {name}: {' '.join(command)}", flush=True)
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=dict(os.environ, PYTHONPATH=ROOT))
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+    )
     memory = ProcessMemory(process.pid)
     output, _ = process.communicate()
     seconds = time.perf_counter() - start
@@ -112,8 +121,15 @@ def run_step(name, command, log):
 
 
 def disk_gb(folder):
-    return round(sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder)
-                     if os.path.isfile(os.path.join(folder, n))) / 1e9, 2)
+    return round(
+        sum(
+            os.path.getsize(os.path.join(folder, n))
+            for n in os.listdir(folder)
+            if os.path.isfile(os.path.join(folder, n))
+        )
+        / 1e9,
+        2,
+    )
 
 
 def replicate_test(source, count, out):
@@ -159,8 +175,14 @@ print(json.dumps({"images": n, "read_sources_s": round(read, 3), "plan_s": round
 """
     rows = []
     for n in sizes:
-        result = subprocess.run([sys.executable, "-c", code, raw, str(n)], cwd=ROOT, capture_output=True,
-                                text=True, check=True, env=dict(os.environ, PYTHONPATH=ROOT))
+        result = subprocess.run(
+            [sys.executable, "-c", code, raw, str(n)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=dict(os.environ, PYTHONPATH=ROOT),
+        )
         row = json.loads(result.stdout.strip().splitlines()[-1])
         row["us_per_image"] = round((row["read_sources_s"] + row["plan_s"]) / n * 1e6, 1)
         rows.append(row)
@@ -202,21 +224,36 @@ def main(argv=None):
         shutil.rmtree(folder, ignore_errors=True)
     log = open(os.path.join(work, "full_size.log"), "w")
     ids = [line.split(",")[0] for line in open(os.path.join(raw, "train.csv")).read().splitlines()[1:]]
-    record = {"benchmark": "full_size",
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-              "train_images": args.train, "test_images": args.test, "size": args.size,
-              "distinct_images": args.distinct, "workers": args.workers}
+    record = {
+        "benchmark": "full_size",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "train_images": args.train,
+        "test_images": args.test,
+        "size": args.size,
+        "distinct_images": args.distinct,
+        "workers": args.workers,
+    }
 
-    record["decode_limit"] = decode_limit(os.path.join(raw, "train"), ids[:args.decode_sample], args.workers)
+    record["decode_limit"] = decode_limit(os.path.join(raw, "train"), ids[: args.decode_sample], args.workers)
     limit_ms = record["decode_limit"]["ms_per_image"]
     record["planning"] = planning_seconds(raw, [n for n in (1000, 4000, 16000, args.train) if n <= args.train])
 
-    convert = [python, "-m", "data_prep", "convert", "--csv", os.path.join(raw, "train.csv"), "--images",
-               os.path.join(raw, "train"), "--seed", "0"]
-    local = run_step("convert train (local)", convert + ["--out", out["train-local"], "--workers",
-                                                         str(args.workers)], log)
-    local.update(disk_gb=disk_gb(out["train-local"]),
-                 ms_per_image=round(local["seconds"] / args.train * 1e3, 3))
+    convert = [
+        python,
+        "-m",
+        "data_prep",
+        "convert",
+        "--csv",
+        os.path.join(raw, "train.csv"),
+        "--images",
+        os.path.join(raw, "train"),
+        "--seed",
+        "0",
+    ]
+    local = run_step(
+        "convert train (local)", convert + ["--out", out["train-local"], "--workers", str(args.workers)], log
+    )
+    local.update(disk_gb=disk_gb(out["train-local"]), ms_per_image=round(local["seconds"] / args.train * 1e3, 3))
     local["ratio_to_decode_limit"] = round(local["ms_per_image"] / limit_ms, 3)
     record["convert_local"] = local
     record["verify"] = run_step("verify train", [python, "-m", "data_prep", "verify", out["train-local"]], log)
@@ -226,20 +263,35 @@ def main(argv=None):
     epoch = f"""
 import time
 from protein_location.data import input_reader
-dataset = input_reader.make_dataset({out['train-local']!r}, "train", {args.batch}, training=True, seed=0)
+dataset = input_reader.make_dataset({out["train-local"]!r}, "train", {args.batch}, training=True, seed=0)
 start = time.perf_counter()
 for images, labels in dataset.take({steps}):
     pass
 print(f"epoch: {steps} batches of {args.batch} in {{time.perf_counter() - start:.1f}} s")
 """
     read = run_step("read one training epoch", [python, "-c", epoch], log)
-    read.update(batches=steps, images=steps * args.batch,
-                ms_per_image=round(read["seconds"] / (steps * args.batch) * 1e3, 3))
+    read.update(
+        batches=steps, images=steps * args.batch, ms_per_image=round(read["seconds"] / (steps * args.batch) * 1e3, 3)
+    )
     read["ratio_to_decode_limit"] = round(read["ms_per_image"] / limit_ms, 3)
     record["read_epoch"] = read
 
-    test = run_step("convert test (local)", [python, "-m", "data_prep", "convert", "--images", test_images,
-                                             "--out", out["test-local"], "--workers", str(args.workers)], log)
+    test = run_step(
+        "convert test (local)",
+        [
+            python,
+            "-m",
+            "data_prep",
+            "convert",
+            "--images",
+            test_images,
+            "--out",
+            out["test-local"],
+            "--workers",
+            str(args.workers),
+        ],
+        log,
+    )
     test.update(disk_gb=disk_gb(out["test-local"]), ms_per_image=round(test["seconds"] / args.test * 1e3, 3))
     record["convert_test_local"] = test
     export = f"""
@@ -247,25 +299,52 @@ import numpy as np
 from protein_location import export, models
 from protein_location.core import labels
 model = models.build_seresnet("seresnet18", image_size=128, width=0.25)
-export.export_saved_model(model, np.full(labels.NUM_CLASSES, 0.5), {out['model']!r}, labels.CLASS_NAMES)
+export.export_saved_model(model, np.full(labels.NUM_CLASSES, 0.5), {out["model"]!r}, labels.CLASS_NAMES)
 """
     run_step("export a small model", [python, "-c", export], log)
-    predict = run_step("predict --records test", [
-        python, "-m", "protein_location", "predict", "--model", out["model"], "--records", out["test-local"],
-        "--csv", os.path.join(test_raw, "sample_submission.csv"), "--out", os.path.join(work, "submission.csv")], log)
-    predict.update(model="seresnet18, width 0.25, 128 px, untrained (the pipeline's cost, not a model's)",
-                   ms_per_image=round(predict["seconds"] / args.test * 1e3, 3))
+    predict = run_step(
+        "predict --records test",
+        [
+            python,
+            "-m",
+            "protein_location",
+            "predict",
+            "--model",
+            out["model"],
+            "--records",
+            out["test-local"],
+            "--csv",
+            os.path.join(test_raw, "sample_submission.csv"),
+            "--out",
+            os.path.join(work, "submission.csv"),
+        ],
+        log,
+    )
+    predict.update(
+        model="seresnet18, width 0.25, 128 px, untrained (the pipeline's cost, not a model's)",
+        ms_per_image=round(predict["seconds"] / args.test * 1e3, 3),
+    )
     record["predict_records"] = predict
 
     local_manifest = open(os.path.join(out["train-local"], "dataset.json"), "rb").read()
     shutil.rmtree(out["train-local"])
-    beam = run_step("convert train (Beam DirectRunner)", convert + [
-        "--out", out["train-beam"], "--runner", "beam",
-        f"--beam-options=--direct_running_mode=multi_processing --direct_num_workers={args.workers}"], log)
+    beam = run_step(
+        "convert train (Beam DirectRunner)",
+        convert
+        + [
+            "--out",
+            out["train-beam"],
+            "--runner",
+            "beam",
+            f"--beam-options=--direct_running_mode=multi_processing --direct_num_workers={args.workers}",
+        ],
+        log,
+    )
     beam.update(disk_gb=disk_gb(out["train-beam"]), ms_per_image=round(beam["seconds"] / args.train * 1e3, 3))
     beam["ratio_to_decode_limit"] = round(beam["ms_per_image"] / limit_ms, 3)
     beam["dataset_json_identical_to_local"] = (
-        open(os.path.join(out["train-beam"], "dataset.json"), "rb").read() == local_manifest)
+        open(os.path.join(out["train-beam"], "dataset.json"), "rb").read() == local_manifest
+    )
     record["convert_beam"] = beam
     shutil.rmtree(out["train-beam"])
 

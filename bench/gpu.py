@@ -37,8 +37,7 @@ SIZES = (224, 512)
 NUM_CLASSES = 28
 # NVIDIA's datasheet figure for H100/H200 SXM, dense bfloat16 (no sparsity).
 H200_BF16_TFLOPS = 989.0
-QUICK = {"archs": ("seresnet18",), "sizes": (32,), "batch": 4, "steps": 2, "repeats": 1, "width": 0.125,
-         "matmul": 256}
+QUICK = {"archs": ("seresnet18",), "sizes": (32,), "batch": 4, "steps": 2, "repeats": 1, "width": 0.125, "matmul": 256}
 
 
 def _flops(lowered):
@@ -80,7 +79,7 @@ def matmul_tflops(side, repeats):
         out.block_until_ready()
 
     seconds, _ = _median_seconds(run, 10, repeats)
-    return 2.0 * side ** 3 / seconds / 1e12
+    return 2.0 * side**3 / seconds / 1e12
 
 
 def _device_batches(batch, size, count, seed):
@@ -116,8 +115,9 @@ def _measure(arch, size, batch, steps, repeats, width, log):
     from protein_location import models
 
     keras.utils.set_random_seed(0)
-    model = models.build_classifier(arch, image_size=size, num_classes=NUM_CLASSES,
-                                    width=width if arch in models.PRESETS else 1.0)
+    model = models.build_classifier(
+        arch, image_size=size, num_classes=NUM_CLASSES, width=width if arch in models.PRESETS else 1.0
+    )
     optimizer = keras.optimizers.AdamW(1e-3, weight_decay=1e-4)
     optimizer.build(model.trainable_variables)
     loss_fn = keras.losses.BinaryCrossentropy()
@@ -144,9 +144,14 @@ def _measure(arch, size, batch, steps, repeats, width, log):
         try:
             batches = _device_batches(batch, size, 4, seed=size)
             # Copies: the step donates its state, and a batch that fails at run time must leave the model's own.
-            state = jax.tree.map(jnp.copy, ([v.value for v in model.trainable_variables],
-                                            [v.value for v in model.non_trainable_variables],
-                                            [v.value for v in optimizer.variables]))
+            state = jax.tree.map(
+                jnp.copy,
+                (
+                    [v.value for v in model.trainable_variables],
+                    [v.value for v in model.non_trainable_variables],
+                    [v.value for v in optimizer.variables],
+                ),
+            )
             lowered = train_jit.lower(state, *batches[0])
             train_flops = _flops(lowered)
             start = time.perf_counter()
@@ -185,14 +190,21 @@ def _measure(arch, size, batch, steps, repeats, width, log):
 
     infer(2)
     infer_seconds, infer_times = _median_seconds(infer, steps, repeats)
-    result.update({
-        "batch": batch, "steps": steps, "repeats": repeats, "compile_seconds": round(compile_seconds, 1),
-        "train_images_per_second": batch / train_seconds, "train_step_seconds": train_times,
-        "infer_images_per_second": batch / infer_seconds, "infer_step_seconds": infer_times,
-        "train_flops_per_image": train_flops / batch if train_flops else None,
-        "infer_flops_per_image": infer_flops / batch if infer_flops else None,
-        "last_loss": float(holder["loss"]),
-    })
+    result.update(
+        {
+            "batch": batch,
+            "steps": steps,
+            "repeats": repeats,
+            "compile_seconds": round(compile_seconds, 1),
+            "train_images_per_second": batch / train_seconds,
+            "train_step_seconds": train_times,
+            "infer_images_per_second": batch / infer_seconds,
+            "infer_step_seconds": infer_times,
+            "train_flops_per_image": train_flops / batch if train_flops else None,
+            "infer_flops_per_image": infer_flops / batch if infer_flops else None,
+            "last_loss": float(holder["loss"]),
+        }
+    )
     return result
 
 
@@ -204,22 +216,27 @@ def share(result, key, tflops):
 
 
 def table(results, peak, measured):
-    lines = [f"| arch | side | batch | training img/s | share of {peak:g} (measured {measured:.3g}) TFLOP/s | "
-             "inference img/s | share | GFLOPs/img train / infer |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"| arch | side | batch | training img/s | share of {peak:g} (measured {measured:.3g}) TFLOP/s | "
+        "inference img/s | share | GFLOPs/img train / infer |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['arch']} | {r['size']} | | {r['error']} | | | | |")
             continue
-        gflops = "/".join(f"{r[k] / 1e9:.2f}" if r[k] else "?" for k in ("train_flops_per_image",
-                                                                          "infer_flops_per_image"))
+        gflops = "/".join(
+            f"{r[k] / 1e9:.2f}" if r[k] else "?" for k in ("train_flops_per_image", "infer_flops_per_image")
+        )
 
         def pct(key):
             a, b = share(r, key, peak), share(r, key, measured)
             return "?" if a is None else f"{100 * a:.1f}% ({100 * b:.1f}%)"
 
-        lines.append(f"| {r['arch']} | {r['size']} | {r['batch']} | {r['train_images_per_second']:.0f} | "
-                     f"{pct('train')} | {r['infer_images_per_second']:.0f} | {pct('infer')} | {gflops} |")
+        lines.append(
+            f"| {r['arch']} | {r['size']} | {r['batch']} | {r['train_images_per_second']:.0f} | "
+            f"{pct('train')} | {r['infer_images_per_second']:.0f} | {pct('infer')} | {gflops} |"
+        )
     return "\n".join(lines)
 
 
@@ -231,27 +248,40 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--width", type=float, default=1.0, help="SE-ResNet width multiplier")
-    parser.add_argument("--peak-tflops", type=float, default=H200_BF16_TFLOPS,
-                        help="the card's dense bf16 rate by its datasheet")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=H200_BF16_TFLOPS, help="the card's dense bf16 rate by its datasheet"
+    )
     parser.add_argument("--matmul", type=int, default=8192, help="side of the bf16 matrix product timed as ceiling")
-    parser.add_argument("--time-budget", type=float, default=None,
-                        help="seconds: start no new model after this (what was measured is kept)")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds: start no new model after this (what was measured is kept)",
+    )
     parser.add_argument("--quick", action="store_true", help="CPU-sized: seresnet18 at 32 px, batch 4, 2 steps")
     parser.add_argument("--out", default=None, help="JSON lines, one per model and side, appended as measured")
     args = parser.parse_args(argv)
     if args.quick:
         args.archs, args.sizes, args.batch = list(QUICK["archs"]), list(QUICK["sizes"]), QUICK["batch"]
-        args.steps, args.repeats, args.width, args.matmul = QUICK["steps"], QUICK["repeats"], QUICK["width"], \
-            QUICK["matmul"]
+        args.steps, args.repeats, args.width, args.matmul = (
+            QUICK["steps"],
+            QUICK["repeats"],
+            QUICK["width"],
+            QUICK["matmul"],
+        )
     import jax
     import keras
 
     start = time.perf_counter()
     device = jax.devices()[0]
-    header = {"device": f"{device.platform}: {getattr(device, 'device_kind', device)}", "jax": jax.__version__,
-              "keras": keras.__version__, "backend": keras.backend.backend(),
-              "tensorflow_imported": "tensorflow" in sys.modules,
-              "date": time.strftime("%Y-%m-%d", time.gmtime())}
+    header = {
+        "device": f"{device.platform}: {getattr(device, 'device_kind', device)}",
+        "jax": jax.__version__,
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "tensorflow_imported": "tensorflow" in sys.modules,
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+    }
     header["matmul_tflops"] = matmul_tflops(args.matmul, args.repeats)
     print(json.dumps(header), flush=True)
     results = []

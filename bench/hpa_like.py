@@ -110,7 +110,7 @@ class _Scene:
         self._nuclei()
         self._events(labels)
         self._stains()
-        r2 = ((self.x - rng.uniform(0.3, 0.7) * size) ** 2 + (self.y - rng.uniform(0.3, 0.7) * size) ** 2)
+        r2 = (self.x - rng.uniform(0.3, 0.7) * size) ** 2 + (self.y - rng.uniform(0.3, 0.7) * size) ** 2
         self.illum = 1 - rng.uniform(0, 0.35) * r2 / (0.5 * size * size)  # vignetting
         self.defocus = max(0.3, rng.uniform(0.3, 1.0) * size / 128)
 
@@ -159,8 +159,11 @@ class _Scene:
         harm, phase = rng.uniform(0, 0.12, (k, 2)), rng.uniform(0, 2 * np.pi, (k, 2))
         dx, dy = self.x - self.c[L, 0], self.y - self.c[L, 1]
         self.theta = np.arctan2(dy, dx)  # angle around the own nucleus
-        rim = self.rn[L] * (1 + harm[L, 0] * np.cos(2 * (self.theta - phase[L, 0]))
-                            + harm[L, 1] * np.cos(3 * (self.theta - phase[L, 1])))
+        rim = self.rn[L] * (
+            1
+            + harm[L, 0] * np.cos(2 * (self.theta - phase[L, 0]))
+            + harm[L, 1] * np.cos(3 * (self.theta - phase[L, 1]))
+        )
         self.sdn = np.hypot(dx, dy) - rim  # signed px from the nuclear rim
         self.nucleus = (L > 0) & (self.sdn < 0) & (self.de > 1)
         owner = np.repeat(np.arange(1, k), rng.integers(1, 4, k - 1))
@@ -188,8 +191,11 @@ class _Scene:
             self.poles = [self.c[m] - 0.27 * d * u, self.c[m] + 0.27 * d * u]
             ends = [self.c[m] + t * d * v for t in np.linspace(-0.18, 0.18, 7)]
             self.spindle = np.concatenate([_segment(p, e) for p in self.poles for e in ends])
-        ok = [(int(a), int(b), (a in self.shown) + (b in self.shown)) for (a, b), n in zip(self.pairs, self.contact)
-              if n >= 3 and self.mitotic not in (a, b)]
+        ok = [
+            (int(a), int(b), (a in self.shown) + (b in self.shown))
+            for (a, b), n in zip(self.pairs, self.contact)
+            if n >= 3 and self.mitotic not in (a, b)
+        ]
         pairs = [(a, b) for a, b, n in ok if n == 2] or [(a, b) for a, b, n in ok if n == 1]
         if 16 in labels or (pairs and rng.random() < 0.12):
             if pairs:  # two daughter cells, bridged from nucleus to nucleus
@@ -202,7 +208,7 @@ class _Scene:
             path = _segment(self.c[a], end)
             cross = np.flatnonzero(self.label_at(path) != a)
             mid = path[cross[0]] if len(cross) else path[len(path) // 2]
-            self.bridge_pts = (path[len(path) // 4: 3 * len(path) // 4], mid)
+            self.bridge_pts = (path[len(path) // 4 : 3 * len(path) // 4], mid)
         self.dn = _dist_to(self.nucleus)
         self.cyto = (self.L > 0) & ~self.nucleus
         self.frac = np.clip(self.dn / (self.dn + self.de + 1e-3), 0, 1)  # 0 at the nucleus .. 1 at the edge
@@ -213,7 +219,8 @@ class _Scene:
         owner = np.repeat(cells, 22)  # microtubules: bent walks out of the MTOC
         start = self.mtoc[owner] + rng.normal(0, 0.01 * d, (len(owner), 2))
         pts, own, self.tips, self.tip_dir, self.tip_owner = self.walk(
-            start, rng.uniform(0, 2 * np.pi, len(owner)), int(1.1 * d / _STEP), 0.1, owner=owner)
+            start, rng.uniform(0, 2 * np.pi, len(owner)), int(1.1 * d / _STEP), 0.1, owner=owner
+        )
         self.mt, self.mt_owner = pts, own
         red = 0.2 * (self.L > 0) + self.lines(pts, 0.55, 0.7) + self.dots(self.mtoc[cells], 0.8, 0.5)
         red += self.lines(self.spindle, 0.55, 0.8) + 0.25 * (self.L == self.mitotic) * (self.mitotic > 0)
@@ -341,8 +348,9 @@ def _walkers(per_cell, length, turn, tangential=0.0, start_decay=10.0, avoid_nuc
     """Filaments: `per_cell` random walks of up to `length` cell diameters."""
 
     def pattern(sc, cells, e):
-        pts = sc.sample(e * (sc.cyto if avoid_nucleus else sc.L > 0) * np.exp(-sc.frac / start_decay),
-                        per_cell * len(cells))
+        pts = sc.sample(
+            e * (sc.cyto if avoid_nucleus else sc.L > 0) * np.exp(-sc.frac / start_decay), per_cell * len(cells)
+        )
         ang = sc.rng.uniform(0, 2 * np.pi, len(pts))
         steps = int(length * sc.d / _STEP)
         lengths = sc.rng.integers(steps // 3, steps + 1, len(pts))
@@ -388,8 +396,9 @@ def _fibrillar_center(sc, cells, e):  # tight clusters of tiny dots on each nucl
 
 def _speckles(sc, cells, e):
     pts = sc.sample(e * sc.nucleus * (sc.noise(0.04 * sc.d + 0.5) > 0.3), 25 * len(cells))
-    return sc.dots(pts, max(0.55, 0.02 * sc.d), sc.rng.uniform(0.6, 1.0, len(pts)) * sc.at(e, pts)) \
-        + 0.15 * e * sc.nucleus
+    return (
+        sc.dots(pts, max(0.55, 0.02 * sc.d), sc.rng.uniform(0.6, 1.0, len(pts)) * sc.at(e, pts)) + 0.15 * e * sc.nucleus
+    )
 
 
 def _nuclear_bodies(sc, cells, e):
@@ -596,21 +605,29 @@ def generate_dataset(out_dir, num_train, num_test, size=128, seed=0, workers=Non
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.hpa_like", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.hpa_like",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--out", required=True, help="output folder (Kaggle layout)")
     parser.add_argument("--train", type=int, default=1500, help="number of training images")
     parser.add_argument("--test", type=int, default=300, help="number of test images")
     parser.add_argument("--size", type=int, default=128, help="image side in pixels (>= 32)")
     parser.add_argument("--seed", type=int, default=0, help="seed; the same seed gives identical files")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="rendering processes")
-    parser.add_argument("--cells", action="store_true",
-                        help="also the test images' per-cell truth (test_cells/<Id>.png, test_cells.csv)")
+    parser.add_argument(
+        "--cells",
+        action="store_true",
+        help="also the test images' per-cell truth (test_cells/<Id>.png, test_cells.csv)",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     summary = generate_dataset(args.out, args.train, args.test, args.size, args.seed, args.workers, args.cells)
-    print(f"wrote {args.train} train + {args.test} test images of {args.size} px to {summary['out_dir']} "
-          f"in {time.perf_counter() - start:.1f} s")
+    print(
+        f"wrote {args.train} train + {args.test} test images of {args.size} px to {summary['out_dir']} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
 
 
 if __name__ == "__main__":

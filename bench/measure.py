@@ -17,8 +17,12 @@ class BenchError(RuntimeError):
 def summary(seconds, count):
     """convert.py's summary (median/min/max seconds, images/s at the median) plus images/s at min and max."""
     record = convert_bench.summary(seconds, count)
-    record.update(images=count, runs=len(seconds), images_per_s_min=round(count / max(seconds), 1),
-                  images_per_s_max=round(count / min(seconds), 1))
+    record.update(
+        images=count,
+        runs=len(seconds),
+        images_per_s_min=round(count / max(seconds), 1),
+        images_per_s_max=round(count / min(seconds), 1),
+    )
     return record
 
 

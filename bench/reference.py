@@ -70,8 +70,9 @@ def se_resnet18(image_size, num_classes):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--data", required=True, help="dataset folder (convert's train and val splits)")
     parser.add_argument("--test", required=True, help="held-out dataset folder (its train split is scored)")
     parser.add_argument("--train-splits", nargs="+", default=["train", "val"])
@@ -92,17 +93,28 @@ def main(argv=None):
     x_train, y_train = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     x_test, y_test = load_split(args.test, "train")
 
-    train = (tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(len(x_train), seed=args.seed)
-             .map(lambda image, label: (random_flips(image), label)).batch(args.batch_size).prefetch(2))
+    train = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(len(x_train), seed=args.seed)
+        .map(lambda image, label: (random_flips(image), label))
+        .batch(args.batch_size)
+        .prefetch(2)
+    )
     model = se_resnet18(x_train.shape[1], y_train.shape[1])
     model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
     start = time.perf_counter()
     model.fit(train, epochs=args.epochs, verbose=2)
     seconds = time.perf_counter() - start
     p_test = model.predict(x_test.astype(np.float32), batch_size=64, verbose=0)
-    result = {"data": args.data, "train_splits": args.train_splits, "epochs": args.epochs, "seed": args.seed,
-              "train_images": len(x_train), "train_seconds": round(seconds, 1),
-              f"test_f1_at_{args.threshold}": thresholds.macro_f1(y_test, p_test >= args.threshold)}
+    result = {
+        "data": args.data,
+        "train_splits": args.train_splits,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "train_images": len(x_train),
+        "train_seconds": round(seconds, 1),
+        f"test_f1_at_{args.threshold}": thresholds.macro_f1(y_test, p_test >= args.threshold),
+    }
     print(json.dumps(result))
     if args.out:
         with open(args.out, "a") as out:

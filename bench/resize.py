@@ -31,8 +31,10 @@ def main(argv=None):
     images = tf.constant(rng.integers(0, 256, (args.batch, args.source, args.source, 4), dtype=np.uint8))
     spec = [tf.TensorSpec([None, None, None, 4], tf.uint8)]  # as the serving signatures see it
     functions = {
-        "one_call": tf.function(lambda x: tf.round(tf.image.resize(tf.cast(x, tf.float32), [args.size] * 2,
-                                                                    method="area")), input_signature=spec),
+        "one_call": tf.function(
+            lambda x: tf.round(tf.image.resize(tf.cast(x, tf.float32), [args.size] * 2, method="area")),
+            input_signature=spec,
+        ),
         "resize_rgby": tf.function(lambda x: stains.resize_rgby(x, args.size), input_signature=spec),
     }
     outputs = {name: f(images).numpy() for name, f in functions.items()}
@@ -43,8 +45,11 @@ def main(argv=None):
             start = time.perf_counter()
             tf.reduce_sum(f(images)).numpy()
             seconds[name].append(time.perf_counter() - start)
-    record = {**vars(args), "cores": os.cpu_count(), **{
-        name: {"ms_per_image": round(1000 * statistics.median(s) / args.batch, 3)} for name, s in seconds.items()}}
+    record = {
+        **vars(args),
+        "cores": os.cpu_count(),
+        **{name: {"ms_per_image": round(1000 * statistics.median(s) / args.batch, 3)} for name, s in seconds.items()},
+    }
     record["speedup"] = round(statistics.median(seconds["one_call"]) / statistics.median(seconds["resize_rgby"]), 2)
     print(json.dumps(record))
     return record

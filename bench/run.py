@@ -62,49 +62,96 @@ from bench.stages import ARCHITECTURES, PAPER, PEER, PRESETS, STAGES  # noqa: E4
 from data_prep import convert as convert_lib, workers as workers_lib  # noqa: E402
 from protein_location.core import labels_csv, raw_images  # noqa: E402
 
-FULL = {"images": 2000, "size": 512, "train_size": 224, "batch": 32, "infer_batch": 64, "repeats": 3,
-        "warmup_steps": 2, "train_steps": 3, "infer_batches": 2, "predict_images": 256,
-        "presets": ",".join(PRESETS), "width": 1.0}
+FULL = {
+    "images": 2000,
+    "size": 512,
+    "train_size": 224,
+    "batch": 32,
+    "infer_batch": 64,
+    "repeats": 3,
+    "warmup_steps": 2,
+    "train_steps": 3,
+    "infer_batches": 2,
+    "predict_images": 256,
+    "presets": ",".join(PRESETS),
+    "width": 1.0,
+}
 # --quick: a smoke run of every stage (about 3 minutes on 2 idle cores, most of
 # it starting TensorFlow in each stage's process and tracing): one width-0.125
 # SE-ResNet, without the rows that only repeat a stage with other settings
 # (the ResNet50 peer, 100 s of tracing alone, and the mixed_bfloat16 training row).
-QUICK = {"images": 32, "size": 64, "train_size": 32, "batch": 8, "infer_batch": 8, "repeats": 1,
-         "warmup_steps": 1, "train_steps": 1, "infer_batches": 1, "predict_images": 8,
-         "presets": PRESETS[0], "width": 0.125}
+QUICK = {
+    "images": 32,
+    "size": 64,
+    "train_size": 32,
+    "batch": 8,
+    "infer_batch": 8,
+    "repeats": 1,
+    "warmup_steps": 1,
+    "train_steps": 1,
+    "infer_batches": 1,
+    "predict_images": 8,
+    "presets": PRESETS[0],
+    "width": 0.125,
+}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items())
+    )
     parser.add_argument("--images", type=int, help=f"training images to generate (default {FULL['images']})")
     parser.add_argument("--size", type=int, help=f"side of the generated source images (default {FULL['size']})")
-    parser.add_argument("--source", help="real files instead: a raw folder (train.csv + train/, e.g. "
-                                         "../shared/hpa-samples/kaggle2018) whose Ids are replicated to --images "
-                                         "by symbolic links (bench/convert.py replicate_raw); --size is then theirs")
-    parser.add_argument("--train-size", type=int,
-                        help=f"side the models train and infer at (default {FULL['train_size']}, the paper's)")
+    parser.add_argument(
+        "--source",
+        help="real files instead: a raw folder (train.csv + train/, e.g. "
+        "../shared/hpa-samples/kaggle2018) whose Ids are replicated to --images "
+        "by symbolic links (bench/convert.py replicate_raw); --size is then theirs",
+    )
+    parser.add_argument(
+        "--train-size", type=int, help=f"side the models train and infer at (default {FULL['train_size']}, the paper's)"
+    )
     parser.add_argument("--batch", type=int, help=f"input pipeline and training batch (default {FULL['batch']})")
     parser.add_argument("--infer-batch", type=int, help=f"inference batch (default {FULL['infer_batch']}, the paper's)")
     parser.add_argument("--repeats", type=int, help=f"timed runs of each figure (default {FULL['repeats']})")
     parser.add_argument("--train-steps", type=int, help=f"training steps per timed run (default {FULL['train_steps']})")
-    parser.add_argument("--warmup-steps", type=int,
-                        help=f"untimed training steps first (default {FULL['warmup_steps']})")
-    parser.add_argument("--infer-batches", type=int,
-                        help=f"inference batches per timed run (default {FULL['infer_batches']})")
-    parser.add_argument("--predict-images", type=int,
-                        help=f"images predicted from files per timed run (default {FULL['predict_images']})")
-    parser.add_argument("--presets", help=f"architectures (--arch names: {', '.join(ARCHITECTURES)}) to train, "
-                                          f"comma-separated, from scratch; the first is also exported "
-                                          f"(default {FULL['presets']}; --quick: {QUICK['presets']})")
-    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"],
-                        help="Keras dtype policy of the trained and exported models")
+    parser.add_argument(
+        "--warmup-steps", type=int, help=f"untimed training steps first (default {FULL['warmup_steps']})"
+    )
+    parser.add_argument(
+        "--infer-batches", type=int, help=f"inference batches per timed run (default {FULL['infer_batches']})"
+    )
+    parser.add_argument(
+        "--predict-images",
+        type=int,
+        help=f"images predicted from files per timed run (default {FULL['predict_images']})",
+    )
+    parser.add_argument(
+        "--presets",
+        help=f"architectures (--arch names: {', '.join(ARCHITECTURES)}) to train, "
+        f"comma-separated, from scratch; the first is also exported "
+        f"(default {FULL['presets']}; --quick: {QUICK['presets']})",
+    )
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "mixed_float16", "mixed_bfloat16"],
+        help="Keras dtype policy of the trained and exported models",
+    )
     parser.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA")
-    parser.add_argument("--image-format", default="png", choices=("png", "raw"),
-                        help="convert's --image-format for the conversion and input stages")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="conversion processes; default: what convert picks for --images (data_prep.workers)")
+    parser.add_argument(
+        "--image-format",
+        default="png",
+        choices=("png", "raw"),
+        help="convert's --image-format for the conversion and input stages",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="conversion processes; default: what convert picks for --images (data_prep.workers)",
+    )
     parser.add_argument("--stages", default=",".join(STAGES), help="the stages to run, comma-separated")
     parser.add_argument("--work", default="/tmp/protein-location-bench", help="generated data (cached) and scratch")
     parser.add_argument("--out", help="JSON record (default WORK/bench.json)")
@@ -137,11 +184,31 @@ def log(message):
 def main(argv=None):
     args = parse_args(argv)
     started = time.perf_counter()
-    settings = {key: getattr(args, key) for key in
-                ("quick", "source", "images", "size", "train_size", "batch", "infer_batch", "repeats", "warmup_steps",
-                 "train_steps", "infer_batches", "predict_images", "width", "presets", "precision", "jit_compile",
-                 "image_format", "workers",
-                 "stages", "work")}
+    settings = {
+        key: getattr(args, key)
+        for key in (
+            "quick",
+            "source",
+            "images",
+            "size",
+            "train_size",
+            "batch",
+            "infer_batch",
+            "repeats",
+            "warmup_steps",
+            "train_steps",
+            "infer_batches",
+            "predict_images",
+            "width",
+            "presets",
+            "precision",
+            "jit_compile",
+            "image_format",
+            "workers",
+            "stages",
+            "work",
+        )
+    }
     log(", ".join(f"{k} {v}" for k, v in settings.items()))
     # The same folders as bench/convert.py: generated once (cached), or the real files replicated.
     if not args.source and not os.path.exists(os.path.join(args.work, f"raw-{args.images}-{args.size}", "train.csv")):
@@ -155,12 +222,21 @@ def main(argv=None):
         settings["data"] = os.path.join(args.work, f"tfrecords-{args.images}-{args.size}")
         log(f"converting them to {settings['data']} (untimed; the conversion stage times its own)")
         with contextlib.redirect_stderr(io.StringIO()):
-            convert_lib.convert(os.path.join(raw, "train"), settings["data"], csv_path=os.path.join(raw, "train.csv"),
-                                workers=args.workers, image_format=args.image_format, overwrite=True)
+            convert_lib.convert(
+                os.path.join(raw, "train"),
+                settings["data"],
+                csv_path=os.path.join(raw, "train.csv"),
+                workers=args.workers,
+                image_format=args.image_format,
+                overwrite=True,
+            )
 
     context = multiprocessing.get_context("spawn")
-    record = {"benchmark": "protein-location: every stage against its limit (issue #7)", "settings": settings,
-              "paper": PAPER}
+    record = {
+        "benchmark": "protein-location: every stage against its limit (issue #7)",
+        "settings": settings,
+        "paper": PAPER,
+    }
 
     def stage(name, function, stage_settings):
         log(f"{name} ...")
@@ -176,23 +252,32 @@ def main(argv=None):
     if "training" in args.stages:
         record["training"] = {}
         for name in args.presets + ([] if args.quick else [PEER]):
-            record["training"][name] = stage(f"training {name}", stages.stage_training,
-                                             {**settings, "model": name, "live_input": name == args.presets[0]})
+            record["training"][name] = stage(
+                f"training {name}",
+                stages.stage_training,
+                {**settings, "model": name, "live_input": name == args.presets[0]},
+            )
             if "input" in record:
                 record["training"][name]["input_over_training"] = ratio(
-                    record["input"]["pipeline"]["images_per_s"], record["training"][name]["training"]["images_per_s"])
+                    record["input"]["pipeline"]["images_per_s"], record["training"][name]["training"]["images_per_s"]
+                )
         if args.precision == "float32" and not args.quick:
             first = args.presets[0]
             bf16 = record["training"][f"{first}_mixed_bfloat16"] = stage(
-                f"training {first}, mixed_bfloat16", stages.stage_training,
-                {**settings, "model": first, "precision": "mixed_bfloat16", "live_input": False})
-            bf16["over_float32"] = ratio(bf16["training"]["images_per_s"],
-                                         record["training"][first]["training"]["images_per_s"])
+                f"training {first}, mixed_bfloat16",
+                stages.stage_training,
+                {**settings, "model": first, "precision": "mixed_bfloat16", "live_input": False},
+            )
+            bf16["over_float32"] = ratio(
+                bf16["training"]["images_per_s"], record["training"][first]["training"]["images_per_s"]
+            )
     if "inference" in args.stages:
         record["inference"] = stage("inference", stages.stage_inference, settings)
         record["inference_onednn_bf16"] = stage(
-            "inference, oneDNN bfloat16 rewrite", stages.stage_inference,
-            {**settings, "onednn_bf16": True, "saved_model": record["inference"]["saved_model"]})
+            "inference, oneDNN bfloat16 rewrite",
+            stages.stage_inference,
+            {**settings, "onednn_bf16": True, "saved_model": record["inference"]["saved_model"]},
+        )
     record["machine"] = machine()
     record["goals"] = goals(record)
     record["seconds"] = round(time.perf_counter() - started, 1)

@@ -39,8 +39,9 @@ def write_shards(folder, count, shard_mb, seed=0):
                 for _ in range(int(shard_mb)):
                     f.write(block)
                 f.truncate(int(shard_mb * (1 << 20)))
-        entries.append({"file": name, "num_bytes": path.stat().st_size,
-                        "ends_sha256": manifest_lib.shard_ends_sha256(str(path))})
+        entries.append(
+            {"file": name, "num_bytes": path.stat().st_size, "ends_sha256": manifest_lib.shard_ends_sha256(str(path))}
+        )
     return entries
 
 
@@ -75,8 +76,13 @@ def main(argv=None):
         "full_sha256 (data_prep verify)": lambda: [manifest_lib.file_sha256(str(folder / e["file"])) for e in entries],
     }
     total_gb = sum(e["num_bytes"] for e in entries) / 1e9
-    record = {"shards": len(entries), "shard_mb": args.shard_mb, "total_gb": round(total_gb, 2), "cold": args.cold,
-              "seconds": {}}
+    record = {
+        "shards": len(entries),
+        "shard_mb": args.shard_mb,
+        "total_gb": round(total_gb, 2),
+        "cold": args.cold,
+        "seconds": {},
+    }
     for name, function in passes.items():
         record["seconds"][name] = round(timed(function, args.cold), 4)
     full = record["seconds"]["full_sha256 (data_prep verify)"]
@@ -85,8 +91,10 @@ def main(argv=None):
     record["sha256_mb_per_s"] = round(total_gb * 1e3 / full, 1)
     for name, seconds in record["seconds"].items():
         print(f"{name:36s} {seconds:9.3f} s  ({1e3 * seconds / len(entries):8.3f} ms per shard)")
-    print(f"{len(entries)} shards, {total_gb:.2f} GB{' (cold page cache)' if args.cold else ''}: the check before a "
-          f"run costs {ends / full:.2%} of a full sha256 ({record['sha256_mb_per_s']} MB/s)")
+    print(
+        f"{len(entries)} shards, {total_gb:.2f} GB{' (cold page cache)' if args.cold else ''}: the check before a "
+        f"run costs {ends / full:.2%} of a full sha256 ({record['sha256_mb_per_s']} MB/s)"
+    )
     if args.out:
         pathlib.Path(args.out).write_text(json.dumps(record, indent=2))
     return record

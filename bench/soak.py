@@ -48,17 +48,53 @@ def prepare_data(work, seed):
     data = work / "data"
     if not (data / "dataset.json").exists():
         raw = work / "raw"
-        for command in (["synth", "--out", raw, "--train", 96, "--test", 0, "--size", 32, "--seed", seed],
-                        ["convert", "--csv", raw / "train.csv", "--images", raw / "train", "--out", data, "--shards", 2,
-                         "--val-fraction", 0.25, "--seed", seed]):
-            subprocess.run([sys.executable, "-m", "data_prep", *map(str, command)], cwd=ROOT, env=_env(), check=True,
-                           capture_output=True)
+        for command in (
+            ["synth", "--out", raw, "--train", 96, "--test", 0, "--size", 32, "--seed", seed],
+            [
+                "convert",
+                "--csv",
+                raw / "train.csv",
+                "--images",
+                raw / "train",
+                "--out",
+                data,
+                "--shards",
+                2,
+                "--val-fraction",
+                0.25,
+                "--seed",
+                seed,
+            ],
+        ):
+            subprocess.run(
+                [sys.executable, "-m", "data_prep", *map(str, command)],
+                cwd=ROOT,
+                env=_env(),
+                check=True,
+                capture_output=True,
+            )
     return data
 
 
 def train_command(data, run, export, epochs):
-    return [sys.executable, "train_keras.py", "--data", str(data), "--model-dir", str(run), "--epochs", str(epochs),
-            "--batch-size", "8", "--width", "0.125", "--size", "32", "--export", str(export)]
+    return [
+        sys.executable,
+        "train_keras.py",
+        "--data",
+        str(data),
+        "--model-dir",
+        str(run),
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "8",
+        "--width",
+        "0.125",
+        "--size",
+        "32",
+        "--export",
+        str(export),
+    ]
 
 
 def where_it_landed(run, export):
@@ -94,8 +130,10 @@ def check_run(run, export, epochs):
         problems.append("no best.json")
     else:
         if best["epoch"] != values.index(max(values)) + 1 or abs(best["val_auc"] - max(values)) > 1e-9:
-            problems.append(f"best.json says epoch {best['epoch']} ({best['val_auc']}), the history's best is epoch "
-                            f"{values.index(max(values)) + 1} ({max(values)})")
+            problems.append(
+                f"best.json says epoch {best['epoch']} ({best['val_auc']}), the history's best is epoch "
+                f"{values.index(max(values)) + 1} ({max(values)})"
+            )
         if best["sha256"] != hashlib.sha256((run / "best.weights.h5").read_bytes()).hexdigest():
             problems.append("best.weights.h5 is not the file best.json describes")
     state = run_state.RunState.read(str(run))
@@ -104,8 +142,13 @@ def check_run(run, export, epochs):
     versions = sorted(p.name for p in export.iterdir() if p.name.isdigit()) if export.exists() else []
     if len(versions) != 1:
         problems.append(f"export versions {versions}")
-    temporaries = [str(p) for folder in (run, export) if folder.exists() for p in folder.rglob("*")
-                   if p.name.startswith(".tmp-") or p.name.endswith(".tmp")]
+    temporaries = [
+        str(p)
+        for folder in (run, export)
+        if folder.exists()
+        for p in folder.rglob("*")
+        if p.name.startswith(".tmp-") or p.name.endswith(".tmp")
+    ]
     if temporaries:
         problems.append(f"temporary files left: {temporaries}")
     if (run / "backup").exists():
@@ -121,8 +164,9 @@ def cycle(index, data, work, epochs, full_seconds, rng, tries):
     command = train_command(data, run, export, epochs)
     stop = rng.choice([signal.SIGKILL, signal.SIGTERM])
     instant = rng.uniform(0.0, full_seconds)
-    process = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     record = {"run": index, "signal": stop.name, "instant_s": round(instant, 2)}
     try:
         process.wait(timeout=instant)
@@ -136,7 +180,8 @@ def cycle(index, data, work, epochs, full_seconds, rng, tries):
             last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
             record["message"] = last
             record["sigterm_ok"] = process.returncode == 128 + signal.SIGTERM and last.startswith(
-                "error: stopped by SIGTERM")
+                "error: stopped by SIGTERM"
+            )
     record["landed"] = where_it_landed(run, export)
     for attempt in range(1, tries + 1):
         finished = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True)
@@ -144,8 +189,11 @@ def cycle(index, data, work, epochs, full_seconds, rng, tries):
             break
     record["reruns"] = attempt
     record["rerun_returncode"] = finished.returncode
-    record["problems"] = check_run(run, export, epochs) if finished.returncode == 0 else [
-        finished.stderr.strip().splitlines()[-1] if finished.stderr.strip() else "rerun failed"]
+    record["problems"] = (
+        check_run(run, export, epochs)
+        if finished.returncode == 0
+        else [finished.stderr.strip().splitlines()[-1] if finished.stderr.strip() else "rerun failed"]
+    )
     return record
 
 
@@ -164,8 +212,13 @@ def main(argv=None):
     start = time.monotonic()
     reference = work / "reference"
     subprocess.run(["rm", "-rf", str(reference), str(work / "reference-export")], check=True)
-    subprocess.run(train_command(data, reference, work / "reference-export", args.epochs), cwd=ROOT, env=_env(),
-                   check=True, capture_output=True)
+    subprocess.run(
+        train_command(data, reference, work / "reference-export", args.epochs),
+        cwd=ROOT,
+        env=_env(),
+        check=True,
+        capture_output=True,
+    )
     full_seconds = time.monotonic() - start
     print(f"soak: an uninterrupted run takes {full_seconds:.1f} s; {args.runs} cycles, kills uniform over it")
     rng = random.Random(args.seed)
@@ -175,18 +228,24 @@ def main(argv=None):
         records.append(record)
         status = "ok" if not record["problems"] else "FAIL: " + "; ".join(record["problems"])
         stop = f", stopped in {record['stop_s']} s" if record.get("killed") else " (finished before the signal)"
-        print(f"{index:2d} {record['signal']:7s} at {record['instant_s']:5.1f} s{stop}: left {record['landed']}; "
-              f"{record['reruns']} rerun(s): {status}")
+        print(
+            f"{index:2d} {record['signal']:7s} at {record['instant_s']:5.1f} s{stop}: left {record['landed']}; "
+            f"{record['reruns']} rerun(s): {status}"
+        )
     sigterms = [r for r in records if r.get("killed") and r["signal"] == "SIGTERM"]
     summary = {
-        "runs": len(records), "killed": sum(bool(r.get("killed")) for r in records),
+        "runs": len(records),
+        "killed": sum(bool(r.get("killed")) for r in records),
         "finished_right": sum(not r["problems"] for r in records),
         "sigterm_answered_in_one_line": sum(bool(r.get("sigterm_ok")) for r in sigterms),
         "sigterms": len(sigterms),
         "sigterm_stop_seconds_max": max((r["stop_s"] for r in sigterms), default=None),
-        "landed": {place: sum(r["landed"] == place for r in records)
-                   for place in sorted({r["landed"] for r in records})},
-        "uninterrupted_run_s": round(full_seconds, 1), "epochs": args.epochs, "seed": args.seed,
+        "landed": {
+            place: sum(r["landed"] == place for r in records) for place in sorted({r["landed"] for r in records})
+        },
+        "uninterrupted_run_s": round(full_seconds, 1),
+        "epochs": args.epochs,
+        "seed": args.seed,
     }
     out = pathlib.Path(args.out or work / "soak.json")
     out.write_text(json.dumps({"summary": summary, "runs": records}, indent=2))

@@ -42,11 +42,39 @@ def convert_raw(raw, out):
     log = os.path.join(out, "convert.log")
     os.makedirs(out, exist_ok=True)
     if not os.path.exists(os.path.join(train, "dataset.json")):
-        _run(["-m", "data_prep", "convert", "--csv", f"{raw}/train.csv", "--images", f"{raw}/train",
-              "--out", train, "--overwrite"], log)
+        _run(
+            [
+                "-m",
+                "data_prep",
+                "convert",
+                "--csv",
+                f"{raw}/train.csv",
+                "--images",
+                f"{raw}/train",
+                "--out",
+                train,
+                "--overwrite",
+            ],
+            log,
+        )
     if not os.path.exists(os.path.join(test, "dataset.json")):
-        _run(["-m", "data_prep", "convert", "--csv", f"{raw}/test_labels.csv", "--images", f"{raw}/test",
-              "--out", test, "--val-fraction", "0", "--overwrite"], log)
+        _run(
+            [
+                "-m",
+                "data_prep",
+                "convert",
+                "--csv",
+                f"{raw}/test_labels.csv",
+                "--images",
+                f"{raw}/test",
+                "--out",
+                test,
+                "--val-fraction",
+                "0",
+                "--overwrite",
+            ],
+            log,
+        )
     return train, test
 
 
@@ -58,8 +86,9 @@ def evaluate_run(run_dir, train_data, test_data, batch_size, image_size):
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"), safe_mode=True, compile=False)
     y_val, p_val = evaluator.predict_views(model, train_data, "val", batch_size, image_size)
     y_test, p_test = evaluator.predict_views(model, test_data, "train", batch_size, image_size)
-    np.savez_compressed(os.path.join(run_dir, "probabilities.npz"), y_val=y_val, p_val=p_val,
-                        y_test=y_test, p_test=p_test)
+    np.savez_compressed(
+        os.path.join(run_dir, "probabilities.npz"), y_val=y_val, p_val=p_val, y_test=y_test, p_test=p_test
+    )
     return scores(y_val, p_val, y_test, p_test, train_rates(train_data))
 
 
@@ -105,8 +134,12 @@ def _fallback_below(y_val, p_val, rates, min_support, fallback):
     from protein_location.evaluation import thresholds
 
     positives = y_val.sum(0)
-    cuts = np.array([thresholds.best_f1_cut(y_val[:, c], p_val[:, c]) if positives[c] >= min_support else np.nan
-                     for c in range(y_val.shape[1])])
+    cuts = np.array(
+        [
+            thresholds.best_f1_cut(y_val[:, c], p_val[:, c]) if positives[c] >= min_support else np.nan
+            for c in range(y_val.shape[1])
+        ]
+    )
     if fallback == "pooled":
         other = np.full(len(cuts), thresholds.best_f1_cut(y_val.ravel(), p_val.ravel()))
     elif fallback == "rate":
@@ -124,20 +157,31 @@ def summarize(out_dir):
 
     rows = [json.loads(line) for line in open(os.path.join(out_dir, "results.jsonl"))]
     runs = {}
+
+    def today(min_support):
+        return " (today)" if min_support == thresholds.MIN_SUPPORT else ""
+
     # Threshold rules on the same probabilities: name -> cuts of (y_val, p_val, training rates).
     rules = {
         "exact cut at a val score, 0.5 without positives (before)": lambda y, p, rates: exact_cuts(y, p),
         "own cut halfway (0.5 without positives)": functools.partial(_fallback_below, min_support=1, fallback=None),
-        **{f"own cut halfway, pooled cut below {k} positives": functools.partial(_fallback_below, min_support=k,
-                                                                                fallback="pooled") for k in (3, 5)},
-        **{f"own cut halfway, rate-matched below {k} positives{' (today)' if k == thresholds.MIN_SUPPORT else ''}":
-           functools.partial(_fallback_below, min_support=k, fallback="rate") for k in (3, 5, 10)},
+        **{
+            f"own cut halfway, pooled cut below {k} positives": functools.partial(
+                _fallback_below, min_support=k, fallback="pooled"
+            )
+            for k in (3, 5)
+        },
+        **{
+            f"own cut halfway, rate-matched below {k} positives{today(k)}": functools.partial(
+                _fallback_below, min_support=k, fallback="rate"
+            )
+            for k in (3, 5, 10)
+        },
     }
     rule_scores = {name: [] for name in rules}
     seen = set()
     for row in rows:
-        data = np.load(os.path.join(out_dir, row["dataset"], row["config"], f"seed{row['seed']}",
-                                    "probabilities.npz"))
+        data = np.load(os.path.join(out_dir, row["dataset"], row["config"], f"seed{row['seed']}", "probabilities.npz"))
         y_val, p_val, y_test, p_test = data["y_val"], data["p_val"], data["y_test"], data["p_test"]
         rates = train_rates(os.path.join(out_dir, row["dataset"], "tfrecords"))
         result = scores(y_val, p_val, y_test, p_test, rates)
@@ -154,24 +198,35 @@ def summarize(out_dir):
         values = np.asarray(values)
         return f"{values.mean():.3f}" + (f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else "")
 
-    lines = ["| dataset | config | flags | seeds | held-out macro F1, 1 view | 8 views | 1 view at a fixed 0.3 "
-             "| val AUC (1 view) | serving_default labels | predict submission |", "| --- " * 10 + "|"]
+    lines = [
+        "| dataset | config | flags | seeds | held-out macro F1, 1 view | 8 views | 1 view at a fixed 0.3 "
+        "| val AUC (1 view) | serving_default labels | predict submission |",
+        "| --- " * 10 + "|",
+    ]
     for (dataset, config, flags), results in runs.items():
         served = [[r[key] for r in results if key in r] for key in ("served_f1", "predict_f1")]
-        lines.append(f"| {dataset} | {config} | `{flags}` | {len(results)} | "
-                     f"{spread([r['test_f1_1view'] for r in results])} | "
-                     f"{spread([r['test_f1_8view'] for r in results])} | "
-                     f"{spread([r['test_f1_1view_at_0.3'] for r in results])} | "
-                     f"{spread([r['val_auc_1view'] for r in results])} | "
-                     + " | ".join(spread(values) if values else "" for values in served) + " |")
+        lines.append(
+            f"| {dataset} | {config} | `{flags}` | {len(results)} | "
+            f"{spread([r['test_f1_1view'] for r in results])} | "
+            f"{spread([r['test_f1_8view'] for r in results])} | "
+            f"{spread([r['test_f1_1view_at_0.3'] for r in results])} | "
+            f"{spread([r['val_auc_1view'] for r in results])} | "
+            + " | ".join(spread(values) if values else "" for values in served)
+            + " |"
+        )
     today = next(values for rule, values in rule_scores.items() if rule.endswith("(today)"))
-    lines += ["", f"| threshold rule | held-out macro F1, mean over {len(seen)} runs x (1 view, 8 views) "
-              "| today's rule minus this one, per run: mean ± std (runs where today's is higher) |",
-              "| --- | --- | --- |"]
+    lines += [
+        "",
+        f"| threshold rule | held-out macro F1, mean over {len(seen)} runs x (1 view, 8 views) "
+        "| today's rule minus this one, per run: mean ± std (runs where today's is higher) |",
+        "| --- | --- | --- |",
+    ]
     for rule, values in rule_scores.items():
         gain = np.asarray(today) - np.asarray(values)
-        lines.append(f"| {rule} | {np.mean(values):.4f} | {gain.mean():+.4f} ± {gain.std(ddof=1):.4f} "
-                     f"({int((gain > 0).sum())} of {len(gain)}) |")
+        lines.append(
+            f"| {rule} | {np.mean(values):.4f} | {gain.mean():+.4f} ± {gain.std(ddof=1):.4f} "
+            f"({int((gain > 0).sum())} of {len(gain)}) |"
+        )
     return "\n".join(lines)
 
 
@@ -203,9 +258,13 @@ def served_f1(export_dir, raw_dir, signature="serving_default"):
     """Held-out macro F1 of a signature's own labels, from a TensorFlow-only client."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
     version = os.path.join(export_dir, max(os.listdir(export_dir), key=int))
-    served = subprocess.run([sys.executable, "-c", SERVED_CLIENT, version, f"{raw_dir}/test",
-                             f"{raw_dir}/test_labels.csv", signature], env=env, capture_output=True, text=True,
-                            check=True)
+    served = subprocess.run(
+        [sys.executable, "-c", SERVED_CLIENT, version, f"{raw_dir}/test", f"{raw_dir}/test_labels.csv", signature],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(served.stdout.strip().splitlines()[-1])
 
 
@@ -214,29 +273,53 @@ def served_scores(export_dir, raw_dir, run_dir):
     `protein_location predict`'s submission."""
     submission = os.path.join(run_dir, "submission.csv")
     log = os.path.join(run_dir, "predict.log")
-    _run(["-m", "protein_location", "predict", "--model", export_dir, "--images", f"{raw_dir}/test",
-          "--csv", f"{raw_dir}/sample_submission.csv", "--out", submission], log)
-    _run(["-m", "protein_location", "score", "--submission", submission, "--truth", f"{raw_dir}/test_labels.csv"],
-         log)
+    _run(
+        [
+            "-m",
+            "protein_location",
+            "predict",
+            "--model",
+            export_dir,
+            "--images",
+            f"{raw_dir}/test",
+            "--csv",
+            f"{raw_dir}/sample_submission.csv",
+            "--out",
+            submission,
+        ],
+        log,
+    )
+    _run(["-m", "protein_location", "score", "--submission", submission, "--truth", f"{raw_dir}/test_labels.csv"], log)
     predicted = float(open(log).read().split("score: macro F1 ")[-1].split()[0])
-    return {"served_f1": served_f1(export_dir, raw_dir), "predict_f1": predicted,
-            "single_view_served_f1": served_f1(export_dir, raw_dir, "serving_single_view")}
+    return {
+        "served_f1": served_f1(export_dir, raw_dir),
+        "predict_f1": predicted,
+        "single_view_served_f1": served_f1(export_dir, raw_dir, "serving_single_view"),
+    }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--raw", action="append", default=[], metavar="NAME=DIR", help="a raw dataset")
-    parser.add_argument("--config", action="append", default=[], metavar='NAME="FLAGS"',
-                        help="train_keras.py flags on top of the defaults")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar='NAME="FLAGS"',
+        help="train_keras.py flags on top of the defaults",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--out", required=True)
     parser.add_argument("--summarize", action="store_true", help="only print the tables of OUT's runs")
-    parser.add_argument("--export", action="store_true",
-                        help="also export each run and score serving_default's own labels (a TensorFlow-only "
-                             "client) and predict's submission on the held-out images")
+    parser.add_argument(
+        "--export",
+        action="store_true",
+        help="also export each run and score serving_default's own labels (a TensorFlow-only "
+        "client) and predict's submission on the held-out images",
+    )
     args = parser.parse_args(argv)
     if args.summarize:
         print(summarize(args.out))
@@ -254,13 +337,35 @@ def main(argv=None):
                 os.makedirs(run_dir, exist_ok=True)
                 start = time.perf_counter()
                 export = ["--export", os.path.join(run_dir, "export")] if args.export else []
-                _run(["train_keras.py", "--data", train_data, "--model-dir", run_dir, "--epochs", str(args.epochs),
-                      "--batch-size", str(args.batch_size), "--size", str(args.size), "--seed", str(seed),
-                      *shlex.split(flags), *export], os.path.join(run_dir, "train.log"))
+                _run(
+                    [
+                        "train_keras.py",
+                        "--data",
+                        train_data,
+                        "--model-dir",
+                        run_dir,
+                        "--epochs",
+                        str(args.epochs),
+                        "--batch-size",
+                        str(args.batch_size),
+                        "--size",
+                        str(args.size),
+                        "--seed",
+                        str(seed),
+                        *shlex.split(flags),
+                        *export,
+                    ],
+                    os.path.join(run_dir, "train.log"),
+                )
                 train_seconds = time.perf_counter() - start
-                line = {"dataset": dataset, "config": name, "flags": flags, "seed": seed,
-                        "train_seconds": round(train_seconds, 1),
-                        **evaluate_run(run_dir, train_data, test_data, args.batch_size, args.size)}
+                line = {
+                    "dataset": dataset,
+                    "config": name,
+                    "flags": flags,
+                    "seed": seed,
+                    "train_seconds": round(train_seconds, 1),
+                    **evaluate_run(run_dir, train_data, test_data, args.batch_size, args.size),
+                }
                 if args.export:
                     line.update(served_scores(os.path.join(run_dir, "export"), raw_dir, run_dir))
                 with open(results, "a") as f:

@@ -50,10 +50,12 @@ class _WriteShards:
         import apache_beam as beam
 
         # Reshuffle: without it a runner may keep every shard in the bundle of the Create, on one worker.
-        (pipeline
-         | "Shards" >> beam.Create(self.tasks, reshuffle=False)
-         | "Spread" >> beam.Reshuffle()
-         | "WriteShard" >> beam.Map(_write_on_worker, os.getpid()))
+        (
+            pipeline
+            | "Shards" >> beam.Create(self.tasks, reshuffle=False)
+            | "Spread" >> beam.Reshuffle()
+            | "WriteShard" >> beam.Map(_write_on_worker, os.getpid())
+        )
 
 
 def _write_on_worker(task, converter_pid):
@@ -86,10 +88,13 @@ def _result(out_dir, shard):
     record_path = posixpath.join(out_dir, shard_writer.STATE_DIR, shard.name + ".json")
     path = posixpath.join(out_dir, shard.name)
     if not (tf.io.gfile.exists(record_path) and tf.io.gfile.exists(path)):
-        raise OutputError(f"{path}: the Beam pipeline finished without writing it (nor a failure); "
-                          "see the runner's worker logs")
+        raise OutputError(
+            f"{path}: the Beam pipeline finished without writing it (nor a failure); see the runner's worker logs"
+        )
     record = read_json(record_path)
     if tf.io.gfile.stat(path).length != record["num_bytes"]:
-        raise OutputError(f"{path}: {tf.io.gfile.stat(path).length} bytes, its record says {record['num_bytes']}: "
-                          "another process wrote it meanwhile")
+        raise OutputError(
+            f"{path}: {tf.io.gfile.stat(path).length} bytes, its record says {record['num_bytes']}: "
+            "another process wrote it meanwhile"
+        )
     return record

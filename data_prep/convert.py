@@ -50,8 +50,7 @@ def _source_size(entries, options):
                 raise
             continue
         if image.shape[0] != image.shape[1]:
-            raise SourceError(f"image is {image.shape[1]}x{image.shape[0]}, not square; pass --size",
-                                      image_id)
+            raise SourceError(f"image is {image.shape[1]}x{image.shape[0]}, not square; pass --size", image_id)
         return image.shape[0]
     raise SourceError("no readable image", path=", ".join(options.images_dirs))
 
@@ -60,11 +59,23 @@ def _bytes_per_example(splits, options, size):
     """Mean record size over a few evenly spaced examples (deterministic)."""
     items = [item for split_items in splits.values() for item in split_items]
     picks = np.linspace(0, len(items) - 1, min(SAMPLE_FOR_SHARD_SIZE, len(items))).astype(int)
-    sizes = [len(result["example"]) for result in
-             (shard_writer.encode_item((options.images_dirs[items[i][2]], *items[i][:2], size, options.max_pixels,
-                                        options.image_format, options.png_compression))
-              for i in picks)
-             if "example" in result]
+    sizes = [
+        len(result["example"])
+        for result in (
+            shard_writer.encode_item(
+                (
+                    options.images_dirs[items[i][2]],
+                    *items[i][:2],
+                    size,
+                    options.max_pixels,
+                    options.image_format,
+                    options.png_compression,
+                )
+            )
+            for i in picks
+        )
+        if "example" in result
+    ]
     return np.mean(sizes) if sizes else 1.0
 
 
@@ -87,8 +98,9 @@ def read_sources(images_dirs, csv_paths, on_error, label_set=None):
     for images_dir in images_dirs:
         raw_images.check_images_dir(images_dir)
     if csv_paths and len(csv_paths) != len(images_dirs):
-        raise DataPrepError(f"--csv and --images pair up in order: got {len(csv_paths)} --csv and "
-                         f"{len(images_dirs)} --images")
+        raise DataPrepError(
+            f"--csv and --images pair up in order: got {len(csv_paths)} --csv and {len(images_dirs)} --images"
+        )
     entries, errors, found_sets, owner = [], [], [], {}
     for source, images_dir in enumerate(images_dirs):
         if csv_paths:
@@ -109,7 +121,8 @@ def read_sources(images_dirs, csv_paths, on_error, label_set=None):
             raise SourceError(
                 f"sources of different label sets: {csv_paths[0]} is {first.name} ({first.num_classes} classes), "
                 f"{csv_path} is {source_set.name} ({source_set.num_classes}); convert them into separate datasets "
-                "or name one with --label-set")
+                "or name one with --label-set"
+            )
     return entries, errors, label_set or (found_sets[0] if found_sets else labels_lib.HPA2018)
 
 
@@ -122,10 +135,28 @@ def entry_groups(entries, csv_paths, group_column):
     return [columns[source][image_id] for image_id, _, source in entries]
 
 
-def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, folds=None, num_shards=None,
-            shard_mb=150.0, seed=0, workers=None, on_error="fail", max_pixels=raw_images.DEFAULT_MAX_PIXELS,
-            png_compression=0, overwrite=False, resume=False, label_set=None, group_column=None,
-            image_format=records.DEFAULT_IMAGE_FORMAT, runner="local", beam_options=None):
+def convert(
+    images_dir,
+    out_dir,
+    csv_path=None,
+    size=None,
+    val_fraction=0.1,
+    folds=None,
+    num_shards=None,
+    shard_mb=150.0,
+    seed=0,
+    workers=None,
+    on_error="fail",
+    max_pixels=raw_images.DEFAULT_MAX_PIXELS,
+    png_compression=0,
+    overwrite=False,
+    resume=False,
+    label_set=None,
+    group_column=None,
+    image_format=records.DEFAULT_IMAGE_FORMAT,
+    runner="local",
+    beam_options=None,
+):
     """Converts raw HPA-layout folders into TFRecord shards; returns the manifest.
 
     Args:
@@ -171,29 +202,47 @@ def convert(images_dir, out_dir, csv_path=None, size=None, val_fraction=0.1, fol
     _check_flags(num_shards, on_error, image_format, png_compression, group_column, csv_path)
     beam_jobs.check_runner(runner, beam_options, DataPrepError)
     if runner == "beam" and workers is not None:
-        raise DataPrepError("--workers is for --runner local; on Beam the runner sizes its workers "
-                            "(DirectRunner: --direct_num_workers in --beam-options)")
+        raise DataPrepError(
+            "--workers is for --runner local; on Beam the runner sizes its workers "
+            "(DirectRunner: --direct_num_workers in --beam-options)"
+        )
     if runner == "beam" and out_dir.startswith("ram://"):
         raise DataPrepError("--runner beam cannot write ram://: TensorFlow's RAM filesystem lives in one process")
     output_files.check_output_dir(out_dir, "--out")
     images_dirs, csv_paths = _as_tuple(images_dir), _as_tuple(csv_path)
     if out_dir.startswith("ram://"):
         workers = 1  # TensorFlow's RAM filesystem lives in one process: workers' writes would vanish
-    entries, errors, chosen_set = read_sources(images_dirs, csv_paths, on_error,
-                                               label_set and labels_lib.label_set_named(label_set))
+    entries, errors, chosen_set = read_sources(
+        images_dirs, csv_paths, on_error, label_set and labels_lib.label_set_named(label_set)
+    )
     if runner == "beam":
         write_shards = functools.partial(beam_convert.write_shards, beam_options=beam_options)
     else:
-        write_shards = functools.partial(shard_writer.write_shards,
-                                         workers=workers or workers_lib.default_workers(len(entries)))
-    options = ConvertOptions(images_dirs, csv_paths, chosen_set.name, group_column, size,
-                             0.0 if folds else val_fraction, folds, num_shards, shard_mb, seed, on_error, max_pixels,
-                             png_compression, image_format)
+        write_shards = functools.partial(
+            shard_writer.write_shards, workers=workers or workers_lib.default_workers(len(entries))
+        )
+    options = ConvertOptions(
+        images_dirs,
+        csv_paths,
+        chosen_set.name,
+        group_column,
+        size,
+        0.0 if folds else val_fraction,
+        folds,
+        num_shards,
+        shard_mb,
+        seed,
+        on_error,
+        max_pixels,
+        png_compression,
+        image_format,
+    )
     options, shards, split_info, fingerprint = _plan(entries, options, chosen_set)
     # Locked once the plan stands (reading the sources writes nothing): one conversion writes --out at a time.
     with folder_lock.FolderLock(out_dir, "conversion"):
-        return _write_dataset(out_dir, shards, options, write_shards, split_info, fingerprint, errors, resume,
-                              overwrite)
+        return _write_dataset(
+            out_dir, shards, options, write_shards, split_info, fingerprint, errors, resume, overwrite
+        )
 
 
 def _write_dataset(out_dir, shards, options, write_shards, split_info, fingerprint, errors, resume, overwrite):
@@ -206,8 +255,9 @@ def _write_dataset(out_dir, shards, options, write_shards, split_info, fingerpri
         resuming = shard_writer.prepare_output(out_dir, fingerprint, overwrite, resume)
         shard_records = _write(out_dir, shards, options, write_shards, resuming)
         errors += [e for _, record in shard_records for e in record["errors"]]
-        manifest = shard_writer.build_manifest(out_dir, options, options.size, shard_records, split_info, fingerprint,
-                                               num_errors=len(errors))
+        manifest = shard_writer.build_manifest(
+            out_dir, options, options.size, shard_records, split_info, fingerprint, num_errors=len(errors)
+        )
         if options.on_error == "skip":
             shard_writer.write_errors(out_dir, errors)
         manifest.write()
@@ -242,8 +292,9 @@ def _check_flags(num_shards, on_error, image_format, png_compression, group_colu
     if not 0 <= png_compression <= 9:
         raise DataPrepError(f"--png-compression must be 0-9, got {png_compression}")
     if png_compression and image_format != "png":
-        raise DataPrepError(f"--png-compression {png_compression} needs --image-format png "
-                            f"({image_format} records are not compressed)")
+        raise DataPrepError(
+            f"--png-compression {png_compression} needs --image-format png ({image_format} records are not compressed)"
+        )
     if group_column is not None and not csv_path:
         raise DataPrepError("--group-column needs --csv")
 
@@ -269,8 +320,12 @@ def _write(out_dir, shards, options, write_shards, resuming):
     tasks = [(out_dir, s, options, options.size) for s in todo]
     try:
         # closing(): on a fatal record the pool is stopped before the cleanup below.
-        with tqdm(total=sum(len(s.items) for s in todo), unit="img", desc=f"convert -> {out_dir}",
-                  disable=None) as progress, contextlib.closing(write_shards(tasks)) as written:
+        with (
+            tqdm(
+                total=sum(len(s.items) for s in todo), unit="img", desc=f"convert -> {out_dir}", disable=None
+            ) as progress,
+            contextlib.closing(write_shards(tasks)) as written,
+        ):
             for record in written:
                 shard_writer.raise_for_record(record)
                 done[record["file"]] = record

@@ -87,8 +87,9 @@ def write_crops(images_dir, csv_path, out_dir, size=None, masks_dir=None, worker
     out = pathlib.Path(out_dir)
     folder = out / "train"
     folder.mkdir(parents=True, exist_ok=True)
-    write = functools.partial(write_field_crops, images_dir=images_dir, out_folder=str(folder), size=size,
-                              masks_dir=masks_dir)
+    write = functools.partial(
+        write_field_crops, images_dir=images_dir, out_folder=str(folder), size=size, masks_dir=masks_dir
+    )
     ids = [image_id for image_id, _ in entries]
     workers = workers or max(1, min(os.cpu_count() or 1, len(ids) // FIELDS_PER_WORKER))
     progress = functools.partial(tqdm, total=len(ids), desc="crops", unit="field", disable=None)
@@ -98,8 +99,10 @@ def write_crops(images_dir, csv_path, out_dir, size=None, masks_dir=None, worker
             stop_signals.raise_if_requested()
             counts.append(write(image_id))
     else:
-        with workers_lib.process_pool(workers, preload="protein_location.cells.crops") as pool, \
-                stop_signals.interruptible():
+        with (
+            workers_lib.process_pool(workers, preload="protein_location.cells.crops") as pool,
+            stop_signals.interruptible(),
+        ):
             counts = list(progress(pool.imap(write, ids, chunksize=4)))
     with output_files.atomic_open(str(out / "train.csv")) as f:
         table = csv.writer(f, lineterminator="\n")
@@ -110,5 +113,8 @@ def write_crops(images_dir, csv_path, out_dir, size=None, masks_dir=None, worker
             target = labels_lib.format_target(labels)
             target = target.replace(" ", "|") if label_set is labels_lib.HPA2021 else target
             table.writerows([crop_id(image_id, cell), target, group] for cell in range(1, count + 1))
-    return {"fields": len(ids), "cells": int(sum(counts)),
-            "empty": [image_id for image_id, count in zip(ids, counts) if not count]}
+    return {
+        "fields": len(ids),
+        "cells": int(sum(counts)),
+        "empty": [image_id for image_id, count in zip(ids, counts) if not count],
+    }

@@ -70,8 +70,10 @@ def plan_splits(entries, options, matrix=None, groups=None):
         return {"train": [(*entries[i], int(fold[i])) for i in order]}
     if options.val_fraction > 0:
         train, val = split_lib.split_train_val(matrix, options.val_fraction, options.seed, groups=groups)
-        return {name: [(*entries[i], None) for i in rng.permutation(part)]
-                for name, part in (("train", train), ("val", val))}
+        return {
+            name: [(*entries[i], None) for i in rng.permutation(part)]
+            for name, part in (("train", train), ("val", val))
+        }
     return {"train": [(*entries[i], None) for i in rng.permutation(len(entries))]}
 
 

@@ -39,15 +39,23 @@ def encode_item(task):
     except SourceError as error:
         return {"error": [error.image_id or image_id, error.path or "", error.problem]}
     if image.shape[:2] != (size, size):
-        return {"error": [image_id, "", f"image is {image.shape[1]}x{image.shape[0]}, others are "
-                                        f"{size}x{size}; pass --size to resize all images"]}
+        return {
+            "error": [
+                image_id,
+                "",
+                f"image is {image.shape[1]}x{image.shape[0]}, others are "
+                f"{size}x{size}; pass --size to resize all images",
+            ]
+        }
     # meanStdDev is ~100x faster than numpy sums in float64 over the pixels.
     mean, std = (v.ravel() for v in cv2.meanStdDev(image))
     pixels = size * size
     encoded = tfrecord_lib.encode_rgby(image, image_format, png_compression)
-    return {"example": tfrecord_lib.serialize_encoded(encoded, image_format, size, size, image_id, labels or []),
-            "sum": (mean * pixels).tolist(),
-            "sum_sq": ((np.square(std) + np.square(mean)) * pixels).tolist()}
+    return {
+        "example": tfrecord_lib.serialize_encoded(encoded, image_format, size, size, image_id, labels or []),
+        "sum": (mean * pixels).tolist(),
+        "sum_sq": ((np.square(std) + np.square(mean)) * pixels).tolist(),
+    }
 
 
 def write_shard(task):
@@ -79,8 +87,17 @@ def _write_shard(out_dir, shard, options, size, tmp_path):
     pixel_sum, pixel_sum_sq, errors, count = np.zeros(4), np.zeros(4), [], 0
     with tfrecord_lib.TFRecordFile(tmp_path) as writer:
         for image_id, labels, source in shard.items:
-            result = encode_item((options.images_dirs[source], image_id, labels, size, options.max_pixels,
-                                  options.image_format, options.png_compression))
+            result = encode_item(
+                (
+                    options.images_dirs[source],
+                    image_id,
+                    labels,
+                    size,
+                    options.max_pixels,
+                    options.image_format,
+                    options.png_compression,
+                )
+            )
             if "error" in result:
                 if options.on_error == "fail":
                     return {"file": shard.name, "fatal": result["error"]}
@@ -94,11 +111,17 @@ def _write_shard(out_dir, shard, options, size, tmp_path):
             count += 1
     output_files.sync_file(tmp_path)
     record = {
-        "file": shard.name, "num_examples": count, "sha256": writer.sha256 or manifest_lib.file_sha256(tmp_path),
-        "num_bytes": file_system.size(tmp_path), "ends_sha256": manifest_lib.shard_ends_sha256(tmp_path),
-        "label_counts": label_counts.tolist(), **({"fold": shard.fold} if shard.fold is not None else {}),
+        "file": shard.name,
+        "num_examples": count,
+        "sha256": writer.sha256 or manifest_lib.file_sha256(tmp_path),
+        "num_bytes": file_system.size(tmp_path),
+        "ends_sha256": manifest_lib.shard_ends_sha256(tmp_path),
+        "label_counts": label_counts.tolist(),
+        **({"fold": shard.fold} if shard.fold is not None else {}),
         "source_counts": source_counts.tolist(),
-        "pixel_sum": pixel_sum.tolist(), "pixel_sum_sq": pixel_sum_sq.tolist(), "errors": errors,
+        "pixel_sum": pixel_sum.tolist(),
+        "pixel_sum_sq": pixel_sum_sq.tolist(),
+        "errors": errors,
     }
     write_json_atomic(posixpath.join(out_dir, STATE_DIR, shard.name + ".json"), record)
     file_system.rename(tmp_path, posixpath.join(out_dir, shard.name))
@@ -153,10 +176,14 @@ def finished_dataset(out_dir, fingerprint):
     manifest = manifest_lib.DatasetManifest.read(out_dir)
     if manifest.fingerprint == fingerprint:
         return manifest
-    why = ("was made with different arguments or inputs" if manifest.fingerprint is not None
-           else "does not record the arguments that made it")
-    raise SourceError(f"holds a finished dataset (dataset.json) that {why}; pass --overwrite to replace it",
-                      path=out_dir)
+    why = (
+        "was made with different arguments or inputs"
+        if manifest.fingerprint is not None
+        else "does not record the arguments that made it"
+    )
+    raise SourceError(
+        f"holds a finished dataset (dataset.json) that {why}; pass --overwrite to replace it", path=out_dir
+    )
 
 
 def prepare_output(out_dir, fingerprint, overwrite, resume):
@@ -166,14 +193,18 @@ def prepare_output(out_dir, fingerprint, overwrite, resume):
     if overwrite and tf.io.gfile.isdir(out_dir):
         remove_dataset_files(out_dir)
     if tf.io.gfile.exists(posixpath.join(out_dir, manifest_lib.MANIFEST_NAME)):
-        raise SourceError("already holds a finished dataset (dataset.json); pass --overwrite to replace it",
-                                  path=out_dir)
+        raise SourceError(
+            "already holds a finished dataset (dataset.json); pass --overwrite to replace it", path=out_dir
+        )
     if tf.io.gfile.exists(plan_path):
         same = read_json(plan_path)["fingerprint"] == fingerprint
         if resume and same:
             return True
-        hint = ("it was started with different arguments or inputs; rerun it with its own, or pass --overwrite"
-                if resume else "pass --resume (same arguments) to finish it, or --overwrite to start again")
+        hint = (
+            "it was started with different arguments or inputs; rerun it with its own, or pass --overwrite"
+            if resume
+            else "pass --resume (same arguments) to finish it, or --overwrite to start again"
+        )
         raise SourceError(f"holds an unfinished conversion; {hint}", path=out_dir)
     if tf.io.gfile.isdir(out_dir) and any(n.endswith((".tfrecord", ".tmp")) for n in tf.io.gfile.listdir(out_dir)):
         raise SourceError("already holds TFRecord shards; pass --overwrite to replace them", path=out_dir)
@@ -208,13 +239,18 @@ def build_manifest(out_dir, options, size, shard_records, split_info, fingerprin
     source_counts = np.zeros(len(options.images_dirs), np.int64)
     for shard, record in shard_records:
         source_counts += record["source_counts"]
-        entry = splits.setdefault(shard.split, {"num_examples": 0, "label_counts": [0] * label_set.num_classes,
-                                                "shards": []})
+        entry = splits.setdefault(
+            shard.split, {"num_examples": 0, "label_counts": [0] * label_set.num_classes, "shards": []}
+        )
         entry["num_examples"] += record["num_examples"]
         entry["label_counts"] = [a + b for a, b in zip(entry["label_counts"], record["label_counts"])]
-        entry["shards"].append({k: record[k] for k in ("file", "num_examples", "sha256", "num_bytes", "ends_sha256",
-                                                       "label_counts", "fold")
-                                if k in record})
+        entry["shards"].append(
+            {
+                k: record[k]
+                for k in ("file", "num_examples", "sha256", "num_bytes", "ends_sha256", "label_counts", "fold")
+                if k in record
+            }
+        )
         if shard.split == "train":
             pixel_sum += record["pixel_sum"]
             pixel_sum_sq += record["pixel_sum_sq"]
@@ -232,9 +268,14 @@ def build_manifest(out_dir, options, size, shard_records, split_info, fingerprin
         channels=tuple(labels_lib.CHANNELS),
         image_format=options.image_format,
         image_size=size,
-        sources=tuple({"images": images_dir, "csv": options.csv_paths[index] if options.csv_paths else None,
-                       "num_examples": int(source_counts[index])}
-                      for index, images_dir in enumerate(options.images_dirs)),
+        sources=tuple(
+            {
+                "images": images_dir,
+                "csv": options.csv_paths[index] if options.csv_paths else None,
+                "num_examples": int(source_counts[index]),
+            }
+            for index, images_dir in enumerate(options.images_dirs)
+        ),
         split=split_info,
         folds=options.folds or None,
         splits=splits,
@@ -274,8 +315,10 @@ def rewrite_shards(out_dir, manifest, shards, options, size, write):
         for record in write([(out_dir, shard, options, size) for shard in shards]):
             raise_for_record(record)
             if record["sha256"] != recorded[record["file"]]["sha256"]:
-                raise SourceError(f"rewrote {record['file']}, and it differs from the one dataset.json records: the "
-                                  "raw images changed since the conversion; convert again with --overwrite",
-                                  path=out_dir)
+                raise SourceError(
+                    f"rewrote {record['file']}, and it differs from the one dataset.json records: the "
+                    "raw images changed since the conversion; convert again with --overwrite",
+                    path=out_dir,
+                )
     finally:
         tf.io.gfile.rmtree(posixpath.join(out_dir, STATE_DIR))

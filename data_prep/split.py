@@ -81,9 +81,11 @@ def _give_each_side_every_class(label_matrix, side):
             if not (side[members] == missing).any():
                 donors = members[side[members] != missing]
                 # Only move an example whose departure empties no other class.
-                candidates = [d for d in donors[np.argsort(label_counts[donors], kind="stable")]
-                              if all((label_matrix[side != missing][:, k].sum() > 1)
-                                     for k in np.flatnonzero(label_matrix[d]))]
+                candidates = [
+                    d
+                    for d in donors[np.argsort(label_counts[donors], kind="stable")]
+                    if all((label_matrix[side != missing][:, k].sum() > 1) for k in np.flatnonzero(label_matrix[d]))
+                ]
                 side[(candidates or list(donors))[0]] = missing
     return side
 
@@ -160,5 +162,9 @@ def stratification_summary(label_matrix, val, val_fraction):
     shares = label_matrix[in_val][:, counted].sum(axis=0) / totals[counted]
     deviations = np.abs(shares - val_fraction)
     worst = int(np.argmax(deviations))
-    return {"classes": len(counted), "mean_deviation": float(deviations.mean()),
-            "worst_class": int(counted[worst]), "worst_val_fraction": float(shares[worst])}
+    return {
+        "classes": len(counted),
+        "mean_deviation": float(deviations.mean()),
+        "worst_class": int(counted[worst]),
+        "worst_val_fraction": float(shares[worst]),
+    }

@@ -60,7 +60,8 @@ def resize_image(image, size):
     for offset in range(1, ratio):
         sums += rows[:, offset::ratio]
     return np.round(sums.astype(np.float32) * (np.float32(1) / (np.float32(ratio) * np.float32(ratio)))).astype(
-        np.uint8)
+        np.uint8
+    )
 
 
 def _decode_without_tensorflow(files, paths, image_id, max_pixels):
@@ -73,8 +74,11 @@ def _decode_without_tensorflow(files, paths, image_id, max_pixels):
     planes = []
     for data, path, tiff in zip(files, paths, tiffs):
         try:
-            plane = (tiff_stains.decode_tiff_stain(data, image_id, path, max_pixels) if tiff
-                     else _decode_grayscale_pngs([data], max_pixels))
+            plane = (
+                tiff_stains.decode_tiff_stain(data, image_id, path, max_pixels)
+                if tiff
+                else _decode_grayscale_pngs([data], max_pixels)
+            )
         except SourceError:
             return None
         if plane is None:

@@ -101,8 +101,13 @@ def render_cells(rng, labels, size, subsets=False):
 
     cell = shrink(np.any([c.frac <= 1 for c in scene.cells], axis=0))
     nucleus = shrink(scene.nuclei)
-    return image, {"cell": cell, "nucleus": nucleus, "cytoplasm": cell & ~nucleus, "cells": cell_labels(scene, shrink),
-                   "expressing": expressing}
+    return image, {
+        "cell": cell,
+        "nucleus": nucleus,
+        "cytoplasm": cell & ~nucleus,
+        "cells": cell_labels(scene, shrink),
+        "expressing": expressing,
+    }
 
 
 def cell_labels(scene, shrink):
@@ -144,8 +149,11 @@ def write_cell_image(folder, image_id, cells, expressing):
     path = os.path.join(str(folder), f"{image_id}.png")
     if not cv2.imwrite(path, np.asarray(cells, np.uint16)):
         raise OSError(f"could not write {path}")
-    return {int(cell): sorted(label for label, shown in expressing.items() if cell in shown)
-            for cell in np.unique(cells) if cell}
+    return {
+        int(cell): sorted(label for label, shown in expressing.items() if cell in shown)
+        for cell in np.unique(cells)
+        if cell
+    }
 
 
 def _write_split(out_dir, split, count, size, seed, workers, cells=False):
@@ -156,8 +164,7 @@ def _write_split(out_dir, split, count, size, seed, workers, cells=False):
     cells_folder = out_dir / f"{split}_cells" if cells else None
     if cells:
         cells_folder.mkdir(parents=True, exist_ok=True)
-    write = functools.partial(_write_image, folder=folder, split=split, size=size, seed=seed,
-                              cells_folder=cells_folder)
+    write = functools.partial(_write_image, folder=folder, split=split, size=size, seed=seed, cells_folder=cells_folder)
     progress = functools.partial(tqdm, total=count, desc=f"synthetic {split}", unit="img", disable=None)
     if workers <= 1 or count < 2:
         return list(progress(map(write, _between_stop_checks(range(count)))))
@@ -214,8 +221,12 @@ def generate_dataset(out_dir, num_train, num_test, size=64, seed=0, workers=None
 
 def write_cell_truth(out, test):
     """test_cells.csv (Id,Cell,Target) from [(Id, labels, {cell: its labels})]; a cell without labels has no row."""
-    rows = [(image_id, cell, format_target(labels)) for image_id, _, per_cell in test
-            for cell, labels in per_cell.items() if labels]
+    rows = [
+        (image_id, cell, format_target(labels))
+        for image_id, _, per_cell in test
+        for cell, labels in per_cell.items()
+        if labels
+    ]
     pd.DataFrame(rows, columns=["Id", "Cell", "Target"]).to_csv(pathlib.Path(out) / "test_cells.csv", index=False)
 
 

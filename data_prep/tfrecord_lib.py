@@ -71,8 +71,7 @@ def encode_rgby_png(image, compression=0):
 def serialize_example(image, source_id, label_indices, image_format=DEFAULT_IMAGE_FORMAT):
     """One HPA image (uint8 RGBY) and its labels -> serialized tf.train.Example."""
     height, width, _ = image.shape
-    return serialize_encoded(encode_rgby(image, image_format), image_format, height, width, source_id,
-                             label_indices)
+    return serialize_encoded(encode_rgby(image, image_format), image_format, height, width, source_id, label_indices)
 
 
 def serialize_encoded(encoded, image_format, height, width, source_id, label_indices):
@@ -88,8 +87,9 @@ def serialize_encoded(encoded, image_format, height, width, source_id, label_ind
         KEY_LABEL: _int64_feature(sorted(label_indices)),
     }
     # `features` is a protobuf map: deterministic serialization writes its entries in key order.
-    entries = b"".join(_field(1, _field(1, key.encode()) + _field(2, feature))
-                       for key, feature in sorted(features.items()))
+    entries = b"".join(
+        _field(1, _field(1, key.encode()) + _field(2, feature)) for key, feature in sorted(features.items())
+    )
     return _field(1, entries)
 
 
@@ -139,8 +139,12 @@ class TFRecordFile:
             self._file.write(record)
             return
         length = struct.pack("<Q", len(record))
-        for chunk in (length, struct.pack("<I", _masked_crc32c(length)), record,
-                      struct.pack("<I", _masked_crc32c(record))):
+        for chunk in (
+            length,
+            struct.pack("<I", _masked_crc32c(length)),
+            record,
+            struct.pack("<I", _masked_crc32c(record)),
+        ):
             self._file.write(chunk)
             self._digest.update(chunk)
 

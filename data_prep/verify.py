@@ -36,16 +36,20 @@ def verify_dataset(data_dir):
                         raise VerifyError(f"{path}: example {count} has shape {shape}, expected {(size, size, 4)}")
                     indices = example["label_indices"].numpy()
                     if ((indices < 0) | (indices >= num_classes)).any():
-                        raise VerifyError(f"{path}: example {count} has labels {indices.tolist()} outside "
-                                          f"0-{num_classes - 1}")
+                        raise VerifyError(
+                            f"{path}: example {count} has labels {indices.tolist()} outside 0-{num_classes - 1}"
+                        )
             except tf.errors.OpError as error:
-                raise VerifyError(f"{path}: unreadable after {count} examples "
-                                  f"({error.message.splitlines()[0]})") from None
+                raise VerifyError(
+                    f"{path}: unreadable after {count} examples ({error.message.splitlines()[0]})"
+                ) from None
             if count != shard["num_examples"]:
-                raise VerifyError(f"{path}: {count} examples, {manifest_lib.MANIFEST_NAME} says "
-                                  f"{shard['num_examples']}")
+                raise VerifyError(
+                    f"{path}: {count} examples, {manifest_lib.MANIFEST_NAME} says {shard['num_examples']}"
+                )
         checked[split] = sum(shard["num_examples"] for shard in entry["shards"])
         if checked[split] != entry["num_examples"]:
-            raise VerifyError(f"{data_dir}: {split} shards hold {checked[split]} examples, "
-                              f"manifest says {entry['num_examples']}")
+            raise VerifyError(
+                f"{data_dir}: {split} shards hold {checked[split]} examples, manifest says {entry['num_examples']}"
+            )
     return checked

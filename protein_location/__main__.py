@@ -11,107 +11,189 @@ def _parser(prog=None):
     commands = parser.add_subparsers(dest="command", required=True)
     formatter = argparse.ArgumentDefaultsHelpFormatter
 
-    predict = commands.add_parser("predict", formatter_class=formatter,
-                                  help="predict locations of raw images or TFRecords -> submission CSV")
+    predict = commands.add_parser(
+        "predict", formatter_class=formatter, help="predict locations of raw images or TFRecords -> submission CSV"
+    )
     predict.add_argument("--model", required=True, help="SavedModel folder from train_keras.py --export")
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif|tif.gz> files")
-    source.add_argument("--records", metavar="DATA_DIR",
-                        help="a dataset folder from `python -m data_prep convert` (dataset.json + shards)")
+    source.add_argument(
+        "--records",
+        metavar="DATA_DIR",
+        help="a dataset folder from `python -m data_prep convert` (dataset.json + shards)",
+    )
     predict.add_argument("--split", default="test", help="with --records: the split to predict")
-    predict.add_argument("--csv", default=None,
-                         help="sample_submission.csv: predict its Ids in its order; without it every Id in --images, "
-                              "sorted, or every record of --split in the manifest's order")
+    predict.add_argument(
+        "--csv",
+        default=None,
+        help="sample_submission.csv: predict its Ids in its order; without it every Id in --images, "
+        "sorted, or every record of --split in the manifest's order",
+    )
     predict.add_argument("--out", required=True, help="submission CSV to write (Id,Predicted)")
-    predict.add_argument("--probabilities", default=None,
-                         help="also write a CSV of every class's probability per Id (columns: Id, the model's "
-                              "class names)")
+    predict.add_argument(
+        "--probabilities",
+        default=None,
+        help="also write a CSV of every class's probability per Id (columns: Id, the model's class names)",
+    )
     predict.add_argument("--batch-size", type=int, default=64, help="images per inference call")
-    predict.add_argument("--precision", choices=device_precision.INFERENCE_PRECISIONS, default="auto",
-                         help="float32, or bfloat16 through oneDNN's rewrite of the float32 SavedModel (1.5x faster "
-                              "on AMD EPYC with AVX512_BF16, 0.7x on an Intel Xeon without AMX); auto: bfloat16 where "
-                              "it pays (precision.bfloat16_pays), else float32")
-    predict.add_argument("--runner", choices=("local", "beam"), default="local",
-                         help="local: this process; beam: Apache Beam's RunInference over the images or shards "
-                              "(pip install 'protein-location[beam]'), the same outputs")
-    predict.add_argument("--beam-options", default=None,
-                         help="with --runner beam: Beam's pipeline options as one string, e.g. \"--runner="
-                              "DataflowRunner --project=P --region=R --temp_location=gs://B/tmp\"; default: "
-                              "DirectRunner on this machine")
-    predict.add_argument("--tta", type=int, choices=[1, 8], default=None,
-                         help="views averaged per image, each with thresholds tuned for it; default: the "
-                              "SavedModel's own (serving_default); 1: serving_single_view, the fast path; 8: the 8 "
-                              "flips/rotations (a SavedModel exported with --tta 8)")
+    predict.add_argument(
+        "--precision",
+        choices=device_precision.INFERENCE_PRECISIONS,
+        default="auto",
+        help="float32, or bfloat16 through oneDNN's rewrite of the float32 SavedModel (1.5x faster "
+        "on AMD EPYC with AVX512_BF16, 0.7x on an Intel Xeon without AMX); auto: bfloat16 where "
+        "it pays (precision.bfloat16_pays), else float32",
+    )
+    predict.add_argument(
+        "--runner",
+        choices=("local", "beam"),
+        default="local",
+        help="local: this process; beam: Apache Beam's RunInference over the images or shards "
+        "(pip install 'protein-location[beam]'), the same outputs",
+    )
+    predict.add_argument(
+        "--beam-options",
+        default=None,
+        help="with --runner beam: Beam's pipeline options as one string, e.g. \"--runner="
+        'DataflowRunner --project=P --region=R --temp_location=gs://B/tmp"; default: '
+        "DirectRunner on this machine",
+    )
+    predict.add_argument(
+        "--tta",
+        type=int,
+        choices=[1, 8],
+        default=None,
+        help="views averaged per image, each with thresholds tuned for it; default: the "
+        "SavedModel's own (serving_default); 1: serving_single_view, the fast path; 8: the 8 "
+        "flips/rotations (a SavedModel exported with --tta 8)",
+    )
 
-    score = commands.add_parser("score", formatter_class=formatter,
-                                help="macro F1 of a submission against known labels (Id,Target)")
+    score = commands.add_parser(
+        "score", formatter_class=formatter, help="macro F1 of a submission against known labels (Id,Target)"
+    )
     score.add_argument("--submission", required=True, help="submission CSV (Id,Predicted)")
-    score.add_argument("--truth", required=True,
-                       help="labels CSV, Id,Target (hpa2018) or ID,Label (hpa2021), e.g. the synthetic test_labels.csv")
-    score.add_argument("--label-set", choices=["hpa2018", "hpa2021"], default=None,
-                       help="the classes of the labels (with --cells too); default: detected from the --truth header")
-    score.add_argument("--cells", action="store_true",
-                       help="score a `cells` submission (ID,ImageWidth,ImageHeight,PredictionString): mAP at IoU >= "
-                            "0.6, the HPA 2021 metric, against per-cell truth: --truth Id,Cell,Target (or "
-                            "ID,Cell,Label) and --masks")
-    score.add_argument("--masks", default=None,
-                       help="with --cells: folder of the truth's label images <Id>.png (16-bit, 0: background)")
+    score.add_argument(
+        "--truth",
+        required=True,
+        help="labels CSV, Id,Target (hpa2018) or ID,Label (hpa2021), e.g. the synthetic test_labels.csv",
+    )
+    score.add_argument(
+        "--label-set",
+        choices=["hpa2018", "hpa2021"],
+        default=None,
+        help="the classes of the labels (with --cells too); default: detected from the --truth header",
+    )
+    score.add_argument(
+        "--cells",
+        action="store_true",
+        help="score a `cells` submission (ID,ImageWidth,ImageHeight,PredictionString): mAP at IoU >= "
+        "0.6, the HPA 2021 metric, against per-cell truth: --truth Id,Cell,Target (or "
+        "ID,Cell,Label) and --masks",
+    )
+    score.add_argument(
+        "--masks",
+        default=None,
+        help="with --cells: folder of the truth's label images <Id>.png (16-bit, 0: background)",
+    )
 
-    cells = commands.add_parser("cells", formatter_class=formatter,
-                                help="segment each field into cells and give every cell its locations -> the HPA "
-                                     "2021 submission CSV (needs the cells extra)")
+    cells = commands.add_parser(
+        "cells",
+        formatter_class=formatter,
+        help="segment each field into cells and give every cell its locations -> the HPA "
+        "2021 submission CSV (needs the cells extra)",
+    )
     cells.add_argument("--model", required=True, help="SavedModel folder (export base or version)")
-    cells.add_argument("--images", required=True,
-                       help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif|tif.gz> files, at full size")
-    cells.add_argument("--csv", default=None,
-                       help="sample_submission.csv: its Ids in its order; default: every Id in --images, sorted")
-    cells.add_argument("--out", required=True, help="submission CSV to write (ID,ImageWidth,ImageHeight,"
-                                                     "PredictionString)")
-    cells.add_argument("--table", default=None,
-                       help="per-cell table to write (ID, Cell, bounding box, area, every class's confidence); "
-                            "default: beside OUT, cells.csv -> cells_per_cell.csv")
-    cells.add_argument("--masks", default=None,
-                       help="folder of label images <Id>.png from another segmenter (e.g. HPA-Cell-Segmentation; "
-                            "16-bit, 0: background) instead of the built-in segmentation")
-    cells.add_argument("--overlays", default=None,
-                       help="also write DIR/<Id>.png: the composite, each cell's outline and its top labels")
-    cells.add_argument("--crop-model", default=None,
-                       help="SavedModel of a crop-level model (trained on `data_prep crops`, the same label set): "
-                            "each cell's own crop through it as well")
-    cells.add_argument("--cell-scores", choices=["blend", "cam", "image", "crop"], default=None,
-                       help="a cell's confidence: cam, the image's probability times the cell's mean class activation "
-                            "over the field's most active cell's; image, the image's probability for every cell; "
-                            "blend, the mean of the two; crop, the geometric mean of the image's probability and "
-                            "the cell's own from --crop-model. Default: crop with --crop-model, else blend "
-                            "(docs/single-cells.md)")
-    cells.add_argument("--min-confidence", type=float, default=0.0,
-                       help="leave out of the submission a cell's classes below this confidence (mAP counts every "
-                            "one, so 0 keeps them all)")
+    cells.add_argument(
+        "--images",
+        required=True,
+        help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif|tif.gz> files, at full size",
+    )
+    cells.add_argument(
+        "--csv", default=None, help="sample_submission.csv: its Ids in its order; default: every Id in --images, sorted"
+    )
+    cells.add_argument(
+        "--out", required=True, help="submission CSV to write (ID,ImageWidth,ImageHeight,PredictionString)"
+    )
+    cells.add_argument(
+        "--table",
+        default=None,
+        help="per-cell table to write (ID, Cell, bounding box, area, every class's confidence); "
+        "default: beside OUT, cells.csv -> cells_per_cell.csv",
+    )
+    cells.add_argument(
+        "--masks",
+        default=None,
+        help="folder of label images <Id>.png from another segmenter (e.g. HPA-Cell-Segmentation; "
+        "16-bit, 0: background) instead of the built-in segmentation",
+    )
+    cells.add_argument(
+        "--overlays",
+        default=None,
+        help="also write DIR/<Id>.png: the composite, each cell's outline and its top labels",
+    )
+    cells.add_argument(
+        "--crop-model",
+        default=None,
+        help="SavedModel of a crop-level model (trained on `data_prep crops`, the same label set): "
+        "each cell's own crop through it as well",
+    )
+    cells.add_argument(
+        "--cell-scores",
+        choices=["blend", "cam", "image", "crop"],
+        default=None,
+        help="a cell's confidence: cam, the image's probability times the cell's mean class activation "
+        "over the field's most active cell's; image, the image's probability for every cell; "
+        "blend, the mean of the two; crop, the geometric mean of the image's probability and "
+        "the cell's own from --crop-model. Default: crop with --crop-model, else blend "
+        "(docs/single-cells.md)",
+    )
+    cells.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        help="leave out of the submission a cell's classes below this confidence (mAP counts every "
+        "one, so 0 keeps them all)",
+    )
 
-    explain = commands.add_parser("explain", formatter_class=formatter,
-                                  help="Grad-CAM heat maps of the predicted locations -> one PNG per image")
+    explain = commands.add_parser(
+        "explain", formatter_class=formatter, help="Grad-CAM heat maps of the predicted locations -> one PNG per image"
+    )
     explain.add_argument("--model", required=True, help="SavedModel folder (export base or version)")
-    explain.add_argument("--images", required=True,
-                         help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif|tif.gz> files")
+    explain.add_argument(
+        "--images", required=True, help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif|tif.gz> files"
+    )
     explain.add_argument("--ids", nargs="+", default=None, help="Ids to explain (default: every Id in --images)")
     explain.add_argument("--out", required=True, help="folder for <Id>.png and explain.json")
-    explain.add_argument("--max-locations", type=int, default=4,
-                         help="heat maps per image: the most probable predicted locations")
+    explain.add_argument(
+        "--max-locations", type=int, default=4, help="heat maps per image: the most probable predicted locations"
+    )
 
-    export = commands.add_parser("export", formatter_class=formatter,
-                                 help="export a training run (model.keras + thresholds.json) as a new SavedModel "
-                                      "version, optionally with TFLite and ONNX files")
+    export = commands.add_parser(
+        "export",
+        formatter_class=formatter,
+        help="export a training run (model.keras + thresholds.json) as a new SavedModel "
+        "version, optionally with TFLite and ONNX files",
+    )
     export.add_argument("--model-dir", required=True, help="run folder of train_keras.py --model-dir")
     export.add_argument("--out", required=True, help="export base: writes OUT/<next version>/")
     export.add_argument("--tflite", action="store_true", help="also model.tflite (float32) in the version folder")
-    export.add_argument("--tflite-quantize", action="store_true",
-                        help="also model_int8.tflite (dynamic-range int8 weights)")
+    export.add_argument(
+        "--tflite-quantize", action="store_true", help="also model_int8.tflite (dynamic-range int8 weights)"
+    )
     export.add_argument("--onnx", action="store_true", help="also model.onnx (needs tf2onnx)")
-    export.add_argument("--tta", type=int, choices=[1, 8], default=None,
-                        help="views serving_default averages (thresholds tuned for them); default: the run's")
+    export.add_argument(
+        "--tta",
+        type=int,
+        choices=[1, 8],
+        default=None,
+        help="views serving_default averages (thresholds tuned for them); default: the run's",
+    )
     for command in commands.choices.values():
-        command.add_argument("--verbose", action="store_true",
-                             help="also TensorFlow's own start-up and log lines (as TF_CPP_MIN_LOG_LEVEL set does)")
+        command.add_argument(
+            "--verbose",
+            action="store_true",
+            help="also TensorFlow's own start-up and log lines (as TF_CPP_MIN_LOG_LEVEL set does)",
+        )
     return parser
 
 
@@ -122,8 +204,9 @@ def _predict(args):
     from protein_location.core.errors import PredictError
 
     beam_jobs.check_runner(args.runner, args.beam_options, PredictError)
-    precision, reason = device_precision.inference_precision(args.precision,
-                                                          len(tf.config.list_physical_devices("GPU")))
+    precision, reason = device_precision.inference_precision(
+        args.precision, len(tf.config.list_physical_devices("GPU"))
+    )
     print(f"precision: {precision} ({reason})")
     with device_precision.inference_precision_scope(precision):
         _predict_in_precision(args)
@@ -147,11 +230,11 @@ def _predict_in_precision(args):
     else:
         beam = {}
     if args.records:
-        ids, probabilities, label_matrix = predict.predict_records(model, args.records, args.split,
-                                                                   args.batch_size, **beam)
+        ids, probabilities, label_matrix = predict.predict_records(
+            model, args.records, args.split, args.batch_size, **beam
+        )
         if wanted is not None:
-            ids, probabilities, label_matrix = submission.select_ids(ids, probabilities, label_matrix, wanted,
-                                                                  args.csv)
+            ids, probabilities, label_matrix = submission.select_ids(ids, probabilities, label_matrix, wanted, args.csv)
         source = f"{args.split} records of {args.records}"
     else:
         ids = wanted if wanted is not None else list_image_ids(args.images)
@@ -177,12 +260,19 @@ def _export(args):
         model, thresholds, class_names = export.load_run(args.model_dir)
     views = args.tta or thresholds.views
     if views == 8 and thresholds.tta is None:
-        raise ExportError(f"{args.model_dir}/thresholds.json has no thresholds tuned for 8 views; "
-                                 "export with --tta 1")
-    print(f"export: {args.model_dir}/model.keras ({model.name}, input {model.input_shape[1:]}, "
-          f"{len(class_names)} classes) with its thresholds.json")
-    export.export_model(model, thresholds.single_view, args.out, formats, class_names=class_names,
-                        tta_thresholds=thresholds.tta if views == 8 else None)
+        raise ExportError(f"{args.model_dir}/thresholds.json has no thresholds tuned for 8 views; export with --tta 1")
+    print(
+        f"export: {args.model_dir}/model.keras ({model.name}, input {model.input_shape[1:]}, "
+        f"{len(class_names)} classes) with its thresholds.json"
+    )
+    export.export_model(
+        model,
+        thresholds.single_view,
+        args.out,
+        formats,
+        class_names=class_names,
+        tta_thresholds=thresholds.tta if views == 8 else None,
+    )
 
 
 def main(argv=None, prog=None):
@@ -207,12 +297,16 @@ def _run(args):
             raise PredictError("score --cells needs --masks DIR, the truth's label images <Id>.png")
         score = scoring.score_files(args.submission, args.truth, args.masks, args.label_set)
         scored = sum(1 for ap in score.per_class if ap == ap)
-        print(f"score: mAP {score.mean_ap:.4f} at IoU >= {scoring.IOU_THRESHOLD} over the {scored} classes with "
-              f"truth cells ({args.submission} against {args.truth}, {score.label_set.name})")
-        print(f"score: truth cells found at IoU >= {scoring.IOU_THRESHOLD} by a mask of the submission: "
-              f"{score.found} of {score.truth_cells} ({score.found / max(score.truth_cells, 1):.1%}); of the whole "
-              f"ones (at least half the median cell's area): {score.found_whole} of {score.whole_cells} "
-              f"({score.found_whole / max(score.whole_cells, 1):.1%})")
+        print(
+            f"score: mAP {score.mean_ap:.4f} at IoU >= {scoring.IOU_THRESHOLD} over the {scored} classes with "
+            f"truth cells ({args.submission} against {args.truth}, {score.label_set.name})"
+        )
+        print(
+            f"score: truth cells found at IoU >= {scoring.IOU_THRESHOLD} by a mask of the submission: "
+            f"{score.found} of {score.truth_cells} ({score.found / max(score.truth_cells, 1):.1%}); of the whole "
+            f"ones (at least half the median cell's area): {score.found_whole} of {score.whole_cells} "
+            f"({score.found_whole / max(score.whole_cells, 1):.1%})"
+        )
     elif args.command == "score":
         from protein_location.inference import submission
 
@@ -229,8 +323,18 @@ def _run(args):
         if args.overlays:
             output_files.check_output_dir(args.overlays, "--overlays")
         ids = read_ids(args.csv) if args.csv else list_image_ids(args.images)
-        done = locate.locate_cells(args.model, args.images, ids, args.out, table, args.overlays, args.masks,
-                                   args.cell_scores, args.min_confidence, crop_model=args.crop_model)
+        done = locate.locate_cells(
+            args.model,
+            args.images,
+            ids,
+            args.out,
+            table,
+            args.overlays,
+            args.masks,
+            args.cell_scores,
+            args.min_confidence,
+            crop_model=args.crop_model,
+        )
         print(f"cells: {done['cells']} cells in {done['images']} images -> {args.out} (per cell: {table})")
     elif args.command == "explain":
         from protein_location.core import output_files
@@ -244,6 +348,7 @@ def _run(args):
         print(f"explain: {len(record['images'])} images -> {args.out} (<Id>.png, explain.json)")
     else:
         _export(args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -39,8 +39,9 @@ def main(work, archs_to_run):
     archs = {}
     fit_archs = {archs_to_run[0], *(arch for arch in archs_to_run if arch in models.APPLICATIONS)}
     for arch in archs_to_run:
-        model = models.build_classifier(arch, image_size=images.shape[1], num_classes=5,
-                                        width=0.125 if arch in models.PRESETS else 1.0)
+        model = models.build_classifier(
+            arch, image_size=images.shape[1], num_classes=5, width=0.125 if arch in models.PRESETS else 1.0
+        )
         if arch in fit_archs:
             model.compile(keras.optimizers.AdamW(1e-3), "binary_crossentropy")
             model.fit(images, labels, batch_size=len(images), epochs=1, verbose=0)
@@ -50,20 +51,32 @@ def main(work, archs_to_run):
         loaded = keras.models.load_model(path, compile=False)
         # The weights, not a second prediction: each jitted predict compiles again (the trained models below
         # are loaded and predict).
-        differences = [float(np.abs(np.asarray(a) - np.asarray(b)).max()) if np.size(a) else 0.0
-                       for a, b in zip(model.weights, loaded.weights)]
-        archs[arch] = {"fit": arch in fit_archs, "shape": list(probabilities.shape),
-                       "finite": bool(np.isfinite(probabilities).all()),
-                       "weights": [len(model.weights), len(loaded.weights)],
-                       "reloaded_difference": max(differences)}
+        differences = [
+            float(np.abs(np.asarray(a) - np.asarray(b)).max()) if np.size(a) else 0.0
+            for a, b in zip(model.weights, loaded.weights)
+        ]
+        archs[arch] = {
+            "fit": arch in fit_archs,
+            "shape": list(probabilities.shape),
+            "finite": bool(np.isfinite(probabilities).all()),
+            "weights": [len(model.weights), len(loaded.weights)],
+            "reloaded_difference": max(differences),
+        }
     trained = {}
     folder = os.path.join(work, "trained")
     for name in sorted(os.listdir(folder)):
         model = keras.models.load_model(os.path.join(folder, name), compile=False)
         trained[name] = model.predict(images, verbose=0).tolist()
     with open(os.path.join(work, "probe.json"), "w") as f:
-        json.dump({"backend": keras.backend.backend(), "tensorflow_imported": "tensorflow" in sys.modules,
-                   "archs": archs, "trained": trained}, f)
+        json.dump(
+            {
+                "backend": keras.backend.backend(),
+                "tensorflow_imported": "tensorflow" in sys.modules,
+                "archs": archs,
+                "trained": trained,
+            },
+            f,
+        )
 
 
 if __name__ == "__main__":

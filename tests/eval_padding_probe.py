@@ -24,8 +24,15 @@ from protein_location.training import config as config_lib, evaluator, task, tra
 def main(data):
     # No bias init: probabilities near 0.5, so blanks counted as examples would
     # add false positives to F1 (and change AUC).
-    config = config_lib.TrainConfig(data=data, model_dir=tempfile.mkdtemp(), batch_size=8, width=0.125, bias_init=False,
-                               strategy="mirrored", replicas=2)
+    config = config_lib.TrainConfig(
+        data=data,
+        model_dir=tempfile.mkdtemp(),
+        batch_size=8,
+        width=0.125,
+        bias_init=False,
+        strategy="mirrored",
+        replicas=2,
+    )
     config, plan = trainer.plan_run(config)
     _, val_data, val_steps = task.make_datasets(config, plan)
     build = (config, plan.manifest, plan.train_label_counts, plan.train_count, plan.steps_per_epoch)
@@ -37,11 +44,14 @@ def main(data):
         "precision": config.precision,
         "val_steps": val_steps,
         "mirrored": mirrored.evaluate(val_data, steps=val_steps, return_dict=True, verbose=0),
-        "single": single.evaluate(input_reader.make_dataset(data, "val", 8, plan.image_size), return_dict=True,
-                                  verbose=0),
+        "single": single.evaluate(
+            input_reader.make_dataset(data, "val", 8, plan.image_size), return_dict=True, verbose=0
+        ),
     }
-    views = {name: evaluator.predict_views(model, data, "val", 8, plan.image_size)
-             for name, model in (("mirrored", mirrored), ("single", single))}
+    views = {
+        name: evaluator.predict_views(model, data, "val", 8, plan.image_size)
+        for name, model in (("mirrored", mirrored), ("single", single))
+    }
     results["predicted"] = {name: int(len(y)) for name, (y, _) in views.items()}
     results["same_labels"] = bool(np.array_equal(views["mirrored"][0], views["single"][0]))
     results["views_max_difference"] = float(np.abs(views["mirrored"][1] - views["single"][1]).max())

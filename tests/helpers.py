@@ -17,8 +17,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # The command-line tools that run in this process unless a test asks for a
 # fresh one: argv[0] as a user types it -> the module whose main(argv) it runs.
-IN_PROCESS = {("train_keras.py",): "train_keras", ("-m", "data_prep"): "data_prep.__main__",
-              ("-m", "protein_location"): "protein_location.__main__"}
+IN_PROCESS = {
+    ("train_keras.py",): "train_keras",
+    ("-m", "data_prep"): "data_prep.__main__",
+    ("-m", "protein_location"): "protein_location.__main__",
+}
 # Flags whose set-up lasts a whole process (logical CPU devices, collectives).
 NEEDS_OWN_PROCESS = {"--replicas", "multiworker", "mirrored"}
 
@@ -55,15 +58,16 @@ def run_cli(*args, cwd=None, check=True, isolated=False):
     process (`--replicas`, mirrored, multiworker) get a fresh process.
     """
     args = [str(a) for a in args]
-    module = next((name for prefix, name in IN_PROCESS.items() if tuple(args[:len(prefix)]) == prefix), None)
+    module = next((name for prefix, name in IN_PROCESS.items() if tuple(args[: len(prefix)]) == prefix), None)
     if module and not isolated and cwd is None and not NEEDS_OWN_PROCESS & set(args):
-        prefix = next(p for p in IN_PROCESS if tuple(args[:len(p)]) == p)
-        code, stdout, stderr = _in_process(module, args[len(prefix):])
+        prefix = next(p for p in IN_PROCESS if tuple(args[: len(p)]) == p)
+        code, stdout, stderr = _in_process(module, args[len(prefix) :])
         result = Result(args, code, stdout, stderr)
     else:
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-        completed = subprocess.run([sys.executable, *args], cwd=cwd or ROOT, env=env,
-                                   capture_output=True, text=True, timeout=600)
+        completed = subprocess.run(
+            [sys.executable, *args], cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
         result = Result(args, completed.returncode, completed.stdout, completed.stderr)
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -101,6 +105,12 @@ def convert_synthetic(synthetic_dir, out, num_shards):
     """Converts the tiny synthetic dataset to TFRecords: a quarter as val, `num_shards` per split."""
     from data_prep import convert
 
-    convert.convert(str(synthetic_dir / "train"), str(out), csv_path=str(synthetic_dir / "train.csv"),
-                    val_fraction=0.25, num_shards=num_shards, seed=0)
+    convert.convert(
+        str(synthetic_dir / "train"),
+        str(out),
+        csv_path=str(synthetic_dir / "train.csv"),
+        val_fraction=0.25,
+        num_shards=num_shards,
+        seed=0,
+    )
     return out

@@ -28,8 +28,9 @@ def main(mode):
     y = (x[:, :1] > 0).astype("float32")
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     with strategy.scope():
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                                  keras.layers.Dense(1, activation="sigmoid")])
+        model = keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")]
+        )
         model.compile("adam", "binary_crossentropy")
     history = model.fit(data, epochs=2, verbose=0)
     print("history:", json.dumps(history.history))

@@ -29,15 +29,28 @@ def default_policy():
 # Every other architecture builds, calls, saves, reloads and gives its float32 twin in tests/test_models.py;
 # training them here too cost the suite a minute of its 15 (EfficientNetV2-B0, ConvNeXt-Tiny).
 @pytest.mark.parametrize("arch, width", [("seresnext50", 0.125), ("densenet121", 1.0)])
-def test_architecture_trains_exports_and_predicts(arch, width, converted_dir, synthetic_dir, tmp_path,
-                                                  default_policy):
+def test_architecture_trains_exports_and_predicts(arch, width, converted_dir, synthetic_dir, tmp_path, default_policy):
     manifest = manifest_lib.DatasetManifest.read(str(converted_dir))
     names = manifest.class_names
-    config = task.settle_fine_tuning(config_lib.TrainConfig(
-        data=str(converted_dir), model_dir=str(tmp_path), arch=arch, width=width, epochs=1, batch_size=8,
-        weights="none"))
-    model = models.build_classifier(arch, image_size=32, num_classes=len(names), width=width,
-                                    channel_mean=manifest.channel_mean, channel_std=manifest.channel_std)
+    config = task.settle_fine_tuning(
+        config_lib.TrainConfig(
+            data=str(converted_dir),
+            model_dir=str(tmp_path),
+            arch=arch,
+            width=width,
+            epochs=1,
+            batch_size=8,
+            weights="none",
+        )
+    )
+    model = models.build_classifier(
+        arch,
+        image_size=32,
+        num_classes=len(names),
+        width=width,
+        channel_mean=manifest.channel_mean,
+        channel_std=manifest.channel_std,
+    )
     assert model.dtype_policy.name == default_policy
     task.compile_model(model, config, steps_per_epoch=2)
     before = [variable.numpy().copy() for variable in model.trainable_variables]
@@ -49,8 +62,9 @@ def test_architecture_trains_exports_and_predicts(arch, width, converted_dir, sy
     # zero-gamma residual branch feeds (its SE gate) has no gradient in the first step.
     assert moved[0] and moved[-1] and np.mean(moved) > 0.5
 
-    path = exporter.export_saved_model(models.float32_twin(model), [0.5] * len(names), str(tmp_path / "export"),
-                                       class_names=names)
+    path = exporter.export_saved_model(
+        models.float32_twin(model), [0.5] * len(names), str(tmp_path / "export"), class_names=names
+    )
     ids = [row.split(",")[0] for row in (synthetic_dir / "sample_submission.csv").read_text().splitlines()[1:4]]
     probabilities, labels = predict.predict_images(path, str(synthetic_dir / "test"), ids, batch_size=2)
     assert probabilities.shape == labels.shape == (3, len(names))

@@ -22,8 +22,9 @@ def test_every_augmentation_can_be_switched_off():
     image = _image()
     off = augment.AugmentConfig(flips=False, crop_min_area=1.0, jitter=0.0)
     for seed in range(5):
-        np.testing.assert_array_equal(augment.augment(image, tf.constant([seed, 0], tf.int64), off).numpy(),
-                                      image.numpy())
+        np.testing.assert_array_equal(
+            augment.augment(image, tf.constant([seed, 0], tf.int64), off).numpy(), image.numpy()
+        )
 
 
 def test_flips_only_give_one_of_the_8_symmetries():
@@ -54,8 +55,10 @@ def test_crop_zooms_in():
     image = np.zeros((32, 32, 4), "float32")
     image[12:20, 12:20] = 255
     crop_only = augment.AugmentConfig(flips=False, crop_min_area=0.3, jitter=0.0)
-    bright = [(augment.augment(tf.constant(image), tf.constant([s, 1], tf.int64), crop_only).numpy() > 128).sum()
-              for s in range(10)]
+    bright = [
+        (augment.augment(tf.constant(image), tf.constant([s, 1], tf.int64), crop_only).numpy() > 128).sum()
+        for s in range(10)
+    ]
     assert max(bright) > (image > 128).sum()
 
 

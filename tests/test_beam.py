@@ -25,8 +25,11 @@ TWO_WORKERS = "--direct_running_mode=multi_processing --direct_num_workers=2"
 
 
 def _sha256_of_every_file(folder):
-    return {path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def _with_bad_images(synthetic_dir, tmp_path):
@@ -45,8 +48,24 @@ def _with_bad_images(synthetic_dir, tmp_path):
 
 
 def _convert_cli(raw, out, *extra):
-    return run_cli("-m", "data_prep", "convert", "--csv", raw / "train.csv", "--images", raw / "train", "--out", out,
-                   "--val-fraction", 0.25, "--shards", 3, "--on-error", "skip", *extra)
+    return run_cli(
+        "-m",
+        "data_prep",
+        "convert",
+        "--csv",
+        raw / "train.csv",
+        "--images",
+        raw / "train",
+        "--out",
+        out,
+        "--val-fraction",
+        0.25,
+        "--shards",
+        3,
+        "--on-error",
+        "skip",
+        *extra,
+    )
 
 
 @pytest.mark.slow
@@ -56,21 +75,37 @@ def test_beam_conversion_on_two_workers_is_byte_identical_to_one_local_worker(sy
     result = _convert_cli(raw, tmp_path / "beam", "--runner", "beam", "--beam-options", TWO_WORKERS)
     assert "Apache Beam" in result.stdout
     local, beam = _sha256_of_every_file(tmp_path / "local"), _sha256_of_every_file(tmp_path / "beam")
-    assert sorted(local) == ["dataset.json", "errors.csv", *[f"{split}-0000{i}-of-00003.tfrecord"
-                                                             for split in ("train", "val") for i in range(3)]]
+    assert sorted(local) == [
+        "dataset.json",
+        "errors.csv",
+        *[f"{split}-0000{i}-of-00003.tfrecord" for split in ("train", "val") for i in range(3)],
+    ]
     assert beam == local
     # errors.csv gathers what every worker skipped.
     assert len((tmp_path / "beam" / "errors.csv").read_text().splitlines()) == 3
 
 
 def _convert_on_beam(synthetic_dir, out, **kwargs):
-    return convert.convert(str(synthetic_dir / "train"), str(out), csv_path=str(synthetic_dir / "train.csv"),
-                           val_fraction=0.25, num_shards=2, runner="beam", **kwargs)
+    return convert.convert(
+        str(synthetic_dir / "train"),
+        str(out),
+        csv_path=str(synthetic_dir / "train.csv"),
+        val_fraction=0.25,
+        num_shards=2,
+        runner="beam",
+        **kwargs,
+    )
 
 
 def test_resume_on_beam_reuses_the_shards_written_before_a_full_disk(synthetic_dir, tmp_path, monkeypatch):
-    reference = convert.convert(str(synthetic_dir / "train"), str(tmp_path / "local"),
-                                csv_path=str(synthetic_dir / "train.csv"), val_fraction=0.25, num_shards=2, workers=1)
+    reference = convert.convert(
+        str(synthetic_dir / "train"),
+        str(tmp_path / "local"),
+        csv_path=str(synthetic_dir / "train.csv"),
+        val_fraction=0.25,
+        num_shards=2,
+        workers=1,
+    )
     write_shard = shard_writer._write_shard
     written = []
 
@@ -85,12 +120,19 @@ def test_resume_on_beam_reuses_the_shards_written_before_a_full_disk(synthetic_d
         _convert_on_beam(synthetic_dir, tmp_path / "beam")
     assert str(error.value) == (
         f"{tmp_path / 'beam'}/val-00001-of-00002.tfrecord.tmp: cannot write it: no space left on device; "
-        f"{convert.RESUME_HINT}")
-    assert sorted(written) == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord",
-                               "val-00000-of-00002.tfrecord"]
+        f"{convert.RESUME_HINT}"
+    )
+    assert sorted(written) == [
+        "train-00000-of-00002.tfrecord",
+        "train-00001-of-00002.tfrecord",
+        "val-00000-of-00002.tfrecord",
+    ]
     written.clear()
-    monkeypatch.setattr(shard_writer, "_write_shard",
-                        lambda out_dir, shard, *rest: written.append(shard.name) or write_shard(out_dir, shard, *rest))
+    monkeypatch.setattr(
+        shard_writer,
+        "_write_shard",
+        lambda out_dir, shard, *rest: written.append(shard.name) or write_shard(out_dir, shard, *rest),
+    )
     assert _convert_on_beam(synthetic_dir, tmp_path / "beam", resume=True) == reference
     assert written == ["val-00001-of-00002.tfrecord"]
     assert _sha256_of_every_file(tmp_path / "beam") == _sha256_of_every_file(tmp_path / "local")
@@ -99,43 +141,87 @@ def test_resume_on_beam_reuses_the_shards_written_before_a_full_disk(synthetic_d
 def test_a_bad_image_on_beam_fails_in_one_line_and_leaves_no_dataset(synthetic_dir, tmp_path):
     raw = _with_bad_images(synthetic_dir, tmp_path)
     ids = [row["Id"] for row in csv.DictReader((raw / "train.csv").open())]
-    result = run_cli("-m", "data_prep", "convert", "--csv", raw / "train.csv", "--images", raw / "train",
-                     "--out", tmp_path / "out", "--shards", 2, "--runner", "beam", check=False)
+    result = run_cli(
+        "-m",
+        "data_prep",
+        "convert",
+        "--csv",
+        raw / "train.csv",
+        "--images",
+        raw / "train",
+        "--out",
+        tmp_path / "out",
+        "--shards",
+        2,
+        "--runner",
+        "beam",
+        check=False,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     # Which bad Id a runner meets first is its choice; the converter reads the results in plan order.
     assert last_error_line(result) in (
         f"error: Id {ids[3]}: {raw / 'train' / ids[3]}_green.png: truncated or corrupt image (70 bytes)",
-        f"error: Id {ids[17]}: {raw / 'train' / ids[17]}_blue.png: missing channel file")
+        f"error: Id {ids[17]}: {raw / 'train' / ids[17]}_blue.png: missing channel file",
+    )
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_runner_beam_without_beam_installed_fails_in_one_line_before_any_work(synthetic_dir, tmp_path,
-                                                                              monkeypatch):
+def test_runner_beam_without_beam_installed_fails_in_one_line_before_any_work(synthetic_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "apache_beam", None)
-    result = run_cli("-m", "data_prep", "convert", "--csv", synthetic_dir / "train.csv", "--images",
-                     synthetic_dir / "train", "--out", tmp_path / "out", "--runner", "beam", check=False)
+    result = run_cli(
+        "-m",
+        "data_prep",
+        "convert",
+        "--csv",
+        synthetic_dir / "train.csv",
+        "--images",
+        synthetic_dir / "train",
+        "--out",
+        tmp_path / "out",
+        "--runner",
+        "beam",
+        check=False,
+    )
     assert result.returncode == 1
     assert last_error_line(result) == f"error: {beam_jobs.BEAM_MISSING}"
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("flags, message", [
-    (("--runner", "beam", "--beam-options=--projet=P"), "--beam-options: Beam does not know --projet"),
-    (("--runner", "beam", "--workers", "2"), "--workers is for --runner local; on Beam the runner sizes its "
-                                             "workers (DirectRunner: --direct_num_workers in --beam-options)"),
-    (("--beam-options=--runner=DataflowRunner", ), "--beam-options needs --runner beam"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (("--runner", "beam", "--beam-options=--projet=P"), "--beam-options: Beam does not know --projet"),
+        (
+            ("--runner", "beam", "--workers", "2"),
+            "--workers is for --runner local; on Beam the runner sizes its "
+            "workers (DirectRunner: --direct_num_workers in --beam-options)",
+        ),
+        (("--beam-options=--runner=DataflowRunner",), "--beam-options needs --runner beam"),
+    ],
+)
 def test_beam_flags_that_cannot_work_are_refused_in_one_line(synthetic_dir, tmp_path, flags, message):
-    result = run_cli("-m", "data_prep", "convert", "--csv", synthetic_dir / "train.csv", "--images",
-                     synthetic_dir / "train", "--out", tmp_path / "out", *flags, check=False)
+    result = run_cli(
+        "-m",
+        "data_prep",
+        "convert",
+        "--csv",
+        synthetic_dir / "train.csv",
+        "--images",
+        synthetic_dir / "train",
+        "--out",
+        tmp_path / "out",
+        *flags,
+        check=False,
+    )
     assert result.returncode == 1 and last_error_line(result) == f"error: {message}"
     assert not (tmp_path / "out").exists()
 
 
 def test_pipeline_options_default_to_the_direct_runner_and_keep_the_users_runner():
     assert beam_jobs.runner_name(beam_jobs.pipeline_options(None, DataPrepError)) == "DirectRunner"
-    options = beam_jobs.pipeline_options("--runner=DataflowRunner --project=P --region=R "
-                                         "--temp_location=gs://B/tmp", DataPrepError)
+    options = beam_jobs.pipeline_options(
+        "--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp", DataPrepError
+    )
     assert beam_jobs.runner_name(options) == "DataflowRunner"
     assert options.get_all_options()["project"] == "P"
     with pytest.raises(DataPrepError, match="No closing quotation"):
@@ -153,17 +239,33 @@ def saved_model(tmp_path_factory):
     from protein_location import export, models
     from protein_location.core import labels as labels_lib
 
-    model = models.build_seresnet("seresnet18", image_size=32, width=0.125,
-                                  output_bias=np.linspace(-4.0, 1.0, labels_lib.NUM_CLASSES))
-    return export.export_saved_model(model, np.full(labels_lib.NUM_CLASSES, 0.3),
-                                     str(tmp_path_factory.mktemp("beam-export")), labels_lib.CLASS_NAMES)
+    model = models.build_seresnet(
+        "seresnet18", image_size=32, width=0.125, output_bias=np.linspace(-4.0, 1.0, labels_lib.NUM_CLASSES)
+    )
+    return export.export_saved_model(
+        model, np.full(labels_lib.NUM_CLASSES, 0.3), str(tmp_path_factory.mktemp("beam-export")), labels_lib.CLASS_NAMES
+    )
 
 
 def _predict(saved_model, out, *source, runner="local", beam_options=None, check=True):
     extra = ["--runner", runner] + ([f"--beam-options={beam_options}"] if beam_options else [])
     out.mkdir(exist_ok=True)
-    return run_cli("-m", "protein_location", "predict", "--model", saved_model, *source, "--out", out / "sub.csv",
-                   "--probabilities", out / "probabilities.csv", "--batch-size", 3, *extra, check=check)
+    return run_cli(
+        "-m",
+        "protein_location",
+        "predict",
+        "--model",
+        saved_model,
+        *source,
+        "--out",
+        out / "sub.csv",
+        "--probabilities",
+        out / "probabilities.csv",
+        "--batch-size",
+        3,
+        *extra,
+        check=check,
+    )
 
 
 def _outputs(out):
@@ -199,8 +301,11 @@ def test_beam_predict_names_a_bad_stain_file_in_one_line(saved_model, synthetic_
     local = _predict(saved_model, tmp_path / "local", "--images", images, check=False)
     beam = _predict(saved_model, tmp_path / "beam", "--images", images, runner="beam", check=False)
     assert beam.returncode == local.returncode == 1 and "Traceback" not in beam.stderr
-    assert last_error_line(beam) == last_error_line(local) == (
-        f"error: Id {image_id}: {bad}: not a PNG, JPEG, GIF, BMP, WebP or TIFF image (16 bytes)")
+    assert (
+        last_error_line(beam)
+        == last_error_line(local)
+        == (f"error: Id {image_id}: {bad}: not a PNG, JPEG, GIF, BMP, WebP or TIFF image (16 bytes)")
+    )
     assert not (tmp_path / "beam" / "sub.csv").exists()
 
 

@@ -72,8 +72,23 @@ def test_conversion_benchmark_runs_on_real_files_replicated(tmp_path):
     """--source: the real Kaggle files, their Ids replicated by links to --images;
     two workers, so the per-image figure has a worker start to take off."""
     out = tmp_path / "convert.json"
-    run_cli("bench/convert.py", "--source", SAMPLES / "kaggle2018", "--images", 6, "--workers", 2, "--repeats", 1,
-            "--breakdown", 2, "--work", tmp_path / "work", "--out", out)
+    run_cli(
+        "bench/convert.py",
+        "--source",
+        SAMPLES / "kaggle2018",
+        "--images",
+        6,
+        "--workers",
+        2,
+        "--repeats",
+        1,
+        "--breakdown",
+        2,
+        "--work",
+        tmp_path / "work",
+        "--out",
+        out,
+    )
     record = json.loads(out.read_text())
     assert record["source"] == str(SAMPLES / "kaggle2018") and record["images"] == 6 and record["size"] == 512
     replicated = sorted((tmp_path / "work" / "source-kaggle2018-6" / "train").iterdir())
@@ -92,9 +107,15 @@ def test_presets_take_every_architecture_and_name_the_choices_for_an_unknown_one
     assert run.parse_args(["--presets", "densenet121,seresnet18"]).presets == ["densenet121", "seresnet18"]
     with pytest.raises(SystemExit):
         run.parse_args(["--presets", "vgg16"])
-    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
-        "--presets: unknown preset 'vgg16'; choose from seresnet18, seresnet34, seresnet50, seresnext50, "
-        "densenet121, resnet50, efficientnetv2b0, convnext_tiny")
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .endswith(
+            "--presets: unknown preset 'vgg16'; choose from seresnet18, seresnet34, seresnet50, seresnext50, "
+            "densenet121, resnet50, efficientnetv2b0, convnext_tiny"
+        )
+    )
 
 
 def test_shard_check_benchmark_compares_the_check_with_a_full_sha256(tmp_path):
@@ -102,8 +123,11 @@ def test_shard_check_benchmark_compares_the_check_with_a_full_sha256(tmp_path):
 
     record = shard_check.main(["--shards", "3", "--shard-mb", "1", "--work", str(tmp_path / "shards")])
     assert record["shards"] == 3 and record["total_gb"] == pytest.approx(3 * 2**20 / 1e9, abs=0.01)
-    assert set(record["seconds"]) == {"size_only", "size_and_ends (training, predict)",
-                                      "full_sha256 (data_prep verify)"}
+    assert set(record["seconds"]) == {
+        "size_only",
+        "size_and_ends (training, predict)",
+        "full_sha256 (data_prep verify)",
+    }
 
 
 def test_checkpoint_cost_benchmark_times_both_backups(tmp_path):
@@ -126,8 +150,20 @@ def test_the_plain_reference_trains_on_train_and_val_and_scores_the_held_out_ima
     from bench import reference
 
     out = tmp_path / "reference.jsonl"
-    result = reference.main(["--data", str(converted_dir), "--test", str(converted_dir), "--epochs", "1",
-                             "--batch-size", "8", "--out", str(out)])
+    result = reference.main(
+        [
+            "--data",
+            str(converted_dir),
+            "--test",
+            str(converted_dir),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+        ]
+    )
     assert json.loads(out.read_text()) == result
     assert result["train_images"] == 48 and result["train_splits"] == ["train", "val"]  # convert's 36 + 12
     assert 0 <= result["test_f1_at_0.3"] <= 1 and result["train_seconds"] > 0
@@ -141,6 +177,8 @@ def test_the_plain_reference_flips_each_way_on_its_own():
 
     keras.utils.set_random_seed(0)
     image = tf.reshape(tf.range(4.0), [2, 2, 1])
-    views = {tuple(view.numpy().ravel()) for view in tf.data.Dataset.from_tensors(image).repeat(64)
-             .map(reference.random_flips)}
+    views = {
+        tuple(view.numpy().ravel())
+        for view in tf.data.Dataset.from_tensors(image).repeat(64).map(reference.random_flips)
+    }
     assert views == {(0, 1, 2, 3), (1, 0, 3, 2), (2, 3, 0, 1), (3, 2, 1, 0)}  # identity, both mirrors, a half turn

@@ -21,8 +21,8 @@ SAMPLES = ROOT / "tests" / "data" / "hpa"  # the real files of ../shared/hpa-sam
 
 
 def disk(shape, center, radius):
-    y, x = np.mgrid[:shape[0], :shape[1]]
-    return (y - center[0]) ** 2 + (x - center[1]) ** 2 <= radius ** 2
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    return (y - center[0]) ** 2 + (x - center[1]) ** 2 <= radius**2
 
 
 # --- Masks --------------------------------------------------------------------------------------------------
@@ -128,8 +128,10 @@ def test_segmentation_splits_a_confluent_sheet_of_touching_cells():
 def test_segmentation_of_real_fields_gives_one_nucleus_per_cell(tmp_path):
     """A 1728 px HPAv18 field and a 512 px Kaggle 2018 one: cell counts around what the eye sees
     (docs/single-cells.md)."""
-    for folder, image_id, least, most in (("hpav18", "11088_89_B5_1", 7, 15),
-                                           ("kaggle2018", "027a702a-bbca-11e8-b2bc-ac1f6b6435d0", 8, 25)):
+    for folder, image_id, least, most in (
+        ("hpav18", "11088_89_B5_1", 7, 15),
+        ("kaggle2018", "027a702a-bbca-11e8-b2bc-ac1f6b6435d0", 8, 25),
+    ):
         image = raw_images.read_image(str(SAMPLES / folder / "train"), image_id)
         cells, nuclei = segmentation.segment_cells(image)
         assert least <= cells.max() <= most, (folder, cells.max())
@@ -164,10 +166,41 @@ def write_submission(path, rows):
 
 
 def test_synth_cells_writes_per_cell_truth_that_a_perfect_submission_scores_1_on(tmp_path):
-    run_cli("-m", "data_prep", "synth", "--out", tmp_path / "plain", "--train", 3, "--test", 6, "--size", 64,
-            "--seed", 4, "--workers", 1)
-    run_cli("-m", "data_prep", "synth", "--out", tmp_path / "cells", "--train", 3, "--test", 6, "--size", 64,
-            "--seed", 4, "--workers", 1, "--cells")
+    run_cli(
+        "-m",
+        "data_prep",
+        "synth",
+        "--out",
+        tmp_path / "plain",
+        "--train",
+        3,
+        "--test",
+        6,
+        "--size",
+        64,
+        "--seed",
+        4,
+        "--workers",
+        1,
+    )
+    run_cli(
+        "-m",
+        "data_prep",
+        "synth",
+        "--out",
+        tmp_path / "cells",
+        "--train",
+        3,
+        "--test",
+        6,
+        "--size",
+        64,
+        "--seed",
+        4,
+        "--workers",
+        1,
+        "--cells",
+    )
     plain, cells = tmp_path / "plain", tmp_path / "cells"
     # The training images and every label file of the plain layout are as without --cells.
     for path in sorted((plain / "train").iterdir()) + [plain / "train.csv", plain / "test_labels.csv"]:
@@ -185,20 +218,48 @@ def test_synth_cells_writes_per_cell_truth_that_a_perfect_submission_scores_1_on
         shown = set().union(*map(set, per_cell.values()))
         assert shown == {int(k) for k in image_labels[image_id].split()}
         rows.append((image_id, 64, 64, [(k, 0.9, label_image == cell) for cell, ks in per_cell.items() for k in ks]))
-        shuffled.append((image_id, 64, 64, [(k, 0.9, np.roll(label_image == cell, 20, axis=1))
-                                            for cell, ks in per_cell.items() for k in ks]))
+        shuffled.append(
+            (
+                image_id,
+                64,
+                64,
+                [(k, 0.9, np.roll(label_image == cell, 20, axis=1)) for cell, ks in per_cell.items() for k in ks],
+            )
+        )
     write_submission(tmp_path / "perfect.csv", rows)
     write_submission(tmp_path / "shifted.csv", shuffled)
-    scored = run_cli("-m", "protein_location", "score", "--cells", "--submission", tmp_path / "perfect.csv",
-                     "--truth", cells / "test_cells.csv", "--masks", cells / "test_cells")
+    scored = run_cli(
+        "-m",
+        "protein_location",
+        "score",
+        "--cells",
+        "--submission",
+        tmp_path / "perfect.csv",
+        "--truth",
+        cells / "test_cells.csv",
+        "--masks",
+        cells / "test_cells",
+    )
     mean_line, found_line = scored.stdout.strip().splitlines()[-2:]
     assert mean_line.startswith("score: mAP 1.0000 at IoU >= 0.6 over the ")
     # Every cell of the label images counts; the submission has those that show a label.
-    assert found_line.startswith(f"score: truth cells found at IoU >= 0.6 by a mask of the submission: {len(table)} "
-                                 f"of {all_cells} ({len(table) / all_cells:.1%}); of the whole ones (at least half "
-                                 "the median cell's area): ")
-    scored = run_cli("-m", "protein_location", "score", "--cells", "--submission", tmp_path / "shifted.csv",
-                     "--truth", cells / "test_cells.csv", "--masks", cells / "test_cells")
+    assert found_line.startswith(
+        f"score: truth cells found at IoU >= 0.6 by a mask of the submission: {len(table)} "
+        f"of {all_cells} ({len(table) / all_cells:.1%}); of the whole ones (at least half "
+        "the median cell's area): "
+    )
+    scored = run_cli(
+        "-m",
+        "protein_location",
+        "score",
+        "--cells",
+        "--submission",
+        tmp_path / "shifted.csv",
+        "--truth",
+        cells / "test_cells.csv",
+        "--masks",
+        cells / "test_cells",
+    )
     assert float(scored.stdout.split("mAP ")[1].split()[0]) < 0.5
     found = int(scored.stdout.split("by a mask of the submission: ")[1].split()[0])
     assert found < len(table)
@@ -222,8 +283,9 @@ def green_export(tmp_path_factory):
     from tests.test_explain import green_detector_model
 
     base = tmp_path_factory.mktemp("cells") / "export"
-    return export.export_saved_model(green_detector_model(), np.full(labels_lib.NUM_CLASSES, 0.5), str(base),
-                                     labels_lib.CLASS_NAMES)
+    return export.export_saved_model(
+        green_detector_model(), np.full(labels_lib.NUM_CLASSES, 0.5), str(base), labels_lib.CLASS_NAMES
+    )
 
 
 def test_cells_writes_the_2021_submission_and_the_cell_showing_the_protein_ranks_first(green_export, tmp_path):
@@ -232,8 +294,23 @@ def test_cells_writes_the_2021_submission_and_the_cell_showing_the_protein_ranks
     write_channels(tmp_path / "images", "field", two_cell_field(128))  # twice the model's side: resized inside
     for how in ("blend", "cam", "image"):
         out, table = tmp_path / f"{how}.csv", tmp_path / f"{how}_table.csv"
-        result = run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
-                         "--out", out, "--table", table, "--cell-scores", how, "--overlays", tmp_path / "overlays")
+        result = run_cli(
+            "-m",
+            "protein_location",
+            "cells",
+            "--model",
+            green_export,
+            "--images",
+            tmp_path / "images",
+            "--out",
+            out,
+            "--table",
+            table,
+            "--cell-scores",
+            how,
+            "--overlays",
+            tmp_path / "overlays",
+        )
         assert result.stdout.strip().splitlines()[-1] == f"cells: 2 cells in 1 images -> {out} (per cell: {table})"
         submission = pd.read_csv(out, dtype=str)
         assert list(submission.columns) == ["ID", "ImageWidth", "ImageHeight", "PredictionString"]
@@ -245,8 +322,11 @@ def test_cells_writes_the_2021_submission_and_the_cell_showing_the_protein_ranks
         masks_by_cell = {}
         for k, confidence, text in zip(fields[0::3], fields[1::3], fields[2::3]):
             mask = masks.decode_mask(text, 128, 128)
-            cell = next(c for c in (1, 2) if (cells.XMin[c - 1], cells.YMin[c - 1]) ==
-                        (np.nonzero(mask)[1].min(), np.nonzero(mask)[0].min()))
+            cell = next(
+                c
+                for c in (1, 2)
+                if (cells.XMin[c - 1], cells.YMin[c - 1]) == (np.nonzero(mask)[1].min(), np.nonzero(mask)[0].min())
+            )
             masks_by_cell[cell] = mask
             assert float(confidence) == pytest.approx(cells.iloc[cell - 1, 7 + int(k)], abs=1e-6)
         assert [masks_by_cell[c].sum() for c in (1, 2)] == cells.Area.tolist()
@@ -270,25 +350,72 @@ def test_cells_takes_label_images_from_another_segmenter_and_names_a_wrong_one(g
     label_image = np.zeros((64, 64), np.uint16)
     label_image[:32, :32], label_image[32:, 32:] = 7, 300  # values that skip, as a segmenter's may
     cv2.imwrite(str(tmp_path / "masks" / "field.png"), label_image)
-    run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
-            "--out", tmp_path / "cells.csv", "--masks", tmp_path / "masks")
+    run_cli(
+        "-m",
+        "protein_location",
+        "cells",
+        "--model",
+        green_export,
+        "--images",
+        tmp_path / "images",
+        "--out",
+        tmp_path / "cells.csv",
+        "--masks",
+        tmp_path / "masks",
+    )
     cells = pd.read_csv(tmp_path / "cells_per_cell.csv")
-    assert cells[["XMin", "YMin", "XMax", "YMax", "Area"]].values.tolist() == [[0, 0, 32, 32, 1024],
-                                                                              [32, 32, 64, 64, 1024]]
+    assert cells[["XMin", "YMin", "XMax", "YMax", "Area"]].values.tolist() == [
+        [0, 0, 32, 32, 1024],
+        [32, 32, 64, 64, 1024],
+    ]
     cv2.imwrite(str(tmp_path / "masks" / "field.png"), label_image[:48])
-    result = run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
-                     "--out", tmp_path / "cells.csv", "--masks", tmp_path / "masks", check=False)
-    assert last_error_line(result) == (f"error: Id field: {tmp_path / 'masks'}/field.png is 64x48 pixels but the "
-                                       "image is 64x64")
+    result = run_cli(
+        "-m",
+        "protein_location",
+        "cells",
+        "--model",
+        green_export,
+        "--images",
+        tmp_path / "images",
+        "--out",
+        tmp_path / "cells.csv",
+        "--masks",
+        tmp_path / "masks",
+        check=False,
+    )
+    assert last_error_line(result) == (
+        f"error: Id field: {tmp_path / 'masks'}/field.png is 64x48 pixels but the image is 64x64"
+    )
     (tmp_path / "masks" / "field.png").unlink()
-    result = run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
-                     "--out", tmp_path / "cells.csv", "--masks", tmp_path / "masks", check=False)
+    result = run_cli(
+        "-m",
+        "protein_location",
+        "cells",
+        "--model",
+        green_export,
+        "--images",
+        tmp_path / "images",
+        "--out",
+        tmp_path / "cells.csv",
+        "--masks",
+        tmp_path / "masks",
+        check=False,
+    )
     assert last_error_line(result) == f"error: Id field: no mask file {tmp_path / 'masks'}/field.png in --masks"
 
 
 def test_score_cells_needs_the_truth_label_images(tmp_path):
-    result = run_cli("-m", "protein_location", "score", "--cells", "--submission", tmp_path / "s.csv",
-                     "--truth", tmp_path / "t.csv", check=False)
+    result = run_cli(
+        "-m",
+        "protein_location",
+        "score",
+        "--cells",
+        "--submission",
+        tmp_path / "s.csv",
+        "--truth",
+        tmp_path / "t.csv",
+        check=False,
+    )
     assert last_error_line(result) == "error: score --cells needs --masks DIR, the truth's label images <Id>.png"
 
 
@@ -305,8 +432,9 @@ def write_two_cell_truth(folder, truth_csv):
 
 def test_the_2021_label_set_is_read_from_the_truth_header_with_negative_as_class_18(tmp_path):
     field = write_two_cell_truth(tmp_path, "ID,Cell,Label\nf,1,0|16\nf,2,18\n")
-    write_submission(tmp_path / "perfect.csv", [("f", 48, 48, [(0, 0.8, field == 1), (16, 0.7, field == 1),
-                                                                (18, 0.9, field == 2)])])
+    write_submission(
+        tmp_path / "perfect.csv", [("f", 48, 48, [(0, 0.8, field == 1), (16, 0.7, field == 1), (18, 0.9, field == 2)])]
+    )
     score = scoring.score_files(str(tmp_path / "perfect.csv"), str(tmp_path / "truth.csv"), str(tmp_path / "masks"))
     label_set = score.label_set
     assert (label_set.name, label_set.num_classes, label_set.class_names[18]) == ("hpa2021", 19, "Negative")
@@ -321,8 +449,18 @@ def test_the_2021_label_set_is_read_from_the_truth_header_with_negative_as_class
 def test_score_cells_label_set_overrides_the_classes_the_truth_header_implies(tmp_path):
     field = write_two_cell_truth(tmp_path, "Id,Cell,Target\nf,1,0\nf,2,18\n")
     write_submission(tmp_path / "perfect.csv", [("f", 48, 48, [(0, 0.8, field == 1), (18, 0.9, field == 2)])])
-    score = ["-m", "protein_location", "score", "--cells", "--submission", tmp_path / "perfect.csv",
-             "--truth", tmp_path / "truth.csv", "--masks", tmp_path / "masks"]
+    score = [
+        "-m",
+        "protein_location",
+        "score",
+        "--cells",
+        "--submission",
+        tmp_path / "perfect.csv",
+        "--truth",
+        tmp_path / "truth.csv",
+        "--masks",
+        tmp_path / "masks",
+    ]
     assert run_cli(*score).stdout.splitlines()[-2].endswith("truth.csv, hpa2018)")
     assert run_cli(*score, "--label-set", "hpa2021").stdout.splitlines()[-2].endswith("truth.csv, hpa2021)")
 
@@ -335,8 +473,19 @@ def test_min_confidence_leaves_out_the_classes_below_it_and_the_table_keeps_them
     from tests.test_explain import write_channels
 
     write_channels(tmp_path / "images", "field", two_cell_field(64))
-    run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
-            "--out", tmp_path / "cells.csv", "--min-confidence", 0.1)
+    run_cli(
+        "-m",
+        "protein_location",
+        "cells",
+        "--model",
+        green_export,
+        "--images",
+        tmp_path / "images",
+        "--out",
+        tmp_path / "cells.csv",
+        "--min-confidence",
+        0.1,
+    )
     fields = pd.read_csv(tmp_path / "cells.csv", dtype=str, keep_default_na=False).PredictionString[0].split()
     table = pd.read_csv(tmp_path / "cells_per_cell.csv")
     confidences = table.iloc[:, 7:].to_numpy()
@@ -367,29 +516,55 @@ def test_each_cell_is_cropped_as_the_square_around_it_with_its_neighbours_black(
         crops.cell_crops(image, cells[:39])
 
 
-def test_data_prep_crops_writes_every_cell_labelled_with_its_field_and_convert_keeps_a_fields_cells_together(
-        tmp_path):
+def test_data_prep_crops_writes_every_cell_labelled_with_its_field_and_convert_keeps_a_fields_cells_together(tmp_path):
     from tests.test_explain import write_channels
 
     write_channels(tmp_path / "fields", "fieldA", two_cell_field(64))
     write_channels(tmp_path / "fields", "10580_1610_C1_1", two_cell_field(64, green_in_first=False))
     write_channels(tmp_path / "fields", "10580_1610_C1_2", two_cell_field(64))
     (tmp_path / "train.csv").write_text("Id,Target\nfieldA,23\n10580_1610_C1_1,0 2\n10580_1610_C1_2,5\n")
-    result = run_cli("-m", "data_prep", "crops", "--images", tmp_path / "fields", "--csv", tmp_path / "train.csv",
-                     "--out", tmp_path / "crops", "--size", 32)
+    result = run_cli(
+        "-m",
+        "data_prep",
+        "crops",
+        "--images",
+        tmp_path / "fields",
+        "--csv",
+        tmp_path / "train.csv",
+        "--out",
+        tmp_path / "crops",
+        "--size",
+        32,
+    )
     assert result.stdout.splitlines()[-1].startswith(f"crops: 6 cells of 3 fields (32x32) in {tmp_path / 'crops'}")
     table = pd.read_csv(tmp_path / "crops" / "train.csv", dtype=str)
     assert table.values.tolist() == [
-        ["fieldA_cell1", "23", "fieldA"], ["fieldA_cell2", "23", "fieldA"],
-        ["10580_1610_C1_1_cell1", "0 2", "10580_1610_C1"], ["10580_1610_C1_1_cell2", "0 2", "10580_1610_C1"],
-        ["10580_1610_C1_2_cell1", "5", "10580_1610_C1"], ["10580_1610_C1_2_cell2", "5", "10580_1610_C1"]]
+        ["fieldA_cell1", "23", "fieldA"],
+        ["fieldA_cell2", "23", "fieldA"],
+        ["10580_1610_C1_1_cell1", "0 2", "10580_1610_C1"],
+        ["10580_1610_C1_1_cell2", "0 2", "10580_1610_C1"],
+        ["10580_1610_C1_2_cell1", "5", "10580_1610_C1"],
+        ["10580_1610_C1_2_cell2", "5", "10580_1610_C1"],
+    ]
     first = raw_images.read_image(str(tmp_path / "crops" / "train"), "fieldA_cell1")
     second = raw_images.read_image(str(tmp_path / "crops" / "train"), "fieldA_cell2")
     assert first.shape == (32, 32, 4) and first[..., 1].max() == 255 and second[..., 1].max() == 0  # the protein
     assert first[0, 0].tolist() == [0, 0, 0, 0] and first[16, 16, 2] == 200  # a round cell, its nucleus central
-    result = run_cli("-m", "data_prep", "convert", "--csv", tmp_path / "crops" / "train.csv", "--images",
-                     tmp_path / "crops" / "train", "--out", tmp_path / "records", "--group-column", "Group",
-                     "--val-fraction", 0.4)
+    result = run_cli(
+        "-m",
+        "data_prep",
+        "convert",
+        "--csv",
+        tmp_path / "crops" / "train.csv",
+        "--images",
+        tmp_path / "crops" / "train",
+        "--out",
+        tmp_path / "records",
+        "--group-column",
+        "Group",
+        "--val-fraction",
+        0.4,
+    )
     assert "6 images in 2 groups (column Group)" in result.stdout
 
 
@@ -403,10 +578,24 @@ def test_crops_take_the_cells_of_another_segmenters_label_images(tmp_path):
     label_image = np.zeros((64, 64), np.uint16)
     label_image[:32, :32], label_image[40:, 40:] = 7, 300
     cv2.imwrite(str(tmp_path / "masks" / "field.png"), label_image)
-    run_cli("-m", "data_prep", "crops", "--images", tmp_path / "fields", "--csv", tmp_path / "train.csv",
-            "--out", tmp_path / "crops", "--masks", tmp_path / "masks", "--size", 32)
-    assert (tmp_path / "crops" / "train.csv").read_text() == "ID,Label,Group\nfield_cell1,3|18,field\n" \
-                                                             "field_cell2,3|18,field\n"
+    run_cli(
+        "-m",
+        "data_prep",
+        "crops",
+        "--images",
+        tmp_path / "fields",
+        "--csv",
+        tmp_path / "train.csv",
+        "--out",
+        tmp_path / "crops",
+        "--masks",
+        tmp_path / "masks",
+        "--size",
+        32,
+    )
+    assert (
+        tmp_path / "crops" / "train.csv"
+    ).read_text() == "ID,Label,Group\nfield_cell1,3|18,field\nfield_cell2,3|18,field\n"
     assert (raw_images.read_image(str(tmp_path / "crops" / "train"), "field_cell1") == field[:32, :32]).all()
 
 
@@ -420,28 +609,78 @@ def test_cells_with_a_crop_level_model_scores_each_cell_by_its_own_crop(green_ex
     field = two_cell_field(64)
     write_channels(tmp_path / "images", "field", field)
     # The green detector as the crop-level model too: a cell's crop shows the protein or not.
-    run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
-            "--out", tmp_path / "image.csv", "--cell-scores", "image")
-    run_cli("-m", "protein_location", "cells", "--model", green_export, "--crop-model", green_export,
-            "--images", tmp_path / "images", "--out", tmp_path / "crop.csv")
+    run_cli(
+        "-m",
+        "protein_location",
+        "cells",
+        "--model",
+        green_export,
+        "--images",
+        tmp_path / "images",
+        "--out",
+        tmp_path / "image.csv",
+        "--cell-scores",
+        "image",
+    )
+    run_cli(
+        "-m",
+        "protein_location",
+        "cells",
+        "--model",
+        green_export,
+        "--crop-model",
+        green_export,
+        "--images",
+        tmp_path / "images",
+        "--out",
+        tmp_path / "crop.csv",
+    )
     image_level = pd.read_csv(tmp_path / "image_per_cell.csv").iloc[:, 7:].to_numpy()
     with_crops = pd.read_csv(tmp_path / "crop_per_cell.csv").iloc[:, 7:].to_numpy()
     crop_model = serving.load_serving_model(str(green_export))
-    own = crop_model.serve(image=crops.cell_crops(field, segmentation.segment_cells(field)[0],
-                                                  crop_model.image_size))["probabilities"].numpy()
+    own = crop_model.serve(image=crops.cell_crops(field, segmentation.segment_cells(field)[0], crop_model.image_size))[
+        "probabilities"
+    ].numpy()
     np.testing.assert_allclose(with_crops, np.sqrt(image_level * own), atol=2e-6)
     first, second = with_crops[:, MITOCHONDRIA]
     assert first > 0.3 and second < 0.3 * first  # only the first cell shows the protein
 
-    result = run_cli("-m", "protein_location", "cells", "--model", green_export, "--images", tmp_path / "images",
-                     "--out", tmp_path / "crop.csv", "--cell-scores", "crop", check=False)
+    result = run_cli(
+        "-m",
+        "protein_location",
+        "cells",
+        "--model",
+        green_export,
+        "--images",
+        tmp_path / "images",
+        "--out",
+        tmp_path / "crop.csv",
+        "--cell-scores",
+        "crop",
+        check=False,
+    )
     assert last_error_line(result) == "error: --cell-scores crop needs a crop-level model (--crop-model)"
     from tests.test_explain import green_detector_model
 
-    other = export.export_saved_model(green_detector_model(), np.full(28, 0.5), str(tmp_path / "other"),
-                                      list(reversed(labels_lib.CLASS_NAMES)))
-    result = run_cli("-m", "protein_location", "cells", "--model", green_export, "--crop-model", other,
-                     "--images", tmp_path / "images", "--out", tmp_path / "crop.csv", check=False)
-    assert last_error_line(result) == (f"error: {other}: the crop-level model's classes (28: Rods & rings, ...) are "
-                                       "not the image-level model's (28: Nucleoplasm, ...); train both on one "
-                                       "label set")
+    other = export.export_saved_model(
+        green_detector_model(), np.full(28, 0.5), str(tmp_path / "other"), list(reversed(labels_lib.CLASS_NAMES))
+    )
+    result = run_cli(
+        "-m",
+        "protein_location",
+        "cells",
+        "--model",
+        green_export,
+        "--crop-model",
+        other,
+        "--images",
+        tmp_path / "images",
+        "--out",
+        tmp_path / "crop.csv",
+        check=False,
+    )
+    assert last_error_line(result) == (
+        f"error: {other}: the crop-level model's classes (28: Rods & rings, ...) are "
+        "not the image-level model's (28: Nucleoplasm, ...); train both on one "
+        "label set"
+    )

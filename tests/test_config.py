@@ -21,24 +21,59 @@ def test_every_config_field_is_a_flag_with_the_fields_default():
 
 
 def test_flags_set_their_fields():
-    args = train_keras.parse_args(["--data", "D", "--model-dir", "R", "--lr", "0.01", "--size", "64", "--no-bias-init",
-                                   "--oversample", "--augment-crop", "0.7", "--no-augment-flips", "--tta", "8",
-                                   "--precision", "mixed_bfloat16", "--jit-compile", "--export", "E", "--onnx"])
+    args = train_keras.parse_args(
+        [
+            "--data",
+            "D",
+            "--model-dir",
+            "R",
+            "--lr",
+            "0.01",
+            "--size",
+            "64",
+            "--no-bias-init",
+            "--oversample",
+            "--augment-crop",
+            "0.7",
+            "--no-augment-flips",
+            "--tta",
+            "8",
+            "--precision",
+            "mixed_bfloat16",
+            "--jit-compile",
+            "--export",
+            "E",
+            "--onnx",
+        ]
+    )
     config = config_lib.config_from_args(args, export_formats=("onnx",))
     assert (config.learning_rate, config.image_size, config.bias_init, config.oversample, config.tta) == (
-        0.01, 64, False, 0.1, 8)
+        0.01,
+        64,
+        False,
+        0.1,
+        8,
+    )
     assert config.augmentation == augment.AugmentConfig(flips=False, crop_min_area=0.7, jitter=0.0)
     assert (config.precision, config.jit_compile, config.export_dir, config.export_formats) == (
-        "mixed_bfloat16", True, "E", ("onnx",))
+        "mixed_bfloat16",
+        True,
+        "E",
+        ("onnx",),
+    )
 
 
 def test_help_shows_every_default(capsys):
     with pytest.raises(SystemExit):
         train_keras.parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for flag in ("--lr LR peak learning rate", "(default: 0.016)",
-                 "--batch-size BATCH_SIZE global batch size (default: 32)",
-                 "--augment-flips, --no-augment-flips", "--tflite"):
+    for flag in (
+        "--lr LR peak learning rate",
+        "(default: 0.016)",
+        "--batch-size BATCH_SIZE global batch size (default: 32)",
+        "--augment-flips, --no-augment-flips",
+        "--tflite",
+    ):
         assert flag in text, flag
 
 

@@ -16,9 +16,14 @@ from protein_location.core.errors import DataPrepError, SourceError
 from protein_location.data import input_reader
 from tests.helpers import last_error_line, run_cli, write_image_set, write_raw_dataset
 
-KAGGLE_IDS = ["00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", "000a6c98-bb9b-11e8-b2b9-ac1f6b6435d0",
-              "000a9596-bbc4-11e8-b2bc-ac1f6b6435d0", "000c99ba-bba4-11e8-b2b9-ac1f6b6435d0",
-              "001838f8-bbca-11e8-b2bc-ac1f6b6435d0", "001bcdd2-bbb2-11e8-b2ba-ac1f6b6435d0"]
+KAGGLE_IDS = [
+    "00070df0-bbc3-11e8-b2bc-ac1f6b6435d0",
+    "000a6c98-bb9b-11e8-b2b9-ac1f6b6435d0",
+    "000a9596-bbc4-11e8-b2bc-ac1f6b6435d0",
+    "000c99ba-bba4-11e8-b2b9-ac1f6b6435d0",
+    "001838f8-bbca-11e8-b2bc-ac1f6b6435d0",
+    "001bcdd2-bbb2-11e8-b2ba-ac1f6b6435d0",
+]
 
 
 def _kaggle_like(tmp_path):
@@ -61,8 +66,12 @@ def start_methods(monkeypatch):
 def test_convert_writes_named_shards_and_manifest(converted_dir):
     manifest = json.loads((converted_dir / "dataset.json").read_text())
     assert sorted(p.name for p in converted_dir.iterdir()) == [
-        "dataset.json", "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord",
-        "val-00000-of-00002.tfrecord", "val-00001-of-00002.tfrecord"]
+        "dataset.json",
+        "train-00000-of-00002.tfrecord",
+        "train-00001-of-00002.tfrecord",
+        "val-00000-of-00002.tfrecord",
+        "val-00001-of-00002.tfrecord",
+    ]
     assert manifest["schema_version"] == 1 and manifest["image_size"] == 32 and manifest["image_format"] == "png"
     assert manifest["channels"] == ["red", "green", "blue", "yellow"]
     assert len(manifest["class_names"]) == 28
@@ -72,8 +81,10 @@ def test_convert_writes_named_shards_and_manifest(converted_dir):
     shard = manifest["splits"]["train"]["shards"][0]
     assert shard["sha256"] == manifest_lib.file_sha256(str(converted_dir / shard["file"]))
     assert shard["num_examples"] == len(_records(converted_dir / shard["file"]))
-    assert sum(s["label_counts"][0] for s in manifest["splits"]["train"]["shards"]) == \
-        manifest["splits"]["train"]["label_counts"][0]
+    assert (
+        sum(s["label_counts"][0] for s in manifest["splits"]["train"]["shards"])
+        == manifest["splits"]["train"]["label_counts"][0]
+    )
     assert len(manifest["channel_mean"]) == len(manifest["channel_std"]) == 4
 
 
@@ -104,8 +115,9 @@ def test_dataset_manifest_reads_a_file_written_before_label_sets_and_schema_vers
 
 def test_convert_reads_kaggle_ids_and_targets(tmp_path):
     raw = _kaggle_like(tmp_path)
-    convert.convert(str(raw / "train"), str(tmp_path / "out"), csv_path=str(raw / "train.csv"),
-                    val_fraction=0, num_shards=1)
+    convert.convert(
+        str(raw / "train"), str(tmp_path / "out"), csv_path=str(raw / "train.csv"), val_fraction=0, num_shards=1
+    )
     examples = {e["source_id"].numpy().decode(): e for e in _records(tmp_path / "out/train-00000-of-00001.tfrecord")}
     assert sorted(examples) == sorted(KAGGLE_IDS)
     assert examples[KAGGLE_IDS[1]]["label_indices"].numpy().tolist() == [0, 1, 2, 7]
@@ -118,8 +130,9 @@ def test_convert_reads_kaggle_ids_and_targets(tmp_path):
 
 
 @pytest.mark.slow
-def test_same_input_and_seed_give_byte_identical_shards_whatever_the_workers(synthetic_dir, tmp_path,
-                                                                            start_methods, capfd):
+def test_same_input_and_seed_give_byte_identical_shards_whatever_the_workers(
+    synthetic_dir, tmp_path, start_methods, capfd
+):
     one = _shard_bytes(_convert_synthetic(synthetic_dir, tmp_path / "a", workers=1) and tmp_path / "a")
     capfd.readouterr()
     two = _shard_bytes(_convert_synthetic(synthetic_dir, tmp_path / "b", workers=2) and tmp_path / "b")
@@ -128,8 +141,9 @@ def test_same_input_and_seed_give_byte_identical_shards_whatever_the_workers(syn
     assert start_methods == ["spawn", "spawn"]  # fresh processes (their hash seeds differ), never forks
     # TensorFlow's start-up lines (no log level silences them) are not repeated by every worker.
     assert capfd.readouterr().err == ""
-    assert (tmp_path / "a/dataset.json").read_text().replace("/a", "") == \
-        (tmp_path / "b/dataset.json").read_text().replace("/b", "")
+    assert (tmp_path / "a/dataset.json").read_text().replace("/a", "") == (
+        tmp_path / "b/dataset.json"
+    ).read_text().replace("/b", "")
     _convert_synthetic(synthetic_dir, tmp_path / "d", seed=1)
     assert _shard_bytes(tmp_path / "d") != one
 
@@ -164,8 +178,14 @@ def test_16_bit_jpeg_bmp_and_other_sizes_are_scaled_to_8_bit_and_size(tmp_path):
     write_image_set(tmp_path / "img", "b_jpg", size=24, ext=".jpg")
     write_image_set(tmp_path / "img", "10580_1610_C1_1", size=32, ext=".bmp")
     (tmp_path / "labels.csv").write_text("Id,Target\na16,1\nb_jpg,2 3\n10580_1610_C1_1,27\n")
-    manifest = convert.convert(str(tmp_path / "img"), str(tmp_path / "out"), csv_path=str(tmp_path / "labels.csv"),
-                               size=16, val_fraction=0, num_shards=1)
+    manifest = convert.convert(
+        str(tmp_path / "img"),
+        str(tmp_path / "out"),
+        csv_path=str(tmp_path / "labels.csv"),
+        size=16,
+        val_fraction=0,
+        num_shards=1,
+    )
     assert manifest["image_size"] == 16
     images = [e["image"].numpy() for e in _records(tmp_path / "out/train-00000-of-00001.tfrecord")]
     assert len(images) == 3
@@ -192,7 +212,7 @@ def test_verify_names_a_damaged_shard(synthetic_dir, tmp_path, damage):
     if damage == "flip":
         data[len(data) // 2] ^= 0xFF
     else:
-        del data[len(data) // 2:]
+        del data[len(data) // 2 :]
     shard.write_bytes(bytes(data))
     with pytest.raises(verify.VerifyError) as error:
         verify.verify_dataset(str(out))
@@ -205,18 +225,24 @@ def test_verify_names_a_damaged_shard(synthetic_dir, tmp_path, damage):
 # ------------------------------------------------------------ bad input
 
 
-@pytest.mark.parametrize("csv_text, message", [
-    ("Image,Label\na,1\n", "{csv}: expected columns Id,Target (hpa2018) or ID,Label (hpa2021), found 'Image,Label'"),
-    ("", "{csv}: empty CSV, expected columns Id,Target (hpa2018) or ID,Label (hpa2021)"),
-    ("ID,Label\n", "{csv}: no rows below the ID,Label header"),
-    ("ID,Label\nok1,1|19\n", "Id ok1: {csv} line 2: label 19 is outside 0-18 (hpa2021)"),
-    ("Id,Target\n", "{csv}: no rows below the Id,Target header"),
-    ("Id,Target\nok1,1\nok2,28\n", "Id ok2: {csv} line 3: label 28 is outside 0-27 (hpa2018)"),
-    ("Id,Target\nok1,1\nok2,two\n", "Id ok2: {csv} line 3: label 'two' is not an integer in 0-27 (hpa2018)"),
-    ("Id,Target\nok1,1\nok1,2\n", "Id ok1: {csv} line 3: duplicate Id"),
-    ("Id,Target\n../../x,1\n", "{csv} line 2: Id '../../x' has characters outside [A-Za-z0-9_-]"),
-    ("Id,Target\nok1,\n", "Id ok1: {csv} line 2: empty Target '' (hpa2018)"),
-])
+@pytest.mark.parametrize(
+    "csv_text, message",
+    [
+        (
+            "Image,Label\na,1\n",
+            "{csv}: expected columns Id,Target (hpa2018) or ID,Label (hpa2021), found 'Image,Label'",
+        ),
+        ("", "{csv}: empty CSV, expected columns Id,Target (hpa2018) or ID,Label (hpa2021)"),
+        ("ID,Label\n", "{csv}: no rows below the ID,Label header"),
+        ("ID,Label\nok1,1|19\n", "Id ok1: {csv} line 2: label 19 is outside 0-18 (hpa2021)"),
+        ("Id,Target\n", "{csv}: no rows below the Id,Target header"),
+        ("Id,Target\nok1,1\nok2,28\n", "Id ok2: {csv} line 3: label 28 is outside 0-27 (hpa2018)"),
+        ("Id,Target\nok1,1\nok2,two\n", "Id ok2: {csv} line 3: label 'two' is not an integer in 0-27 (hpa2018)"),
+        ("Id,Target\nok1,1\nok1,2\n", "Id ok1: {csv} line 3: duplicate Id"),
+        ("Id,Target\n../../x,1\n", "{csv} line 2: Id '../../x' has characters outside [A-Za-z0-9_-]"),
+        ("Id,Target\nok1,\n", "Id ok1: {csv} line 2: empty Target '' (hpa2018)"),
+    ],
+)
 def test_bad_csv_gets_one_line_naming_file_and_row(tmp_path, csv_text, message):
     write_image_set(tmp_path / "img", "ok1")
     write_image_set(tmp_path / "img", "ok2")
@@ -280,8 +306,15 @@ def test_bad_image_fails_with_id_file_and_problem_and_leaves_no_dataset(tmp_path
     raw = _kaggle_like(tmp_path)
     path = _break(raw / "train", KAGGLE_IDS[3], how)
     with pytest.raises(SourceError) as error:
-        convert.convert(str(raw / "train"), str(tmp_path / "out"), csv_path=str(raw / "train.csv"),
-                        val_fraction=0, num_shards=2, workers=1, max_pixels=590)
+        convert.convert(
+            str(raw / "train"),
+            str(tmp_path / "out"),
+            csv_path=str(raw / "train.csv"),
+            val_fraction=0,
+            num_shards=2,
+            workers=1,
+            max_pixels=590,
+        )
     assert str(error.value) == f"Id {KAGGLE_IDS[3]}: {path}: {BAD_FILES[how]}"
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -291,8 +324,14 @@ def test_a_bad_image_stops_spawned_workers_and_leaves_no_dataset(tmp_path, start
     raw = _kaggle_like(tmp_path)
     path = _break(raw / "train", KAGGLE_IDS[3], "truncated")
     with pytest.raises(SourceError) as error:
-        convert.convert(str(raw / "train"), str(tmp_path / "out"), csv_path=str(raw / "train.csv"),
-                        val_fraction=0, num_shards=3, workers=2)
+        convert.convert(
+            str(raw / "train"),
+            str(tmp_path / "out"),
+            csv_path=str(raw / "train.csv"),
+            val_fraction=0,
+            num_shards=3,
+            workers=2,
+        )
     assert start_methods == ["spawn"]
     assert str(error.value) == f"Id {KAGGLE_IDS[3]}: {path}: truncated or corrupt image (60 bytes)"
     assert list((tmp_path / "out").iterdir()) == []
@@ -301,11 +340,28 @@ def test_a_bad_image_stops_spawned_workers_and_leaves_no_dataset(tmp_path, start
 def test_cli_refuses_a_200_megapixel_header_in_one_line_at_the_default_cap(tmp_path):
     raw = _kaggle_like(tmp_path)
     path = _break(raw / "train", KAGGLE_IDS[3], "a 200-megapixel header")
-    result = run_cli("-m", "data_prep", "convert", "--csv", raw / "train.csv", "--images", raw / "train",
-                     "--out", tmp_path / "out", "--val-fraction", 0, "--shards", 1, "--workers", 1, check=False)
+    result = run_cli(
+        "-m",
+        "data_prep",
+        "convert",
+        "--csv",
+        raw / "train.csv",
+        "--images",
+        raw / "train",
+        "--out",
+        tmp_path / "out",
+        "--val-fraction",
+        0,
+        "--shards",
+        1,
+        "--workers",
+        1,
+        check=False,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert last_error_line(result) == (
-        f"error: Id {KAGGLE_IDS[3]}: {path}: 20000x10000 pixels is over the cap of 40000000 (--max-pixels)")
+        f"error: Id {KAGGLE_IDS[3]}: {path}: 20000x10000 pixels is over the cap of 40000000 (--max-pixels)"
+    )
 
 
 def test_skip_leaves_bad_examples_out_and_lists_them(tmp_path):
@@ -313,11 +369,21 @@ def test_skip_leaves_bad_examples_out_and_lists_them(tmp_path):
     _break(raw / "train", KAGGLE_IDS[1], "truncated")
     _break(raw / "train", KAGGLE_IDS[4], "missing")
     (raw / "train.csv").write_text((raw / "train.csv").read_text() + "bad_label,29\n")
-    manifest = convert.convert(str(raw / "train"), str(tmp_path / "out"), csv_path=str(raw / "train.csv"),
-                               val_fraction=0, num_shards=2, workers=1, on_error="skip")
+    manifest = convert.convert(
+        str(raw / "train"),
+        str(tmp_path / "out"),
+        csv_path=str(raw / "train.csv"),
+        val_fraction=0,
+        num_shards=2,
+        workers=1,
+        on_error="skip",
+    )
     assert manifest["splits"]["train"]["num_examples"] == 4 and manifest["num_errors"] == 3
-    kept = [e["source_id"].numpy().decode() for s in manifest["splits"]["train"]["shards"]
-            for e in _records(tmp_path / "out" / s["file"])]
+    kept = [
+        e["source_id"].numpy().decode()
+        for s in manifest["splits"]["train"]["shards"]
+        for e in _records(tmp_path / "out" / s["file"])
+    ]
     assert sorted(kept) == sorted(KAGGLE_IDS[i] for i in (0, 2, 3, 5))
     rows = list(csv.DictReader((tmp_path / "out/errors.csv").open()))
     assert {row["Id"]: row["problem"] for row in rows} == {
@@ -357,8 +423,9 @@ def test_cli_defaults_are_the_library_defaults():
 
 
 @pytest.mark.parametrize("image_format, compression, schema_version", [("raw", 0, 2), ("png", 1, 1)])
-def test_each_image_format_stores_the_same_pixels(synthetic_dir, converted_dir, tmp_path, image_format, compression,
-                                                  schema_version):
+def test_each_image_format_stores_the_same_pixels(
+    synthetic_dir, converted_dir, tmp_path, image_format, compression, schema_version
+):
     """raw and compressed png: the same records as the default (png level 0)
     but for the encoding, so training reads the same pixels from any of them."""
     out = tmp_path / "data"
@@ -370,12 +437,16 @@ def test_each_image_format_stores_the_same_pixels(synthetic_dir, converted_dir, 
         assert [i for i, _ in stored] == [i for i, _ in reference]
         for (_, image), (_, expected) in zip(stored, reference):
             np.testing.assert_array_equal(image, expected)
-    formats = {tf.train.Example.FromString(r.numpy()).features.feature[records.KEY_FORMAT].bytes_list.value[0]
-               for r in tf.data.TFRecordDataset(str(out / "train-00000-of-00002.tfrecord"))}
+    formats = {
+        tf.train.Example.FromString(r.numpy()).features.feature[records.KEY_FORMAT].bytes_list.value[0]
+        for r in tf.data.TFRecordDataset(str(out / "train-00000-of-00002.tfrecord"))
+    }
     assert formats == {image_format.encode()}
     verify.verify_dataset(str(out))
-    batches = [next(iter(input_reader.make_dataset(str(d), "val", 4, image_size=16, training=False)))
-               for d in (out, converted_dir)]
+    batches = [
+        next(iter(input_reader.make_dataset(str(d), "val", 4, image_size=16, training=False)))
+        for d in (out, converted_dir)
+    ]
     np.testing.assert_array_equal(batches[0][0], batches[1][0])  # the pipeline training reads
 
 
@@ -389,9 +460,25 @@ def test_png_compression_needs_the_png_format(synthetic_dir, tmp_path):
 
 
 def _cli_convert(synthetic_dir, out, *extra):
-    return run_cli("-m", "data_prep", "convert", "--csv", synthetic_dir / "train.csv", "--images",
-                   synthetic_dir / "train", "--out", out, "--shards", 2, "--val-fraction", 0.25, "--workers", 1,
-                   *extra, check=False)
+    return run_cli(
+        "-m",
+        "data_prep",
+        "convert",
+        "--csv",
+        synthetic_dir / "train.csv",
+        "--images",
+        synthetic_dir / "train",
+        "--out",
+        out,
+        "--shards",
+        2,
+        "--val-fraction",
+        0.25,
+        "--workers",
+        1,
+        *extra,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -408,7 +495,8 @@ def test_resume_of_a_finished_dataset_does_nothing_and_says_so(synthetic_dir, cl
     result = _cli_convert(synthetic_dir, cli_dataset, "--resume")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"convert: {cli_dataset}: already complete (dataset.json, every shard's sha256 matches); nothing to do"]
+        f"convert: {cli_dataset}: already complete (dataset.json, every shard's sha256 matches); nothing to do"
+    ]
     assert _file_states(cli_dataset) == before
 
 
@@ -416,8 +504,10 @@ def test_resume_of_a_finished_dataset_with_other_arguments_is_refused(synthetic_
     before = _file_states(cli_dataset)
     result = _cli_convert(synthetic_dir, cli_dataset, "--resume", "--seed", 1)
     assert result.returncode == 1
-    assert last_error_line(result) == (f"error: {cli_dataset}: holds a finished dataset (dataset.json) that was made "
-                                       "with different arguments or inputs; pass --overwrite to replace it")
+    assert last_error_line(result) == (
+        f"error: {cli_dataset}: holds a finished dataset (dataset.json) that was made "
+        "with different arguments or inputs; pass --overwrite to replace it"
+    )
     assert _file_states(cli_dataset) == before
 
 
@@ -429,5 +519,7 @@ def test_resume_refuses_a_finished_dataset_that_does_not_record_its_arguments(sy
     (out / "dataset.json").write_text(json.dumps(manifest))
     with pytest.raises(SourceError) as error:
         _convert_synthetic(synthetic_dir, out, resume=True)
-    assert str(error.value) == (f"{out}: holds a finished dataset (dataset.json) that does not record the arguments "
-                                "that made it; pass --overwrite to replace it")
+    assert str(error.value) == (
+        f"{out}: holds a finished dataset (dataset.json) that does not record the arguments "
+        "that made it; pass --overwrite to replace it"
+    )

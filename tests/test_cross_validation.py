@@ -27,8 +27,23 @@ TRAIN_FLAGS = ("--epochs", 1, "--batch-size", 8, "--width", 0.125, "--seed", 2)
 
 
 def _convert_folds(synthetic_dir, out, folds):
-    run_cli("-m", "data_prep", "convert", "--csv", synthetic_dir / "train.csv", "--images", synthetic_dir / "train",
-            "--out", out, "--folds", folds, "--shards", 1, "--seed", 0)
+    run_cli(
+        "-m",
+        "data_prep",
+        "convert",
+        "--csv",
+        synthetic_dir / "train.csv",
+        "--images",
+        synthetic_dir / "train",
+        "--out",
+        out,
+        "--folds",
+        folds,
+        "--shards",
+        1,
+        "--seed",
+        0,
+    )
     return out
 
 
@@ -38,8 +53,9 @@ def cv_run(synthetic_dir, tmp_path_factory):
     `--cv --export` trains fold 1 and gathers the two."""
     work = tmp_path_factory.mktemp("cv")
     data, run, export = _convert_folds(synthetic_dir, work / "folds", FOLDS), work / "run", work / "export"
-    first = run_cli("train_keras.py", "--data", data, "--model-dir", run, "--cv", "--fold", 0, *TRAIN_FLAGS,
-                    "--export", export)
+    first = run_cli(
+        "train_keras.py", "--data", data, "--model-dir", run, "--cv", "--fold", 0, *TRAIN_FLAGS, "--export", export
+    )
     rest = run_cli("train_keras.py", "--data", data, "--model-dir", run, "--cv", *TRAIN_FLAGS, "--export", export)
     return {"work": work, "data": data, "run": run, "export": export, "first": first, "rest": rest}
 
@@ -53,8 +69,10 @@ def test_one_fold_alone_then_the_rest_and_the_gathering(cv_run):
     first, rest = cv_run["first"].stdout, cv_run["rest"].stdout
     assert f"cv: fold 0 of folds 0-1 (trained on the other 1, validated on it) in {run / 'fold-0'}" in first
     assert "cv: fold 1" not in first and "cv: out-of-fold" not in first and "export: " not in first
-    assert (f"cv: fold 0 is trained; once every fold is, the same command without --fold gathers them into {run} "
-            "(thresholds, report, export)") in first
+    assert (
+        f"cv: fold 0 is trained; once every fold is, the same command without --fold gathers them into {run} "
+        "(thresholds, report, export)"
+    ) in first
     assert f"run: {run / 'fold-0'} is complete (run.json); nothing to do" in rest
     assert rest.count("\nmodel: ") == 1  # fold 1 built and trained, fold 0 not again
     assert "cv: out-of-fold (48 images, 1 view): macro AUC " in rest
@@ -64,8 +82,17 @@ def test_one_fold_alone_then_the_rest_and_the_gathering(cv_run):
     assert state["status"] == "evaluated" and state["settings"]["--cv"] is True and "--fold" not in state["settings"]
     assert state["exports"] == [{"base": str(cv_run["export"]), "version": str(cv_run["export"] / "1")}]
 
-    again = run_cli("train_keras.py", "--data", cv_run["data"], "--model-dir", run, "--cv", *TRAIN_FLAGS, "--export",
-                    cv_run["export"]).stdout
+    again = run_cli(
+        "train_keras.py",
+        "--data",
+        cv_run["data"],
+        "--model-dir",
+        run,
+        "--cv",
+        *TRAIN_FLAGS,
+        "--export",
+        cv_run["export"],
+    ).stdout
     assert f"cv: {run} is complete (run.json); exported as {cv_run['export'] / '1'}; nothing to do" in again
     assert "strategy: " not in again  # no fold is opened again
 
@@ -101,10 +128,12 @@ def test_thresholds_come_from_the_out_of_fold_set(cv_run):
     written = json.loads((run / "thresholds.json").read_text())
     assert written["folds"] == FOLDS and written["views"] == 1
     assert written["tuned_on"] == "the out-of-fold predictions of all 48 training images"
-    np.testing.assert_array_equal(written["single_view_thresholds"],
-                                  thresholds_lib.tune_thresholds(labels, views[0], rates).thresholds)
-    np.testing.assert_array_equal(written["tta_thresholds"],
-                                  thresholds_lib.tune_thresholds(labels, views.mean(axis=0), rates).thresholds)
+    np.testing.assert_array_equal(
+        written["single_view_thresholds"], thresholds_lib.tune_thresholds(labels, views[0], rates).thresholds
+    )
+    np.testing.assert_array_equal(
+        written["tta_thresholds"], thresholds_lib.tune_thresholds(labels, views.mean(axis=0), rates).thresholds
+    )
     loaded = tf.saved_model.load(str(cv_run["export"] / "1"))
     np.testing.assert_allclose(loaded.thresholds[0].numpy(), written["single_view_thresholds"], rtol=1e-6)
 
@@ -116,8 +145,8 @@ def test_the_ensemble_savedmodel_is_the_mean_of_the_fold_models(cv_run):
     script = textwrap.dedent(f"""
         import sys
         import numpy as np, tensorflow as tf
-        loaded = tf.saved_model.load({str(cv_run['export'] / '1')!r})
-        images = tf.constant(np.load({str(cv_run['work'] / 'images.npy')!r}))
+        loaded = tf.saved_model.load({str(cv_run["export"] / "1")!r})
+        images = tf.constant(np.load({str(cv_run["work"] / "images.npy")!r}))
         out = loaded.signatures["serving_default"](image=images)
         single = loaded.signatures["serving_single_view"](image=images)
         np.testing.assert_array_equal(out["probabilities"].numpy(), single["probabilities"].numpy())
@@ -126,7 +155,7 @@ def test_the_ensemble_savedmodel_is_the_mean_of_the_fold_models(cv_run):
         heatmaps = loaded.signatures["gradcam"](image=images)
         assert heatmaps["heatmaps"].shape == (4, 32, 32, 28), heatmaps["heatmaps"].shape
         np.testing.assert_allclose(heatmaps["probabilities"].numpy(), out["probabilities"].numpy(), atol=1e-5)
-        np.save({str(cv_run['work'] / 'served.npy')!r}, out["probabilities"].numpy())
+        np.save({str(cv_run["work"] / "served.npy")!r}, out["probabilities"].numpy())
         assert not any(name.startswith(("protein_location", "data_prep")) for name in sys.modules)
         print("ensemble-ok")
     """)
@@ -134,8 +163,7 @@ def test_the_ensemble_savedmodel_is_the_mean_of_the_fold_models(cv_run):
     from protein_location.core import stains
 
     resized = stains.resize_rgby(images, 32).numpy()  # the signatures' resize
-    members = [keras.models.load_model(_fold_dir(cv_run, fold) / "model.keras", compile=False)
-               for fold in range(FOLDS)]
+    members = [keras.models.load_model(_fold_dir(cv_run, fold) / "model.keras", compile=False) for fold in range(FOLDS)]
     mean = np.mean([member.predict(resized, verbose=0) for member in members], axis=0)
     np.testing.assert_allclose(np.load(cv_run["work"] / "served.npy"), mean, atol=1e-5)
 
@@ -154,17 +182,29 @@ def test_report_holds_the_out_of_fold_figures_and_each_fold(cv_run):
 
 
 def test_cv_needs_a_dataset_with_folds(converted_dir, tmp_path):
-    result = run_cli("train_keras.py", "--data", converted_dir, "--model-dir", tmp_path / "run", "--cv", *TRAIN_FLAGS,
-                     check=False)
+    result = run_cli(
+        "train_keras.py", "--data", converted_dir, "--model-dir", tmp_path / "run", "--cv", *TRAIN_FLAGS, check=False
+    )
     assert result.returncode == 1
     assert last_error_line(result) == (
         f"error: {converted_dir}: --cv needs a dataset converted with --folds K (this one has a val split); convert "
-        "it again with `python -m data_prep convert ... --folds 5`")
+        "it again with `python -m data_prep convert ... --folds 5`"
+    )
 
 
 def test_cv_refuses_a_fold_outside_the_dataset(cv_run, tmp_path):
-    result = run_cli("train_keras.py", "--data", cv_run["data"], "--model-dir", tmp_path / "run", "--cv", "--fold", 3,
-                     *TRAIN_FLAGS, check=False)
+    result = run_cli(
+        "train_keras.py",
+        "--data",
+        cv_run["data"],
+        "--model-dir",
+        tmp_path / "run",
+        "--cv",
+        "--fold",
+        3,
+        *TRAIN_FLAGS,
+        check=False,
+    )
     assert last_error_line(result) == f"error: --fold 3 is outside 0-1 ({cv_run['data']} has 2 folds)"
 
 
@@ -173,8 +213,9 @@ def test_a_run_killed_between_folds_resumes_at_the_fold_it_reached(synthetic_dir
     data, run = _convert_folds(synthetic_dir, tmp_path / "folds", 2), tmp_path / "run"
     args = ["train_keras.py", "--data", data, "--model-dir", run, "--cv", *TRAIN_FLAGS, "--replicas", 2]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-    process = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, *map(str, args)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     while not (run / "fold-1" / "run.json").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -20,8 +20,28 @@ TRAIN = ["--epochs", 1, "--batch-size", 8, "--width", 0.125, "--size", 32]
 
 def _convert_args(synthetic_dir, out, *extra):
     # 96 px records: a shard of several hundred KiB, so a byte in its middle is beyond the ends the check digests.
-    return ["-m", "data_prep", "convert", "--csv", synthetic_dir / "train.csv", "--images", synthetic_dir / "train",
-            "--out", out, "--size", 96, "--shards", 1, "--val-fraction", 0.25, "--workers", 1, "--seed", 2, *extra]
+    return [
+        "-m",
+        "data_prep",
+        "convert",
+        "--csv",
+        synthetic_dir / "train.csv",
+        "--images",
+        synthetic_dir / "train",
+        "--out",
+        out,
+        "--size",
+        96,
+        "--shards",
+        1,
+        "--val-fraction",
+        0.25,
+        "--workers",
+        1,
+        "--seed",
+        2,
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -39,27 +59,31 @@ def copy(dataset, tmp_path):
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     model = models.build_seresnet("seresnet18", image_size=32, width=0.125)
-    return export.export_saved_model(model, np.full(labels_lib.NUM_CLASSES, 0.5),
-                                     str(tmp_path_factory.mktemp("model")), labels_lib.CLASS_NAMES)
+    return export.export_saved_model(
+        model, np.full(labels_lib.NUM_CLASSES, 0.5), str(tmp_path_factory.mktemp("model")), labels_lib.CLASS_NAMES
+    )
 
 
 def _record_ends(path):
     """Offsets where each TFRecord of a file ends (length, its CRC, data, its CRC)."""
     data, offset, ends = path.read_bytes(), 0, []
     while offset < len(data):
-        (length,) = struct.unpack("<Q", data[offset:offset + 8])
+        (length,) = struct.unpack("<Q", data[offset : offset + 8])
         offset += 8 + 4 + length + 4
         ends.append(offset)
     return ends
 
 
 def _hint(data):
-    return (f"check every shard with `python -m data_prep verify {data}`, and rewrite the damaged ones with the "
-            "`python -m data_prep convert` command that made the dataset plus --resume")
+    return (
+        f"check every shard with `python -m data_prep verify {data}`, and rewrite the damaged ones with the "
+        "`python -m data_prep convert` command that made the dataset plus --resume"
+    )
 
 
-def test_a_flipped_byte_stops_training_in_one_line_naming_the_shard_and_resume_rewrites_it(synthetic_dir, copy,
-                                                                                           tmp_path):
+def test_a_flipped_byte_stops_training_in_one_line_naming_the_shard_and_resume_rewrites_it(
+    synthetic_dir, copy, tmp_path
+):
     shard = copy / "train-00000-of-00001.tfrecord"
     data = bytearray(shard.read_bytes())
     assert len(data) > 4 * manifest_lib.ENDS_BYTES
@@ -67,13 +91,18 @@ def test_a_flipped_byte_stops_training_in_one_line_naming_the_shard_and_resume_r
     shard.write_bytes(bytes(data))
     result = run_cli("train_keras.py", "--data", copy, "--model-dir", tmp_path / "run", *TRAIN, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert re.fullmatch(rf"error: {shard}: unreadable after [0-9]+ records \(corrupted record at [0-9]+\); "
-                        rf"{re.escape(_hint(copy))}; then run the same command again", last_error_line(result))
+    assert re.fullmatch(
+        rf"error: {shard}: unreadable after [0-9]+ records \(corrupted record at [0-9]+\); "
+        rf"{re.escape(_hint(copy))}; then run the same command again",
+        last_error_line(result),
+    )
 
     repaired = run_cli(*_convert_args(synthetic_dir, copy, "--resume"))
-    assert repaired.stdout.splitlines()[-1] == (f"convert: {copy}: rewrote 1 missing or damaged shard(s) "
-                                                "(train-00000-of-00001.tfrecord); every shard matches dataset.json "
-                                                "again")
+    assert repaired.stdout.splitlines()[-1] == (
+        f"convert: {copy}: rewrote 1 missing or damaged shard(s) "
+        "(train-00000-of-00001.tfrecord); every shard matches dataset.json "
+        "again"
+    )
     assert run_cli("-m", "data_prep", "verify", copy).returncode == 0
 
 
@@ -81,14 +110,28 @@ def test_a_shard_cut_at_a_record_boundary_is_refused_before_training_and_predict
     shard = copy / "val-00000-of-00001.tfrecord"
     recorded = shard.stat().st_size
     ends = _record_ends(shard)
-    shard.write_bytes(shard.read_bytes()[:ends[len(ends) // 2 - 1]])  # half the records, each whole
-    expected = (f"error: {shard}: {shard.stat().st_size} bytes, dataset.json records {recorded}: truncated or "
-                f"replaced; {_hint(copy)}")
+    shard.write_bytes(shard.read_bytes()[: ends[len(ends) // 2 - 1]])  # half the records, each whole
+    expected = (
+        f"error: {shard}: {shard.stat().st_size} bytes, dataset.json records {recorded}: truncated or "
+        f"replaced; {_hint(copy)}"
+    )
     trained = run_cli("train_keras.py", "--data", copy, "--model-dir", tmp_path / "run", *TRAIN, check=False)
     assert (trained.returncode, last_error_line(trained)) == (1, expected)
     assert not (tmp_path / "run").exists()
-    predicted = run_cli("-m", "protein_location", "predict", "--model", saved_model, "--records", copy, "--split",
-                        "val", "--out", tmp_path / "submission.csv", check=False)
+    predicted = run_cli(
+        "-m",
+        "protein_location",
+        "predict",
+        "--model",
+        saved_model,
+        "--records",
+        copy,
+        "--split",
+        "val",
+        "--out",
+        tmp_path / "submission.csv",
+        check=False,
+    )
     assert (predicted.returncode, last_error_line(predicted)) == (1, expected)
     assert not (tmp_path / "submission.csv").exists()
 
@@ -106,8 +149,10 @@ def test_a_deleted_or_replaced_shard_is_refused_in_one_line(copy, dataset, tmp_p
     shard.write_bytes(b"".join(reversed(records)))
     assert shard.stat().st_size == len(original)
     replaced = run_cli("train_keras.py", "--data", copy, "--model-dir", tmp_path / "run", *TRAIN, check=False)
-    assert last_error_line(replaced) == (f"error: {shard}: its first and last bytes differ from what dataset.json "
-                                         f"records: replaced or overwritten; {_hint(copy)}")
+    assert last_error_line(replaced) == (
+        f"error: {shard}: its first and last bytes differ from what dataset.json "
+        f"records: replaced or overwritten; {_hint(copy)}"
+    )
 
 
 def test_predict_names_a_shard_that_fails_mid_read(copy, tmp_path, saved_model):
@@ -115,9 +160,22 @@ def test_predict_names_a_shard_that_fails_mid_read(copy, tmp_path, saved_model):
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0x01
     shard.write_bytes(bytes(data))
-    result = run_cli("-m", "protein_location", "predict", "--model", saved_model, "--records", copy, "--split", "val",
-                     "--out", tmp_path / "submission.csv", check=False)
+    result = run_cli(
+        "-m",
+        "protein_location",
+        "predict",
+        "--model",
+        saved_model,
+        "--records",
+        copy,
+        "--split",
+        "val",
+        "--out",
+        tmp_path / "submission.csv",
+        check=False,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert re.fullmatch(rf"error: {shard}: unreadable after [0-9]+ records \(corrupted record at [0-9]+\); .*",
-                        last_error_line(result))
+    assert re.fullmatch(
+        rf"error: {shard}: unreadable after [0-9]+ records \(corrupted record at [0-9]+\); .*", last_error_line(result)
+    )
     assert not (tmp_path / "submission.csv").exists()

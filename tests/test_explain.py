@@ -58,8 +58,9 @@ def write_channels(folder, image_id, image):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("gradcam") / "export"
-    return export.export_saved_model(green_detector_model(), np.full(labels_lib.NUM_CLASSES, 0.5), str(base),
-                                     labels_lib.CLASS_NAMES)
+    return export.export_saved_model(
+        green_detector_model(), np.full(labels_lib.NUM_CLASSES, 0.5), str(base), labels_lib.CLASS_NAMES
+    )
 
 
 @pytest.mark.parametrize("region", [(slice(0, 32), slice(0, 32)), (slice(40, 64), slice(20, 60))])
@@ -126,22 +127,52 @@ def test_explain_without_a_gradcam_signature_is_a_clear_error(tmp_path, capsys):
     archive = keras.export.ExportArchive()
     model = green_detector_model()
     archive.track(model)
-    archive.add_endpoint("serving_default", model.call,
-                         input_signature=[tf.TensorSpec([None, SIDE, SIDE, 4], tf.float32)])
+    archive.add_endpoint(
+        "serving_default", model.call, input_signature=[tf.TensorSpec([None, SIDE, SIDE, 4], tf.float32)]
+    )
     archive.write_out(str(tmp_path / "old" / "1"), verbose=False)
     write_channels(tmp_path / "images", "cell", cell_image(slice(0, 8), slice(0, 8)))
-    assert cli.main(["explain", "--model", str(tmp_path / "old"), "--images", str(tmp_path / "images"),
-                     "--out", str(tmp_path / "out")]) == 1
+    assert (
+        cli.main(
+            [
+                "explain",
+                "--model",
+                str(tmp_path / "old"),
+                "--images",
+                str(tmp_path / "images"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 1
+    )
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"error: {tmp_path / 'old' / '1'}: the SavedModel has no 'gradcam' signature (it has serving_default); "
-        "re-export it with `python -m protein_location export --model-dir RUN --out DIR`")
+        "re-export it with `python -m protein_location export --model-dir RUN --out DIR`"
+    )
     assert not (tmp_path / "out").exists()
 
 
 def test_explain_a_missing_id_fails_before_writing_anything(exported, tmp_path, capsys):
     write_channels(tmp_path / "images", "cell", cell_image(slice(0, 8), slice(0, 8)))
-    assert cli.main(["explain", "--model", str(exported), "--images", str(tmp_path / "images"),
-                     "--ids", "cell", "nope", "--out", str(tmp_path / "out")]) == 1
+    assert (
+        cli.main(
+            [
+                "explain",
+                "--model",
+                str(exported),
+                "--images",
+                str(tmp_path / "images"),
+                "--ids",
+                "cell",
+                "nope",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 1
+    )
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"error: Id nope: {tmp_path / 'images' / 'nope_red.png'}: missing channel file")
+        f"error: Id nope: {tmp_path / 'images' / 'nope_red.png'}: missing channel file"
+    )
     assert not (tmp_path / "out").exists()

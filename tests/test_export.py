@@ -56,19 +56,29 @@ def synthetic_test_images(synthetic_dir):
 @pytest.fixture(scope="module")
 def all_formats(tmp_path_factory):
     """A 32 px SE-ResNet exported with every format, each checked against the SavedModel on export."""
-    model = models.build_seresnet("seresnet18", image_size=32, width=0.125,
-                                     output_bias=np.linspace(-4.0, 1.0, labels_lib.NUM_CLASSES))
+    model = models.build_seresnet(
+        "seresnet18", image_size=32, width=0.125, output_bias=np.linspace(-4.0, 1.0, labels_lib.NUM_CLASSES)
+    )
     lines = []
-    path = export.export_model(model, np.full(labels_lib.NUM_CLASSES, 0.3), str(tmp_path_factory.mktemp("formats")),
-                               formats=formats.FORMATS, log=lines.append, class_names=labels_lib.CLASS_NAMES)
+    path = export.export_model(
+        model,
+        np.full(labels_lib.NUM_CLASSES, 0.3),
+        str(tmp_path_factory.mktemp("formats")),
+        formats=formats.FORMATS,
+        log=lines.append,
+        class_names=labels_lib.CLASS_NAMES,
+    )
     return path, lines
 
 
 def test_export_writes_tflite_int8_and_onnx_into_the_version_folder(all_formats):
     path, lines = all_formats
     assert lines[0] == f"export: SavedModel in {path} (serving_default: one view, with thresholds tuned for it)"
-    for line, kind, name in zip(lines[1:], ("TFLite float32", "TFLite dynamic-range int8", "ONNX"),
-                                ("model.tflite", "model_int8.tflite", "model.onnx")):
+    for line, kind, name in zip(
+        lines[1:],
+        ("TFLite float32", "TFLite dynamic-range int8", "ONNX"),
+        ("model.tflite", "model_int8.tflite", "model.onnx"),
+    ):
         assert line.startswith(f"export: {kind} in {path}/{name} (")
         assert " to the SavedModel on 8 random images)" in line
     sizes = {name: tf.io.gfile.stat(f"{path}/{name}").length for name in formats.FILE_NAMES.values()}
@@ -107,10 +117,18 @@ def test_a_failed_conversion_leaves_no_version_folder(tmp_path, monkeypatch):
     model = models.build_seresnet("seresnet18", image_size=16, width=0.125)
     base = tmp_path / "export"
     with pytest.raises(export.ExportError) as error:
-        export.export_model(model, np.full(28, 0.5), str(base), formats=("tflite",), log=lambda _: None,
-                            class_names=labels_lib.CLASS_NAMES)
-    assert str(error.value) == (f"{base / '1' / 'model.tflite'}: the TFLite float32 conversion failed (converter "
-                                f"broke); no version written to {base}")
+        export.export_model(
+            model,
+            np.full(28, 0.5),
+            str(base),
+            formats=("tflite",),
+            log=lambda _: None,
+            class_names=labels_lib.CLASS_NAMES,
+        )
+    assert str(error.value) == (
+        f"{base / '1' / 'model.tflite'}: the TFLite float32 conversion failed (converter "
+        f"broke); no version written to {base}"
+    )
     assert versions.version_dirs(str(base)) == {}
     assert list(base.iterdir()) == []  # nor its temporary folder
 
@@ -146,13 +164,20 @@ def test_an_export_killed_while_writing_leaves_the_last_complete_version_served(
     other_machine = base / ".tmp-7-another-host-4242-0123abcd"  # a live export elsewhere: left alone
     other_machine.mkdir()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-    process = subprocess.Popen([sys.executable, "-c", KILLED_EXPORT, str(base)], env=env, cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_EXPORT, str(base)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:  # until the new version's files start to appear, whatever the folder is called
-            writing = [p for p in base.iterdir()
-                       if p.is_dir() and p.name not in ("1", other_machine.name) and any(p.iterdir())]
+            writing = [
+                p for p in base.iterdir() if p.is_dir() and p.name not in ("1", other_machine.name) and any(p.iterdir())
+            ]
             if writing:
                 break
             assert process.poll() is None, f"the export ended before it was killed: {process.stdout.read()}"
@@ -172,8 +197,9 @@ def test_an_export_killed_while_writing_leaves_the_last_complete_version_served(
     assert left.name.startswith(".tmp-2-")
 
     lines = []
-    second = export.export_model(model, np.full(28, 0.6), str(base), log=lines.append,
-                                 class_names=labels_lib.CLASS_NAMES)
+    second = export.export_model(
+        model, np.full(28, 0.6), str(base), log=lines.append, class_names=labels_lib.CLASS_NAMES
+    )
     assert second == str(base / "2")
     assert lines[0] == f"export: removed {left}, left by an export that was killed"
     assert sorted(p.name for p in base.iterdir()) == sorted(["1", "2", other_machine.name])
@@ -185,8 +211,12 @@ def test_a_version_is_copied_into_place_where_folders_cannot_be_renamed():
     saved_model.pb last, and the temporary folder removed."""
     base = "ram://exports/copied"
     staging = versions.make_staging_dir(base, "1")
-    for name, content in (("variables/variables.index", b"i"), ("variables/variables.data-00000-of-00001", b"d"),
-                          ("saved_model.pb", b"pb"), ("assets/a", b"a")):
+    for name, content in (
+        ("variables/variables.index", b"i"),
+        ("variables/variables.data-00000-of-00001", b"d"),
+        ("saved_model.pb", b"pb"),
+        ("assets/a", b"a"),
+    ):
         tf.io.gfile.makedirs(f"{staging}/{name}".rsplit("/", 1)[0])
         tf.io.gfile.GFile(f"{staging}/{name}", "wb").write(content)
     assert versions.version_dirs(base) == {}  # the temporary folder is no version
@@ -203,8 +233,10 @@ def test_format_flags_need_an_export_folder_and_an_installed_converter(monkeypat
     monkeypatch.setitem(__import__("sys").modules, "tf2onnx", None)
     with pytest.raises(export.ExportError) as error:
         export.export_formats_of(onnx=True, export_dir="export/x")
-    assert str(error.value) == ("--onnx needs tf2onnx (import of tf2onnx halted; None in sys.modules); "
-                                "pip install 'protein-location[onnx]' (tf2onnx, onnxruntime)")
+    assert str(error.value) == (
+        "--onnx needs tf2onnx (import of tf2onnx halted; None in sys.modules); "
+        "pip install 'protein-location[onnx]' (tf2onnx, onnxruntime)"
+    )
     assert export.export_formats_of(tflite=True, export_dir="export/x") == ("tflite",)
 
 
@@ -215,14 +247,17 @@ def test_load_run_names_what_is_missing_or_wrong(tmp_path):
     models.build_seresnet("seresnet18", image_size=16, width=0.125).save(str(tmp_path / "model.keras"))
     with pytest.raises(export.ExportError) as error:
         export.load_run(str(tmp_path))
-    assert str(error.value) == (f"{tmp_path}: no thresholds.json here; train a run with `train_keras.py "
-                                "--model-dir` first")
-    (tmp_path / "thresholds.json").write_text(json.dumps({"thresholds": [0.5] * 27,
-                                                          "class_names": list(labels_lib.CLASS_NAMES)}))
+    assert str(error.value) == (
+        f"{tmp_path}: no thresholds.json here; train a run with `train_keras.py --model-dir` first"
+    )
+    (tmp_path / "thresholds.json").write_text(
+        json.dumps({"thresholds": [0.5] * 27, "class_names": list(labels_lib.CLASS_NAMES)})
+    )
     with pytest.raises(export.ExportError) as error:
         export.load_run(str(tmp_path))
-    assert str(error.value) == (f"{tmp_path / 'thresholds.json'}: expected 28 thresholds and class names "
-                                "(the model's outputs), found 27 and 28")
+    assert str(error.value) == (
+        f"{tmp_path / 'thresholds.json'}: expected 28 thresholds and class names (the model's outputs), found 27 and 28"
+    )
     (tmp_path / "model.keras").write_bytes(b"not a zip")
     with pytest.raises(export.ExportError) as error:
         export.load_run(str(tmp_path))
@@ -259,8 +294,14 @@ def test_a_mixed_precision_model_exports_and_converts_as_its_float32_twin(tmp_pa
     outputs = tflite_format.run_tflite(tflite_format.convert_tflite(twin, thresholds), images)
     np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-3)
     assert np.abs(mixed - expected).max() > 1e-5  # so the SavedModel check below tells float32 from bfloat16
-    path = export.export_model(model, thresholds, str(tmp_path / "export"), formats=("tflite",), log=lambda _: None,
-                            class_names=labels_lib.CLASS_NAMES)
+    path = export.export_model(
+        model,
+        thresholds,
+        str(tmp_path / "export"),
+        formats=("tflite",),
+        log=lambda _: None,
+        class_names=labels_lib.CLASS_NAMES,
+    )
     np.testing.assert_allclose(formats.saved_model_probabilities(path, images), expected, atol=1e-6)
 
 
@@ -268,14 +309,26 @@ def test_thresholds_json_is_read_back_as_written_and_a_file_of_an_earlier_versio
     from protein_location.evaluation.thresholds_file import ThresholdsFile
 
     names = tuple(labels_lib.CLASS_NAMES)
-    written = ThresholdsFile(names, np.full(28, 0.25, np.float32), np.full(28, 0.75, np.float32), views=8,
-                             rule="a rule", folds=5, tuned_on="all of them")
+    written = ThresholdsFile(
+        names,
+        np.full(28, 0.25, np.float32),
+        np.full(28, 0.75, np.float32),
+        views=8,
+        rule="a rule",
+        folds=5,
+        tuned_on="all of them",
+    )
     written.write(str(tmp_path))
     content = json.loads((tmp_path / "thresholds.json").read_text())
     assert content["label_set"] == "hpa2018" and content["thresholds"] == [0.75] * 28  # serving_default's: 8 views
     read = ThresholdsFile.read(str(tmp_path))
-    assert (read.class_names, read.views, read.rule, read.folds, read.tuned_on) == (names, 8, "a rule", 5,
-                                                                                   "all of them")
+    assert (read.class_names, read.views, read.rule, read.folds, read.tuned_on) == (
+        names,
+        8,
+        "a rule",
+        5,
+        "all of them",
+    )
     np.testing.assert_array_equal(read.single_view, written.single_view)
     np.testing.assert_array_equal(read.serving, written.tta)
     # Before single_view_thresholds, tta_thresholds and views were written: one view's thresholds only.

@@ -26,8 +26,9 @@ def test_the_front_door_lists_every_command_of_every_entry_point():
 
 
 def test_a_command_through_the_front_door_is_the_stages_own(tmp_path, capsys):
-    code = front_door.main(["synth", "--out", str(tmp_path / "raw"), "--train", "3", "--test", "1", "--size", "32",
-                            "--workers", "1"])
+    code = front_door.main(
+        ["synth", "--out", str(tmp_path / "raw"), "--train", "3", "--test", "1", "--size", "32", "--workers", "1"]
+    )
     assert code == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"synth: 3 train and 1 test images (32x32) in {tmp_path / 'raw'}"
     assert len(list((tmp_path / "raw" / "train").glob("*_green.png"))) == 3

@@ -29,8 +29,9 @@ def disk(tmp_path):
     def mount(kib):
         path = tmp_path / "disk"
         path.mkdir()
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(path)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(path)], capture_output=True, text=True
+        )
         if result.returncode:
             pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip()})")
         mounted.append(path)
@@ -66,13 +67,28 @@ def _leftovers(folder):
 
 def test_training_on_a_full_disk_stops_in_one_line_and_resumes_once_there_is_space(converted_dir, disk):
     run = disk.mount(4096) / "run"
-    args = ["train_keras.py", "--data", converted_dir, "--model-dir", run, "--epochs", 2, "--batch-size", 8,
-            "--width", 0.125, "--size", 32]
+    args = [
+        "train_keras.py",
+        "--data",
+        converted_dir,
+        "--model-dir",
+        run,
+        "--epochs",
+        2,
+        "--batch-size",
+        8,
+        "--width",
+        0.125,
+        "--size",
+        32,
+    ]
     full = run_cli(*args, check=False, isolated=True)  # its own process: a crash at exit would show
     assert full.returncode == 1, full.stderr
     assert re.fullmatch(
         rf"error: {run}/(backup/latest|best)\.weights\.h5: cannot write it: no space left on device \(it needs about "
-        rf"[0-9.]+ MiB, [0-9.]+ MiB are free\); {RETRY}", last_error_line(full)), last_error_line(full)
+        rf"[0-9.]+ MiB, [0-9.]+ MiB are free\); {RETRY}",
+        last_error_line(full),
+    ), last_error_line(full)
     assert "Traceback" not in full.stderr and not _leftovers(run)
     if (run / "history.csv").exists():  # whole: every row parses
         assert all(row["epoch"].isdigit() for row in csv.DictReader((run / "history.csv").open()))
@@ -86,34 +102,76 @@ def test_training_on_a_full_disk_stops_in_one_line_and_resumes_once_there_is_spa
 
 def test_predict_on_a_full_disk_leaves_no_partial_file(converted_dir, disk, tmp_path):
     model = models.build_seresnet("seresnet18", image_size=32, width=0.125)
-    saved = export.export_saved_model(model, np.full(labels_lib.NUM_CLASSES, 0.5), str(tmp_path / "model"),
-                                      labels_lib.CLASS_NAMES)
+    saved = export.export_saved_model(
+        model, np.full(labels_lib.NUM_CLASSES, 0.5), str(tmp_path / "model"), labels_lib.CLASS_NAMES
+    )
     out = disk.mount(256)
     _fill(out, 8192)  # two pages: the submission fits, the probabilities (36 rows of 28 classes) do not
-    result = run_cli("-m", "protein_location", "predict", "--model", saved, "--records", converted_dir, "--split",
-                     "train", "--out", out / "submission.csv", "--probabilities", out / "probabilities.csv",
-                     check=False)
+    result = run_cli(
+        "-m",
+        "protein_location",
+        "predict",
+        "--model",
+        saved,
+        "--records",
+        converted_dir,
+        "--split",
+        "train",
+        "--out",
+        out / "submission.csv",
+        "--probabilities",
+        out / "probabilities.csv",
+        check=False,
+    )
     assert result.returncode == 1
     assert re.fullmatch(
         rf"error: {out}/probabilities.csv: cannot write it: no space left on device; nothing was left half-written; "
-        rf"{RETRY}", last_error_line(result)), last_error_line(result)
+        rf"{RETRY}",
+        last_error_line(result),
+    ), last_error_line(result)
     assert not (out / "probabilities.csv").exists() and not _leftovers(out)
     _fill(out, 0)
-    refused = run_cli("-m", "protein_location", "predict", "--model", saved, "--records", converted_dir, "--out",
-                      out / "again.csv", check=False)  # a disk already full: refused before any inference
+    refused = run_cli(
+        "-m",
+        "protein_location",
+        "predict",
+        "--model",
+        saved,
+        "--records",
+        converted_dir,
+        "--out",
+        out / "again.csv",
+        check=False,
+    )  # a disk already full: refused before any inference
     assert last_error_line(refused) == f"error: {out}: cannot write in the --out folder: no space left on device"
 
 
 def test_conversion_on_a_full_disk_keeps_its_shards_and_resumes_once_there_is_space(synthetic_dir, disk):
     out = disk.mount(160) / "data"
-    args = ["-m", "data_prep", "convert", "--csv", synthetic_dir / "train.csv", "--images", synthetic_dir / "train",
-            "--out", out, "--shards", 4, "--val-fraction", 0.25, "--workers", 1]
+    args = [
+        "-m",
+        "data_prep",
+        "convert",
+        "--csv",
+        synthetic_dir / "train.csv",
+        "--images",
+        synthetic_dir / "train",
+        "--out",
+        out,
+        "--shards",
+        4,
+        "--val-fraction",
+        0.25,
+        "--workers",
+        1,
+    ]
     full = run_cli(*args, check=False)
     assert full.returncode == 1
     assert re.fullmatch(
         rf"error: {out}/[a-z]+-0000[0-9]-of-00004\.tfrecord\.tmp: cannot write it: no space left on device; the "
         "finished shards are kept: rerun the same command with --resume to finish the conversion",
-        last_error_line(full)), last_error_line(full)
+        last_error_line(full),
+    ), last_error_line(full)
     assert not (out / "dataset.json").exists() and not _leftovers(out)
 
     disk.resize(4096)
@@ -126,6 +184,8 @@ def test_an_export_on_a_full_disk_writes_no_version(disk):
     model = models.build_seresnet("seresnet18", image_size=32, width=0.125)
     with pytest.raises(OutputError) as error:
         export.export_saved_model(model, np.full(labels_lib.NUM_CLASSES, 0.5), str(base), labels_lib.CLASS_NAMES)
-    assert str(error.value) == (f"{base}: cannot write the export: no space left on device; no version written; free "
-                                "space (or fix the folder's permissions) and run the same command again")
+    assert str(error.value) == (
+        f"{base}: cannot write the export: no space left on device; no version written; free "
+        "space (or fix the folder's permissions) and run the same command again"
+    )
     assert sorted(p.name for p in base.iterdir()) == []

@@ -28,8 +28,9 @@ EXPORT_HINT = "export it with train_keras.py --export or python -m protein_locat
 @pytest.fixture(scope="module")
 def saved_path(tmp_path_factory):
     model = models.build_seresnet("seresnet18", image_size=32, width=0.125)
-    return export.export_saved_model(model, np.full(labels_lib.NUM_CLASSES, 0.5),
-                                     str(tmp_path_factory.mktemp("capped")), labels_lib.CLASS_NAMES)
+    return export.export_saved_model(
+        model, np.full(labels_lib.NUM_CLASSES, 0.5), str(tmp_path_factory.mktemp("capped")), labels_lib.CLASS_NAMES
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def jpeg_claiming(height, width):
     """A real 8x8 JPEG whose frame header (SOF0) says height x width."""
     data = bytearray(tf.io.encode_jpeg(tf.zeros([8, 8, 1], tf.uint8)).numpy())
     sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
     return bytes(data)
 
 
@@ -76,8 +77,10 @@ def test_predict_channels_refuses_a_file_whose_header_is_over_the_cap_before_dec
     small = tf.io.encode_png(tf.zeros([4, 4, 1], tf.uint8)).numpy()
     files = {c: tf.constant([small]) for c in labels_lib.CHANNELS}
     assert loaded.signatures[export.CHANNELS_SIGNATURE](**files)["labels"].shape == (1, 28)
-    for channel, bomb, shape in (("green", png_claiming(10000, 5000), "10000x5000"),
-                                 ("yellow", jpeg_claiming(7000, 6000), "7000x6000")):
+    for channel, bomb, shape in (
+        ("green", png_claiming(10000, 5000), "10000x5000"),
+        ("yellow", jpeg_claiming(7000, 6000), "7000x6000"),
+    ):
         message = call_error(loaded.signatures[export.CHANNELS_SIGNATURE], **{**files, channel: tf.constant([bomb])})
         assert f"assertion failed: [{channel} file of {shape} pixels is {CAP}]" in message
 
@@ -85,23 +88,27 @@ def test_predict_channels_refuses_a_file_whose_header_is_over_the_cap_before_dec
 def test_serve_examples_refuses_a_record_whose_png_is_over_the_cap(loaded):
     from protein_location.core import records
 
-    example = tf.train.Example.FromString(tfrecord_lib.serialize_example(np.zeros([4, 4, 4], np.uint8), "x", [1],
-                                                                         "png"))
-    example.features.feature[records.KEY_ENCODED].bytes_list.value[0] = png_claiming(2 ** 31 - 1, 2 ** 31 - 1)
-    message = call_error(loaded.signatures[export.EXAMPLES_SIGNATURE],
-                         examples=tf.constant([example.SerializeToString()]))
-    assert f"assertion failed: [image of {2 ** 31 - 1}x{2 ** 31 - 1} pixels is {CAP}]" in message
+    example = tf.train.Example.FromString(
+        tfrecord_lib.serialize_example(np.zeros([4, 4, 4], np.uint8), "x", [1], "png")
+    )
+    example.features.feature[records.KEY_ENCODED].bytes_list.value[0] = png_claiming(2**31 - 1, 2**31 - 1)
+    message = call_error(
+        loaded.signatures[export.EXAMPLES_SIGNATURE], examples=tf.constant([example.SerializeToString()])
+    )
+    assert f"assertion failed: [image of {2**31 - 1}x{2**31 - 1} pixels is {CAP}]" in message
 
 
 def test_serve_examples_refuses_a_raw_record_whose_shape_is_over_the_cap(loaded):
     from protein_location.core import records
 
-    example = tf.train.Example.FromString(tfrecord_lib.serialize_example(np.zeros([4, 4, 4], np.uint8), "x", [1],
-                                                                         "raw"))
+    example = tf.train.Example.FromString(
+        tfrecord_lib.serialize_example(np.zeros([4, 4, 4], np.uint8), "x", [1], "raw")
+    )
     example.features.feature[records.KEY_HEIGHT].int64_list.value[0] = 70000
     example.features.feature[records.KEY_WIDTH].int64_list.value[0] = 60000
-    message = call_error(loaded.signatures[export.EXAMPLES_SIGNATURE],
-                         examples=tf.constant([example.SerializeToString()]))
+    message = call_error(
+        loaded.signatures[export.EXAMPLES_SIGNATURE], examples=tf.constant([example.SerializeToString()])
+    )
     assert f"assertion failed: [image of 70000x60000 pixels is {CAP}]" in message
 
 
@@ -128,8 +135,8 @@ def test_pixel_cap_holds_at_its_edge_and_without_overflow():
         return True
 
     assert passes(100, 100, 10_000) and not passes(100, 101, 10_000)
-    assert not passes(2 ** 32, 2 ** 32, 10_000)  # the product overflows int64 to 0
-    assert not passes(0, 2 ** 40, 10_000)
+    assert not passes(2**32, 2**32, 10_000)  # the product overflows int64 to 0
+    assert not passes(0, 2**40, 10_000)
 
 
 def test_encoded_image_shape_reads_the_header_of_every_format_decode_image_takes():
@@ -137,15 +144,20 @@ def test_encoded_image_shape_reads_the_header_of_every_format_decode_image_takes
 
     pixels = np.random.default_rng(0).integers(0, 255, (5, 7, 4)).astype(np.uint8)
     encodings = {"png 16-bit": tf.io.encode_png(tf.constant(pixels[..., :1].astype(np.uint16) * 257)).numpy()}
-    for name, mode, fmt, options in (("png", "L", "PNG", {}), ("jpeg", "RGB", "JPEG", {}),
-                                     ("progressive jpeg", "RGB", "JPEG", {"progressive": True}),
-                                     ("gif", "L", "GIF", {}), ("bmp", "RGB", "BMP", {}),
-                                     ("webp VP8", "RGB", "WEBP", {"lossless": False}),
-                                     ("webp VP8L", "RGBA", "WEBP", {"lossless": True}),
-                                     ("webp VP8X", "RGBA", "WEBP", {"lossless": False})):
+    for name, mode, fmt, options in (
+        ("png", "L", "PNG", {}),
+        ("jpeg", "RGB", "JPEG", {}),
+        ("progressive jpeg", "RGB", "JPEG", {"progressive": True}),
+        ("gif", "L", "GIF", {}),
+        ("bmp", "RGB", "BMP", {}),
+        ("webp VP8", "RGB", "WEBP", {"lossless": False}),
+        ("webp VP8L", "RGBA", "WEBP", {"lossless": True}),
+        ("webp VP8X", "RGBA", "WEBP", {"lossless": False}),
+    ):
         buffer = io.BytesIO()
-        PIL.Image.fromarray(pixels[..., :len(mode)] if len(mode) > 1 else pixels[..., 0], mode).save(buffer, fmt,
-                                                                                                    **options)
+        PIL.Image.fromarray(pixels[..., : len(mode)] if len(mode) > 1 else pixels[..., 0], mode).save(
+            buffer, fmt, **options
+        )
         encodings[name] = buffer.getvalue()
     assert encodings["webp VP8X"][12:16] == b"VP8X" and encodings["webp VP8"][12:16] == b"VP8 "
     for name, data in encodings.items():
@@ -159,19 +171,33 @@ def test_encoded_image_shape_reads_the_header_of_every_format_decode_image_takes
 
 
 def write_hostile_manifest(data_dir, bad_file, schema_version=1):
-    entry = {"num_examples": 1, "label_counts": [0] * 28,
-             "shards": [{"file": bad_file, "num_examples": 1, "sha256": "0" * 64, "label_counts": [0] * 28}]}
+    entry = {
+        "num_examples": 1,
+        "label_counts": [0] * 28,
+        "shards": [{"file": bad_file, "num_examples": 1, "sha256": "0" * 64, "label_counts": [0] * 28}],
+    }
     data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "dataset.json").write_text(json.dumps({
-        "schema_version": schema_version, "class_names": list(labels_lib.CLASS_NAMES), "label_set": "hpa2018",
-        "channels": list(labels_lib.CHANNELS), "image_format": "png", "image_size": 32,
-        "splits": {"train": entry, "val": entry}}))
+    (data_dir / "dataset.json").write_text(
+        json.dumps(
+            {
+                "schema_version": schema_version,
+                "class_names": list(labels_lib.CLASS_NAMES),
+                "label_set": "hpa2018",
+                "channels": list(labels_lib.CHANNELS),
+                "image_format": "png",
+                "image_size": 32,
+                "splits": {"train": entry, "val": entry},
+            }
+        )
+    )
     return data_dir
 
 
 def bad_shard_message(data_dir, bad_file):
-    return (f"{data_dir / 'dataset.json'}: the 'train' split lists shard file {bad_file!r}, not a shard name like "
-            "train-00000-of-00001.tfrecord")
+    return (
+        f"{data_dir / 'dataset.json'}: the 'train' split lists shard file {bad_file!r}, not a shard name like "
+        "train-00000-of-00001.tfrecord"
+    )
 
 
 def test_verify_refuses_a_shard_name_outside_the_dataset(tmp_path, capsys):
@@ -191,8 +217,10 @@ def test_a_dataset_of_a_newer_schema_is_refused_with_what_to_do(tmp_path):
     data = write_hostile_manifest(tmp_path / "data", "train-00000-of-00001.tfrecord", schema_version=3)
     result = run_cli("-m", "data_prep", "verify", data, check=False)
     assert result.returncode == 1
-    assert last_error_line(result) == (f"error: {data / 'dataset.json'}: records of schema version 3; this "
-                                       "protein-location reads 1 and 2 (upgrade it, or convert the raw images again)")
+    assert last_error_line(result) == (
+        f"error: {data / 'dataset.json'}: records of schema version 3; this "
+        "protein-location reads 1 and 2 (upgrade it, or convert the raw images again)"
+    )
 
 
 def test_training_and_make_dataset_refuse_it_before_opening_a_shard(tmp_path, capsys, monkeypatch):
@@ -202,10 +230,16 @@ def test_training_and_make_dataset_refuse_it_before_opening_a_shard(tmp_path, ca
     data = write_hostile_manifest(tmp_path / "data", "/etc/passwd")
     opened = []
     real_gfile, real_records = tf.io.gfile.GFile, tf.data.TFRecordDataset
-    monkeypatch.setattr(tf.io.gfile, "GFile",
-                        lambda path, *args, **kwargs: opened.append(str(path)) or real_gfile(path, *args, **kwargs))
-    monkeypatch.setattr(tf.data, "TFRecordDataset",
-                        lambda files, *args, **kwargs: opened.append(files) or real_records(files, *args, **kwargs))
+    monkeypatch.setattr(
+        tf.io.gfile,
+        "GFile",
+        lambda path, *args, **kwargs: opened.append(str(path)) or real_gfile(path, *args, **kwargs),
+    )
+    monkeypatch.setattr(
+        tf.data,
+        "TFRecordDataset",
+        lambda files, *args, **kwargs: opened.append(files) or real_records(files, *args, **kwargs),
+    )
     with pytest.raises(manifest_lib.ManifestError) as error:
         input_reader.make_dataset(str(data), "train", 4)
     assert str(error.value) == bad_shard_message(data, "/etc/passwd")
@@ -218,35 +252,77 @@ def test_training_and_make_dataset_refuse_it_before_opening_a_shard(tmp_path, ca
     with pytest.raises(manifest_lib.ManifestError) as error:
         content = {"splits": {"val": {"shards": [{"file": "../val.tfrecord"}]}}}
         manifest_lib.DatasetManifest.from_json(str(data), content)
-    assert str(error.value) == (f"{data / 'dataset.json'}: the 'val' split lists shard file '../val.tfrecord', not a "
-                                "shard name like val-00000-of-00001.tfrecord")
+    assert str(error.value) == (
+        f"{data / 'dataset.json'}: the 'val' split lists shard file '../val.tfrecord', not a "
+        "shard name like val-00000-of-00001.tfrecord"
+    )
 
 
 # --- score: one line for every broken submission or truth ---------------------------------------
 
 
-@pytest.mark.parametrize("case, submission, truth, message", [
-    ("duplicate Id in the submission", "Id,Predicted\na,0\nb,1\na,2\n", None,
-     "Id a: {submission} line 4: duplicate Id (first on line 2)"),
-    ("duplicate Id in the truth", "Id,Predicted\na,0\nb,1\n", "Id,Target\na,0\nb,1\na,2\n",
-     "Id a: {truth} line 4: duplicate Id"),
-    ("an Id the truth lacks", "Id,Predicted\na,0\nb,1\nc,2\n", None, "{submission}: 1 Ids are not in {truth}, e.g. c"),
-    ("an Id the submission lacks", "Id,Predicted\na,0\n", None, "{submission}: no prediction for 1 Ids, e.g. b"),
-    ("a label out of range", "Id,Predicted\na,0\nb,1 28\n", None,
-     "{submission}: Id b: label 28 is outside 0-27 (hpa2018)"),
-    ("an unparseable label", "Id,Predicted\na,0\nb,one\n", None,
-     "{submission}: Id b: label 'one' is not an integer in 0-27 (hpa2018)"),
-    ("a negative label", "Id,Predicted\na,-1\nb,1\n", None,
-     "{submission}: Id a: label '-1' is not an integer in 0-27 (hpa2018)"),
-    ("a truth label out of range", "Id,Predicted\na,0\nb,1\n", "Id,Target\na,0\nb,99\n",
-     "Id b: {truth} line 3: label 99 is outside 0-27 (hpa2018)"),
-    ("an Id with a path in it", "Id,Predicted\na,0\n../b,1\n", None,
-     "{submission} line 3: Id '../b' has characters outside [A-Za-z0-9_-]"),
-    ("an empty submission", "", None, "{submission}: empty CSV, expected columns Id,Predicted"),
-    ("a binary file", b"\x89PNG\r\n\x1a\n\x00\xff", None, "{submission}: not a text CSV (not UTF-8)"),
-    ("no Predicted column", "Id,Target\na,0\nb,1\n", None,
-     "{submission}: expected columns Id,Predicted, found 'Id,Target'"),
-])
+@pytest.mark.parametrize(
+    "case, submission, truth, message",
+    [
+        (
+            "duplicate Id in the submission",
+            "Id,Predicted\na,0\nb,1\na,2\n",
+            None,
+            "Id a: {submission} line 4: duplicate Id (first on line 2)",
+        ),
+        (
+            "duplicate Id in the truth",
+            "Id,Predicted\na,0\nb,1\n",
+            "Id,Target\na,0\nb,1\na,2\n",
+            "Id a: {truth} line 4: duplicate Id",
+        ),
+        (
+            "an Id the truth lacks",
+            "Id,Predicted\na,0\nb,1\nc,2\n",
+            None,
+            "{submission}: 1 Ids are not in {truth}, e.g. c",
+        ),
+        ("an Id the submission lacks", "Id,Predicted\na,0\n", None, "{submission}: no prediction for 1 Ids, e.g. b"),
+        (
+            "a label out of range",
+            "Id,Predicted\na,0\nb,1 28\n",
+            None,
+            "{submission}: Id b: label 28 is outside 0-27 (hpa2018)",
+        ),
+        (
+            "an unparseable label",
+            "Id,Predicted\na,0\nb,one\n",
+            None,
+            "{submission}: Id b: label 'one' is not an integer in 0-27 (hpa2018)",
+        ),
+        (
+            "a negative label",
+            "Id,Predicted\na,-1\nb,1\n",
+            None,
+            "{submission}: Id a: label '-1' is not an integer in 0-27 (hpa2018)",
+        ),
+        (
+            "a truth label out of range",
+            "Id,Predicted\na,0\nb,1\n",
+            "Id,Target\na,0\nb,99\n",
+            "Id b: {truth} line 3: label 99 is outside 0-27 (hpa2018)",
+        ),
+        (
+            "an Id with a path in it",
+            "Id,Predicted\na,0\n../b,1\n",
+            None,
+            "{submission} line 3: Id '../b' has characters outside [A-Za-z0-9_-]",
+        ),
+        ("an empty submission", "", None, "{submission}: empty CSV, expected columns Id,Predicted"),
+        ("a binary file", b"\x89PNG\r\n\x1a\n\x00\xff", None, "{submission}: not a text CSV (not UTF-8)"),
+        (
+            "no Predicted column",
+            "Id,Target\na,0\nb,1\n",
+            None,
+            "{submission}: expected columns Id,Predicted, found 'Id,Target'",
+        ),
+    ],
+)
 def test_score_refuses_a_broken_submission_or_truth_in_one_line(tmp_path, capsys, case, submission, truth, message):
     from protein_location import __main__ as cli
 
@@ -278,8 +354,9 @@ class ForeignModule(tf.Module):
         super().__init__()
         for name, value in variables.items():
             setattr(self, name, [tf.Variable(value, trainable=False, name=name)])
-        self.serve = tf.function(self._serve, input_signature=[tf.TensorSpec([None, None, None, 4], input_dtype,
-                                                                             name="image")])
+        self.serve = tf.function(
+            self._serve, input_signature=[tf.TensorSpec([None, None, None, 4], input_dtype, name="image")]
+        )
 
     def _serve(self, image):
         batch = tf.shape(image)[0]
@@ -292,22 +369,31 @@ def save_foreign(path, variables, input_dtype=tf.uint8):
     return path
 
 
-OUR_VARIABLES = {"image_size": 32, "views": 1, "thresholds": np.full(28, 0.5, np.float32),
-                 "class_names": list(labels_lib.CLASS_NAMES)}
+OUR_VARIABLES = {
+    "image_size": 32,
+    "views": 1,
+    "thresholds": np.full(28, 0.5, np.float32),
+    "class_names": list(labels_lib.CLASS_NAMES),
+}
 
 
 def test_predict_on_a_savedmodel_without_our_variables_names_what_is_missing(tmp_path, capsys):
     from protein_location import __main__ as cli
 
     cases = [
-        (save_foreign(tmp_path / "plain", {}),
-         "has no image_size, views, thresholds, class_names variables"),
-        (save_foreign(tmp_path / "no_thresholds", {k: v for k, v in OUR_VARIABLES.items() if k != "thresholds"}),
-         "has no thresholds variable"),
+        (save_foreign(tmp_path / "plain", {}), "has no image_size, views, thresholds, class_names variables"),
+        (
+            save_foreign(tmp_path / "no_thresholds", {k: v for k, v in OUR_VARIABLES.items() if k != "thresholds"}),
+            "has no thresholds variable",
+        ),
     ]
     for path, problem in cases:
-        assert cli.main(["predict", "--model", str(path), "--images", str(tmp_path / "none"),
-                         "--out", str(tmp_path / "s.csv")]) == 1
+        assert (
+            cli.main(
+                ["predict", "--model", str(path), "--images", str(tmp_path / "none"), "--out", str(tmp_path / "s.csv")]
+            )
+            == 1
+        )
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"error: {path}: the SavedModel {problem}; {EXPORT_HINT}"]
     assert not (tmp_path / "s.csv").exists()
@@ -319,7 +405,8 @@ def test_predict_on_a_savedmodel_without_our_variables_names_what_is_missing(tmp
     assert str(error.value) == (
         f"{floats}: its 'serving_default' signature takes (image float32 (None, None, None, 4)) and returns "
         "(labels int32 (None, 28), probabilities float32 (None, 28)), not image uint8 [batch, height, width, 4] -> "
-        f"probabilities and labels [batch, 28]; {EXPORT_HINT}")
+        f"probabilities and labels [batch, 28]; {EXPORT_HINT}"
+    )
     # Thresholds that do not match the class names.
     short = save_foreign(tmp_path / "short", {**OUR_VARIABLES, "thresholds": np.full(27, 0.5, np.float32)})
     with pytest.raises(PredictError) as error:
@@ -376,21 +463,38 @@ def _raw_images(folder, ids, extension=".png"):
     folder.mkdir(parents=True, exist_ok=True)
     for index, image_id in enumerate(ids):
         for channel in labels_lib.CHANNELS:
-            cv2.imwrite(str(folder / f"{image_id}_{channel}{extension}"),
-                        np.full((16, 16), 40 * index + 10, np.uint8))
+            cv2.imwrite(str(folder / f"{image_id}_{channel}{extension}"), np.full((16, 16), 40 * index + 10, np.uint8))
     return folder
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("csv, message", [
-    ("Id,Predicted\n", "{csv}: no Ids (a header and no rows); nothing to predict"),
-    ("Id,Predicted\na,\nb,\na,\n", "{csv} line 4: duplicate Id a (first on line 2); a submission has one row per Id"),
-])
+@pytest.mark.parametrize(
+    "csv, message",
+    [
+        ("Id,Predicted\n", "{csv}: no Ids (a header and no rows); nothing to predict"),
+        (
+            "Id,Predicted\na,\nb,\na,\n",
+            "{csv} line 4: duplicate Id a (first on line 2); a submission has one row per Id",
+        ),
+    ],
+)
 def test_predict_refuses_a_sample_submission_without_ids_or_with_duplicates(tmp_path, saved_path, csv, message):
     images = _raw_images(tmp_path / "images", ["a", "b"])
     (tmp_path / "sample.csv").write_text(csv)
-    result = run_cli("-m", "protein_location", "predict", "--model", saved_path, "--images", images, "--csv",
-                     tmp_path / "sample.csv", "--out", tmp_path / "submission.csv", check=False)
+    result = run_cli(
+        "-m",
+        "protein_location",
+        "predict",
+        "--model",
+        saved_path,
+        "--images",
+        images,
+        "--csv",
+        tmp_path / "sample.csv",
+        "--out",
+        tmp_path / "submission.csv",
+        check=False,
+    )
     assert (result.returncode, last_error_line(result)) == (1, "error: " + message.format(csv=tmp_path / "sample.csv"))
     assert not (tmp_path / "submission.csv").exists()
 
@@ -398,16 +502,37 @@ def test_predict_refuses_a_sample_submission_without_ids_or_with_duplicates(tmp_
 @pytest.mark.slow
 def test_predict_checks_its_output_folder_before_any_inference(tmp_path, saved_path):
     images = _raw_images(tmp_path / "images", ["a"])
-    result = run_cli("-m", "protein_location", "predict", "--model", saved_path, "--images", images, "--out",
-                     tmp_path / "missing/submission.csv", check=False)
-    assert last_error_line(result) == (f"error: {tmp_path}/missing/submission.csv: the folder {tmp_path}/missing does "
-                                       "not exist; create it or pick another --out")
+    result = run_cli(
+        "-m",
+        "protein_location",
+        "predict",
+        "--model",
+        saved_path,
+        "--images",
+        images,
+        "--out",
+        tmp_path / "missing/submission.csv",
+        check=False,
+    )
+    assert last_error_line(result) == (
+        f"error: {tmp_path}/missing/submission.csv: the folder {tmp_path}/missing does "
+        "not exist; create it or pick another --out"
+    )
     assert "predict:" not in result.stdout and not (tmp_path / "missing").exists()
 
 
 @pytest.mark.slow
 def test_a_stain_file_with_an_upper_case_extension_is_read(tmp_path, saved_path):
     images = _raw_images(tmp_path / "images", ["a"], extension=".PNG")
-    run_cli("-m", "protein_location", "predict", "--model", saved_path, "--images", images, "--out",
-            tmp_path / "submission.csv")
+    run_cli(
+        "-m",
+        "protein_location",
+        "predict",
+        "--model",
+        saved_path,
+        "--images",
+        images,
+        "--out",
+        tmp_path / "submission.csv",
+    )
     assert (tmp_path / "submission.csv").read_text().splitlines()[1].startswith("a,")

@@ -106,8 +106,15 @@ def test_convert_accepts_the_dataset(dataset, tmp_path):
     from data_prep import convert  # imports TensorFlow: only here
 
     out, _ = dataset
-    convert.convert(str(out / "train"), str(tmp_path / "tf"), csv_path=str(out / "train.csv"),
-                    val_fraction=0.2, num_shards=2, seed=0, workers=1)
+    convert.convert(
+        str(out / "train"),
+        str(tmp_path / "tf"),
+        csv_path=str(out / "train.csv"),
+        val_fraction=0.2,
+        num_shards=2,
+        seed=0,
+        workers=1,
+    )
     manifest = json.loads((tmp_path / "tf" / "dataset.json").read_text())
     splits = manifest["splits"]
     assert splits["train"]["num_examples"] + splits["val"]["num_examples"] == NUM_TRAIN

@@ -49,16 +49,18 @@ def test_images_are_resized_to_the_requested_size(converted_dir):
 def test_folder_without_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(ManifestError) as error:
         input_reader.make_dataset(str(tmp_path), "train", 4)
-    assert str(error.value) == (f"{tmp_path}: no dataset.json here; convert a dataset first with "
-                                "`python -m data_prep convert`")
+    assert str(error.value) == (
+        f"{tmp_path}: no dataset.json here; convert a dataset first with `python -m data_prep convert`"
+    )
 
 
 def test_fold_selects_held_out_and_training_shards(synthetic_dir, tmp_path):
     from data_prep import convert
 
     out = tmp_path / "folds"
-    manifest = convert.convert(str(synthetic_dir / "train"), str(out), csv_path=str(synthetic_dir / "train.csv"),
-                               folds=3, num_shards=1)
+    manifest = convert.convert(
+        str(synthetic_dir / "train"), str(out), csv_path=str(synthetic_dir / "train.csv"), folds=3, num_shards=1
+    )
 
     def ids(split, fold):
         dataset = input_reader.make_dataset(str(out), split, 4, with_ids=True, fold=fold)
@@ -90,8 +92,16 @@ def test_repeat_factors_raise_only_classes_rarer_than_the_threshold():
 
 def _exposures(data_dir, steps, batch, **kwargs):
     """How often each training Id arrives in the first `steps` batches of the stream."""
-    dataset = input_reader.make_dataset(str(data_dir), "train", batch, training=True, seed=3, with_ids=True,
-                                     augment_config=input_reader.augment.AugmentConfig(False, 1.0, 0.0), **kwargs)
+    dataset = input_reader.make_dataset(
+        str(data_dir),
+        "train",
+        batch,
+        training=True,
+        seed=3,
+        with_ids=True,
+        augment_config=input_reader.augment.AugmentConfig(False, 1.0, 0.0),
+        **kwargs,
+    )
     return collections.Counter(i for _, _, ids in dataset.take(steps) for i in ids.numpy().tolist())
 
 
@@ -104,8 +114,9 @@ def few_shards_dir(tmp_path_factory):
     targets = {f"img{index:03d}": " ".join(map(str, synthetic.sample_labels(rng))) for index in range(150)}
     raw = write_raw_dataset(tmp_path_factory.mktemp("raw150"), targets, size=16)
     out = tmp_path_factory.mktemp("few_shards") / "data"
-    convert.convert(str(raw / "train"), str(out), csv_path=str(raw / "train.csv"), val_fraction=0.2,
-                    num_shards=2, seed=0)
+    convert.convert(
+        str(raw / "train"), str(out), csv_path=str(raw / "train.csv"), val_fraction=0.2, num_shards=2, seed=0
+    )
     return out
 
 
@@ -159,8 +170,10 @@ def _shard_ids(data_dir):
 
     manifest = json.loads((data_dir / "dataset.json").read_text())
     for shard in manifest["splits"]["train"]["shards"]:
-        yield [input_reader.records.parse_example(r, 28)["source_id"].numpy()
-               for r in tf.data.TFRecordDataset(str(data_dir / shard["file"]))]
+        yield [
+            input_reader.records.parse_example(r, 28)["source_id"].numpy()
+            for r in tf.data.TFRecordDataset(str(data_dir / shard["file"]))
+        ]
 
 
 @pytest.mark.parametrize("pipelines", [1, 2])
@@ -168,13 +181,15 @@ def test_padded_evaluation_gives_whole_batches_and_every_example_once(converted_
     """14 val examples (2 shards of 7), global batch 8 over 2 replicas per
     pipeline: the last batches are filled up with blanks of weight 0."""
     data = str(converted_dir)
-    expected = collections.Counter(image.tobytes() for images, _ in input_reader.make_dataset(data, "val", 8)
-                                   for image in images.numpy())
+    expected = collections.Counter(
+        image.tobytes() for images, _ in input_reader.make_dataset(data, "val", 8) for image in images.numpy()
+    )
     padding = input_reader.split_padding(data, "val", 8, pipelines)
     per_pipeline = []
     for index in range(pipelines):
-        context = tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=index,
-                                             num_replicas_in_sync=2 * pipelines)
+        context = tf.distribute.InputContext(
+            num_input_pipelines=pipelines, input_pipeline_id=index, num_replicas_in_sync=2 * pipelines
+        )
         per_pipeline.append(list(input_reader.make_dataset(data, "val", 8, input_context=context, pad_batches=True)))
     seen = collections.Counter()
     for batches in per_pipeline:

@@ -161,7 +161,9 @@ def test_a_best_checkpoint_cut_at_any_step_falls_back_to_the_committed_best(tmp_
     assert (tmp_path / "best.weights.h5").read_bytes() == b"weights of epoch 1"
     assert checkpoints.read_best(folder)["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".tmp-")) == [
-        "best.json", "best.weights.h5"]
+        "best.json",
+        "best.weights.h5",
+    ]
 
 
 def test_history_rows_of_uncommitted_epochs_are_dropped_on_resume(tmp_path):
@@ -181,8 +183,14 @@ def test_history_rows_of_uncommitted_epochs_are_dropped_on_resume(tmp_path):
 
 def _probe(point, count, args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, str(ROOT / "tests/kill_probe.py"), point, str(count), "--",
-                           *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tests/kill_probe.py"), point, str(count), "--", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _history_epochs(run):
@@ -201,8 +209,17 @@ def _check_finished_run(run, epochs, export=None):
     state = run_state.RunState.read(str(run))
     assert state.status == run_state.EVALUATED
     names = sorted(p.name for p in run.iterdir())
-    assert names == ["best.json", "best.weights.h5", "history.csv", "logs", "model.keras", "report.json",
-                     "report.png", "run.json", "thresholds.json"], names
+    assert names == [
+        "best.json",
+        "best.weights.h5",
+        "history.csv",
+        "logs",
+        "model.keras",
+        "report.json",
+        "report.png",
+        "run.json",
+        "thresholds.json",
+    ], names
     if export is not None:
         assert sorted(p.name for p in export.iterdir()) == ["1"]
         assert state.exports == [{"base": str(export), "version": str(export / "1")}]
@@ -213,10 +230,12 @@ def test_a_run_killed_inside_each_write_is_finished_by_the_same_command(converte
     run, export = tmp_path / "run", tmp_path / "export"
     args = ["train_keras.py", "--data", converted_dir, "--model-dir", run, "--epochs", 3, *TINY, "--export", export]
     # (The best checkpoint's and the history's writes are cut at every step in the tests above.)
-    kills = [("backup-weights-torn", 2, 1),  # epoch 2's backup half written: epoch 1 committed
-             ("backup-before-metadata", 2, 2),  # resumed at 1: epoch 3's weights and history row in place, no metadata
-             ("thresholds", 1, 3),  # after the last epoch, while thresholds are tuned
-             ("export-staged", 1, None)]  # evaluated; the SavedModel written, not yet published
+    kills = [
+        ("backup-weights-torn", 2, 1),  # epoch 2's backup half written: epoch 1 committed
+        ("backup-before-metadata", 2, 2),  # resumed at 1: epoch 3's weights and history row in place, no metadata
+        ("thresholds", 1, 3),  # after the last epoch, while thresholds are tuned
+        ("export-staged", 1, None),
+    ]  # evaluated; the SavedModel written, not yet published
     outputs = []
     for point, count, committed in kills:
         killed = _probe(point, count, args[1:])
@@ -239,19 +258,22 @@ def test_a_run_killed_inside_each_write_is_finished_by_the_same_command(converte
     assert not (run / "backup").exists()
 
     again = run_cli(*args)
-    assert again.stdout.splitlines()[-1] == (f"run: {run} is complete (run.json); exported as {export}/1; nothing to "
-                                             "do (--overwrite trains it again)")
+    assert again.stdout.splitlines()[-1] == (
+        f"run: {run} is complete (run.json); exported as {export}/1; nothing to do (--overwrite trains it again)"
+    )
 
 
 @pytest.mark.slow
-def test_sigterm_stops_at_the_next_batch_in_one_line_and_a_torn_backup_resumes_an_epoch_earlier(converted_dir,
-                                                                                                tmp_path):
+def test_sigterm_stops_at_the_next_batch_in_one_line_and_a_torn_backup_resumes_an_epoch_earlier(
+    converted_dir, tmp_path
+):
     run = tmp_path / "run"
     args = ["--data", converted_dir, "--model-dir", run, "--epochs", 3, *TINY]
     stopped = _probe("sigterm", 3, args)  # SIGTERM in epoch 3: epochs 1-2 are committed
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
-    assert last_error_line(stopped) == (f"error: stopped by SIGTERM; epochs 1-2 of 3 are saved in {run}/backup; the "
-                                        "same command resumes from there")
+    assert last_error_line(stopped) == (
+        f"error: stopped by SIGTERM; epochs 1-2 of 3 are saved in {run}/backup; the same command resumes from there"
+    )
     assert "Traceback" not in stopped.stderr
     assert checkpoints.committed_epochs(str(run)) == 2 and _history_epochs(run) == [0, 1]
 

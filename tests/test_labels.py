@@ -17,13 +17,16 @@ def test_parse_target_reads_kaggle_targets():
     assert labels.parse_target(" 5  5 2 ", 28) == [2, 5]
 
 
-@pytest.mark.parametrize("target, message", [
-    ("28", "label 28 is outside 0-27"),
-    ("3 x", "label 'x' is not an integer in 0-27"),
-    ("-1", "label '-1' is not an integer in 0-27"),
-    ("1.5", "label '1.5' is not an integer in 0-27"),
-    ("", "empty Target ''"),
-])
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("28", "label 28 is outside 0-27"),
+        ("3 x", "label 'x' is not an integer in 0-27"),
+        ("-1", "label '-1' is not an integer in 0-27"),
+        ("1.5", "label '1.5' is not an integer in 0-27"),
+        ("", "empty Target ''"),
+    ],
+)
 def test_parse_target_rejects_bad_labels(target, message):
     with pytest.raises(ValueError) as error:
         labels.parse_target(target, 28)
@@ -38,14 +41,17 @@ def test_multi_hot_round_trip():
     assert labels.from_multi_hot(np.zeros(28)) == []
 
 
-@pytest.mark.parametrize("image_id, valid", [
-    ("00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", True),
-    ("10580_1610_C1_1", True),
-    ("../../etc/passwd", False),
-    ("a/b", False),
-    ("", False),
-    ("id with space", False),
-])
+@pytest.mark.parametrize(
+    "image_id, valid",
+    [
+        ("00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", True),
+        ("10580_1610_C1_1", True),
+        ("../../etc/passwd", False),
+        ("a/b", False),
+        ("", False),
+        ("id with space", False),
+    ],
+)
 def test_is_valid_id(image_id, valid):
     assert labels.is_valid_id(image_id) is valid
 
@@ -58,11 +64,14 @@ def test_hpa2021_has_19_classes_with_its_own_indices():
     assert hpa2021.class_names[18] == "Negative"
 
 
-@pytest.mark.parametrize("header, name", [
-    (["Id", "Target"], "hpa2018"),
-    (["ID", "Label"], "hpa2021"),
-    (["ID", "Label", "Well"], "hpa2021"),
-])
+@pytest.mark.parametrize(
+    "header, name",
+    [
+        (["Id", "Target"], "hpa2018"),
+        (["ID", "Label"], "hpa2021"),
+        (["ID", "Label", "Well"], "hpa2021"),
+    ],
+)
 def test_label_set_is_detected_from_the_csv_header(header, name):
     assert labels.label_set_of_header(header).name == name
 

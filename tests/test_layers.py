@@ -51,8 +51,7 @@ def imports(path, known):
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             for alias in node.names:
                 full = f"{node.module}.{alias.name}"
-                found.add(full if full in known else node.module if node.module in known
-                          else node.module.split(".")[0])
+                found.add(full if full in known else node.module if node.module in known else node.module.split(".")[0])
     return found
 
 
@@ -90,24 +89,33 @@ def test_each_package_imports_only_the_packages_below_it():
 
 def test_the_core_imports_nothing_else_of_ours():
     graph = import_graph()
-    offenders = {name: sorted(i for i in imported if i.split(".")[0] in PACKAGES
-                              and not i.startswith("protein_location.core"))
-                 for name, imported in graph.items() if name.startswith("protein_location.core")}
+    offenders = {
+        name: sorted(i for i in imported if i.split(".")[0] in PACKAGES and not i.startswith("protein_location.core"))
+        for name, imported in graph.items()
+        if name.startswith("protein_location.core")
+    }
     assert {name: found for name, found in offenders.items() if found} == {}
 
 
 def test_data_creation_uses_only_the_core_and_the_cells_of_the_library():
     graph = import_graph()
-    offenders = {name: sorted(i for i in imported if i.startswith("protein_location")
-                              and library_package(i) not in DATA_PREP_MAY_IMPORT)
-                 for name, imported in graph.items() if name.startswith("data_prep")}
+    offenders = {
+        name: sorted(
+            i for i in imported if i.startswith("protein_location") and library_package(i) not in DATA_PREP_MAY_IMPORT
+        )
+        for name, imported in graph.items()
+        if name.startswith("data_prep")
+    }
     assert {name: found for name, found in offenders.items() if found} == {}
 
 
 def test_the_library_never_imports_data_prep_or_opencv():
     graph = import_graph()
-    offenders = {name: sorted(i for i in imported if i.split(".")[0] in ("data_prep", "bench") + DATA_CREATION_ONLY)
-                 for name, imported in graph.items() if name.startswith("protein_location")}
+    offenders = {
+        name: sorted(i for i in imported if i.split(".")[0] in ("data_prep", "bench") + DATA_CREATION_ONLY)
+        for name, imported in graph.items()
+        if name.startswith("protein_location")
+    }
     assert {name: found for name, found in offenders.items() if found} == {}
 
 
@@ -126,7 +134,7 @@ def test_nothing_imports_in_a_circle():
     def visit(name, path):
         for target in sorted(graph[name]):
             if target in path:
-                cycles.append(path[path.index(target):] + [target])
+                cycles.append(path[path.index(target) :] + [target])
             elif target not in done:
                 visit(target, path + [target])
         done.add(name)
@@ -141,6 +149,7 @@ def test_nothing_imports_in_a_circle():
 def test_nothing_imports_the_entry_points_above_the_stages():
     """`protein_location_command` (the front door) and `train_keras.py` sit on
     top of both stages; a stage importing them would go up."""
-    offenders = sorted(name for name, imported in import_graph().items()
-                       if imported & {"protein_location_command", "train_keras"})
+    offenders = sorted(
+        name for name, imported in import_graph().items() if imported & {"protein_location_command", "train_keras"}
+    )
     assert offenders == []

@@ -16,9 +16,16 @@ from tests.helpers import ROOT
 
 IMAGE_SIZE, WIDTH, BATCH = 32, 0.125, 2
 # Every preset at width 1, 28 classes: what the models page's table (docs/models.md) rounds to millions.
-PARAMETER_COUNTS = {"seresnet18": 11_293_724, "seresnet34": 21_481_940, "seresnet50": 26_152_652,
-                    "seresnext50": 25_639_628, "densenet121": 7_069_340, "resnet50": 23_648_220,
-                    "efficientnetv2b0": 5_955_468, "convnext_tiny": 27_843_196}
+PARAMETER_COUNTS = {
+    "seresnet18": 11_293_724,
+    "seresnet34": 21_481_940,
+    "seresnet50": 26_152_652,
+    "seresnext50": 25_639_628,
+    "densenet121": 7_069_340,
+    "resnet50": 23_648_220,
+    "efficientnetv2b0": 5_955_468,
+    "convnext_tiny": 27_843_196,
+}
 
 
 def docs_millions():
@@ -53,8 +60,11 @@ def shared_tiny(preset):
 
 def all_layers(model):
     """Every layer in `model`, nested ones and `model` included, input layers aside."""
-    return [layer for layer in model._flatten_layers(include_self=True, recursive=True)
-            if not isinstance(layer, keras.layers.InputLayer)]
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
 
 
 def randomized(layer, seed=0):
@@ -95,12 +105,15 @@ def test_squeeze_excite_bottleneck_is_channels_over_ratio_and_at_least_8(channel
     assert (layer.reduce.filters, layer.expand.filters) == (reduced, channels)
 
 
-@pytest.mark.parametrize("block_type, filters, strides, channels_in, expected, projects", [
-    ("basic", 16, 1, 16, (BATCH, 8, 8, 16), False),
-    ("basic", 32, 2, 16, (BATCH, 4, 4, 32), True),
-    ("bottleneck", 8, 1, 32, (BATCH, 8, 8, 32), False),
-    ("bottleneck", 8, 2, 16, (BATCH, 4, 4, 32), True),
-])
+@pytest.mark.parametrize(
+    "block_type, filters, strides, channels_in, expected, projects",
+    [
+        ("basic", 16, 1, 16, (BATCH, 8, 8, 16), False),
+        ("basic", 32, 2, 16, (BATCH, 4, 4, 32), True),
+        ("bottleneck", 8, 1, 32, (BATCH, 8, 8, 32), False),
+        ("bottleneck", 8, 2, 16, (BATCH, 4, 4, 32), True),
+    ],
+)
 def test_residual_block_output_shape_and_projection(block_type, filters, strides, channels_in, expected, projects):
     block = models.ResidualBlock(filters, block_type=block_type, strides=strides)
     outputs = block(keras.ops.ones((BATCH, 8, 8, channels_in)))
@@ -119,12 +132,19 @@ def test_residual_block_starts_as_relu_of_its_identity_shortcut(block_type, filt
         np.testing.assert_allclose(block(x, training=training).numpy(), np.maximum(x, 0), atol=1e-6)
 
 
-@pytest.mark.parametrize("make, input_shape", [
-    (lambda: models.SqueezeExcite(ratio=4, min_filters=4, name="se"), (BATCH, 4, 4, 24)),
-    (lambda: models.ResidualBlock(8, block_type="basic", strides=2, se_ratio=4, name="b"), (BATCH, 8, 8, 16)),
-    (lambda: models.ResidualBlock(4, block_type="bottleneck", strides=1, se_ratio=2, synchronized_bn=True,
-                                  name="c"), (BATCH, 8, 8, 8)),
-])
+@pytest.mark.parametrize(
+    "make, input_shape",
+    [
+        (lambda: models.SqueezeExcite(ratio=4, min_filters=4, name="se"), (BATCH, 4, 4, 24)),
+        (lambda: models.ResidualBlock(8, block_type="basic", strides=2, se_ratio=4, name="b"), (BATCH, 8, 8, 16)),
+        (
+            lambda: models.ResidualBlock(
+                4, block_type="bottleneck", strides=1, se_ratio=2, synchronized_bn=True, name="c"
+            ),
+            (BATCH, 8, 8, 8),
+        ),
+    ],
+)
 def test_layer_config_round_trip_gives_the_same_output_with_the_same_weights(make, input_shape):
     layer = make()
     x = np.random.default_rng(1).normal(size=input_shape).astype("float32")
@@ -153,8 +173,11 @@ def test_fused_inference_batch_norm_computes_what_keras_does(policy, tolerance):
         expected = plain(x, training=training)
         outputs = fused(x, training=training)
         assert outputs.dtype == expected.dtype == keras.mixed_precision.Policy(policy).compute_dtype
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.cast(outputs, "float32")),
-                                   keras.ops.convert_to_numpy(keras.ops.cast(expected, "float32")), atol=tolerance)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(keras.ops.cast(outputs, "float32")),
+            keras.ops.convert_to_numpy(keras.ops.cast(expected, "float32")),
+            atol=tolerance,
+        )
     fused_in_graph = tf.function(lambda images: fused(images, training=False))
     assert "FusedBatchNormV3" in {op.type for op in fused_in_graph.get_concrete_function(x).graph.get_operations()}
 
@@ -294,8 +317,9 @@ def differentiated_gradcam(model, images):
 @pytest.mark.parametrize("backbone", ["seresnet18", "functional"])
 def test_class_maps_are_grad_cam_computed_in_closed_form(backbone):
     if backbone == "functional":
-        model = models.MultiLabelClassifier(small_functional_backbone(stride=2), num_classes=5, image_size=IMAGE_SIZE,
-                                            dropout=0.5)
+        model = models.MultiLabelClassifier(
+            small_functional_backbone(stride=2), num_classes=5, image_size=IMAGE_SIZE, dropout=0.5
+        )
     else:
         model = tiny(backbone, image_size=64, dropout=0.3, output_bias=np.linspace(-2, 2, 28))
     images = tf.constant(raw_images(model.image_size))
@@ -332,8 +356,9 @@ def test_seresnext_splits_its_bottleneck_into_32_groups_and_trains():
     assert block.output_filters == 64
     # One block trains (the whole model's first train step costs 30 s of set-up on 2 CPU cores).
     block = layers.ResidualBlock(16, block_type="bottleneck", cardinality=32)
-    net = keras.Sequential([keras.Input((8, 8, 32)), block, keras.layers.GlobalAveragePooling2D(),
-                            keras.layers.Dense(1)])
+    net = keras.Sequential(
+        [keras.Input((8, 8, 32)), block, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)]
+    )
     block.branch_norms[-1].gamma.assign(np.ones(64))  # zero at first: no gradient would reach the branch
     net.compile(keras.optimizers.Adam(1e-2), "mse")  # no weight decay: only a gradient moves the kernel
     before = block.branch_convs[1].kernel.numpy().copy()
@@ -378,5 +403,4 @@ def test_classifier_on_another_backbone_saves_loads_and_has_a_float32_twin(mixed
     twin = models.float32_twin(model)
     assert isinstance(twin, models.MultiLabelClassifier)
     assert {layer.dtype_policy.name for layer in all_layers(twin)} == {"float32"}
-    np.testing.assert_allclose(predictions(twin), predictions(model),
-                               atol=2e-2)
+    np.testing.assert_allclose(predictions(twin), predictions(model), atol=2e-2)

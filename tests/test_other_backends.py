@@ -33,8 +33,14 @@ PROBED = ("seresnet18", "seresnext50", "resnet50")  # the first and the keras.ap
 
 def _train_under_tensorflow(arch, width, images, folder):
     keras.utils.set_random_seed(0)
-    model = models.build_classifier(arch, image_size=SIZE, num_classes=5, width=width,
-                                    channel_mean=(20.0, 30.0, 40.0, 10.0), channel_std=(50.0, 60.0, 70.0, 40.0))
+    model = models.build_classifier(
+        arch,
+        image_size=SIZE,
+        num_classes=5,
+        width=width,
+        channel_mean=(20.0, 30.0, 40.0, 10.0),
+        channel_std=(50.0, 60.0, 70.0, 40.0),
+    )
     model.compile(keras.optimizers.AdamW(1e-2), "binary_crossentropy")
     labels = (np.random.default_rng(2).random((len(images), 5)) > 0.5).astype("float32")
     # Three steps: the BatchNorm moving statistics move away from 0 and 1, so inference uses them.
@@ -49,11 +55,19 @@ def probe(tmp_path_factory):
     (work / "trained").mkdir()
     images = np.random.default_rng(0).integers(0, 256, (6, SIZE, SIZE, 4), dtype=np.uint8)
     np.save(work / "images.npy", images)
-    under_tensorflow = {f"{arch}.keras": _train_under_tensorflow(arch, width, images, str(work / "trained"))
-                        for arch, width in TRAINED.items()}
+    under_tensorflow = {
+        f"{arch}.keras": _train_under_tensorflow(arch, width, images, str(work / "trained"))
+        for arch, width in TRAINED.items()
+    }
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([sys.executable, str(ROOT / "tests/backend_probe.py"), str(work), *PROBED], cwd=ROOT,
-                            env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tests/backend_probe.py"), str(work), *PROBED],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((work / "probe.json").read_text()), under_tensorflow
 
@@ -78,11 +92,14 @@ def test_a_model_trained_under_tensorflow_predicts_the_same_under_jax(probe):
 
 def test_the_gpu_benchmark_runs_on_keras_and_jax_alone(tmp_path):
     out = tmp_path / "gpu.jsonl"
-    script = ("import sys; from tests.backend_probe import NoTensorFlow; sys.meta_path.insert(0, NoTensorFlow()); "
-              f"from bench import gpu; sys.exit(gpu.main(['--quick', '--out', {str(out)!r}]))")
+    script = (
+        "import sys; from tests.backend_probe import NoTensorFlow; sys.meta_path.insert(0, NoTensorFlow()); "
+        f"from bench import gpu; sys.exit(gpu.main(['--quick', '--out', {str(out)!r}]))"
+    )
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (measured,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert measured["backend"] == "jax" and measured["tensorflow_imported"] is False

@@ -39,8 +39,15 @@ def resnet50_file(tmp_path_factory):
     return write_weights_file("resnet50", tmp_path_factory.mktemp("weights") / "resnet50_notop.h5")
 
 
-@pytest.mark.parametrize("arch, suffix", [("resnet50", ".h5"), ("densenet121", ".h5"),
-                                          ("efficientnetv2b0", ".weights.h5"), ("convnext_tiny", ".weights.h5")])
+@pytest.mark.parametrize(
+    "arch, suffix",
+    [
+        ("resnet50", ".h5"),
+        ("densenet121", ".h5"),
+        ("efficientnetv2b0", ".weights.h5"),
+        ("convnext_tiny", ".weights.h5"),
+    ],
+)
 def test_rgb_kernels_are_the_files_and_yellow_is_the_mean_of_red_and_green(arch, suffix, tmp_path):
     path, file_weights = write_weights_file(arch, tmp_path / f"{arch}{suffix}")
     model = models.build_classifier(arch, image_size=32, num_classes=19, weights=str(path))
@@ -65,15 +72,17 @@ def test_input_scale_takes_z_scores_into_the_backbones_input_space():
     # torch mode: z-scores are what ImageNet's networks saw; x 3/4 for the fourth channel.
     assert application_backbone.input_scale("densenet121") == (0.75, 0.75, 0.75, 0.75)
     red, green, blue = application_backbone.IMAGENET_STD_255
-    np.testing.assert_allclose(application_backbone.input_scale("resnet50"),
-                               np.array([red, green, blue, (red + green) / 2]) * 0.75)
+    np.testing.assert_allclose(
+        application_backbone.input_scale("resnet50"), np.array([red, green, blue, (red + green) / 2]) * 0.75
+    )
     backbone = models.ApplicationBackbone("convnext_tiny", image_size=32)
     assert backbone.get_layer("input_scale").get_config()["scale"] == [0.75] * 4
 
 
 def test_a_stem_kernel_of_another_shape_is_refused():
-    with pytest.raises(ValueError,
-                       match=r"^a three-channel stem kernel has 3 input channels, not shape \(7, 7, 4, 64\)$"):
+    with pytest.raises(
+        ValueError, match=r"^a three-channel stem kernel has 3 input channels, not shape \(7, 7, 4, 64\)$"
+    ):
         pretrained.rgby_stem_kernel(np.zeros((7, 7, 4, 64)))
 
 
@@ -87,48 +96,93 @@ def test_a_failed_download_is_one_line_naming_the_offline_way(monkeypatch):
     assert str(error.value) == (  # from Python the argument is named; the command line names the flag
         "`weights` imagenet: Keras could not download the ImageNet weights of densenet121 (URL fetch failure on "
         "https://storage.googleapis.com/x.h5: None -- [Errno -3] no network); download them where there is internet "
-        "and pass `weights` PATH, or train from scratch with `weights` none")
+        "and pass `weights` PATH, or train from scratch with `weights` none"
+    )
     assert naming_flags(error.value, {"weights": "--weights"}).endswith(
-        "and pass --weights PATH, or train from scratch with --weights none")
+        "and pass --weights PATH, or train from scratch with --weights none"
+    )
 
 
 def test_a_weights_file_of_another_network_is_one_line(tmp_path, resnet50_file):
-    with pytest.raises(WeightsError, match=r"^`weights` .*resnet50_notop.h5: not a Keras weights file of densenet121 "
-                                           r"without its top \("):
+    with pytest.raises(
+        WeightsError,
+        match=r"^`weights` .*resnet50_notop.h5: not a Keras weights file of densenet121 "
+        r"without its top \(",
+    ):
         models.build_classifier("densenet121", image_size=32, weights=str(resnet50_file[0]))
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--arch", "resnet50", "--weights", "/no/such.h5"],
-     "error: --weights /no/such.h5: no such file; give a Keras weights file of resnet50 without its top (what "
-     "keras.applications downloads), imagenet or none"),
-    (["--arch", "seresnet18", "--weights", "imagenet"],
-     "error: --weights imagenet: pretrained weights are for the keras.applications backbones (densenet121, resnet50, "
-     "efficientnetv2b0, convnext_tiny); --arch seresnet18 trains from scratch"),
-    (["--arch", "resnet50", "--weights", "none", "--freeze-epochs", "1"],
-     "error: --freeze-epochs 1: a head-only warm-up needs a pretrained backbone (--weights imagenet or PATH with a "
-     "keras.applications --arch)"),
-    (["--arch", "resnet50", "--width", "0.5", "--weights", "none"],
-     "error: --width 0.5: --arch resnet50 has one width; --width is for the presets seresnet18, seresnet34, "
-     "seresnet50, seresnext50"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--arch", "resnet50", "--weights", "/no/such.h5"],
+            "error: --weights /no/such.h5: no such file; give a Keras weights file of resnet50 without its top (what "
+            "keras.applications downloads), imagenet or none",
+        ),
+        (
+            ["--arch", "seresnet18", "--weights", "imagenet"],
+            "error: --weights imagenet: pretrained weights are for the keras.applications backbones (densenet121, "
+            "resnet50, efficientnetv2b0, convnext_tiny); --arch seresnet18 trains from scratch",
+        ),
+        (
+            ["--arch", "resnet50", "--weights", "none", "--freeze-epochs", "1"],
+            "error: --freeze-epochs 1: a head-only warm-up needs a pretrained backbone (--weights imagenet or PATH "
+            "with a keras.applications --arch)",
+        ),
+        (
+            ["--arch", "resnet50", "--width", "0.5", "--weights", "none"],
+            "error: --width 0.5: --arch resnet50 has one width; --width is for the presets seresnet18, seresnet34, "
+            "seresnet50, seresnext50",
+        ),
+    ],
+)
 def test_a_fine_tuning_request_that_cannot_run_is_one_line(converted_dir, tmp_path, flags, message):
-    result = run_cli("train_keras.py", "--data", converted_dir, "--model-dir", tmp_path / "run", "--epochs", 2,
-                     *TINY, *flags, check=False)
+    result = run_cli(
+        "train_keras.py",
+        "--data",
+        converted_dir,
+        "--model-dir",
+        tmp_path / "run",
+        "--epochs",
+        2,
+        *TINY,
+        *flags,
+        check=False,
+    )
     assert result.returncode == 1
     assert last_error_line(result) == message
 
 
 @pytest.mark.slow
-def test_a_frozen_run_changes_only_the_head_and_exports_a_model_that_predicts(converted_dir, synthetic_dir, tmp_path,
-                                                                            resnet50_file):
+def test_a_frozen_run_changes_only_the_head_and_exports_a_model_that_predicts(
+    converted_dir, synthetic_dir, tmp_path, resnet50_file
+):
     path, _ = resnet50_file
     run, export = tmp_path / "run", tmp_path / "export"
-    result = run_cli("train_keras.py", "--data", converted_dir, "--model-dir", run, "--epochs", 1, *TINY,
-                     "--arch", "resnet50", "--weights", path, "--freeze-epochs", 1, "--no-bias-init",
-                     "--export", export)
-    assert f"weights: resnet50 from {path}; head only for 1 epoch(s), then the backbone at 0.1x the head's rate" \
+    result = run_cli(
+        "train_keras.py",
+        "--data",
+        converted_dir,
+        "--model-dir",
+        run,
+        "--epochs",
+        1,
+        *TINY,
+        "--arch",
+        "resnet50",
+        "--weights",
+        path,
+        "--freeze-epochs",
+        1,
+        "--no-bias-init",
+        "--export",
+        export,
+    )
+    assert (
+        f"weights: resnet50 from {path}; head only for 1 epoch(s), then the backbone at 0.1x the head's rate"
         in result.stdout
+    )
     assert "fine-tuning: epochs 1-1 train the head only (2 variables), the backbone frozen" in result.stdout
     report = json.loads((run / "report.json").read_text())
     assert (report["weights"], report["freeze_epochs"], report["backbone_lr_scale"]) == (str(path), 1, 0.1)
@@ -141,8 +195,20 @@ def test_a_frozen_run_changes_only_the_head_and_exports_a_model_that_predicts(co
     assert np.abs(trained.head.bias.numpy()).max() > 0  # the head learned (it started at zeros)
 
     submission = tmp_path / "submission.csv"
-    run_cli("-m", "protein_location", "predict", "--model", export, "--images", synthetic_dir / "test",
-            "--csv", synthetic_dir / "sample_submission.csv", "--out", submission)
+    run_cli(
+        "-m",
+        "protein_location",
+        "predict",
+        "--model",
+        export,
+        "--images",
+        synthetic_dir / "test",
+        "--csv",
+        synthetic_dir / "sample_submission.csv",
+        "--out",
+        submission,
+    )
     rows = list(csv.DictReader(submission.open()))
-    assert [row["Id"] for row in rows] == [row["Id"]
-                                           for row in csv.DictReader((synthetic_dir / "sample_submission.csv").open())]
+    assert [row["Id"] for row in rows] == [
+        row["Id"] for row in csv.DictReader((synthetic_dir / "sample_submission.csv").open())
+    ]

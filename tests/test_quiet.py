@@ -16,15 +16,18 @@ def run_as_a_user(*args):
     """`python <args>` in a fresh process with the user's environment: no TF_CPP_MIN_LOG_LEVEL."""
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_a_command_prints_only_its_own_error_line_and_verbose_brings_tensorflows_lines_back(tmp_path):
     quiet_run = run_as_a_user("-m", "data_prep", "verify", tmp_path / "nothing")
     assert quiet_run.returncode == 1
-    expected = (f"error: {tmp_path / 'nothing'}: no dataset.json here; convert a dataset first with "
-                "`python -m data_prep convert`\n")
+    expected = (
+        f"error: {tmp_path / 'nothing'}: no dataset.json here; convert a dataset first with "
+        "`python -m data_prep convert`\n"
+    )
     assert quiet_run.stderr == expected and quiet_run.stdout == ""
     loud = run_as_a_user("-m", "data_prep", "verify", tmp_path / "nothing", "--verbose")
     assert loud.returncode == 1 and loud.stderr.endswith(expected)
@@ -48,7 +51,11 @@ def test_the_command_line_names_the_flag_of_an_argument_a_library_error_names():
 
     flags = flags_of(model_main._parser())  # every sub-command's options
     assert flags["crop_model"] == "--crop-model" and flags["cell_scores"] == "--cell-scores"
-    message = ("`cell_scores` crop needs `crop_model`; Keras says: a Lambda layer whose `function` is Python code; "
-               "see `python -m data_prep convert`")
-    assert naming_flags(message, flags) == ("--cell-scores crop needs --crop-model; Keras says: a Lambda layer whose "
-                                            "`function` is Python code; see `python -m data_prep convert`")
+    message = (
+        "`cell_scores` crop needs `crop_model`; Keras says: a Lambda layer whose `function` is Python code; "
+        "see `python -m data_prep convert`"
+    )
+    assert naming_flags(message, flags) == (
+        "--cell-scores crop needs --crop-model; Keras says: a Lambda layer whose "
+        "`function` is Python code; see `python -m data_prep convert`"
+    )

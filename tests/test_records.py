@@ -30,10 +30,17 @@ def test_serialize_parse_round_trip_keeps_pixels_channel_order_and_labels(image_
 def test_example_has_the_documented_keys():
     example = tf.train.Example.FromString(tfrecord_lib.serialize_example(_rgby_image(), "x1", [3]))
     feature = example.features.feature
-    assert sorted(feature) == sorted([
-        "image/encoded", "image/format", "image/height", "image/width", "image/channels",
-        "image/source_id", "image/class/label",
-    ])
+    assert sorted(feature) == sorted(
+        [
+            "image/encoded",
+            "image/format",
+            "image/height",
+            "image/width",
+            "image/channels",
+            "image/source_id",
+            "image/class/label",
+        ]
+    )
     assert feature["image/format"].bytes_list.value == [b"png"]  # the default
     assert feature["image/height"].int64_list.value == [12]
     assert feature["image/width"].int64_list.value == [10]

@@ -23,8 +23,26 @@ def raw(tmp_path_factory):
 
 
 def _convert_args(raw, out, *extra):
-    return ["-m", "data_prep", "convert", "--csv", raw / "train.csv", "--images", raw / "train", "--out", out,
-            "--shards", 16, "--workers", 1, "--val-fraction", 0.2, "--seed", 4, *extra]
+    return [
+        "-m",
+        "data_prep",
+        "convert",
+        "--csv",
+        raw / "train.csv",
+        "--images",
+        raw / "train",
+        "--out",
+        out,
+        "--shards",
+        16,
+        "--workers",
+        1,
+        "--val-fraction",
+        0.2,
+        "--seed",
+        4,
+        *extra,
+    ]
 
 
 def _dataset_files(out):
@@ -33,8 +51,13 @@ def _dataset_files(out):
 
 def _kill_after_first_shard(raw, out):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-    process = subprocess.Popen([sys.executable, *map(str, _convert_args(raw, out))], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, *map(str, _convert_args(raw, out))],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if out.is_dir() and any(p.suffix == ".tfrecord" for p in out.iterdir()):
@@ -59,11 +82,15 @@ def test_resume_after_kill_gives_identical_output(raw, tmp_path):
 
     again = run_cli(*_convert_args(raw, killed), check=False)
     assert again.returncode == 1
-    assert last_error_line(again) == (f"error: {killed}: holds an unfinished conversion; pass --resume "
-                                      "(same arguments) to finish it, or --overwrite to start again")
+    assert last_error_line(again) == (
+        f"error: {killed}: holds an unfinished conversion; pass --resume "
+        "(same arguments) to finish it, or --overwrite to start again"
+    )
     other = run_cli(*_convert_args(raw, killed, "--resume", "--shards", 8), check=False)
-    assert last_error_line(other) == (f"error: {killed}: holds an unfinished conversion; it was started with "
-                                      "different arguments or inputs; rerun it with its own, or pass --overwrite")
+    assert last_error_line(other) == (
+        f"error: {killed}: holds an unfinished conversion; it was started with "
+        "different arguments or inputs; rerun it with its own, or pass --overwrite"
+    )
 
     run_cli(*_convert_args(raw, killed, "--resume"))
     assert _dataset_files(killed) == _dataset_files(complete)
@@ -80,8 +107,11 @@ def _children(pid):
 def _gone(pids, seconds):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        alive = [pid for pid in pids if os.path.exists(f"/proc/{pid}") and
-                 open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] != "Z"]
+        alive = [
+            pid
+            for pid in pids
+            if os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] != "Z"
+        ]
         if not alive:
             return True
         time.sleep(0.05)
@@ -96,8 +126,14 @@ def test_sigterm_stops_a_conversion_in_one_line_and_no_worker_outlives_its_paren
         # 64 images a shard at zlib level 9: about a second of work each, however fast the workers start.
         args = _convert_args(raw, out, "--resume", "--shards", 2, "--png-compression", 9)
         args[args.index("--workers") + 1] = 2
-        process = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, *map(str, args)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 120
         while not list(out.glob("*.tfrecord.tmp")) and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)  # until a worker is writing a shard
@@ -109,7 +145,8 @@ def test_sigterm_stops_a_conversion_in_one_line_and_no_worker_outlives_its_paren
             assert process.returncode == 128 + signal.SIGTERM
             assert stderr.strip().splitlines()[-1] == (
                 "error: stopped by SIGTERM; the finished shards are kept: rerun the same command with --resume to "
-                "finish the conversion")
+                "finish the conversion"
+            )
         # Gone at once, not at the end of the shard each was writing.
         assert _gone(workers, seconds=1.5), f"workers {workers} outlived their parent ({stop.name})"
     run_cli(*_convert_args(raw, out, "--resume", "--shards", 2, "--png-compression", 9))

@@ -8,9 +8,9 @@ def _labels_with_rare_classes(n=300, seed=0):
     rng = np.random.default_rng(seed)
     matrix = (rng.random((n, 28)) < 0.1).astype(int)
     matrix[:, 25:] = 0
-    matrix[[5, 77], 27] = 1          # 2 examples: rods & rings-like
-    matrix[[3, 4, 9], 26] = 1        # 3 examples
-    matrix[[11], 25] = 1             # 1 example: can only sit on one side
+    matrix[[5, 77], 27] = 1  # 2 examples: rods & rings-like
+    matrix[[3, 4, 9], 26] = 1  # 3 examples
+    matrix[[11], 25] = 1  # 1 example: can only sit on one side
     return matrix
 
 
@@ -98,8 +98,48 @@ def test_classes_in_two_groups_land_on_both_sides():
 # Outputs of the image-level splitter before groups existed; datasets and
 # published figures depend on them, so singleton groups must reproduce them.
 _PINNED_VAL = [0, 1, 4, 5, 7, 9, 24, 28]
-_PINNED_FOLDS = [0, 2, 0, 2, 3, 1, 3, 2, 1, 0, 0, 3, 3, 2, 1, 3, 0, 1, 2, 1,
-                 0, 1, 1, 2, 1, 0, 3, 3, 3, 3, 1, 1, 0, 2, 0, 2, 3, 2, 0, 2]
+_PINNED_FOLDS = [
+    0,
+    2,
+    0,
+    2,
+    3,
+    1,
+    3,
+    2,
+    1,
+    0,
+    0,
+    3,
+    3,
+    2,
+    1,
+    3,
+    0,
+    1,
+    2,
+    1,
+    0,
+    1,
+    1,
+    2,
+    1,
+    0,
+    3,
+    3,
+    3,
+    3,
+    1,
+    1,
+    0,
+    2,
+    0,
+    2,
+    3,
+    2,
+    0,
+    2,
+]
 
 
 def _pinned_matrix():
@@ -138,10 +178,10 @@ def test_hpav18_ids_group_by_well_and_other_ids_stand_alone():
 
 def test_stratification_summary_names_the_worst_class():
     matrix = np.zeros((10, 4), int)
-    matrix[:, 0] = 1                  # 10 examples, 2 in val: 0.2, on target
-    matrix[[0, 1, 2, 3], 1] = 1       # 4 examples, 2 in val: 0.5
-    matrix[[5, 6], 2] = 1             # 2 examples, none in val: 0.0
-    matrix[[7], 3] = 1                # 1 example: not counted
+    matrix[:, 0] = 1  # 10 examples, 2 in val: 0.2, on target
+    matrix[[0, 1, 2, 3], 1] = 1  # 4 examples, 2 in val: 0.5
+    matrix[[5, 6], 2] = 1  # 2 examples, none in val: 0.0
+    matrix[[7], 3] = 1  # 1 example: not counted
     summary = split.stratification_summary(matrix, [0, 1], 0.2)
     assert summary["classes"] == 3
     assert summary["worst_class"] == 1 and summary["worst_val_fraction"] == 0.5

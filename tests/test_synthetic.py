@@ -55,9 +55,7 @@ def test_ids_valid_unique_and_targets_parse(dataset):
     assert summary["train_label_counts"] == counts.tolist()
 
 
-@pytest.mark.parametrize(
-    "split, csv_name", [("train", "train.csv"), ("test", "sample_submission.csv")]
-)
+@pytest.mark.parametrize("split, csv_name", [("train", "train.csv"), ("test", "sample_submission.csv")])
 def test_four_channel_pngs_per_id(dataset, split, csv_name):
     out, _ = dataset
     _, rows = read_csv(out / csv_name)

@@ -29,16 +29,20 @@ def _tensorflow_example(encoded, image_format, height, width, source_id, labels)
     return example.SerializeToString(deterministic=True)
 
 
-@pytest.mark.parametrize("num_bytes, labels, source_id, side", [
-    (0, [], "", 1),
-    (5, [0], "a", 127),  # one-byte varints at their edge
-    (300, [27, 3, 0, 18], "x" * 200, 128),  # two-byte lengths and varints
-    (3 << 20, list(range(28)), "00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", 3072),  # a 3 MiB image: three-byte length
-])
+@pytest.mark.parametrize(
+    "num_bytes, labels, source_id, side",
+    [
+        (0, [], "", 1),
+        (5, [0], "a", 127),  # one-byte varints at their edge
+        (300, [27, 3, 0, 18], "x" * 200, 128),  # two-byte lengths and varints
+        (3 << 20, list(range(28)), "00070df0-bbc3-11e8-b2bc-ac1f6b6435d0", 3072),  # a 3 MiB image: three-byte length
+    ],
+)
 def test_examples_are_serialized_as_tensorflow_serializes_them(num_bytes, labels, source_id, side):
     encoded = np.random.default_rng(num_bytes).bytes(num_bytes)
-    assert (tfrecord_lib.serialize_encoded(encoded, "raw", side, side + 1, source_id, labels)
-            == _tensorflow_example(encoded, "raw", side, side + 1, source_id, labels))
+    assert tfrecord_lib.serialize_encoded(encoded, "raw", side, side + 1, source_id, labels) == _tensorflow_example(
+        encoded, "raw", side, side + 1, source_id, labels
+    )
 
 
 def test_a_tfrecord_file_is_framed_as_tensorflow_frames_it(tmp_path):
@@ -71,7 +75,9 @@ def test_whole_ratio_resize_gives_tensorflows_area_kernel_values(ratio):
 
 
 def test_a_conversion_worker_imports_no_tensorflow():
-    code = ("import sys, pickle; import data_prep.shard_writer, data_prep.shard_plan, data_prep.stain_reader; "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules))")
+    code = (
+        "import sys, pickle; import data_prep.shard_writer, data_prep.shard_plan, data_prep.stain_reader; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

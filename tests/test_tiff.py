@@ -47,11 +47,19 @@ LAYOUTS = {
     # The image server's download: a gzip-compressed TIFF (here a big-endian one).
     "gz16": (np.uint16, lambda channel, plane: (".tif.gz", gzip.compress(_tiff(plane, byteorder=">")))),
     # BigTIFF, deflate inside, the extension in capitals.
-    "big8": (np.uint8, lambda channel, plane: (".TIF.GZ", gzip.compress(_tiff(plane, bigtiff=True,
-                                                                                 compression="zlib")))),
+    "big8": (
+        np.uint8,
+        lambda channel, plane: (".TIF.GZ", gzip.compress(_tiff(plane, bigtiff=True, compression="zlib"))),
+    ),
     # TIFF and PNG stains in one Id.
-    "mixed": (np.uint16, lambda channel, plane: (".tif", _tiff(plane)) if channel in ("green", "yellow")
-              else (".png", cv2.imencode(".png", plane)[1].tobytes())),
+    "mixed": (
+        np.uint16,
+        lambda channel, plane: (
+            (".tif", _tiff(plane))
+            if channel in ("green", "yellow")
+            else (".png", cv2.imencode(".png", plane)[1].tobytes())
+        ),
+    ),
 }
 
 
@@ -89,8 +97,21 @@ def test_tiff_ids_are_listed_and_read_as_their_pixels_by_every_reader(folders):
 def test_tiff_folder_converts_to_the_shards_of_pngs_of_the_same_pixels(folders, tmp_path):
     png_dir, tiff_dir, _ = folders
     convert.convert(str(png_dir), str(tmp_path / "png"), size=8, num_shards=1, workers=1)
-    result = run_cli("-m", "data_prep", "convert", "--images", tiff_dir, "--out", tmp_path / "tiff", "--size", 8,
-                     "--shards", 1, "--workers", 1)
+    result = run_cli(
+        "-m",
+        "data_prep",
+        "convert",
+        "--images",
+        tiff_dir,
+        "--out",
+        tmp_path / "tiff",
+        "--size",
+        8,
+        "--shards",
+        1,
+        "--workers",
+        1,
+    )
     assert result.returncode == 0
     shard = "test-00000-of-00001.tfrecord"
     assert (tmp_path / "tiff" / shard).read_bytes() == (tmp_path / "png" / shard).read_bytes()
@@ -102,8 +123,10 @@ def test_predict_pipeline_reads_tiff_ids_as_their_pngs(folders, size):
     images, in order, every one ok, at the source size and resized."""
     png_dir, tiff_dir, _ = folders
     ids = sorted(LAYOUTS)
-    from_png, from_tiff = ([(image.numpy(), bool(ok)) for image, ok in raw_images.image_dataset(str(d), ids, size)]
-                           for d in (png_dir, tiff_dir))
+    from_png, from_tiff = (
+        [(image.numpy(), bool(ok)) for image, ok in raw_images.image_dataset(str(d), ids, size)]
+        for d in (png_dir, tiff_dir)
+    )
     assert [ok for _, ok in from_tiff] == [True] * len(ids)
     for (png_image, _), (tiff_image, _) in zip(from_png, from_tiff):
         np.testing.assert_array_equal(tiff_image, png_image)
@@ -121,34 +144,53 @@ def test_png_is_preferred_and_tiff_names_are_found_in_any_case(tmp_path):
 
 def _tiff_header(width, height):
     """An 8-bit grayscale TIFF whose tags declare width x height pixels, and no pixels."""
-    tags = [(256, width), (257, height), (258, 8), (259, 1), (262, 1), (273, 8 + 2 + 9 * 12 + 4), (277, 1),
-            (278, height), (279, width * height)]  # ImageWidth ... StripByteCounts, each one LONG
+    tags = [
+        (256, width),
+        (257, height),
+        (258, 8),
+        (259, 1),
+        (262, 1),
+        (273, 8 + 2 + 9 * 12 + 4),
+        (277, 1),
+        (278, height),
+        (279, width * height),
+    ]  # ImageWidth ... StripByteCounts, each one LONG
     ifd = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", tag, 4, 1, v) for tag, v in tags)
     return b"II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0)
 
 
 ONE_PAGE = _tiff(np.zeros((20, 20), np.uint8))
 BAD_TIFFS = {
-    "multi-page": (_tiff(np.zeros((3, 20, 20), np.uint8), photometric="minisblack"),
-                   "a multi-page TIFF (3 pages); stains are one grayscale page each"),
+    "multi-page": (
+        _tiff(np.zeros((3, 20, 20), np.uint8), photometric="minisblack"),
+        "a multi-page TIFF (3 pages); stains are one grayscale page each",
+    ),
     "colour": (_tiff(np.zeros((20, 20, 3), np.uint8)), "a colour TIFF (3 samples per pixel); stains are grayscale"),
     "float": (_tiff(np.zeros((20, 20), np.float32)), "a TIFF of float32 pixels; stains are 8- or 16-bit"),
     "int32": (_tiff(np.zeros((20, 20), np.int32)), "a TIFF of int32 pixels; stains are 8- or 16-bit"),
-    "white is zero": (_tiff(np.zeros((20, 20), np.uint8), photometric="miniswhite"),
-                      "a TIFF of photometric MINISWHITE; stains are grayscale with 0 black (MINISBLACK)"),
+    "white is zero": (
+        _tiff(np.zeros((20, 20), np.uint8), photometric="miniswhite"),
+        "a TIFF of photometric MINISWHITE; stains are grayscale with 0 black (MINISBLACK)",
+    ),
     "truncated in its pixels": (ONE_PAGE[:-40], f"truncated or corrupt TIFF ({len(ONE_PAGE) - 40} bytes)"),
     # Cut short in its tags, of which tifffile logs every one it cannot read: not printed, the line says it.
     "truncated in its tags": (ONE_PAGE[:200], "truncated or corrupt TIFF (200 bytes)"),
-    "truncated gzip": (gzip.compress(ONE_PAGE)[:-6], f"truncated or corrupt TIFF ({len(gzip.compress(ONE_PAGE)) - 6} "
-                                                     "bytes)"),
+    "truncated gzip": (
+        gzip.compress(ONE_PAGE)[:-6],
+        f"truncated or corrupt TIFF ({len(gzip.compress(ONE_PAGE)) - 6} bytes)",
+    ),
     # Refused from the tags: decoding them would find no pixels ("truncated or corrupt").
     "over the pixel cap": (_tiff_header(30, 20), "30x20 pixels is over the cap of 590 (--max-pixels)"),
-    "a 200-megapixel header, gzipped": (gzip.compress(_tiff_header(20_000, 10_000)),
-                                        "20000x10000 pixels is over the cap of 590 (--max-pixels)"),
+    "a 200-megapixel header, gzipped": (
+        gzip.compress(_tiff_header(20_000, 10_000)),
+        "20000x10000 pixels is over the cap of 590 (--max-pixels)",
+    ),
     # A .tif.gz is decompressed in memory: a gzip bomb is refused at the cap's worth of bytes.
-    "gzip bomb": (gzip.compress(b"II*\0" + bytes(2 * 590 + tiff_stains.TAG_ROOM)),
-                  f"over {2 * 590 + tiff_stains.TAG_ROOM} bytes decompressed, more than a 16-bit TIFF within the cap "
-                  "of 590 pixels (--max-pixels)"),
+    "gzip bomb": (
+        gzip.compress(b"II*\0" + bytes(2 * 590 + tiff_stains.TAG_ROOM)),
+        f"over {2 * 590 + tiff_stains.TAG_ROOM} bytes decompressed, more than a 16-bit TIFF within the cap "
+        "of 590 pixels (--max-pixels)",
+    ),
 }
 
 
@@ -180,18 +222,25 @@ def test_lzw_tiff_reads_with_imagecodecs_and_says_so_without(tmp_path):
     else:
         with pytest.raises(SourceError) as error:
             raw_images.read_image(str(tmp_path), "a")
-        assert str(error.value) == (f"Id a: {tmp_path / 'a_red.tif'}: a TIFF compressed with LZW, which tifffile "
-                                    "decodes only with imagecodecs: pip install imagecodecs")
+        assert str(error.value) == (
+            f"Id a: {tmp_path / 'a_red.tif'}: a TIFF compressed with LZW, which tifffile "
+            "decodes only with imagecodecs: pip install imagecodecs"
+        )
 
 
 def test_without_tifffile_a_tiff_is_one_line_and_pngs_still_convert(folders, tmp_path, monkeypatch):
     png_dir, tiff_dir, _ = folders
     monkeypatch.setitem(sys.modules, "tifffile", None)  # `import tifffile` fails as where it is not installed
     arguments = ("--size", 8, "--shards", 1, "--workers", 1)
-    assert run_cli("-m", "data_prep", "convert", "--images", png_dir, "--out", tmp_path / "png",
-                   *arguments).returncode == 0
-    result = run_cli("-m", "data_prep", "convert", "--images", tiff_dir, "--out", tmp_path / "tiff", *arguments,
-                     check=False)
+    assert (
+        run_cli("-m", "data_prep", "convert", "--images", png_dir, "--out", tmp_path / "png", *arguments).returncode
+        == 0
+    )
+    result = run_cli(
+        "-m", "data_prep", "convert", "--images", tiff_dir, "--out", tmp_path / "tiff", *arguments, check=False
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert last_error_line(result) == (f"error: Id big8: {tiff_dir / 'big8_red.TIF.GZ'}: reading TIFF needs tifffile: "
-                                       "pip install 'protein-location[tiff]'")
+    assert last_error_line(result) == (
+        f"error: Id big8: {tiff_dir / 'big8_red.TIF.GZ'}: reading TIFF needs tifffile: "
+        "pip install 'protein-location[tiff]'"
+    )

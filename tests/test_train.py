@@ -46,8 +46,13 @@ def test_same_command_twice_gives_the_same_metrics(converted_dir, tmp_path):
 def test_killed_run_resumes_from_its_last_epoch(converted_dir, tmp_path):
     run, epochs = tmp_path / "run", 8
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-    process = subprocess.Popen([sys.executable, *map(str, _train_args(converted_dir, run, epochs))], cwd=ROOT,
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, *map(str, _train_args(converted_dir, run, epochs))],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         if (run / "history.csv").exists() and len(_history(run)) >= 2:
@@ -91,11 +96,15 @@ def test_a_resumed_run_draws_new_batches_instead_of_replaying_epoch_one(converte
 
 def test_checkpoint_selection_carries_the_best_value_over_from_the_best_checkpoint(tmp_path):
     (tmp_path / "best.weights.h5").write_bytes(b"weights of epoch 2")
-    (tmp_path / "best.json").write_text(json.dumps({"epoch": 2, "val_auc": 0.83, "sha256": _sha256(
-        tmp_path / "best.weights.h5")}))
+    (tmp_path / "best.json").write_text(
+        json.dumps({"epoch": 2, "val_auc": 0.83, "sha256": _sha256(tmp_path / "best.weights.h5")})
+    )
     value = checkpoints.restore_best(str(tmp_path), 3, "val_auc")
-    checkpoint = next(c for c in trainer.callbacks(str(tmp_path), initial_best=value)
-                      if isinstance(c, keras.callbacks.ModelCheckpoint))
+    checkpoint = next(
+        c
+        for c in trainer.callbacks(str(tmp_path), initial_best=value)
+        if isinstance(c, keras.callbacks.ModelCheckpoint)
+    )
     assert checkpoint.monitor == "val_auc" and checkpoint.best == 0.83
     assert checkpoints.restore_best(str(tmp_path / "none"), 3, "val_auc") is None
 
@@ -109,10 +118,30 @@ def _sha256(path):
 @pytest.mark.slow
 def test_focal_oversampling_ema_mixed_bfloat16_and_xla_run_to_a_report(converted_dir, tmp_path):
     run = tmp_path / "run"
-    result = run_cli(*_train_args(converted_dir, run, 1, "--loss", "focal", "--label-smoothing", 0.05,
-                                  "--precision", "mixed_bfloat16", "--jit-compile", "--no-augment-flips",
-                                  "--augment-crop", 1, "--augment-jitter", 0,
-                                  "--oversample", "--no-bias-init", "--tta", 8, "--ema"))
+    result = run_cli(
+        *_train_args(
+            converted_dir,
+            run,
+            1,
+            "--loss",
+            "focal",
+            "--label-smoothing",
+            0.05,
+            "--precision",
+            "mixed_bfloat16",
+            "--jit-compile",
+            "--no-augment-flips",
+            "--augment-crop",
+            1,
+            "--augment-jitter",
+            0,
+            "--oversample",
+            "--no-bias-init",
+            "--tta",
+            8,
+            "--ema",
+        )
+    )
     assert "mixed_bfloat16, XLA, loss focal" in result.stdout
     assert "precision: mixed_bfloat16 (--precision)" in result.stdout
     # Thresholds are tuned on, and model.keras holds, the float32 computation of the trained weights.
@@ -124,8 +153,13 @@ def test_focal_oversampling_ema_mixed_bfloat16_and_xla_run_to_a_report(converted
     assert report["oversample"] == 0.1 and report["bias_init"] is False and report["val_tta"] == 8
     assert report["ema_momentum"] == 0.99
     assert "oversample: classes rarer than 0.1 of training images repeated up to" in result.stdout
-    assert set(report["paper_table_tuned"]) == {"binary_accuracy", "macro_f1", "macro_precision",
-                                                "macro_recall", "sample_iou"}
+    assert set(report["paper_table_tuned"]) == {
+        "binary_accuracy",
+        "macro_f1",
+        "macro_precision",
+        "macro_recall",
+        "sample_iou",
+    }
     assert (run / "report.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -156,8 +190,9 @@ def test_compile_model_compiles_any_multi_label_model_as_a_run_does():
     optimizer, loss and weighted metrics, on a model that is not ours."""
     inputs = keras.Input((8, 8, 4))
     outputs = keras.layers.Dense(28, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs))
-    model = task.compile_model(keras.Model(inputs, outputs), config_lib.TrainConfig(data="", model_dir=""),
-                               steps_per_epoch=4)
+    model = task.compile_model(
+        keras.Model(inputs, outputs), config_lib.TrainConfig(data="", model_dir=""), steps_per_epoch=4
+    )
     assert isinstance(model.optimizer, keras.optimizers.AdamW)
     logs = model.train_on_batch(np.ones((2, 8, 8, 4), np.float32), np.zeros((2, 28), np.float32), return_dict=True)
     assert {"loss", "macro_f1", "auc"} <= set(logs)

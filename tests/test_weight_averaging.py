@@ -47,8 +47,10 @@ def _fit(model, callbacks):
 def _killed_and_resumed(tmp_path, swap_callback):
     backup = str(tmp_path / "backup")
     with pytest.raises(Cut):
-        _fit(_model(), [checkpoints.ResumableSwapEMAWeights(), checkpoints.AtomicBackupAndRestore(backup),
-                        CutAfterEpoch(1)])
+        _fit(
+            _model(),
+            [checkpoints.ResumableSwapEMAWeights(), checkpoints.AtomicBackupAndRestore(backup), CutAfterEpoch(1)],
+        )
     assert checkpoints.committed_epochs(str(tmp_path)) == 2
     return _fit(_model(), [swap_callback, checkpoints.AtomicBackupAndRestore(backup)])
 
@@ -69,16 +71,25 @@ def test_val_metrics_are_those_of_the_average():
             seen["slots"] = _flat(self.model.optimizer._model_variables_moving_average)
 
     model = _model()
-    model.fit(X, Y, batch_size=8, epochs=1, shuffle=False, verbose=0, validation_data=(X, Y),
-              callbacks=[checkpoints.ResumableSwapEMAWeights(), Evaluated()])
+    model.fit(
+        X,
+        Y,
+        batch_size=8,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        validation_data=(X, Y),
+        callbacks=[checkpoints.ResumableSwapEMAWeights(), Evaluated()],
+    )
     # One epoch: the run ends on the average (Keras' fit), the weights val saw; the raw ones were in the slots.
     np.testing.assert_allclose(seen["evaluated"], _flat(model.trainable_weights), atol=1e-6)
     assert not np.allclose(seen["slots"], seen["evaluated"], atol=1e-4)
 
 
 def test_a_run_resumed_from_its_backup_trains_as_if_it_had_never_stopped(tmp_path):
-    uninterrupted = _fit(_model(), [checkpoints.ResumableSwapEMAWeights(),
-                                    checkpoints.AtomicBackupAndRestore(str(tmp_path / "whole"))])
+    uninterrupted = _fit(
+        _model(), [checkpoints.ResumableSwapEMAWeights(), checkpoints.AtomicBackupAndRestore(str(tmp_path / "whole"))]
+    )
     resumed = _killed_and_resumed(tmp_path / "killed", checkpoints.ResumableSwapEMAWeights(averaged_in_backup=True))
     np.testing.assert_allclose(resumed, uninterrupted, atol=1e-6)
 
@@ -100,16 +111,20 @@ def test_ema_flag_alone_is_0_99_and_a_momentum_outside_0_1_is_refused_in_one_lin
     with pytest.raises(TrainError) as error:
         task.settle_fine_tuning(config_lib.config_from_args(args))
     assert naming_flags(error.value, config_lib.flag_names()) == (  # as train_keras.py prints it
-        "--ema 1 must be between 0 and 1 (a momentum per step, 0.99 a window of about 100 steps)")
+        "--ema 1 must be between 0 and 1 (a momentum per step, 0.99 a window of about 100 steps)"
+    )
 
 
-@pytest.mark.parametrize(("first", "end", "start_epoch", "averaged"), [
-    (0, 20, 0, False),  # a fresh run
-    (0, 20, 7, True),  # resumed after epoch 7: its backup holds the average
-    (1, 20, 1, False),  # the first fit of the phase after a head-only warm-up: the new optimizer has no average yet
-    (0, 1, 1, False),  # a resumed run past the warm-up never fits it again (trainer.fit_model)
-    (0, 20, 20, False),  # resumed after the last epoch: nothing to train, the slots hold the average too
-])
+@pytest.mark.parametrize(
+    ("first", "end", "start_epoch", "averaged"),
+    [
+        (0, 20, 0, False),  # a fresh run
+        (0, 20, 7, True),  # resumed after epoch 7: its backup holds the average
+        (1, 20, 1, False),  # the first fit of the phase after a head-only warm-up: the new optimizer has no average yet
+        (0, 1, 1, False),  # a resumed run past the warm-up never fits it again (trainer.fit_model)
+        (0, 20, 20, False),  # resumed after the last epoch: nothing to train, the slots hold the average too
+    ],
+)
 def test_a_fit_knows_whether_its_restored_model_holds_the_average(first, end, start_epoch, averaged):
     config = config_lib.TrainConfig(data="d", model_dir="m", ema_momentum=0.99)
     run_callbacks = [keras.callbacks.TerminateOnNaN()]

@@ -34,6 +34,7 @@ def crop_boxes(cells):
 
 def _bounding_slices(cells, count):
     from scipy import ndimage  # the cells extra, as segmentation
+
     return ndimage.find_objects(cells.astype(np.int32), max_label=count)
 
 
@@ -44,8 +45,10 @@ def cell_crops(image, cells, size=DEFAULT_CROP_SIZE):
     value with no pixels gives a black crop, so row i is always cell i + 1."""
     image = np.asarray(image)
     if image.shape[:2] != cells.shape:
-        raise ValueError(f"the image is {image.shape[1]}x{image.shape[0]} pixels but its label image is "
-                         f"{cells.shape[1]}x{cells.shape[0]}")
+        raise ValueError(
+            f"the image is {image.shape[1]}x{image.shape[0]} pixels but its label image is "
+            f"{cells.shape[1]}x{cells.shape[0]}"
+        )
     boxes = crop_boxes(cells)
     crops = np.zeros((len(boxes), size, size, image.shape[2]), np.uint8)
     height, width = cells.shape
@@ -57,8 +60,9 @@ def cell_crops(image, cells, size=DEFAULT_CROP_SIZE):
         rows = slice(max(top, 0), min(top + side, height))
         cols = slice(max(left, 0), min(left + side, width))
         inside = (cells[rows, cols] == index + 1)[..., np.newaxis]
-        square[rows.start - top:rows.stop - top, cols.start - left:cols.stop - left] = \
-            np.where(inside, image[rows, cols], 0)
+        square[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left] = np.where(
+            inside, image[rows, cols], 0
+        )
         resized = tf.image.resize(square[np.newaxis].astype(np.float32), (size, size), antialias=True)
         crops[index] = np.clip(np.round(resized.numpy()[0]), 0, 255).astype(np.uint8)
     return crops

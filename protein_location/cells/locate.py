@@ -87,8 +87,9 @@ def cell_means(maps, cells):
     means = sums / np.maximum(pixels, 1)[:, None]
     for value in np.flatnonzero(pixels == 0) + 1:
         y, x = np.argwhere(cells == value).mean(axis=0)
-        means[value - 1] = maps[min(int(y * side / height), side - 1), min(int(x * maps.shape[1] / width),
-                                                                            maps.shape[1] - 1)]
+        means[value - 1] = maps[
+            min(int(y * side / height), side - 1), min(int(x * maps.shape[1] / width), maps.shape[1] - 1)
+        ]
     return means
 
 
@@ -97,8 +98,10 @@ def read_mask_image(masks_dir, image_id, shape):
     path = posixpath.join(masks_dir, f"{image_id}.png")
     labels = masks_lib.read_label_image(path, image_id, "in --masks")
     if labels.shape != tuple(shape):
-        raise CellsError(f"Id {image_id}: {path} is {labels.shape[1]}x{labels.shape[0]} pixels but the image is "
-                         f"{shape[1]}x{shape[0]}")
+        raise CellsError(
+            f"Id {image_id}: {path} is {labels.shape[1]}x{labels.shape[0]} pixels but the image is "
+            f"{shape[1]}x{shape[0]}"
+        )
     return segmentation.relabel(labels)  # a segmenter's values may skip: numbered 1..n
 
 
@@ -106,8 +109,10 @@ def crop_probabilities(crop_model, image, cells):
     """[cells, classes]: each cell's crop (`crops.cell_crops` at the crop
     model's side) through `crop_model` (a serving.ServingModel)."""
     crops = crops_lib.cell_crops(image, cells, crop_model.image_size)
-    found = [crop_model.serve(image=tf.constant(crops[start:start + CROP_BATCH]))["probabilities"].numpy()
-             for start in range(0, len(crops), CROP_BATCH)]
+    found = [
+        crop_model.serve(image=tf.constant(crops[start : start + CROP_BATCH]))["probabilities"].numpy()
+        for start in range(0, len(crops), CROP_BATCH)
+    ]
     return np.concatenate(found) if found else np.zeros((0, len(crop_model.class_names)), np.float32)
 
 
@@ -115,14 +120,27 @@ def load_crop_model(crop_model_path, class_names):
     """The crop-level SavedModel as a serving.ServingModel, refused unless it has the image model's classes."""
     crop_model = serving.load_serving_model(crop_model_path)
     if list(crop_model.class_names) != list(class_names):
-        raise CellsError(f"{crop_model_path}: the crop-level model's classes ({len(crop_model.class_names)}: "
-                         f"{crop_model.class_names[0]}, ...) are not the image-level model's ({len(class_names)}: "
-                         f"{class_names[0]}, ...); train both on one label set")
+        raise CellsError(
+            f"{crop_model_path}: the crop-level model's classes ({len(crop_model.class_names)}: "
+            f"{crop_model.class_names[0]}, ...) are not the image-level model's ({len(class_names)}: "
+            f"{class_names[0]}, ...); train both on one label set"
+        )
     return crop_model
 
 
-def locate_cells(model_path, images_dir, ids, out_path, table_path, overlays_dir=None, masks_dir=None,
-                 cell_scores=None, min_confidence=0.0, params=segmentation.SegmentationParams(), crop_model=None):
+def locate_cells(
+    model_path,
+    images_dir,
+    ids,
+    out_path,
+    table_path,
+    overlays_dir=None,
+    masks_dir=None,
+    cell_scores=None,
+    min_confidence=0.0,
+    params=segmentation.SegmentationParams(),
+    crop_model=None,
+):
     """Writes the submission `out_path` and the per-cell table `table_path`
     for the Ids `ids`; returns {"images": n, "cells": total}. `cell_scores`
     (one of CELL_SCORES) defaults to "crop" with a crop-level SavedModel
@@ -153,23 +171,41 @@ def locate_cells(model_path, images_dir, ids, out_path, table_path, overlays_dir
                 cells = segmentation.segment_cells(image, params=params)[0]
             outputs = gradcam(image=tf.constant(image[np.newaxis]))
             own = crop_probabilities(crop_serving, image, cells) if crop_serving else None
-            confidences = cell_confidences(outputs["heatmaps"].numpy()[0], outputs["probabilities"].numpy()[0],
-                                           cells, cell_scores, own)
+            confidences = cell_confidences(
+                outputs["heatmaps"].numpy()[0], outputs["probabilities"].numpy()[0], cells, cell_scores, own
+            )
             entries = []
             for value, row in enumerate(confidences, start=1):
                 mask = cells == value
                 encoded = masks_lib.encode_mask(mask)
                 entries += [f"{k} {row[k]:.6f} {encoded}" for k in np.flatnonzero(row >= min_confidence)]
                 ys, xs = np.nonzero(mask)
-                table.writerow([image_id, value, xs.min(), ys.min(), xs.max() + 1, ys.max() + 1, ys.size,
-                                *(f"{c:.6f}" for c in row)])
+                table.writerow(
+                    [
+                        image_id,
+                        value,
+                        xs.min(),
+                        ys.min(),
+                        xs.max() + 1,
+                        ys.max() + 1,
+                        ys.size,
+                        *(f"{c:.6f}" for c in row),
+                    ]
+                )
             submission.writerow([image_id, image.shape[1], image.shape[0], " ".join(entries)])
             total += len(confidences)
             if overlays_dir:
-                texts = {value: [f"{class_names[k]} {row[k]:.2f}" for k in np.argsort(-row)[:2]]
-                         for value, row in enumerate(confidences, start=1)}
-                overlays.write(posixpath.join(overlays_dir, f"{image_id}.png"), image, cells, texts,
-                               title=f"{image_id}: {len(confidences)} cells")
+                texts = {
+                    value: [f"{class_names[k]} {row[k]:.2f}" for k in np.argsort(-row)[:2]]
+                    for value, row in enumerate(confidences, start=1)
+                }
+                overlays.write(
+                    posixpath.join(overlays_dir, f"{image_id}.png"),
+                    image,
+                    cells,
+                    texts,
+                    title=f"{image_id}: {len(confidences)} cells",
+                )
     return {"images": len(ids), "cells": total}
 
 

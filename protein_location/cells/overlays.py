@@ -25,6 +25,7 @@ def draw(image, cells, texts=None, title=None, max_side=1024):
     """A matplotlib Figure: the composite with the cells' outlines and, per
     cell value, the lines of `texts` at its centre."""
     import matplotlib
+
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
@@ -38,8 +39,16 @@ def draw(image, cells, texts=None, title=None, max_side=1024):
     for region in measure.regionprops(cells):
         y, x = region.centroid
         lines = [str(region.label)] + list((texts or {}).get(region.label, []))
-        axes.text(x, y, "\n".join(lines), color="white", fontsize=7, ha="center", va="center",
-                  bbox={"facecolor": "black", "alpha": 0.45, "pad": 1, "linewidth": 0})
+        axes.text(
+            x,
+            y,
+            "\n".join(lines),
+            color="white",
+            fontsize=7,
+            ha="center",
+            va="center",
+            bbox={"facecolor": "black", "alpha": 0.45, "pad": 1, "linewidth": 0},
+        )
     if title:
         axes.text(0.01, 0.99, title, color="white", fontsize=8, ha="left", va="top", transform=axes.transAxes)
     return figure

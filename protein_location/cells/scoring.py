@@ -53,8 +53,9 @@ def match_detections(detections, truth_rles, truth_classes, class_index, iou_thr
     truth = [cell for cell in truth_rles if class_index in truth_classes.get(cell, ())]
     if not detections or not truth:
         return confidences, [False] * len(detections)
-    ious = np.asarray(masks.coco_api().iou([d[1] for d in detections], [truth_rles[c] for c in truth],
-                                        [0] * len(truth)), np.float64).reshape(len(detections), len(truth))
+    ious = np.asarray(
+        masks.coco_api().iou([d[1] for d in detections], [truth_rles[c] for c in truth], [0] * len(truth)), np.float64
+    ).reshape(len(detections), len(truth))
     matched, flags = np.zeros(len(truth), bool), []
     for row in ious:
         best = int(np.argmax(row))
@@ -103,14 +104,16 @@ def read_submission(path, num_classes):
     table = submission.read_csv(path, ["ID", "ImageWidth", "ImageHeight", "PredictionString"])
     predictions = {}
     for line, (image_id, width, height, text) in enumerate(
-            zip(table["ID"], table["ImageWidth"], table["ImageHeight"], table["PredictionString"]), start=2):
+        zip(table["ID"], table["ImageWidth"], table["ImageHeight"], table["PredictionString"]), start=2
+    ):
         where = f"{path} line {line}"
         if image_id in predictions:
             raise CellsError(f"{where}: duplicate ID {image_id}")
         fields = text.split()
         if len(fields) % 3:
-            raise CellsError(f"{where}: PredictionString is not a sequence of 'class confidence mask' triples "
-                             f"({len(fields)} fields)")
+            raise CellsError(
+                f"{where}: PredictionString is not a sequence of 'class confidence mask' triples ({len(fields)} fields)"
+            )
         entries = []
         for k, confidence, mask in zip(fields[0::3], fields[1::3], fields[2::3]):
             try:
@@ -138,12 +141,15 @@ def read_truth(csv_path, masks_dir, label_set=None):
     table = submission.read_csv(csv_path, [])
     detected = labels_lib.label_set_of_header([c for c in table.columns if c != "Cell"])
     if detected is None or "Cell" not in table.columns:
-        raise CellsError(f"{csv_path}: expected columns Id,Cell,Target (hpa2018) or ID,Cell,Label (hpa2021), "
-                         f"found {','.join(table.columns)!r}")
+        raise CellsError(
+            f"{csv_path}: expected columns Id,Cell,Target (hpa2018) or ID,Cell,Label (hpa2021), "
+            f"found {','.join(table.columns)!r}"
+        )
     label_set = labels_lib.label_set_named(label_set) if label_set else detected
     classes = {}
     for line, (image_id, cell, target) in enumerate(
-            zip(table[detected.id_column], table["Cell"], table[detected.label_column]), start=2):
+        zip(table[detected.id_column], table["Cell"], table[detected.label_column]), start=2
+    ):
         try:
             classes.setdefault(image_id, {})[int(cell)] = set(labels_lib.parse_target(target, label_set.num_classes))
         except ValueError as error:
@@ -185,6 +191,7 @@ class CellScore:
     (truth cells found at IoU >= 0.6 by some mask, over all truth cells and
     over the whole ones: at least half the median cell's area in their image,
     leaving out slivers cut by the frame)."""
+
     mean_ap: float
     per_class: list
     label_set: object

@@ -64,6 +64,7 @@ class SegmentationParams:
 def _require():
     if ndimage is None:
         from protein_location.cells.masks import MISSING
+
         raise CellsError(MISSING)
 
 
@@ -140,8 +141,9 @@ def segment_cells(image, nuclei=None, params=SegmentationParams()):
         return np.zeros(nuclei.shape, np.int32), nuclei
     radius = _typical_radius(nuclei)
     # Microtubules and ER, each scaled to its own range (their gains differ).
-    cytoplasm = sum(channel / max(float(np.percentile(channel, 99.5)), 1e-6)
-                    for channel in (image[..., 0], image[..., 3]))
+    cytoplasm = sum(
+        channel / max(float(np.percentile(channel, 99.5)), 1e-6) for channel in (image[..., 0], image[..., 3])
+    )
     cytoplasm = _smooth(cytoplasm, params.cell_smoothing * radius)
     foreground = cytoplasm > params.cell_threshold_scale * filters.threshold_otsu(cytoplasm)
     foreground |= nuclei > 0

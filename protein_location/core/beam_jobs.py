@@ -52,8 +52,11 @@ def pipeline_options(beam_options, error_class):
     if not any(flag.startswith("--default_sdk_harness_log_level") for flag in flags):
         flags.append(QUIET_WORKERS)
     options = PipelineOptions(flags)
-    unknown = [flag for flag in options.get_all_options(retain_unknown_options=True, drop_default=True)
-               if flag not in options.get_all_options()]
+    unknown = [
+        flag
+        for flag in options.get_all_options(retain_unknown_options=True, drop_default=True)
+        if flag not in options.get_all_options()
+    ]
     if unknown:
         raise error_class(f"`beam_options`: Beam does not know {', '.join('--' + u for u in sorted(unknown))}")
     if options.view_as(StandardOptions).runner is None:

@@ -81,16 +81,26 @@ class FolderLock:
 
     def holder(self):
         started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-        return {"pid": os.getpid(), "host": output_files.host_name(), "command": self.what, "argv": " ".join(sys.argv),
-                "started": started}
+        return {
+            "pid": os.getpid(),
+            "host": output_files.host_name(),
+            "command": self.what,
+            "argv": " ".join(sys.argv),
+            "started": started,
+        }
 
     def _refuse(self, holder):
-        who = (f"PID {holder.get('pid', '?')} on {holder.get('host', '?')}" if isinstance(holder, dict)
-               else "another process")
+        who = (
+            f"PID {holder.get('pid', '?')} on {holder.get('host', '?')}"
+            if isinstance(holder, dict)
+            else "another process"
+        )
         since = f", since {holder['started']}" if isinstance(holder, dict) and holder.get("started") else ""
         what = holder.get("command", "a command") if isinstance(holder, dict) else "a command"
-        raise FolderInUseError(f"{self.folder}: in use by {what} ({who}{since}; lock {self.path}); wait for it to "
-                               "finish or stop it, then run this command again")
+        raise FolderInUseError(
+            f"{self.folder}: in use by {what} ({who}{since}; lock {self.path}); wait for it to "
+            "finish or stop it, then run this command again"
+        )
 
     # --- a local folder: flock ----------------------------------------------------------------------
 
@@ -128,7 +138,8 @@ class FolderLock:
             except (ValueError, tf.errors.OpError):
                 holder = {}
             gone = holder.get("host") == output_files.host_name() and not output_files.process_alive(
-                int(holder.get("pid", 0)))
+                int(holder.get("pid", 0))
+            )
             if not gone:
                 self._refuse(holder)
         output_files.write_atomic(self.path, json.dumps(self.holder()))

@@ -115,6 +115,7 @@ def label_set_of_classes(class_names):
             return label_set.name
     return "custom"
 
+
 # Images per class in the Kaggle training set (31,072 images). The synthetic
 # generator shapes its label frequencies after these.
 HPA_TRAIN_COUNTS = (

@@ -39,8 +39,10 @@ def check_shard_file(data_dir, split, shard):
     if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
         entry = repr(name) if isinstance(shard, dict) else repr(shard)
         example = shard_name(split if split in SPLITS else SPLITS[0], 0, 1)
-        raise ManifestError(f"{posixpath.join(data_dir, MANIFEST_NAME)}: the {split!r} split lists shard file "
-                            f"{entry}, not a shard name like {example}")
+        raise ManifestError(
+            f"{posixpath.join(data_dir, MANIFEST_NAME)}: the {split!r} split lists shard file "
+            f"{entry}, not a shard name like {example}"
+        )
     return name
 
 
@@ -114,12 +116,14 @@ class DatasetManifest:
         path = posixpath.join(data_dir, MANIFEST_NAME)
         splits = content.get("splits", {}) if isinstance(content, dict) else None
         if not isinstance(splits, dict):
-            raise ManifestError(f"{path}: not a dataset manifest (expected an object with \"splits\")")
+            raise ManifestError(f'{path}: not a dataset manifest (expected an object with "splits")')
         version = content.get("schema_version", 1)
         if version not in records.READABLE_SCHEMA_VERSIONS:
             readable = " and ".join(str(v) for v in records.READABLE_SCHEMA_VERSIONS)
-            raise ManifestError(f"{path}: records of schema version {version}; this protein-location reads {readable} "
-                                "(upgrade it, or convert the raw images again)")
+            raise ManifestError(
+                f"{path}: records of schema version {version}; this protein-location reads {readable} "
+                "(upgrade it, or convert the raw images again)"
+            )
         for split, entry in splits.items():
             shards = entry.get("shards") if isinstance(entry, dict) else None
             if not isinstance(shards, list):
@@ -189,8 +193,11 @@ class DatasetManifest:
         """(shard paths, example count, per-class label counts) of a split."""
         shards = self.shards(split, fold)
         label_counts = [sum(counts) for counts in zip(*[s["label_counts"] for s in shards])] if shards else []
-        return ([posixpath.join(self.data_dir, s["file"]) for s in shards], sum(s["num_examples"] for s in shards),
-                label_counts)
+        return (
+            [posixpath.join(self.data_dir, s["file"]) for s in shards],
+            sum(s["num_examples"] for s in shards),
+            label_counts,
+        )
 
     def num_examples(self, split, fold=None):
         return self.summary(split, fold)[1]
@@ -225,8 +232,10 @@ def shard_ends_sha256(path):
 
 
 def repair_hint(data_dir):
-    return (f"check every shard with `python -m data_prep verify {data_dir}`, and rewrite the damaged ones with the "
-            "`python -m data_prep convert` command that made the dataset plus --resume")
+    return (
+        f"check every shard with `python -m data_prep verify {data_dir}`, and rewrite the damaged ones with the "
+        "`python -m data_prep convert` command that made the dataset plus --resume"
+    )
 
 
 def shard_file_problem(path, shard, ends=True):

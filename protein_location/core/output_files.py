@@ -121,8 +121,10 @@ def check_free_space(path, needed_bytes):
         return
     free = stats.f_bavail * stats.f_frsize
     if free < needed_bytes:
-        raise OutputError(f"{path}: cannot write it: no space left on device (it needs about "
-                          f"{needed_bytes / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free); {RETRY_HINT}")
+        raise OutputError(
+            f"{path}: cannot write it: no space left on device (it needs about "
+            f"{needed_bytes / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free); {RETRY_HINT}"
+        )
 
 
 def weights_bytes(model):

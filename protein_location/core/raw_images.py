@@ -64,8 +64,13 @@ def decode_channel(data, channel, image_id, path, max_pixels=DEFAULT_MAX_PIXELS)
     return plane
 
 
-@tf.function(input_signature=[tf.TensorSpec([len(labels_lib.CHANNELS)], tf.string), tf.TensorSpec([], tf.int64),
-                              tf.TensorSpec([], tf.int32)])
+@tf.function(
+    input_signature=[
+        tf.TensorSpec([len(labels_lib.CHANNELS)], tf.string),
+        tf.TensorSpec([], tf.int64),
+        tf.TensorSpec([], tf.int32),
+    ]
+)
 def _read_four(encoded, max_pixels, size):
     """The common case in one call (TensorFlow's per-call cost is about a
     millisecond): the four headers, and when all are within the cap and of
@@ -117,8 +122,7 @@ def image_dataset(images_dir, ids, size, max_pixels=DEFAULT_MAX_PIXELS):
     in a py_function, `ok` False for any file it refuses; the others never
     leave the graph.
     """
-    paths = [[find_channel_file(images_dir, image_id, channel) for channel in labels_lib.CHANNELS]
-             for image_id in ids]
+    paths = [[find_channel_file(images_dir, image_id, channel) for channel in labels_lib.CHANNELS] for image_id in ids]
 
     def finish(image):
         ok = tf.size(image) > 0
@@ -131,7 +135,9 @@ def image_dataset(images_dir, ids, size, max_pixels=DEFAULT_MAX_PIXELS):
     def dataset(id_paths, decode):
         return tf.data.Dataset.from_tensor_slices(tf.constant(id_paths, tf.string, shape=[len(id_paths), 4])).map(
             lambda four_paths: finish(decode(read(four_paths), max_pixels, size)),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
 
     # Ids with a TIFF stain (by its name) go through the Python reader, in a
     # pipeline of their own: a py_function in the others' map slows it (4 %).
@@ -142,8 +148,9 @@ def image_dataset(images_dir, ids, size, max_pixels=DEFAULT_MAX_PIXELS):
         return dataset(paths, _read_four)
     graph = dataset([p for p, python in zip(paths, in_python) if not python], _read_four)
     python = dataset([p for p, python in zip(paths, in_python) if python], _read_four_in_python)
-    return tf.data.Dataset.choose_from_datasets([graph, python], tf.data.Dataset.from_tensor_slices(
-        tf.constant(in_python, tf.int64)))
+    return tf.data.Dataset.choose_from_datasets(
+        [graph, python], tf.data.Dataset.from_tensor_slices(tf.constant(in_python, tf.int64))
+    )
 
 
 def read_image(images_dir, image_id, size=None, max_pixels=DEFAULT_MAX_PIXELS):
@@ -180,12 +187,18 @@ def resize_image(image, size):
 def _read_one_by_one(files, paths, image_id, size, max_pixels):
     """`read_image`'s slow path, for an Id one of whose files is bad: decodes
     the stains one by one, raising the SourceError of the first bad file."""
-    planes = [decode_channel(data, channel, image_id, path, max_pixels)
-              for data, channel, path in zip(files, labels_lib.CHANNELS, paths)]
+    planes = [
+        decode_channel(data, channel, image_id, path, max_pixels)
+        for data, channel, path in zip(files, labels_lib.CHANNELS, paths)
+    ]
     for plane, path in zip(planes[1:], paths[1:]):
         if plane.shape != planes[0].shape:
-            raise SourceError(f"{plane.shape[1]}x{plane.shape[0]} differs from the red channel's "
-                              f"{planes[0].shape[1]}x{planes[0].shape[0]}", image_id, path)
+            raise SourceError(
+                f"{plane.shape[1]}x{plane.shape[0]} differs from the red channel's "
+                f"{planes[0].shape[1]}x{planes[0].shape[0]}",
+                image_id,
+                path,
+            )
     image = np.stack(planes, axis=-1)
     if size is not None and image.shape[:2] != (size, size):
         image = resize_image(image, size)

@@ -77,9 +77,11 @@ def decode_image(encoded, image_format, height, width):
     """A record's `image/encoded` -> uint8 [H, W, 4] RGBY, by its `image/format`:
     `raw` bytes reshaped to height x width x 4 (an error if their count
     differs), or a PNG."""
-    image = tf.cond(image_format == "raw",
-                    lambda: tf.reshape(tf.io.decode_raw(encoded, tf.uint8), tf.stack([height, width, 4])),
-                    lambda: tf.io.decode_png(encoded, channels=4, dtype=tf.uint8))
+    image = tf.cond(
+        image_format == "raw",
+        lambda: tf.reshape(tf.io.decode_raw(encoded, tf.uint8), tf.stack([height, width, 4])),
+        lambda: tf.io.decode_png(encoded, channels=4, dtype=tf.uint8),
+    )
     return tf.ensure_shape(image, [None, None, 4])
 
 

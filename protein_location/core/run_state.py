@@ -34,9 +34,21 @@ BACKUP_DIR = "backup"
 # A cross-validated run (--cv) holds one run folder per fold: fold-0, fold-1, ...
 FOLD_PREFIX = "fold-"
 # Everything a run writes in its folder (TensorBoard's logs/ too): what --overwrite removes, and nothing else.
-RUN_FILES = ("run.json", "backup", "best.weights.h5", "best.json", "best.previous.weights.h5", "best.previous.json",
-             "history.csv", "logs", "model.keras", "thresholds.json", "report.json", "report.png",
-             "held_out_predictions.npz")
+RUN_FILES = (
+    "run.json",
+    "backup",
+    "best.weights.h5",
+    "best.json",
+    "best.previous.weights.h5",
+    "best.previous.json",
+    "history.csv",
+    "logs",
+    "model.keras",
+    "thresholds.json",
+    "report.json",
+    "report.png",
+    "held_out_predictions.npz",
+)
 
 
 @dataclasses.dataclass
@@ -54,8 +66,12 @@ class RunState:
             return None
         try:
             content = read_json(path)
-            state = cls(content["status"], dict(content["settings"]), content.get("data_fingerprint"),
-                        list(content.get("exports", [])))
+            state = cls(
+                content["status"],
+                dict(content["settings"]),
+                content.get("data_fingerprint"),
+                list(content.get("exports", [])),
+            )
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path}: not a run state file ({error})") from None
         if state.status not in (TRAINING, EVALUATED):
@@ -67,10 +83,16 @@ class RunState:
 
     def differences(self, settings, data_fingerprint):
         """What differs between this run and a request: ["--epochs 3 there, 5 here", ...]."""
-        found = [f"{flag} {_shown(self.settings.get(flag))} there, {_shown(value)} here"
-                 for flag, value in settings.items() if self.settings.get(flag) != value]
-        found += [f"{flag} {_shown(value)} there, not set here" for flag, value in self.settings.items()
-                  if flag not in settings]
+        found = [
+            f"{flag} {_shown(self.settings.get(flag))} there, {_shown(value)} here"
+            for flag, value in settings.items()
+            if self.settings.get(flag) != value
+        ]
+        found += [
+            f"{flag} {_shown(value)} there, not set here"
+            for flag, value in self.settings.items()
+            if flag not in settings
+        ]
         if self.data_fingerprint and data_fingerprint and self.data_fingerprint != data_fingerprint:
             found.append("the dataset's dataset.json changed (converted again?)")
         return found

@@ -28,7 +28,7 @@ def split_extension(name):
     in any case (`a_red.TIF.gz` -> `a_red`, `.tif.gz`), else (name, None)."""
     lower = name.lower()
     extension = next((e for e in _EXTENSIONS_LONGEST_FIRST if lower.endswith(e)), None)
-    return (name[:-len(extension)], extension) if extension else (name, None)
+    return (name[: -len(extension)], extension) if extension else (name, None)
 
 
 def list_image_ids(images_dir):
@@ -40,8 +40,9 @@ def list_image_ids(images_dir):
         image_id, _, channel = stem.rpartition("_")
         if extension and channel in labels_lib.CHANNELS:
             if not labels_lib.is_valid_id(image_id):
-                raise SourceError(f"Id {image_id!r} has characters outside [A-Za-z0-9_-]",
-                                  path=posixpath.join(images_dir, name))
+                raise SourceError(
+                    f"Id {image_id!r} has characters outside [A-Za-z0-9_-]", path=posixpath.join(images_dir, name)
+                )
             ids.add(image_id)
     if not ids:
         raise SourceError("no <Id>_<red|green|blue|yellow>.png files found", path=images_dir)

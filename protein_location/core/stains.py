@@ -36,8 +36,7 @@ STAIN_COLOUR = {"red": 0, "green": 1, "blue": 2, "yellow": 0}
 
 def _is_16bit_png(encoded):
     # PNG: 8-byte signature, IHDR length and type, width, height; then the bit depth.
-    return tf.logical_and(tf.strings.substr(encoded, 0, 4) == b"\x89PNG",
-                          tf.strings.substr(encoded, 24, 1) == b"\x10")
+    return tf.logical_and(tf.strings.substr(encoded, 0, 4) == b"\x89PNG", tf.strings.substr(encoded, 24, 1) == b"\x10")
 
 
 def decode_stain(encoded, channel):
@@ -99,8 +98,12 @@ def _resize_batch(pixels, size):
     # image, several at once, uses every core (512 -> 224 at batch 64 on 2
     # cores: 1.76x; bench/resize.py). Each image gets the same kernel, so the
     # values are those of one call on the whole batch.
-    return tf.map_fn(lambda image: _resize_one(image, size), pixels, parallel_iterations=16,
-                     fn_output_signature=tf.TensorSpec([None, None, pixels.shape[-1]], tf.float32))
+    return tf.map_fn(
+        lambda image: _resize_one(image, size),
+        pixels,
+        parallel_iterations=16,
+        fn_output_signature=tf.TensorSpec([None, None, pixels.shape[-1]], tf.float32),
+    )
 
 
 def _resize_one(image, size):

@@ -60,8 +60,11 @@ _state = {"requested": None, "interruptible": 0, "watchdog": None}
 
 def _exit_at_once(signum, why):
     name = signal.Signals(signum).name
-    print(f"error: stopped by {name} {why}; every file is whole or absent: run the same command to go on",
-          file=sys.stderr, flush=True)
+    print(
+        f"error: stopped by {name} {why}; every file is whole or absent: run the same command to go on",
+        file=sys.stderr,
+        flush=True,
+    )
     os._exit(128 + signum)
 
 
@@ -69,8 +72,9 @@ def _handler(signum, frame):
     if _state["requested"] is not None:  # a second signal: the user insists
         _exit_at_once(signum, "again, at once")
     _state["requested"] = signum
-    watchdog = threading.Timer(GRACE_SECONDS, _exit_at_once,
-                               (signum, f"and no safe point came within {GRACE_SECONDS:g} s: at once"))
+    watchdog = threading.Timer(
+        GRACE_SECONDS, _exit_at_once, (signum, f"and no safe point came within {GRACE_SECONDS:g} s: at once")
+    )
     watchdog.daemon = True
     watchdog.start()
     _state["watchdog"] = watchdog
@@ -116,4 +120,3 @@ def raise_if_requested():
     signum = _state["requested"]
     if signum is not None:
         raise StopRequested(signum)
-

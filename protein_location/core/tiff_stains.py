@@ -107,8 +107,12 @@ def _gunzip(data, image_id, path, max_pixels):
     except (OSError, EOFError, zlib.error):
         raise _corrupt(len(data), image_id, path) from None
     if len(tiff) > limit:
-        raise SourceError(f"over {limit} bytes decompressed, more than a 16-bit TIFF within the cap of {max_pixels} "
-                          "pixels (--max-pixels)", image_id, path)
+        raise SourceError(
+            f"over {limit} bytes decompressed, more than a 16-bit TIFF within the cap of {max_pixels} "
+            "pixels (--max-pixels)",
+            image_id,
+            path,
+        )
     return tiff
 
 
@@ -137,7 +141,8 @@ def _check_page(tifffile, page, num_pages, image_id, path, max_pixels):
         except KeyError as error:
             needs_codecs = "imagecodecs" in str(error)
             problem = f"a TIFF compressed with {_name(page.compression)}, which tifffile " + (
-                "decodes only with imagecodecs: pip install imagecodecs" if needs_codecs else "does not decode")
+                "decodes only with imagecodecs: pip install imagecodecs" if needs_codecs else "does not decode"
+            )
     if problem:
         raise SourceError(problem, image_id, path)
 

@@ -44,8 +44,12 @@ def random_crop_resize(image, seed, min_area):
     """A random crop covering at least `min_area` of the image, resized back."""
     size = tf.shape(image)[:2]
     begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
-        min_object_covered=min_area, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(min_area, 1.0),
+        tf.shape(image),
+        bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        seed=seed,
+        min_object_covered=min_area,
+        aspect_ratio_range=(3 / 4, 4 / 3),
+        area_range=(min_area, 1.0),
         use_image_if_no_bounding_boxes=True,
     )
     crop = tf.slice(image, begin, crop_size)

@@ -97,8 +97,9 @@ def make_dataset(
     decode = _model_inputs_fn(num_classes, stored_size, image_size, training and augment_config, with_ids)
     dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
     if padding is not None:
-        dataset = _pad_with_blanks(dataset, padding.pipeline_examples - num_examples, padding.weight,
-                                   image_size, num_classes)
+        dataset = _pad_with_blanks(
+            dataset, padding.pipeline_examples - num_examples, padding.weight, image_size, num_classes
+        )
     dataset = dataset.batch(batch_size, drop_remainder=training or pad_batches)
     return dataset.prefetch(AUTOTUNE)
 
@@ -124,8 +125,12 @@ def check_split_files(manifest, splits, fold=None):
 
 # Errors of reading shards (a failed CRC, a cut record, a file gone, a count
 # short of the manifest's); any other OpError names a shard only if one is damaged.
-READ_ERRORS = (tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
-               tf.errors.UnavailableError)
+READ_ERRORS = (
+    tf.errors.DataLossError,
+    tf.errors.NotFoundError,
+    tf.errors.PermissionDeniedError,
+    tf.errors.UnavailableError,
+)
 
 
 @contextlib.contextmanager
@@ -141,12 +146,15 @@ def named_read_errors(manifest, splits, fold=None):
         found = manifest_lib.find_damaged_shard(data_dir, split_shards(manifest, splits, fold))
         if found is not None:
             path, problem = found
-            raise ManifestError(f"{path}: {problem}; {manifest_lib.repair_hint(data_dir)}; then run the same "
-                                "command again") from None
+            raise ManifestError(
+                f"{path}: {problem}; {manifest_lib.repair_hint(data_dir)}; then run the same command again"
+            ) from None
         what = manifest_lib.op_error_line(error)
         if isinstance(error, READ_ERRORS):
-            raise ManifestError(f"{data_dir}: reading the shards failed ({what}), yet every shard reads whole now "
-                                "(a passing storage error?); run the same command again") from None
+            raise ManifestError(
+                f"{data_dir}: reading the shards failed ({what}), yet every shard reads whole now "
+                "(a passing storage error?); run the same command again"
+            ) from None
         raise
 
 
@@ -156,8 +164,9 @@ def split_ids(dataset, split, fold=None):
     manifest = read(dataset)
     files = manifest.summary(split, fold)[0]
     spec = {records.KEY_SOURCE_ID: records.feature_spec()[records.KEY_SOURCE_ID]}
-    ids = _read_records(files, False, 0).map(lambda serialized: tf.io.parse_single_example(serialized, spec)
-                                              [records.KEY_SOURCE_ID])
+    ids = _read_records(files, False, 0).map(
+        lambda serialized: tf.io.parse_single_example(serialized, spec)[records.KEY_SOURCE_ID]
+    )
     with named_read_errors(manifest, (split,), fold):
         return [image_id.decode() for image_id in ids.as_numpy_iterator()]
 
@@ -170,12 +179,15 @@ def read_order(num_records):
     """(shard index, position in the shard) of every record, in the order a
     one-pass pipeline (`make_dataset`, not training) yields the records of
     shards holding `num_records` each: what predict's outputs follow."""
+
     def positions(index):
         return tf.data.Dataset.range(tf.gather(tf.constant(num_records, tf.int64), index)).map(
-            lambda position: (index, position))
+            lambda position: (index, position)
+        )
 
     order = tf.data.Dataset.range(len(num_records)).interleave(
-        positions, cycle_length=min(len(num_records), INTERLEAVE_CYCLE), deterministic=True)
+        positions, cycle_length=min(len(num_records), INTERLEAVE_CYCLE), deterministic=True
+    )
     return [(int(index), int(position)) for index, position in order.as_numpy_iterator()]
 
 
@@ -185,8 +197,12 @@ def _read_records(files, shuffled, seed, shard_context=None):
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if shuffled:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), INTERLEAVE_CYCLE),
-                                 num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = dataset.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(files), INTERLEAVE_CYCLE),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,
+    )
     if shard_context is not None:  # every pipeline shuffled the files alike: the records of each are disjoint
         dataset = dataset.shard(shard_context.num_input_pipelines, shard_context.input_pipeline_id)
     return dataset
@@ -227,6 +243,7 @@ def _model_inputs_fn(num_classes, stored_size, image_size, augment_config, with_
 
 class EvalPadding(typing.NamedTuple):
     """Evaluation in whole batches on every input pipeline (`eval_padding`)."""
+
     pipeline_examples: int  # each pipeline's share filled up with blanks to this many
     steps: int  # whole global batches
     weight: float  # of a real example: all examples over real ones; blanks weigh 0

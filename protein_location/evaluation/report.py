@@ -49,7 +49,8 @@ def build_report(run_info, y_true, y_prob, tuned, class_names):
     at_half = (y_prob >= thresholds_lib.DEFAULT_THRESHOLD).astype(int)
     predicted = (y_prob >= np.asarray(thresholds)).astype(int)
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
-        y_true, predicted, average=None, labels=classes, zero_division=0)
+        y_true, predicted, average=None, labels=classes, zero_division=0
+    )
     f1_half = metrics.f1_score(y_true, at_half, average=None, labels=classes, zero_division=0)
     supported = support >= MIN_SUPPORT
     return {
@@ -69,9 +70,16 @@ def build_report(run_info, y_true, y_prob, tuned, class_names):
         "classes_with_rate_matched_thresholds": [class_names[c] for c in tuned.rate_matched_classes],
         "threshold_rule": thresholds_lib.threshold_rule(),
         "per_class": [
-            {"index": c, "name": class_names[c], "val_support": int(support[c]),
-             "threshold": float(thresholds[c]), "precision": float(precision[c]), "recall": float(recall[c]),
-             "f1_tuned": float(f1[c]), "f1_at_0.5": float(f1_half[c])}
+            {
+                "index": c,
+                "name": class_names[c],
+                "val_support": int(support[c]),
+                "threshold": float(thresholds[c]),
+                "precision": float(precision[c]),
+                "recall": float(recall[c]),
+                "f1_tuned": float(f1[c]),
+                "f1_at_0.5": float(f1_half[c]),
+            }
             for c in classes
         ],
     }
@@ -85,13 +93,18 @@ def read_history(path):
 
 def plot_report(history, report, path):
     """report.png: learning curves beside per-class F1 with the class names."""
-    figure, (curves, bars) = plt.subplots(1, 2, figsize=(15, max(6.5, 0.23 * len(report["per_class"]))),
-                                          gridspec_kw={"width_ratios": [1, 1.3]})
+    figure, (curves, bars) = plt.subplots(
+        1, 2, figsize=(15, max(6.5, 0.23 * len(report["per_class"]))), gridspec_kw={"width_ratios": [1, 1.3]}
+    )
     epochs = [row["epoch"] + 1 for row in history]
     f1_axis = curves.twinx()  # loss and F1 live on different scales
-    for axis, key, style in ((curves, "loss", "C0-"), (curves, "val_loss", "C0--"),
-                             (f1_axis, "macro_f1", "C1-"), (f1_axis, "val_macro_f1", "C1--"),
-                             (f1_axis, "val_auc", "C3--")):  # val AUC picks the checkpoint
+    for axis, key, style in (
+        (curves, "loss", "C0-"),
+        (curves, "val_loss", "C0--"),
+        (f1_axis, "macro_f1", "C1-"),
+        (f1_axis, "val_macro_f1", "C1--"),
+        (f1_axis, "val_auc", "C3--"),
+    ):  # val AUC picks the checkpoint
         if history and key in history[0]:
             axis.plot(epochs, [row[key] for row in history], style, label=key)
     curves.set(xlabel="epoch", ylabel="loss", title="learning curves (macro F1 at threshold 0.5; val AUC)")
@@ -105,16 +118,22 @@ def plot_report(history, report, path):
 def plot_cv_report(fold_histories, report, path):
     """report.png of a cross-validated run: each fold's val curves beside
     per-class out-of-fold F1."""
-    figure, (curves, bars) = plt.subplots(1, 2, figsize=(15, max(6.5, 0.23 * len(report["per_class"]))),
-                                          gridspec_kw={"width_ratios": [1, 1.3]})
+    figure, (curves, bars) = plt.subplots(
+        1, 2, figsize=(15, max(6.5, 0.23 * len(report["per_class"]))), gridspec_kw={"width_ratios": [1, 1.3]}
+    )
     for fold, history in enumerate(fold_histories):
         epochs = [row["epoch"] + 1 for row in history]
         for key, style in (("val_auc", "-"), ("val_macro_f1", "--")):
             if history and key in history[0]:
-                curves.plot(epochs, [row[key] for row in history], style, color=f"C{fold % 10}",
-                            label=f"fold {fold} {key}")
-    curves.set(xlabel="epoch", ylabel="val macro AUC, val macro F1 at 0.5", ylim=(0, 1),
-               title=f"each fold's model on its held-out fold ({len(fold_histories)} folds)")
+                curves.plot(
+                    epochs, [row[key] for row in history], style, color=f"C{fold % 10}", label=f"fold {fold} {key}"
+                )
+    curves.set(
+        xlabel="epoch",
+        ylabel="val macro AUC, val macro F1 at 0.5",
+        ylim=(0, 1),
+        title=f"each fold's model on its held-out fold ({len(fold_histories)} folds)",
+    )
     curves.grid(alpha=0.3)
     curves.legend(loc="lower right", fontsize=8, ncols=2)
     _per_class_bars(bars, report, "out-of-fold F1", "images")
@@ -128,9 +147,12 @@ def _per_class_bars(bars, report, xlabel, support):
     bars.barh(positions, [c["f1_at_0.5"] for c in per_class], color="none", edgecolor="k", label="threshold 0.5")
     bars.set_yticks(positions, [f"{c['name']} ({c['val_support']})" for c in per_class], fontsize=8)
     bars.invert_yaxis()
-    bars.set(xlim=(0, 1), xlabel=xlabel,
-             title=f"per-class F1, macro {report['val_macro_f1_tuned']:.3f} tuned / "
-                   f"{report['val_macro_f1_at_0.5']:.3f} at 0.5 ({support})")
+    bars.set(
+        xlim=(0, 1),
+        xlabel=xlabel,
+        title=f"per-class F1, macro {report['val_macro_f1_tuned']:.3f} tuned / "
+        f"{report['val_macro_f1_at_0.5']:.3f} at 0.5 ({support})",
+    )
     bars.legend(loc="lower right")
 
 

@@ -34,8 +34,9 @@ class ReportFile:
         try:
             content = json_files.read_json(path)
         except FileNotFoundError:
-            raise TrainError(f"{path}: missing; the run was not evaluated (train it again with the same command)"
-                             ) from None
+            raise TrainError(
+                f"{path}: missing; the run was not evaluated (train it again with the same command)"
+            ) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise TrainError(f"{path}: not valid JSON ({error})") from None
         if not isinstance(content, dict) or "val_macro_f1_tuned" not in content:
@@ -48,11 +49,15 @@ class ReportFile:
 
     def fold_summary(self, fold, best_epoch):
         """This fold model's line in its --cv run's report (`folds`)."""
-        return {"fold": fold, "val_examples": self.content["val_examples"],
-                "val_macro_auc": self.content["val_macro_auc"],
-                "val_macro_f1_tuned": self.content["val_macro_f1_tuned"],
-                "val_macro_f1_at_0.5": self.content["val_macro_f1_at_0.5"],
-                "best_epoch": best_epoch, "train_seconds": self.content.get("train_seconds")}
+        return {
+            "fold": fold,
+            "val_examples": self.content["val_examples"],
+            "val_macro_auc": self.content["val_macro_auc"],
+            "val_macro_f1_tuned": self.content["val_macro_f1_tuned"],
+            "val_macro_f1_at_0.5": self.content["val_macro_f1_at_0.5"],
+            "best_epoch": best_epoch,
+            "train_seconds": self.content.get("train_seconds"),
+        }
 
     def run_settings(self):
         """{setting: value} of RUN_SETTINGS (None where the report has none)."""

@@ -19,9 +19,11 @@ Tuned = collections.namedtuple("Tuned", ["thresholds", "positives", "rate_matche
 
 def threshold_rule(min_support=MIN_SUPPORT):
     """The rule `tune_thresholds` applies, in words (report.json, thresholds.json)."""
-    return (f"a class with at least {min_support} val positives: the cut that maximises its val F1, halfway "
-            "between the val scores it separates; any other class: the cut that labels its training frequency "
-            "of the val images positive")
+    return (
+        f"a class with at least {min_support} val positives: the cut that maximises its val F1, halfway "
+        "between the val scores it separates; any other class: the cut that labels its training frequency "
+        "of the val images positive"
+    )
 
 
 def best_f1_cut(y_true, y_prob):
@@ -70,5 +72,6 @@ def tune_thresholds(y_true, y_prob, train_rates, min_support=MIN_SUPPORT):
 def macro_f1(y_true, y_pred):
     """Macro F1 over all classes, the Kaggle metric: a class absent from
     both truth and prediction counts 0, as sklearn's zero_division=0 does."""
-    return float(f1_score(np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int),
-                          average="macro", zero_division=0))
+    return float(
+        f1_score(np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int), average="macro", zero_division=0)
+    )

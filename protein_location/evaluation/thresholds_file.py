@@ -53,7 +53,8 @@ class ThresholdsFile:
         content = {
             "label_set": labels_lib.label_set_of_classes(list(self.class_names)),
             "class_names": list(self.class_names),
-            "views": self.views, "thresholds": np.asarray(self.serving).tolist(),
+            "views": self.views,
+            "thresholds": np.asarray(self.serving).tolist(),
             "single_view_thresholds": np.asarray(self.single_view).tolist(),
             "tta_thresholds": None if self.tta is None else np.asarray(self.tta).tolist(),
             "rule": self.rule,
@@ -72,10 +73,15 @@ class ThresholdsFile:
             content = json_files.read_json(path_in(model_dir))
             single_view = np.asarray(content.get("single_view_thresholds", content["thresholds"]), np.float32)
             tta = content.get("tta_thresholds")
-            return cls(class_names=tuple(str(name) for name in content["class_names"]), single_view=single_view,
-                       tta=None if tta is None else np.asarray(tta, np.float32),
-                       views=int(content.get("views", 1)), rule=content.get("rule"),
-                       folds=int(content.get("folds") or 0), tuned_on=content.get("tuned_on"))
+            return cls(
+                class_names=tuple(str(name) for name in content["class_names"]),
+                single_view=single_view,
+                tta=None if tta is None else np.asarray(tta, np.float32),
+                views=int(content.get("views", 1)),
+                rule=content.get("rule"),
+                folds=int(content.get("folds") or 0),
+                tuned_on=content.get("tuned_on"),
+            )
         except (KeyError, TypeError, ValueError) as error:  # json.JSONDecodeError is a ValueError
             raise ValueError(f"not a thresholds file ({error})") from None
 

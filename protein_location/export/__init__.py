@@ -15,14 +15,24 @@ from protein_location.core.errors import ExportError
 from protein_location.export.exporter import export_formats_of, export_model, export_saved_model
 from protein_location.export.run_folder import load_run
 from protein_location.export.signatures import (
-                                                    CHANNELS_SIGNATURE,
-                                                    EXAMPLES_SIGNATURE,
-                                                    GRADCAM_SIGNATURE,
-                                                    SIGNATURE,
-                                                    SINGLE_VIEW_SIGNATURE,
-                                                    serving_signature,
+    CHANNELS_SIGNATURE,
+    EXAMPLES_SIGNATURE,
+    GRADCAM_SIGNATURE,
+    SIGNATURE,
+    SINGLE_VIEW_SIGNATURE,
+    serving_signature,
 )
 
-__all__ = ["CHANNELS_SIGNATURE", "EXAMPLES_SIGNATURE", "ExportError", "GRADCAM_SIGNATURE",
-           "SIGNATURE", "SINGLE_VIEW_SIGNATURE", "export_formats_of", "export_model", "export_saved_model",
-           "load_run", "serving_signature"]
+__all__ = [
+    "CHANNELS_SIGNATURE",
+    "EXAMPLES_SIGNATURE",
+    "ExportError",
+    "GRADCAM_SIGNATURE",
+    "SIGNATURE",
+    "SINGLE_VIEW_SIGNATURE",
+    "export_formats_of",
+    "export_model",
+    "export_saved_model",
+    "load_run",
+    "serving_signature",
+]

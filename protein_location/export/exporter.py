@@ -65,8 +65,9 @@ def _write_version(model, thresholds, export_base, formats, log, class_names, tt
         stop_signals.raise_if_requested()
         saved_model.write_saved_model(model, thresholds, staging, class_names, tta_thresholds)
         checks = {}  # the SavedModel's outputs on the check images, computed once
-        written = [formats_lib.write_format(name, model, thresholds, staging, checks, shown_path=intended)
-                   for name in formats]
+        written = [
+            formats_lib.write_format(name, model, thresholds, staging, checks, shown_path=intended) for name in formats
+        ]
         stop_signals.raise_if_requested()  # a stop before the version is published publishes nothing
         path = publish(staging, export_base)
     except ExportError as error:
@@ -76,8 +77,9 @@ def _write_version(model, thresholds, export_base, formats, log, class_names, tt
         remove_dir(staging)
         reason = output_files.disk_error_reason(error)
         if reason is not None:
-            raise OutputError(f"{export_base}: cannot write the export: {reason}; no version written; "
-                              f"{output_files.RETRY_HINT}") from None
+            raise OutputError(
+                f"{export_base}: cannot write the export: {reason}; no version written; {output_files.RETRY_HINT}"
+            ) from None
         raise
     return path, written
 
@@ -94,13 +96,18 @@ def export_saved_model(model, thresholds, export_base, class_names, tta_threshol
     appearing only when complete (`export_model`, without other formats).
     Returns the SavedModel folder written.
     """
-    return export_model(model, thresholds, export_base, (), log=lambda _: None, class_names=class_names,
-                        tta_thresholds=tta_thresholds)
+    return export_model(
+        model, thresholds, export_base, (), log=lambda _: None, class_names=class_names, tta_thresholds=tta_thresholds
+    )
 
 
 def _check_sizes(model, thresholds, class_names, tta_thresholds):
     width = int(model.output_shape[-1])
-    if len(class_names) != width or np.size(thresholds) != width or \
-            (tta_thresholds is not None and np.size(tta_thresholds) != width):
-        raise ExportError(f"the model has {width} outputs but {len(class_names)} class names and "
-                          f"{np.size(thresholds)} thresholds")
+    if (
+        len(class_names) != width
+        or np.size(thresholds) != width
+        or (tta_thresholds is not None and np.size(tta_thresholds) != width)
+    ):
+        raise ExportError(
+            f"the model has {width} outputs but {len(class_names)} class names and {np.size(thresholds)} thresholds"
+        )

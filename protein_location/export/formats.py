@@ -36,8 +36,11 @@ FILE_NAMES = {**tflite_format.FILE_NAMES, "onnx": onnx_format.FILE_NAME}
 FLOAT_TOLERANCE = 1e-3
 CHECK_IMAGES = 8
 RUNNERS = {"tflite": tflite_format.run_tflite, "tflite_int8": tflite_format.run_tflite, "onnx": onnx_format.run_onnx}
-RUNTIME_MODULES = {"tflite": tflite_format.RUNTIME_MODULE, "tflite_int8": tflite_format.RUNTIME_MODULE,
-                   "onnx": onnx_format.RUNTIME_MODULE}
+RUNTIME_MODULES = {
+    "tflite": tflite_format.RUNTIME_MODULE,
+    "tflite_int8": tflite_format.RUNTIME_MODULE,
+    "onnx": onnx_format.RUNTIME_MODULE,
+}
 
 
 def check_available(formats):
@@ -125,8 +128,10 @@ def write_format(name, model, thresholds, saved_model_path, checks=None, shown_p
         images = checks["images"]
         difference = max_difference(name, content, images, checks["reference"])
         if name != "tflite_int8" and not difference <= FLOAT_TOLERANCE:
-            raise ExportError(f"{shown}: probabilities differ from the SavedModel by {difference:.2g} "
-                                     f"(more than {FLOAT_TOLERANCE:g}); not written")
+            raise ExportError(
+                f"{shown}: probabilities differ from the SavedModel by {difference:.2g} "
+                f"(more than {FLOAT_TOLERANCE:g}); not written"
+            )
         check = f"max |probability difference| {difference:.1e} to the SavedModel on {len(images)} random images"
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(content)

@@ -32,8 +32,13 @@ def convert_onnx(model, thresholds):
     renames = tf2onnx.convert.tensor_names_from_structed(function, input_names, output_names)
     with tf.device("/cpu:0"):
         graph_def = tf_loader.from_function(function, input_names, output_names)
-        model_proto, _ = tf2onnx.convert.from_graph_def(graph_def, name="protein_location", input_names=input_names,
-                                                        output_names=output_names, tensors_to_rename=renames)
+        model_proto, _ = tf2onnx.convert.from_graph_def(
+            graph_def,
+            name="protein_location",
+            input_names=input_names,
+            output_names=output_names,
+            tensors_to_rename=renames,
+        )
     return model_proto.SerializeToString()
 
 

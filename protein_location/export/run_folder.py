@@ -30,8 +30,12 @@ def load_run(model_dir):
         thresholds = thresholds_file.ThresholdsFile.read(model_dir)
     except ValueError as error:
         raise ExportError(f"{thresholds_path}: {error}") from None
-    folds, single_view, tta, class_names = (thresholds.folds, thresholds.single_view, thresholds.tta,
-                                            list(thresholds.class_names))
+    folds, single_view, tta, class_names = (
+        thresholds.folds,
+        thresholds.single_view,
+        thresholds.tta,
+        list(thresholds.class_names),
+    )
     if folds:
         members = []
         for fold in range(folds):
@@ -42,8 +46,10 @@ def load_run(model_dir):
         model = _load_model(model_dir)
     width = int(model.output_shape[-1])
     if single_view.shape != (width,) or len(class_names) != width or (tta is not None and tta.shape != (width,)):
-        raise ExportError(f"{thresholds_path}: expected {width} thresholds and class names (the model's outputs), "
-                          f"found {single_view.size} and {len(class_names)}")
+        raise ExportError(
+            f"{thresholds_path}: expected {width} thresholds and class names (the model's outputs), "
+            f"found {single_view.size} and {len(class_names)}"
+        )
     return model, thresholds, class_names
 
 
@@ -65,8 +71,13 @@ def check_run_finished(model_dir):
         state = run_state.RunState.read(model_dir)
     except ValueError as error:
         raise ExportError(str(error)) from None
-    unfinished = (state.status == run_state.TRAINING if state is not None
-                  else run_state.describe_folder(model_dir) == "unfinished")
+    unfinished = (
+        state.status == run_state.TRAINING
+        if state is not None
+        else run_state.describe_folder(model_dir) == "unfinished"
+    )
     if unfinished:
-        raise ExportError(f"{model_dir}: holds an unfinished training (run.json, backup/); finish it by running its "
-                          "train_keras.py command again, then export")
+        raise ExportError(
+            f"{model_dir}: holds an unfinished training (run.json, backup/); finish it by running its "
+            "train_keras.py command again, then export"
+        )

@@ -102,9 +102,11 @@ class Signatures:
         # The model's forward pass, traced once and called by every signature:
         # one function in the SavedModel, not one copy per signature.
         side = self.image_size
-        self.forward = tf.function(lambda pixels: tf.cast(model(pixels, training=False), tf.float32),
-                                   input_signature=[tf.TensorSpec([None, side, side, 4], tf.float32)],
-                                   autograph=False)
+        self.forward = tf.function(
+            lambda pixels: tf.cast(model(pixels, training=False), tf.float32),
+            input_signature=[tf.TensorSpec([None, side, side, 4], tf.float32)],
+            autograph=False,
+        )
 
     def _thresholds(self, values, name):
         return tf.Variable(np.asarray(values, np.float32).reshape([self.num_classes]), trainable=False, name=name)
@@ -115,10 +117,13 @@ class Signatures:
         return {
             SIGNATURE: tf.function(self.serve, input_signature=image),
             SINGLE_VIEW_SIGNATURE: tf.function(self.serve_single_view, input_signature=image),
-            CHANNELS_SIGNATURE: tf.function(self.predict_channels, input_signature=[
-                tf.TensorSpec([None], tf.string, name=c) for c in labels_lib.CHANNELS]),
-            EXAMPLES_SIGNATURE: tf.function(self.serve_examples,
-                                            input_signature=[tf.TensorSpec([None], tf.string, name="examples")]),
+            CHANNELS_SIGNATURE: tf.function(
+                self.predict_channels,
+                input_signature=[tf.TensorSpec([None], tf.string, name=c) for c in labels_lib.CHANNELS],
+            ),
+            EXAMPLES_SIGNATURE: tf.function(
+                self.serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")]
+            ),
             GRADCAM_SIGNATURE: tf.function(self.gradcam, input_signature=image),
         }
 
@@ -150,8 +155,10 @@ class Signatures:
     def predict_channels(self, red, green, blue, yellow):
         def one_image(files):
             # The conversion's rule (colour -> the stain's colour, 16-bit -> 8), then one resize of all four.
-            planes = [self.decoded_within_cap(f, f"{c} file", lambda f, c=c: stains.decode_stain(f, c))
-                      for f, c in zip(files, labels_lib.CHANNELS)]
+            planes = [
+                self.decoded_within_cap(f, f"{c} file", lambda f, c=c: stains.decode_stain(f, c))
+                for f, c in zip(files, labels_lib.CHANNELS)
+            ]
             return self.resize(tf.stack(planes, axis=-1))
 
         return self.outputs(tf.map_fn(one_image, (red, green, blue, yellow), fn_output_signature=self._pixels_spec()))
@@ -162,8 +169,13 @@ class Signatures:
         # naming what was expected. A data dependency (a control one does not order them) and no call on an
         # empty batch (which decode_proto refuses).
         def wire_checked():
-            sizes = tf.io.decode_proto(examples, "tensorflow.Example", ["features"], [tf.string],
-                                       name="examples_must_be_serialized_tf_train_Example_protos").sizes
+            sizes = tf.io.decode_proto(
+                examples,
+                "tensorflow.Example",
+                ["features"],
+                [tf.string],
+                name="examples_must_be_serialized_tf_train_Example_protos",
+            ).sizes
             return tf.gather(examples, tf.range(tf.shape(sizes)[0]))
 
         examples = tf.cond(tf.size(examples) > 0, wire_checked, lambda: examples)
@@ -174,8 +186,9 @@ class Signatures:
             keys = (records.KEY_ENCODED, records.KEY_FORMAT, records.KEY_HEIGHT, records.KEY_WIDTH)
             parsed = tf.io.parse_single_example(example, {k: records.FEATURE_SPEC[k] for k in keys})
             encoded, image_format, height, width = (parsed[k] for k in keys)
-            shape = tf.cond(image_format == "raw", lambda: tf.stack([height, width]),
-                            lambda: encoded_image_shape(encoded))
+            shape = tf.cond(
+                image_format == "raw", lambda: tf.stack([height, width]), lambda: encoded_image_shape(encoded)
+            )
             with tf.control_dependencies([assert_pixel_cap(shape[0], shape[1], self.pixel_cap)]):
                 return self.resize(records.decode_image(tf.identity(encoded), image_format, height, width))
 
@@ -185,8 +198,11 @@ class Signatures:
         """Grad-CAM (Selvaraju et al., 2017) of every class, one view."""
         pixels = self.resize(self.within_cap(image))
         side, classes = self.image_size, self.num_classes
-        empty = {"heatmaps": tf.zeros([0, side, side, classes]), "probabilities": tf.zeros([0, classes]),
-                 "labels": tf.zeros([0, classes], tf.int32)}
+        empty = {
+            "heatmaps": tf.zeros([0, side, side, classes]),
+            "probabilities": tf.zeros([0, classes]),
+            "labels": tf.zeros([0, classes], tf.int32),
+        }
         return tf.cond(tf.shape(pixels)[0] > 0, lambda: self._gradcam(pixels), lambda: empty)
 
     def _gradcam(self, pixels):
@@ -194,14 +210,16 @@ class Signatures:
         members = getattr(self.model, "members", None) or [self.model]
         maps, probabilities = zip(*(self._member_gradcam(member, pixels) for member in members))
         probabilities = tf.add_n(probabilities) / len(members)
-        return {"heatmaps": tf.add_n(maps) / len(members), "probabilities": probabilities,
-                "labels": tf.cast(probabilities >= self.single_view_thresholds, tf.int32)}
+        return {
+            "heatmaps": tf.add_n(maps) / len(members),
+            "probabilities": probabilities,
+            "labels": tf.cast(probabilities >= self.single_view_thresholds, tf.int32),
+        }
 
     def _member_gradcam(self, member, pixels):
         """(Grad-CAM maps [B, S, S, classes], probabilities) of one `MultiLabelClassifier`."""
         maps, logits = member.class_maps_and_logits(pixels)
-        return (tf.image.resize(maps, [self.image_size, self.image_size], method="bilinear"),
-                tf.sigmoid(logits))
+        return (tf.image.resize(maps, [self.image_size, self.image_size], method="bilinear"), tf.sigmoid(logits))
 
     # --- their parts ------------------------------------------------------------------------------
 
@@ -227,19 +245,21 @@ class Signatures:
     def probabilities_of(self, pixels):
         """The model's probabilities; an empty batch gives an empty batch (oneDNN's conv2d mishandles
         one: docs/fault-tolerance.md)."""
-        return tf.cond(tf.shape(pixels)[0] > 0, lambda: self.forward(pixels),
-                       lambda: tf.zeros([0, self.num_classes]))
+        return tf.cond(tf.shape(pixels)[0] > 0, lambda: self.forward(pixels), lambda: tf.zeros([0, self.num_classes]))
 
     def single_view(self, pixels):
         probabilities = self.probabilities_of(pixels)
-        return {"probabilities": probabilities,
-                "labels": tf.cast(probabilities >= self.single_view_thresholds, tf.int32)}
+        return {
+            "probabilities": probabilities,
+            "labels": tf.cast(probabilities >= self.single_view_thresholds, tf.int32),
+        }
 
     def outputs(self, pixels):
         """serving_default's outputs: one view, or the mean of the 8 views in one call of the model."""
         if self.views == 1:
             return self.single_view(pixels)
         stacked = tf.reshape(augment.dihedral_views(pixels), [-1, self.image_size, self.image_size, 4])
-        probabilities = tf.reduce_mean(tf.reshape(self.probabilities_of(stacked), [self.views, -1, self.num_classes]),
-                                       axis=0)
+        probabilities = tf.reduce_mean(
+            tf.reshape(self.probabilities_of(stacked), [self.views, -1, self.num_classes]), axis=0
+        )
         return {"probabilities": probabilities, "labels": tf.cast(probabilities >= self.default_thresholds, tf.int32)}

@@ -79,8 +79,10 @@ def publish(staging, export_base):
         path = posixpath.join(export_base, str(max(version_dirs(export_base), default=0) + 1))
         if _move_dir(staging, path):
             return path
-    raise ExportError(f"{export_base}: no free version number after 100 tries (other exports writing?); "
-                      f"the export is left in {staging}")
+    raise ExportError(
+        f"{export_base}: no free version number after 100 tries (other exports writing?); "
+        f"the export is left in {staging}"
+    )
 
 
 def _move_dir(source, target):
@@ -104,7 +106,7 @@ def _move_dir(source, target):
     files = [posixpath.join(folder, name) for folder, _, names in tf.io.gfile.walk(source) for name in names]
     files.sort(key=lambda f: posixpath.basename(f) == "saved_model.pb")
     for source_file in files:
-        target_file = target + source_file[len(source):]
+        target_file = target + source_file[len(source) :]
         tf.io.gfile.makedirs(posixpath.dirname(target_file))
         tf.io.gfile.copy(source_file, target_file)
     tf.io.gfile.rmtree(source)

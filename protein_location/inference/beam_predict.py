@@ -49,7 +49,8 @@ class SavedModelHandler(ModelHandler):
     def load_model(self):
         # Resolved where the model runs: `auto` is a matter of the worker's CPU, not the submitting machine's.
         self.resolved_precision, _ = device_precision.inference_precision(
-            self.precision, len(tf.config.list_physical_devices("GPU")))
+            self.precision, len(tf.config.list_physical_devices("GPU"))
+        )
         return _WorkerModel(serving.load_serving_model(self.model_path, self.tta))
 
     def run_inference(self, batch, model, inference_args=None):
@@ -90,8 +91,11 @@ def _read_shard(shard_index, data_dir, shard_file, num_classes):
             example = records.parse_example(serialized, num_classes)
             yield (shard_index, position, example["source_id"].numpy().decode()), example["image"].numpy()
     except tf.errors.OpError as error:
-        yield "error", path, f"{path}: cannot be read ({manifest_lib.op_error_line(error)}); " \
-                             f"{manifest_lib.repair_hint(data_dir)}"
+        yield (
+            "error",
+            path,
+            f"{path}: cannot be read ({manifest_lib.op_error_line(error)}); {manifest_lib.repair_hint(data_dir)}",
+        )
 
 
 def _result_line(prediction):
@@ -115,17 +119,19 @@ class _Pipeline:
         self.units, self.read, self.handler, self.results_prefix = units, read, handler, results_prefix
 
     def __call__(self, pipeline):
-        examples, errors = (pipeline
-                            | "Units" >> beam.Create(self.units, reshuffle=False)
-                            | "Spread" >> beam.Reshuffle()
-                            | "Read" >> beam.FlatMap(self.read)
-                            | "SplitErrors" >> beam.Partition(_split_errors, 2))
-        predictions = (examples
-                       | "RunInference" >> RunInference(self.handler)
-                       | "ToJson" >> beam.Map(_result_line))
-        ((predictions, errors | "ErrorsToJson" >> beam.Map(_error_line))
-         | "Results" >> beam.Flatten()
-         | "Write" >> beam.io.WriteToText(self.results_prefix, file_name_suffix=".jsonl"))
+        examples, errors = (
+            pipeline
+            | "Units" >> beam.Create(self.units, reshuffle=False)
+            | "Spread" >> beam.Reshuffle()
+            | "Read" >> beam.FlatMap(self.read)
+            | "SplitErrors" >> beam.Partition(_split_errors, 2)
+        )
+        predictions = examples | "RunInference" >> RunInference(self.handler) | "ToJson" >> beam.Map(_result_line)
+        (
+            (predictions, errors | "ErrorsToJson" >> beam.Map(_error_line))
+            | "Results" >> beam.Flatten()
+            | "Write" >> beam.io.WriteToText(self.results_prefix, file_name_suffix=".jsonl")
+        )
 
 
 def _scratch_folder(beam_options):
@@ -137,8 +143,10 @@ def _scratch_folder(beam_options):
     if temp_location:
         return posixpath.join(temp_location, f"protein-location-predict-{uuid.uuid4().hex}")
     if beam_jobs.runner_name(options) not in ("DirectRunner", "PrismRunner"):
-        raise PredictError(f"--runner beam on {beam_jobs.runner_name(options)} needs --temp_location in "
-                           "--beam-options: the workers leave their predictions there")
+        raise PredictError(
+            f"--runner beam on {beam_jobs.runner_name(options)} needs --temp_location in "
+            "--beam-options: the workers leave their predictions there"
+        )
     return tempfile.mkdtemp(prefix="protein-location-predict-")
 
 
@@ -147,8 +155,9 @@ def _run(units, read, model_path, tta, precision, batch_size, beam_options):
     scratch = _scratch_folder(beam_options)
     handler = SavedModelHandler(model_path, tta, precision, batch_size)
     try:
-        beam_jobs.run(_Pipeline(units, read, handler, posixpath.join(scratch, RESULTS_NAME)), beam_options,
-                      PredictError)
+        beam_jobs.run(
+            _Pipeline(units, read, handler, posixpath.join(scratch, RESULTS_NAME)), beam_options, PredictError
+        )
         results, errors = {}, {}
         for path in sorted(tf.io.gfile.glob(posixpath.join(scratch, RESULTS_NAME) + "*.jsonl")):
             with tf.io.gfile.GFile(path) as f:
@@ -165,23 +174,33 @@ def _run(units, read, model_path, tta, precision, batch_size, beam_options):
     return results, errors
 
 
-def predict_images(model, images_dir, ids, batch_size=64, precision="auto", beam_options=None,
-                   max_pixels=raw_images.DEFAULT_MAX_PIXELS):
+def predict_images(
+    model, images_dir, ids, batch_size=64, precision="auto", beam_options=None, max_pixels=raw_images.DEFAULT_MAX_PIXELS
+):
     """`predict.predict_images` on Beam: probabilities [n, C] and labels
     [n, C] of `ids`, in their order. `model` is a ServingModel loaded here
     (for its side and path); the workers load their own."""
     raw_images.check_images_dir(images_dir)
     ids = list(ids)
-    results, errors = _run(ids, _RawReader(images_dir, model.image_size, max_pixels), model.path, _tta_of(model),
-                           precision, batch_size, beam_options)
+    results, errors = _run(
+        ids,
+        _RawReader(images_dir, model.image_size, max_pixels),
+        model.path,
+        _tta_of(model),
+        precision,
+        batch_size,
+        beam_options,
+    )
     for image_id in ids:  # the first bad Id in the order asked, as local predict names it
         if image_id in errors:
             raise PredictError(errors[image_id])
     missing = [image_id for image_id in ids if image_id not in results]
     if missing:
         raise PredictError(f"the Beam pipeline returned no prediction for {len(missing)} Ids ({missing[0]}, ...)")
-    return (np.stack([results[i][0] for i in ids]).reshape(len(ids), -1),
-            np.stack([results[i][1] for i in ids]).reshape(len(ids), -1))
+    return (
+        np.stack([results[i][0] for i in ids]).reshape(len(ids), -1),
+        np.stack([results[i][1] for i in ids]).reshape(len(ids), -1),
+    )
 
 
 def predict_records(model, data_dir, split="test", batch_size=64, precision="auto", beam_options=None):
@@ -194,8 +213,9 @@ def predict_records(model, data_dir, split="test", batch_size=64, precision="aut
     input_reader.check_split_files(manifest, (split,))
     check_same_classes(model.class_names, manifest.class_names, model.path, data_dir)
     reader = _ShardReader(data_dir, [entry["file"] for entry in shards], manifest.num_classes)
-    results, errors = _run(list(range(len(shards))), reader, model.path, _tta_of(model), precision, batch_size,
-                           beam_options)
+    results, errors = _run(
+        list(range(len(shards))), reader, model.path, _tta_of(model), precision, batch_size, beam_options
+    )
     if errors:
         raise PredictError(sorted(errors.items())[0][1])
     if not results:
@@ -203,8 +223,7 @@ def predict_records(model, data_dir, split="test", batch_size=64, precision="aut
     # Local predict's order: shards interleaved as its tf.data pipeline reads them.
     located = {key[:2]: key for key in results}
     keys = [located[place] for place in input_reader.read_order([entry["num_examples"] for entry in shards])]
-    return ([key[2] for key in keys], np.stack([results[k][0] for k in keys]),
-            np.stack([results[k][1] for k in keys]))
+    return ([key[2] for key in keys], np.stack([results[k][0] for k in keys]), np.stack([results[k][1] for k in keys]))
 
 
 def _tta_of(model):
@@ -225,4 +244,3 @@ class _ShardReader:
 
     def __call__(self, shard_index):
         return _read_shard(shard_index, self.data_dir, self.shards[shard_index], self.num_classes)
-

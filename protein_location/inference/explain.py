@@ -55,20 +55,20 @@ def plot_explanation(image, heatmaps, probabilities, labels, image_id, class_nam
     composite = rgb_composite(image)
     height, width = image.shape[:2]
     chosen = chosen_locations(probabilities, labels, max_locations)
-    figure, axes = plt.subplots(1, 1 + len(chosen), figsize=(3.2 * (1 + len(chosen)), 3.9), squeeze=False,
-                                layout="constrained")
+    figure, axes = plt.subplots(
+        1, 1 + len(chosen), figsize=(3.2 * (1 + len(chosen)), 3.9), squeeze=False, layout="constrained"
+    )
     axes = axes[0]
     figure.suptitle(image_id, fontsize=9)
     axes[0].imshow(composite, interpolation="nearest")
     axes[0].set_title("red microtubules, green protein,\nblue nucleus, yellow ER", fontsize=8)
     gray = composite.mean(axis=-1)
     for axis, c in zip(axes[1:], chosen):
-        heat = tf.image.resize(np.asarray(heatmaps[..., c:c + 1], np.float32), [height, width], method="bilinear")
+        heat = tf.image.resize(np.asarray(heatmaps[..., c : c + 1], np.float32), [height, width], method="bilinear")
         heat = heat.numpy()[..., 0]
         peak = float(heat.max())
         axis.imshow(gray, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        axis.imshow(heat / peak if peak > 0 else heat, cmap="jet", vmin=0, vmax=1, alpha=0.45,
-                    interpolation="nearest")
+        axis.imshow(heat / peak if peak > 0 else heat, cmap="jet", vmin=0, vmax=1, alpha=0.45, interpolation="nearest")
         note = "" if labels[c] else " (below threshold)"
         if peak <= 0:
             note += "\nno positive evidence"
@@ -100,16 +100,27 @@ def explain_images(model_path, images_dir, ids, out_dir, max_locations=4):
         outputs = gradcam(image=tf.constant(image[np.newaxis]))  # any size: the signature resizes
         probabilities = outputs["probabilities"].numpy()[0]
         labels = outputs["labels"].numpy()[0]
-        figure, chosen = plot_explanation(image, outputs["heatmaps"].numpy()[0], probabilities, labels,
-                                          image_id, class_names, max_locations)
+        figure, chosen = plot_explanation(
+            image, outputs["heatmaps"].numpy()[0], probabilities, labels, image_id, class_names, max_locations
+        )
         png = posixpath.join(out_dir, f"{image_id}.png")
         save_figure(figure, png)
-        entries.append({
-            "id": image_id, "png": png,
-            "predicted": [class_names[c] for c in np.flatnonzero(labels)],
-            "shown": [{"index": c, "location": class_names[c], "probability": round(float(probabilities[c]), 4),
-                       "predicted": bool(labels[c])} for c in chosen],
-        })
+        entries.append(
+            {
+                "id": image_id,
+                "png": png,
+                "predicted": [class_names[c] for c in np.flatnonzero(labels)],
+                "shown": [
+                    {
+                        "index": c,
+                        "location": class_names[c],
+                        "probability": round(float(probabilities[c]), 4),
+                        "predicted": bool(labels[c]),
+                    }
+                    for c in chosen
+                ],
+            }
+        )
     record = {"model": versions.resolve_saved_model(model_path), "images": entries}
     json_files.write_json_atomic(posixpath.join(out_dir, "explain.json"), record)
     return record

@@ -33,7 +33,7 @@ def predict_images(model_path, images_dir, ids, batch_size=64, tta=None):
     probabilities, labels = [], []
     with tqdm(total=len(ids), unit="img", desc="predict", disable=None) as progress:
         for start in range(0, len(ids), batch_size):
-            batch_ids = ids[start:start + batch_size]
+            batch_ids = ids[start : start + batch_size]
             stop_signals.raise_if_requested()
             try:
                 images, ok = next(batches)
@@ -63,8 +63,9 @@ def _raise_for_bad_image(images_dir, batch_ids, image_size, what):
     file raises its SourceError (raw_images.read_image)."""
     for image_id in batch_ids:
         raw_images.read_image(images_dir, image_id, image_size)
-    raise PredictError(f"{images_dir}: the Ids {batch_ids[0]} to {batch_ids[-1]} failed to read ({what}), "
-                       "yet each reads alone")
+    raise PredictError(
+        f"{images_dir}: the Ids {batch_ids[0]} to {batch_ids[-1]} failed to read ({what}), yet each reads alone"
+    )
 
 
 def predict_records(model_path, data_dir, split="test", batch_size=64, tta=None):
@@ -84,8 +85,10 @@ def predict_records(model_path, data_dir, split="test", batch_size=64, tta=None)
     check_same_classes(model.class_names, manifest.class_names, model.path, data_dir)
     dataset = input_reader.make_dataset(manifest, split, batch_size, with_ids=True)
     ids, probabilities, labels = [], [], []
-    with tqdm(total=num_examples, unit="img", desc=f"predict {split}", disable=None) as progress, \
-            input_reader.named_read_errors(manifest, (split,)):
+    with (
+        tqdm(total=num_examples, unit="img", desc=f"predict {split}", disable=None) as progress,
+        input_reader.named_read_errors(manifest, (split,)),
+    ):
         for images, _, source_ids in dataset:
             stop_signals.raise_if_requested()
             # Stored pixels are whole numbers on 0-255: the cast is exact.
@@ -102,7 +105,11 @@ def predict_records(model_path, data_dir, split="test", batch_size=64, tta=None)
 def check_same_classes(model_classes, data_classes, model_path, data_dir):
     """A model trained on one label set refuses data of another (their indices mean different classes)."""
     if list(model_classes) != list(data_classes):
-        model_set, data_set = (labels_lib.label_set_of_classes(model_classes),
-                               labels_lib.label_set_of_classes(data_classes))
-        raise PredictError(f"{data_dir}: the dataset's classes ({data_set}, {len(data_classes)}) are not the model's "
-                           f"({model_set}, {len(model_classes)}, {model_path}); use a model trained on this label set")
+        model_set, data_set = (
+            labels_lib.label_set_of_classes(model_classes),
+            labels_lib.label_set_of_classes(data_classes),
+        )
+        raise PredictError(
+            f"{data_dir}: the dataset's classes ({data_set}, {len(data_classes)}) are not the model's "
+            f"({model_set}, {len(model_classes)}, {model_path}); use a model trained on this label set"
+        )

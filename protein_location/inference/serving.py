@@ -13,8 +13,9 @@ from protein_location.export import signatures, versions
 
 # What prediction needs of a loaded SavedModel: the signature chosen, the
 # views it averages, and the thresholds its labels use.
-ServingModel = collections.namedtuple("ServingModel",
-                                      ["serve", "image_size", "thresholds", "class_names", "path", "views"])
+ServingModel = collections.namedtuple(
+    "ServingModel", ["serve", "image_size", "thresholds", "class_names", "path", "views"]
+)
 
 
 def load_saved_model(path, signature=signatures.SIGNATURE):
@@ -27,9 +28,11 @@ def load_saved_model(path, signature=signatures.SIGNATURE):
     except (tf.errors.OpError, OSError, KeyError, ValueError) as error:
         raise PredictError(f"{path}: cannot load the SavedModel ({str(error).splitlines()[0]})") from None
     if signature not in loaded.signatures:
-        raise PredictError(f"{path}: the SavedModel has no {signature!r} signature (it has "
-                           f"{', '.join(sorted(loaded.signatures)) or 'none'}); re-export it with "
-                           "`python -m protein_location export --model-dir RUN --out DIR`")
+        raise PredictError(
+            f"{path}: the SavedModel has no {signature!r} signature (it has "
+            f"{', '.join(sorted(loaded.signatures)) or 'none'}); re-export it with "
+            "`python -m protein_location export --model-dir RUN --out DIR`"
+        )
     return loaded, loaded.signatures[signature]
 
 
@@ -75,18 +78,27 @@ def check_serving_signature(serve, signature, num_classes, path):
     inputs = serve.structured_input_signature[1]
     outputs = serve.structured_outputs
     image = inputs.get("image")
-    takes_image = (set(inputs) == {"image"} and image.dtype == tf.uint8 and image.shape.rank == 4
-                   and image.shape[-1] in (None, 4))
+    takes_image = (
+        set(inputs) == {"image"} and image.dtype == tf.uint8 and image.shape.rank == 4 and image.shape[-1] in (None, 4)
+    )
     gives = isinstance(outputs, dict) and all(
         key in outputs and outputs[key].shape.rank == 2 and outputs[key].shape[-1] in (None, num_classes)
-        for key in ("probabilities", "labels"))
+        for key in ("probabilities", "labels")
+    )
     if not (takes_image and gives):
+
         def describe(specs):
-            return ", ".join(f"{key} {spec.dtype.name} {spec.shape}" for key, spec in sorted(specs.items())) \
-                if isinstance(specs, dict) else str(specs)
-        raise PredictError(f"{path}: its {signature!r} signature takes ({describe(inputs)}) and returns "
-                           f"({describe(outputs)}), not image uint8 [batch, height, width, 4] -> probabilities and "
-                           f"labels [batch, {num_classes}]; {EXPORT_HINT}")
+            return (
+                ", ".join(f"{key} {spec.dtype.name} {spec.shape}" for key, spec in sorted(specs.items()))
+                if isinstance(specs, dict)
+                else str(specs)
+            )
+
+        raise PredictError(
+            f"{path}: its {signature!r} signature takes ({describe(inputs)}) and returns "
+            f"({describe(outputs)}), not image uint8 [batch, height, width, 4] -> probabilities and "
+            f"labels [batch, {num_classes}]; {EXPORT_HINT}"
+        )
 
 
 def load_serving_model(path, tta=None):
@@ -109,9 +121,11 @@ def load_serving_model(path, tta=None):
     check_variables(loaded, ("image_size", "views", "thresholds", "class_names"), version)
     views = int(saved_model_variable(loaded, "views", version))
     if tta == 8 and views != 8:
-        raise PredictError(f"{path}: this SavedModel serves one view, with thresholds tuned for one view; for 8 "
-                           "re-export its run with `python -m protein_location export --model-dir RUN --out DIR "
-                           "--tta 8`")
+        raise PredictError(
+            f"{path}: this SavedModel serves one view, with thresholds tuned for one view; for 8 "
+            "re-export its run with `python -m protein_location export --model-dir RUN --out DIR "
+            "--tta 8`"
+        )
     signature, thresholds_name = signatures.SIGNATURE, "thresholds"
     if tta == 1 and views != 1:
         check_variables(loaded, ("single_view_thresholds",), version)
@@ -120,8 +134,10 @@ def load_serving_model(path, tta=None):
     class_names = class_names_of(loaded, version)
     thresholds = saved_model_variable(loaded, thresholds_name, version)
     if thresholds.shape != (len(class_names),):
-        raise PredictError(f"{version}: the SavedModel has {thresholds.size} {thresholds_name} for "
-                           f"{len(class_names)} class names; {EXPORT_HINT}")
+        raise PredictError(
+            f"{version}: the SavedModel has {thresholds.size} {thresholds_name} for "
+            f"{len(class_names)} class names; {EXPORT_HINT}"
+        )
     check_serving_signature(serve, signature, len(class_names), version)
     image_size = int(saved_model_variable(loaded, "image_size", version))
     return ServingModel(serve, image_size, thresholds, class_names, path, views)

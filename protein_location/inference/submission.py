@@ -64,8 +64,10 @@ def read_ids(path):
     first_line = {}
     for line, image_id in enumerate(ids, start=2):
         if image_id in first_line:
-            raise PredictError(f"{path} line {line}: duplicate Id {image_id} (first on line {first_line[image_id]}); "
-                               "a submission has one row per Id")
+            raise PredictError(
+                f"{path} line {line}: duplicate Id {image_id} (first on line {first_line[image_id]}); "
+                "a submission has one row per Id"
+            )
         first_line[image_id] = line
     return ids
 
@@ -84,11 +86,11 @@ def score_submission(submission_path, truth_path, label_set=None):
     first_line = {}
     for line, image_id in enumerate(table["Id"], start=2):
         if not labels_lib.is_valid_id(image_id):
-            raise PredictError(f"{submission_path} line {line}: Id {image_id!r} has characters outside "
-                               "[A-Za-z0-9_-]")
+            raise PredictError(f"{submission_path} line {line}: Id {image_id!r} has characters outside [A-Za-z0-9_-]")
         if image_id in first_line:
-            raise PredictError(f"Id {image_id}: {submission_path} line {line}: duplicate Id (first on line "
-                               f"{first_line[image_id]})")
+            raise PredictError(
+                f"Id {image_id}: {submission_path} line {line}: duplicate Id (first on line {first_line[image_id]})"
+            )
         first_line[image_id] = line
     submission = table.set_index("Id")["Predicted"]
     # The truth is read as convert reads labels: the same header detection, Id and label checks
@@ -111,6 +113,7 @@ def score_submission(submission_path, truth_path, label_set=None):
             raise PredictError(f"{submission_path}: Id {image_id}: {error} ({chosen.name})") from None
 
     y_true = np.stack([labels_lib.to_multi_hot(indices, chosen.num_classes) for _, indices in truth]).astype(int)
-    y_pred = np.stack([labels_lib.to_multi_hot(predicted(image_id), chosen.num_classes)
-                       for image_id, _ in truth]).astype(int)
+    y_pred = np.stack(
+        [labels_lib.to_multi_hot(predicted(image_id), chosen.num_classes) for image_id, _ in truth]
+    ).astype(int)
     return thresholds_lib.macro_f1(y_true, y_pred), chosen.name

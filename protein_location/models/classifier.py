@@ -19,11 +19,14 @@ def check_arch_request(arch, width=1.0, weights=None):
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown `arch` {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     if arch in PRESETS and weights is not None:
-        raise ValueError(f"`weights` {weights}: pretrained weights are for the keras.applications backbones "
-                         f"({', '.join(APPLICATIONS)}); `arch` {arch} trains from scratch")
+        raise ValueError(
+            f"`weights` {weights}: pretrained weights are for the keras.applications backbones "
+            f"({', '.join(APPLICATIONS)}); `arch` {arch} trains from scratch"
+        )
     if arch in APPLICATIONS and width != 1:
-        raise ValueError(f"`width` {width:g}: `arch` {arch} has one width; `width` is for the presets "
-                         f"{', '.join(PRESETS)}")
+        raise ValueError(
+            f"`width` {width:g}: `arch` {arch} has one width; `width` is for the presets {', '.join(PRESETS)}"
+        )
 
 
 def build_classifier(
@@ -57,12 +60,29 @@ def build_classifier(
     """
     check_arch_request(arch, width, weights)
     if arch in PRESETS:
-        return build_seresnet(arch, image_size=image_size, num_classes=num_classes, width=width,
-                              channel_mean=channel_mean, channel_std=channel_std, output_bias=output_bias,
-                              dropout=dropout, synchronized_bn=synchronized_bn)
-    backbone = ApplicationBackbone(arch, image_size=image_size, synchronized_bn=synchronized_bn,
-                                   name=f"{arch}_backbone")
+        return build_seresnet(
+            arch,
+            image_size=image_size,
+            num_classes=num_classes,
+            width=width,
+            channel_mean=channel_mean,
+            channel_std=channel_std,
+            output_bias=output_bias,
+            dropout=dropout,
+            synchronized_bn=synchronized_bn,
+        )
+    backbone = ApplicationBackbone(
+        arch, image_size=image_size, synchronized_bn=synchronized_bn, name=f"{arch}_backbone"
+    )
     if weights is not None:
         load_three_channel_weights(backbone, weights)
-    return MultiLabelClassifier(backbone, num_classes=num_classes, image_size=image_size, channel_mean=channel_mean,
-                                channel_std=channel_std, output_bias=output_bias, dropout=dropout, name=arch)
+    return MultiLabelClassifier(
+        backbone,
+        num_classes=num_classes,
+        image_size=image_size,
+        channel_mean=channel_mean,
+        channel_std=channel_std,
+        output_bias=output_bias,
+        dropout=dropout,
+        name=arch,
+    )

@@ -40,7 +40,7 @@ class EnsembleClassifier(keras.Model):
         self.mean = keras.layers.Average(dtype="float32", name="mean")
 
         # === Functional model ===
-        (input_shape, num_classes), = shapes
+        ((input_shape, num_classes),) = shapes
         inputs = keras.Input(input_shape, name="image")
         outputs = self.mean([member(inputs) for member in members])
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)

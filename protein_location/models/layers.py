@@ -48,15 +48,27 @@ class FusedInferenceBatchNorm(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None, mask=None):
-        if ((training and self.trainable) or mask is not None or len(inputs.shape) != 4
-                or self.axis not in (3, -1) or not (self.scale and self.center)
-                or keras.backend.backend() != "tensorflow"):
+        if (
+            (training and self.trainable)
+            or mask is not None
+            or len(inputs.shape) != 4
+            or self.axis not in (3, -1)
+            or not (self.scale and self.center)
+            or keras.backend.backend() != "tensorflow"
+        ):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf  # the TensorFlow backend's own: already imported, and never on JAX or PyTorch
 
         outputs = tf.raw_ops.FusedBatchNormV3(
-            x=inputs, scale=self.gamma, offset=self.beta, mean=self.moving_mean, variance=self.moving_variance,
-            epsilon=self.epsilon, data_format="NHWC", is_training=False)[0]
+            x=inputs,
+            scale=self.gamma,
+            offset=self.beta,
+            mean=self.moving_mean,
+            variance=self.moving_variance,
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=False,
+        )[0]
         return keras.ops.cast(outputs, self.compute_dtype)
 
 
@@ -102,12 +114,13 @@ class SqueezeExcite(keras.layers.Layer):
     def build(self, input_shape):
         channels = input_shape[-1]
         self.reduce = keras.layers.Conv2D(
-            max(channels // self.ratio, self.min_filters), 1, activation="relu",
-            dtype=self.dtype_policy, name="reduce",
+            max(channels // self.ratio, self.min_filters),
+            1,
+            activation="relu",
+            dtype=self.dtype_policy,
+            name="reduce",
         )
-        self.expand = keras.layers.Conv2D(
-            channels, 1, activation="sigmoid", dtype=self.dtype_policy, name="expand"
-        )
+        self.expand = keras.layers.Conv2D(channels, 1, activation="sigmoid", dtype=self.dtype_policy, name="expand")
         pooled_shape = (input_shape[0], 1, 1, channels)
         self.reduce.build(pooled_shape)
         self.expand.build(self.reduce.compute_output_shape(pooled_shape))
@@ -168,8 +181,9 @@ class ResidualBlock(keras.layers.Layer):
         (2, 4, 4, 64)
     """
 
-    def __init__(self, filters, block_type="basic", strides=1, se_ratio=16, synchronized_bn=False, cardinality=1,
-                 **kwargs):
+    def __init__(
+        self, filters, block_type="basic", strides=1, se_ratio=16, synchronized_bn=False, cardinality=1, **kwargs
+    ):
         if block_type not in BLOCK_TYPES:
             raise ValueError(f"block_type must be one of {', '.join(BLOCK_TYPES)}, not {block_type!r}")
         if cardinality != 1 and block_type != "bottleneck":
@@ -236,12 +250,14 @@ class ResidualBlock(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "filters": self.filters,
-            "block_type": self.block_type,
-            "strides": self.strides,
-            "se_ratio": self.se_ratio,
-            "synchronized_bn": self.synchronized_bn,
-            "cardinality": self.cardinality,
-        })
+        config.update(
+            {
+                "filters": self.filters,
+                "block_type": self.block_type,
+                "strides": self.strides,
+                "se_ratio": self.se_ratio,
+                "synchronized_bn": self.synchronized_bn,
+                "cardinality": self.cardinality,
+            }
+        )
         return config

@@ -33,18 +33,23 @@ def three_channel_application(arch, weights, image_size=None):
     its cache in ~/.keras/models) or the path of a Keras weights file of it.
     A WeightsError in one line when the file or the download is not there."""
     if weights != "imagenet" and not os.path.exists(weights):
-        raise WeightsError(f"`weights` {weights}: no such file; give a Keras weights file of {arch} without its "
-                           "top (what keras.applications downloads), imagenet or none")
+        raise WeightsError(
+            f"`weights` {weights}: no such file; give a Keras weights file of {arch} without its "
+            "top (what keras.applications downloads), imagenet or none"
+        )
     try:
         return build_network(arch, 3, image_size, weights)
     except Exception as error:  # a failed download or a file of another network: Keras raises many kinds
         reason = " ".join(str(error).split())[:300]
         if weights == "imagenet":
-            raise WeightsError(f"`weights` imagenet: Keras could not download the ImageNet weights of {arch} "
-                               f"({reason}); download them where there is internet and pass `weights` PATH, "
-                               "or train from scratch with `weights` none") from None
-        raise WeightsError(f"`weights` {weights}: not a Keras weights file of {arch} without its top "
-                           f"({reason})") from None
+            raise WeightsError(
+                f"`weights` imagenet: Keras could not download the ImageNet weights of {arch} "
+                f"({reason}); download them where there is internet and pass `weights` PATH, "
+                "or train from scratch with `weights` none"
+            ) from None
+        raise WeightsError(
+            f"`weights` {weights}: not a Keras weights file of {arch} without its top ({reason})"
+        ) from None
 
 
 def load_three_channel_weights(backbone, weights):
@@ -58,8 +63,10 @@ def load_three_channel_weights(backbone, weights):
     source = three_channel_application(backbone.arch, weights, backbone.image_size)
     targets = backbone.application.weights
     if len(source.weights) != len(targets):
-        raise WeightsError(f"`weights` {weights}: {len(source.weights)} weights where {backbone.arch} on four "
-                           f"stains has {len(targets)}")
+        raise WeightsError(
+            f"`weights` {weights}: {len(source.weights)} weights where {backbone.arch} on four "
+            f"stains has {len(targets)}"
+        )
     stems = 0
     for value, target in zip(source.get_weights(), targets):
         if value.shape == tuple(target.shape):
@@ -68,8 +75,9 @@ def load_three_channel_weights(backbone, weights):
             target.assign(rgby_stem_kernel(value, mode))
             stems += 1
         else:
-            raise WeightsError(f"`weights` {weights}: {target.path} has shape {tuple(target.shape)}, the file's "
-                               f"{value.shape}")
+            raise WeightsError(
+                f"`weights` {weights}: {target.path} has shape {tuple(target.shape)}, the file's {value.shape}"
+            )
     if stems != 1:
         raise WeightsError(f"`weights` {weights}: found {stems} three-channel stem kernels in {backbone.arch}, not 1")
     return backbone

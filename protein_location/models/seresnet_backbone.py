@@ -60,15 +60,22 @@ class SEResNetBackbone(keras.Model):
         if block_type not in BLOCK_TYPES:
             raise ValueError(f"block_type must be one of {', '.join(BLOCK_TYPES)}, not {block_type!r}")
         if len(stackwise_depths) != len(STAGE_FILTERS):
-            raise ValueError(f"stackwise_depths must give {len(STAGE_FILTERS)} stages' depths, "
-                             f"not {tuple(stackwise_depths)}")
+            raise ValueError(
+                f"stackwise_depths must give {len(STAGE_FILTERS)} stages' depths, not {tuple(stackwise_depths)}"
+            )
         policy = keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
 
         # === Functional model ===
         inputs = keras.Input((image_size, image_size, 4), name="images")
         x = keras.layers.Conv2D(
-            max(int(64 * width), MIN_FILTERS), 7, strides=2, padding="same", use_bias=False,
-            kernel_initializer="he_normal", dtype=policy, name="stem_conv",
+            max(int(64 * width), MIN_FILTERS),
+            7,
+            strides=2,
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            dtype=policy,
+            name="stem_conv",
         )(inputs)
         x = FusedInferenceBatchNorm(
             momentum=0.9, epsilon=1e-5, synchronized=synchronized_bn, dtype=policy, name="stem_bn"

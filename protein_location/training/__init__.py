@@ -78,16 +78,20 @@ def _finish(config, plan, state, chief):
         report = ReportFile.read(config.model_dir).content
         if not config.export_dir or state.export_to(config.export_dir):
             done = f"; exported as {state.export_to(config.export_dir)}" if config.export_dir else ""
-            print(f"run: {config.model_dir} is complete (run.json){done}; nothing to do (--overwrite trains it "
-                  "again)")
+            print(f"run: {config.model_dir} is complete (run.json){done}; nothing to do (--overwrite trains it again)")
             return report
         print(f"run: {config.model_dir} is trained and evaluated (run.json); exporting it")
         model, run_thresholds, _ = export.load_run(config.model_dir)
         thresholds, tta_thresholds = run_thresholds.single_view, run_thresholds.tta
     if config.export_dir:
         stop_signals.raise_if_requested()
-        version = export.export_model(model, thresholds, config.export_dir, config.export_formats,
-                                      class_names=plan.manifest.class_names,
-                                      tta_thresholds=tta_thresholds if config.tta == 8 else None)
+        version = export.export_model(
+            model,
+            thresholds,
+            config.export_dir,
+            config.export_formats,
+            class_names=plan.manifest.class_names,
+            tta_thresholds=tta_thresholds if config.tta == 8 else None,
+        )
         run_folder.record_export(config.model_dir, state, config.export_dir, version)
     return report

@@ -72,16 +72,23 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):
         tf.io.gfile.makedirs(self.backup_dir)
-        for current, previous in ((self._weights_path, self._prev_weights_path),
-                                  (self._training_metadata_path, self._prev_training_metadata_path)):
+        for current, previous in (
+            (self._weights_path, self._prev_weights_path),
+            (self._training_metadata_path, self._prev_training_metadata_path),
+        ):
             if tf.io.gfile.exists(current):
                 tf.io.gfile.rename(current, previous, overwrite=True)
         needed = output_files.weights_bytes(self.model)
         with output_files.atomic_path(self._weights_path, needed) as temporary:
             self.model.save_weights(temporary, overwrite=True)
-        write_json_atomic(self._training_metadata_path, {
-            "epoch": self._current_epoch, "batch": self._last_batch_seen,
-            "weights_sha256": file_sha256(self._weights_path)})
+        write_json_atomic(
+            self._training_metadata_path,
+            {
+                "epoch": self._current_epoch,
+                "batch": self._last_batch_seen,
+                "weights_sha256": file_sha256(self._weights_path),
+            },
+        )
 
 
 class RestoreFromChief(AtomicBackupAndRestore):
@@ -125,8 +132,10 @@ def find_backup(backup_dir):
                 digests[path] = file_sha256(path)
             if digests[path] == wanted:
                 return record["epoch"], path
-    raise TrainError(f"{backup_dir}: holds no whole backup (every weights file differs from the sha256 its "
-                     "metadata records: damaged after it was written); train again with --overwrite")
+    raise TrainError(
+        f"{backup_dir}: holds no whole backup (every weights file differs from the sha256 its "
+        "metadata records: damaged after it was written); train again with --overwrite"
+    )
 
 
 def load_backup_weights(model, path):
@@ -136,7 +145,7 @@ def load_backup_weights(model, path):
     if path.endswith(".weights.h5"):
         _load_weights(model, path)
         return
-    copy = output_files.temporary_path(path[:-len(".bkp")])
+    copy = output_files.temporary_path(path[: -len(".bkp")])
     try:
         tf.io.gfile.copy(path, copy, overwrite=True)
         _load_weights(model, copy)
@@ -176,8 +185,14 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def __init__(self, folder, monitor, initial_value_threshold=None):
         self.folder = folder
-        super().__init__(posixpath.join(folder, BEST_WEIGHTS), monitor=monitor, mode="max", save_best_only=True,
-                         save_weights_only=True, initial_value_threshold=initial_value_threshold)
+        super().__init__(
+            posixpath.join(folder, BEST_WEIGHTS),
+            monitor=monitor,
+            mode="max",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=initial_value_threshold,
+        )
         self._pending = None
 
     def _get_file_path(self, epoch, batch, logs):
@@ -200,8 +215,10 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
 
 
 def _best_paths(folder):
-    return {name: posixpath.join(folder, name)
-            for name in (BEST_WEIGHTS, BEST_RECORD, PREVIOUS_BEST_WEIGHTS, PREVIOUS_BEST_RECORD)}
+    return {
+        name: posixpath.join(folder, name)
+        for name in (BEST_WEIGHTS, BEST_RECORD, PREVIOUS_BEST_WEIGHTS, PREVIOUS_BEST_RECORD)
+    }
 
 
 def promote_best(folder, new_weights, epoch, monitor, value):
@@ -211,8 +228,7 @@ def promote_best(folder, new_weights, epoch, monitor, value):
         if tf.io.gfile.exists(paths[current]):
             tf.io.gfile.rename(paths[current], paths[previous], overwrite=True)
     tf.io.gfile.rename(new_weights, paths[BEST_WEIGHTS], overwrite=True)
-    write_json_atomic(paths[BEST_RECORD], {"epoch": epoch, monitor: value,
-                                           "sha256": file_sha256(paths[BEST_WEIGHTS])})
+    write_json_atomic(paths[BEST_RECORD], {"epoch": epoch, monitor: value, "sha256": file_sha256(paths[BEST_WEIGHTS])})
 
 
 def restore_best(folder, epochs_done, monitor):
@@ -221,8 +237,11 @@ def restore_best(folder, epochs_done, monitor):
     nothing else of the best checkpoint's; returns its `monitor` value, or
     None when no committed epoch has one."""
     paths = _best_paths(folder)
-    digests = {name: file_sha256(paths[name]) for name in (BEST_WEIGHTS, PREVIOUS_BEST_WEIGHTS)
-               if tf.io.gfile.exists(paths[name])}
+    digests = {
+        name: file_sha256(paths[name])
+        for name in (BEST_WEIGHTS, PREVIOUS_BEST_WEIGHTS)
+        if tf.io.gfile.exists(paths[name])
+    }
     candidates = []
     for name in (BEST_RECORD, PREVIOUS_BEST_RECORD):
         try:

@@ -26,82 +26,156 @@ class TrainConfig:
     epochs: int = flag("--epochs", "training epochs", 10)
     batch_size: int = flag("--batch-size", "global batch size", 32)
     image_size: int | None = flag("--size", "input side in pixels; default: the dataset's", None, type=int)
-    arch: str = flag("--arch", "an SE-ResNet/SE-ResNeXt preset (from scratch) or a keras.applications backbone "
-                     "(from scratch or pretrained, --weights)", "seresnet18", choices=list(models.ARCHITECTURES))
+    arch: str = flag(
+        "--arch",
+        "an SE-ResNet/SE-ResNeXt preset (from scratch) or a keras.applications backbone "
+        "(from scratch or pretrained, --weights)",
+        "seresnet18",
+        choices=list(models.ARCHITECTURES),
+    )
     weights: str | None = flag(
-        "--weights", "the backbone's start: imagenet (downloaded by Keras, or from its cache ~/.keras/models), none "
+        "--weights",
+        "the backbone's start: imagenet (downloaded by Keras, or from its cache ~/.keras/models), none "
         "(random), or PATH, a Keras weights file of the three-channel keras.applications backbone without its top "
         "(what keras.applications downloads); default: imagenet for keras.applications backbones, none for the "
-        "presets", None, metavar="imagenet|none|PATH")
+        "presets",
+        None,
+        metavar="imagenet|none|PATH",
+    )
     freeze_epochs: int | None = flag(
-        "--freeze-epochs", "head-only warm-up: epochs with the backbone frozen (its BatchNorm in inference mode) "
-        "before all of it trains (default: 1 with pretrained --weights and --epochs over 1, else 0)", None,
-        type=int)
+        "--freeze-epochs",
+        "head-only warm-up: epochs with the backbone frozen (its BatchNorm in inference mode) "
+        "before all of it trains (default: 1 with pretrained --weights and --epochs over 1, else 0)",
+        None,
+        type=int,
+    )
     backbone_lr_scale: float | None = flag(
-        "--backbone-lr-scale", "the backbone learns at this times the head's rate (default: 0.1 with pretrained "
-        "--weights, else 1)", None, type=float)
+        "--backbone-lr-scale",
+        "the backbone learns at this times the head's rate (default: 0.1 with pretrained --weights, else 1)",
+        None,
+        type=float,
+    )
     width: float = flag("--width", "multiplier on the filters of every stage (SE-ResNet presets)", 1.0)
     # The peak rate at the reference global batch of 256; a run uses
     # learning_rate * batch_size / 256 (distribute.scaled_learning_rate).
-    learning_rate: float = flag("--lr", "peak learning rate (AdamW) at a global batch of 256; the run uses "
-                                "LR x batch-size / 256 (linear scaling)", 1.6e-2)
+    learning_rate: float = flag(
+        "--lr",
+        "peak learning rate (AdamW) at a global batch of 256; the run uses LR x batch-size / 256 (linear scaling)",
+        1.6e-2,
+    )
     weight_decay: float = flag("--weight-decay", "AdamW decoupled weight decay", 1e-4)
     warmup_epochs: float = flag("--warmup-epochs", "linear warmup before cosine decay", 1.0)
     ema_momentum: float | None = flag(
-        "--ema", "keep an exponential moving average of the weights (AdamW use_ema) with this momentum per step: "
+        "--ema",
+        "keep an exponential moving average of the weights (AdamW use_ema) with this momentum per step: "
         "val metrics, the best checkpoint and the export use the average (flag alone: 0.99; default: off)",
-        None, type=float, nargs="?", const=0.99, metavar="MOMENTUM")
+        None,
+        type=float,
+        nargs="?",
+        const=0.99,
+        metavar="MOMENTUM",
+    )
     dropout: float = flag("--dropout", "dropout before the head", 0.0)
-    loss: str = flag("--loss", "binary cross-entropy, or focal loss with alpha class balancing for rare classes",
-                     "bce", choices=["bce", "focal"])
+    loss: str = flag(
+        "--loss",
+        "binary cross-entropy, or focal loss with alpha class balancing for rare classes",
+        "bce",
+        choices=["bce", "focal"],
+    )
     bias_init: bool = flag("--bias-init", "start the head's bias at each class's training log-odds (off: zeros)", True)
     oversample: float | None = flag(
-        "--oversample", "repeat-factor sampling: an image is repeated sqrt(THRESHOLD / f) times per epoch, f the "
+        "--oversample",
+        "repeat-factor sampling: an image is repeated sqrt(THRESHOLD / f) times per epoch, f the "
         "training frequency of its rarest label, when f < THRESHOLD (flag alone: 0.1); epochs keep their length",
-        None, type=float, nargs="?", const=0.1, metavar="THRESHOLD")
-    tta: int = flag("--tta", "views the exported serving_default averages per image: 1, or the 8 flips/rotations "
-                    "(8x the compute); thresholds are tuned on val for both, and each signature labels with those "
-                    "tuned for what it computes", 1, choices=[1, 8])
+        None,
+        type=float,
+        nargs="?",
+        const=0.1,
+        metavar="THRESHOLD",
+    )
+    tta: int = flag(
+        "--tta",
+        "views the exported serving_default averages per image: 1, or the 8 flips/rotations "
+        "(8x the compute); thresholds are tuned on val for both, and each signature labels with those "
+        "tuned for what it computes",
+        1,
+        choices=[1, 8],
+    )
     focal_gamma: float = flag("--focal-gamma", "focal loss focusing parameter", 2.0)
     focal_alpha: float = flag("--focal-alpha", "focal loss weight of positive labels", 0.25)
     label_smoothing: float = flag("--label-smoothing", "label smoothing of the loss", 0.0)
     precision: str | None = flag(
-        "--precision", "Keras dtype policy; the sigmoid head stays float32 (default: mixed_bfloat16 on a TPU, and on "
-        "a machine without GPUs where bfloat16 pays: AMX, or an AMD CPU with AVX512_BF16; else float32)", None,
-        choices=["float32", "mixed_float16", "mixed_bfloat16"])
+        "--precision",
+        "Keras dtype policy; the sigmoid head stays float32 (default: mixed_bfloat16 on a TPU, and on "
+        "a machine without GPUs where bfloat16 pays: AMX, or an AMD CPU with AVX512_BF16; else float32)",
+        None,
+        choices=["float32", "mixed_float16", "mixed_bfloat16"],
+    )
     jit_compile: bool = flag("--jit-compile", "compile the train step with XLA", False)
     augmentation: augment.AugmentConfig = dataclasses.field(default_factory=augment.AugmentConfig)
     shuffle_buffer: int = flag("--shuffle-buffer", "examples held for shuffling", 2048)
     seed: int = flag("--seed", "seed of initialization, shuffling and augmentation", 0)
-    fold: int | None = flag("--fold", "for a dataset converted with --folds: the fold held out as val (with --cv: the "
-                            "one fold this machine trains)", None, type=int)
-    cv: bool = flag("--cv", "k-fold cross-validation on a dataset converted with --folds K: trains the K fold models "
-                    "in MODEL_DIR/fold-<i>, tunes the thresholds on their out-of-fold predictions, and --export "
-                    "writes one SavedModel that averages the K models", False)
+    fold: int | None = flag(
+        "--fold",
+        "for a dataset converted with --folds: the fold held out as val (with --cv: the one fold this machine trains)",
+        None,
+        type=int,
+    )
+    cv: bool = flag(
+        "--cv",
+        "k-fold cross-validation on a dataset converted with --folds K: trains the K fold models "
+        "in MODEL_DIR/fold-<i>, tunes the thresholds on their out-of-fold predictions, and --export "
+        "writes one SavedModel that averages the K models",
+        False,
+    )
     export_dir: str | None = flag("--export", "write the SavedModel here after training", None)
     # Set from --tflite/--tflite-quantize/--onnx (export.export_formats_of): "tflite", "tflite_int8", "onnx".
     export_formats: tuple = ()
-    strategy: str = flag("--strategy", "tf.distribute strategy; auto: tpu with --tpu, multiworker when TF_CONFIG "
-                         "names more than one worker, mirrored when GPUs are visible (or --replicas), else default",
-                         "auto", choices=["auto", "default", "mirrored", "multiworker", "tpu"])
-    replicas: int | None = flag("--replicas", "mirrored: use this many GPUs, or split a machine without GPUs into "
-                                "this many logical CPU devices (default: all GPUs, or one CPU)", None, type=int)
+    strategy: str = flag(
+        "--strategy",
+        "tf.distribute strategy; auto: tpu with --tpu, multiworker when TF_CONFIG "
+        "names more than one worker, mirrored when GPUs are visible (or --replicas), else default",
+        "auto",
+        choices=["auto", "default", "mirrored", "multiworker", "tpu"],
+    )
+    replicas: int | None = flag(
+        "--replicas",
+        "mirrored: use this many GPUs, or split a machine without GPUs into "
+        "this many logical CPU devices (default: all GPUs, or one CPU)",
+        None,
+        type=int,
+    )
     tpu: str | None = flag("--tpu", "with --strategy tpu: the Cloud TPU's name, or local on a TPU VM", None)
-    overwrite: bool = flag("--overwrite", "start a new run in a --model-dir that holds another one (its run files "
-                           "are deleted); without it the same command resumes or finishes its own run, and "
-                           "another refuses", False)
+    overwrite: bool = flag(
+        "--overwrite",
+        "start a new run in a --model-dir that holds another one (its run files "
+        "are deleted); without it the same command resumes or finishes its own run, and "
+        "another refuses",
+        False,
+    )
 
 
 # Flags that say how a run computes, not what it is: a killed run may resume with other values of these.
-RUNTIME_FIELDS = ("model_dir", "export_dir", "export_formats", "strategy", "replicas", "tpu", "jit_compile",
-                  "overwrite")
+RUNTIME_FIELDS = (
+    "model_dir",
+    "export_dir",
+    "export_formats",
+    "strategy",
+    "replicas",
+    "tpu",
+    "jit_compile",
+    "overwrite",
+)
 
 
 # AugmentConfig's fields as flags (augment.py keeps its own dataclass, free of argparse).
 AUGMENT_FLAGS = {
     "flips": ("--augment-flips", "random one of the 8 flips/rotations", {}),
-    "crop_min_area": ("--augment-crop", "random crop of at least this share of the image, resized back (1: off; "
-                      "e.g. 0.7)", {"metavar": "MIN_AREA"}),
+    "crop_min_area": (
+        "--augment-crop",
+        "random crop of at least this share of the image, resized back (1: off; e.g. 0.7)",
+        {"metavar": "MIN_AREA"},
+    ),
     "jitter": ("--augment-jitter", "per-channel brightness/contrast jitter amplitude (0: off)", {}),
 }
 
@@ -140,18 +214,23 @@ def flag_names():
 
 def config_from_args(args, **overrides):
     """The TrainConfig of parsed flags (`add_flags`); `overrides` set non-flag fields."""
-    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)
-              if "flag" in field.metadata}
-    augmentation = augment.AugmentConfig(**{field.name: getattr(args, f"augment_{field.name}")
-                                            for field in dataclasses.fields(augment.AugmentConfig)})
+    values = {
+        field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig) if "flag" in field.metadata
+    }
+    augmentation = augment.AugmentConfig(
+        **{field.name: getattr(args, f"augment_{field.name}") for field in dataclasses.fields(augment.AugmentConfig)}
+    )
     return TrainConfig(**values, augmentation=augmentation, **overrides)
 
 
 def run_settings(config):
     """{flag: value} of what defines a run (every flag but RUNTIME_FIELDS),
     as the command gave them: a resume must give the same (run.json)."""
-    settings = {field.metadata["flag"]: getattr(config, field.name) for field in dataclasses.fields(TrainConfig)
-                if "flag" in field.metadata and field.name not in RUNTIME_FIELDS}
+    settings = {
+        field.metadata["flag"]: getattr(config, field.name)
+        for field in dataclasses.fields(TrainConfig)
+        if "flag" in field.metadata and field.name not in RUNTIME_FIELDS
+    }
     for field in dataclasses.fields(augment.AugmentConfig):
         settings[AUGMENT_FLAGS[field.name][0]] = getattr(config.augmentation, field.name)
     if not config.cv:

@@ -49,8 +49,14 @@ CV_FILES = ("run.json", "thresholds.json", report_file.FILE_NAME, "report.png")
 
 def fold_config(config, fold):
     """The TrainConfig of one fold's run: `--fold fold` in R/fold-<fold>, no export."""
-    return dataclasses.replace(config, cv=False, fold=fold, model_dir=run_state.fold_dir(config.model_dir, fold),
-                               export_dir=None, export_formats=())
+    return dataclasses.replace(
+        config,
+        cv=False,
+        fold=fold,
+        model_dir=run_state.fold_dir(config.model_dir, fold),
+        export_dir=None,
+        export_formats=(),
+    )
 
 
 def cv_settings(config):
@@ -65,8 +71,10 @@ def count_folds(config):
     manifest = manifest_lib.DatasetManifest.read(config.data)
     folds = manifest.folds
     if not folds:
-        raise TrainError(f"{config.data}: --cv needs a dataset converted with --folds K (this one has a val split); "
-                         "convert it again with `python -m data_prep convert ... --folds 5`")
+        raise TrainError(
+            f"{config.data}: --cv needs a dataset converted with --folds K (this one has a val split); "
+            "convert it again with `python -m data_prep convert ... --folds 5`"
+        )
     if config.fold is not None and not 0 <= config.fold < folds:
         raise TrainError(f"`fold` {config.fold} is outside 0-{folds - 1} ({config.data} has {folds} folds)")
     return manifest, int(folds)
@@ -93,12 +101,16 @@ def train_cross_validated(config, train_fold):
     todo = [] if state.status == EVALUATED else [config.fold] if config.fold is not None else range(folds)
     for fold in todo:
         stop_signals.raise_if_requested()
-        print(f"cv: fold {fold} of folds 0-{folds - 1} (trained on the other {folds - 1}, validated on it) in "
-              f"{run_state.fold_dir(config.model_dir, fold)}")
+        print(
+            f"cv: fold {fold} of folds 0-{folds - 1} (trained on the other {folds - 1}, validated on it) in "
+            f"{run_state.fold_dir(config.model_dir, fold)}"
+        )
         train_fold(fold_config(config, fold), (kind, strategy))
     if config.fold is not None and todo:
-        print(f"cv: fold {config.fold} is trained; once every fold is, the same command without --fold gathers "
-              f"them into {config.model_dir} (thresholds, report{', export' if config.export_dir else ''})")
+        print(
+            f"cv: fold {config.fold} is trained; once every fold is, the same command without --fold gathers "
+            f"them into {config.model_dir} (thresholds, report{', export' if config.export_dir else ''})"
+        )
         return None
     if not chief:
         return None
@@ -119,9 +131,11 @@ def _open_cv_run(config, chief):
     if state is not None:
         differences = state.differences(settings, fingerprint)
         if differences:
-            raise TrainError(f"{config.model_dir}: holds a run made with other settings ({'; '.join(differences)}); "
-                             "run its own command to finish it, pass --overwrite to replace it, or pick another "
-                             "--model-dir")
+            raise TrainError(
+                f"{config.model_dir}: holds a run made with other settings ({'; '.join(differences)}); "
+                "run its own command to finish it, pass --overwrite to replace it, or pick another "
+                "--model-dir"
+            )
         return state
     state = RunState(TRAINING, settings, fingerprint)
     if chief:
@@ -154,11 +168,18 @@ def _finish(config, manifest, folds, state):
     if config.export_dir:
         stop_signals.raise_if_requested()
         model, thresholds, class_names = export.load_run(config.model_dir)
-        version = export.export_model(model, thresholds.single_view, config.export_dir, config.export_formats,
-                                      class_names=class_names,
-                                      tta_thresholds=thresholds.tta if config.tta == 8 else None)
-        print(f"cv: the export averages the {folds} fold models in one graph ({folds}x one model's compute"
-              f"{', and 8 views each' if config.tta == 8 else ''})")
+        version = export.export_model(
+            model,
+            thresholds.single_view,
+            config.export_dir,
+            config.export_formats,
+            class_names=class_names,
+            tta_thresholds=thresholds.tta if config.tta == 8 else None,
+        )
+        print(
+            f"cv: the export averages the {folds} fold models in one graph ({folds}x one model's compute"
+            f"{', and 8 views each' if config.tta == 8 else ''})"
+        )
         run_folder.record_export(config.model_dir, state, config.export_dir, version)
     return report
 
@@ -173,12 +194,16 @@ def check_fold_runs(config, folds):
         except ValueError as error:
             raise TrainError(str(error)) from None
         if state is None or state.status != EVALUATED:
-            raise TrainError(f"{fold_dir}: fold {fold} is not trained yet; the same command trains it (or `--cv "
-                             f"--fold {fold}` on another machine), then gathers the folds")
+            raise TrainError(
+                f"{fold_dir}: fold {fold} is not trained yet; the same command trains it (or `--cv "
+                f"--fold {fold}` on another machine), then gathers the folds"
+            )
         differences = state.differences(config_lib.run_settings(fold_config(config, fold)), fingerprint)
         if differences:
-            raise TrainError(f"{fold_dir}: fold {fold} was trained with other settings ({'; '.join(differences)}); "
-                             f"train it again with `--cv --fold {fold} --overwrite` and this command's flags")
+            raise TrainError(
+                f"{fold_dir}: fold {fold} was trained with other settings ({'; '.join(differences)}); "
+                f"train it again with `--cv --fold {fold} --overwrite` and this command's flags"
+            )
 
 
 def out_of_fold(predictions, train_count):
@@ -193,11 +218,15 @@ def out_of_fold(predictions, train_count):
                 twice = image_id
                 break
             seen.add(image_id)
-        raise TrainError(f"the folds' held-out predictions hold {twice!r} twice: the folds overlap; convert the "
-                         "dataset again and train every fold on it")
+        raise TrainError(
+            f"the folds' held-out predictions hold {twice!r} twice: the folds overlap; convert the "
+            "dataset again and train every fold on it"
+        )
     if len(ids) != train_count:
-        raise TrainError(f"the folds' held-out predictions cover {len(ids)} images, the training split has "
-                         f"{train_count}; train every fold on this dataset (--overwrite)")
+        raise TrainError(
+            f"the folds' held-out predictions cover {len(ids)} images, the training split has "
+            f"{train_count}; train every fold on this dataset (--overwrite)"
+        )
     labels = np.concatenate([p.labels for p in predictions]).astype(int)
     views = np.concatenate([p.views for p in predictions], axis=1)
     fold_of = np.concatenate([np.full(len(p.ids), p.fold) for p in predictions])
@@ -232,24 +261,37 @@ def gather(config, manifest, folds):
     probabilities = {1: views[0], 8: views.mean(axis=0)}
     tuned = {n: thresholds_lib.tune_thresholds(y_true, probabilities[n], train_rates) for n in (1, 8)}
     class_names = manifest.class_names
-    thresholds_file.ThresholdsFile(tuple(class_names), tuned[1].thresholds, tuned[8].thresholds, views=config.tta,
-                                   rule=thresholds_lib.threshold_rule(), folds=folds,
-                                   tuned_on=f"the out-of-fold predictions of all {len(ids)} training images",
-                                   ).write(config.model_dir)
+    thresholds_file.ThresholdsFile(
+        tuple(class_names),
+        tuned[1].thresholds,
+        tuned[8].thresholds,
+        views=config.tta,
+        rule=thresholds_lib.threshold_rule(),
+        folds=folds,
+        tuned_on=f"the out-of-fold predictions of all {len(ids)} training images",
+    ).write(config.model_dir)
     fold_reports = [ReportFile.read(fold_dir) for fold_dir in fold_dirs]
-    per_fold = [report.fold_summary(fold, (checkpoints.read_best(fold_dir) or {}).get("epoch"))
-                for fold, (report, fold_dir) in enumerate(zip(fold_reports, fold_dirs))]
+    per_fold = [
+        report.fold_summary(fold, (checkpoints.read_best(fold_dir) or {}).get("epoch"))
+        for fold, (report, fold_dir) in enumerate(zip(fold_reports, fold_dirs))
+    ]
     y_prob = probabilities[config.tta]
     run_info = fold_reports[0].run_settings()
-    run_info.update({
-        "cv_folds": folds, "val_tta": config.tta,
-        "evaluated_on": (f"out-of-fold predictions: each of the {len(ids)} training images predicted once, by the "
-                         "fold model that did not train on it (val_* figures below are of these)"),
-    })
+    run_info.update(
+        {
+            "cv_folds": folds,
+            "val_tta": config.tta,
+            "evaluated_on": (
+                f"out-of-fold predictions: each of the {len(ids)} training images predicted once, by the "
+                "fold model that did not train on it (val_* figures below are of these)"
+            ),
+        }
+    )
     report = report_lib.build_report(run_info, y_true, y_prob, tuned[config.tta], class_names)
     other = 8 if config.tta == 1 else 1
     report[f"val_macro_f1_tuned_{other}_views"] = thresholds_lib.macro_f1(
-        y_true, probabilities[other] >= tuned[other].thresholds)
+        y_true, probabilities[other] >= tuned[other].thresholds
+    )
     report["out_of_fold"] = {
         "images": len(ids),
         "macro_auc": report["val_macro_auc"],
@@ -263,10 +305,12 @@ def gather(config, manifest, folds):
     histories = [report_lib.read_history(posixpath.join(fold_dir, checkpoints.HISTORY)) for fold_dir in fold_dirs]
     report_lib.plot_cv_report(histories, report, posixpath.join(config.model_dir, "report.png"))
     oof = report["out_of_fold"]
-    print(f"cv: out-of-fold ({len(ids)} images, {config.tta} view{'s' if config.tta > 1 else ''}): macro AUC "
-          f"{oof['macro_auc']:.4f}, macro F1 {oof['macro_f1_cross_tuned']:.4f} under thresholds tuned on the other "
-          f"folds, {oof['macro_f1_tuned']:.4f} under those tuned on all (optimistic); per fold: "
-          + ", ".join(f"{f['val_macro_auc']:.3f}" for f in per_fold) + " val macro AUC")
-    print(f"cv: {config.model_dir} (run.json, thresholds.json, report.json, report.png; "
-          f"fold-0 ... fold-{folds - 1})")
+    print(
+        f"cv: out-of-fold ({len(ids)} images, {config.tta} view{'s' if config.tta > 1 else ''}): macro AUC "
+        f"{oof['macro_auc']:.4f}, macro F1 {oof['macro_f1_cross_tuned']:.4f} under thresholds tuned on the other "
+        f"folds, {oof['macro_f1_tuned']:.4f} under those tuned on all (optimistic); per fold: "
+        + ", ".join(f"{f['val_macro_auc']:.3f}" for f in per_fold)
+        + " val macro AUC"
+    )
+    print(f"cv: {config.model_dir} (run.json, thresholds.json, report.json, report.png; fold-0 ... fold-{folds - 1})")
     return report

@@ -47,8 +47,9 @@ def read_tf_config():
     if not raw:
         return None
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    expected = ('TF_CONFIG must look like {"cluster": {"worker": ["host:port", ...]}, '
-                '"task": {"type": "worker", "index": 0}}')
+    expected = (
+        'TF_CONFIG must look like {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
+    )
     try:
         cluster, task_type, index = resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id
     except json.JSONDecodeError as error:
@@ -59,13 +60,16 @@ def read_tf_config():
         raise TrainError(f"{expected}, got {raw}")
     other = sorted(set(cluster) - {"chief", "worker"})
     if other:
-        raise TrainError(f"TF_CONFIG: MultiWorkerMirroredStrategy takes chief and worker tasks only, "
-                         f"got {', '.join(other)}")
+        raise TrainError(
+            f"TF_CONFIG: MultiWorkerMirroredStrategy takes chief and worker tasks only, got {', '.join(other)}"
+        )
     if len(cluster.get("chief", [])) > 1:
         raise TrainError(f"TF_CONFIG: a cluster has at most one chief, got {len(cluster['chief'])}")
     if task_type not in cluster or index is None or not 0 <= index < len(cluster[task_type]):
-        raise TrainError(f"TF_CONFIG: task {task_type!r} index {index!r} is not in the cluster "
-                         f"({', '.join(f'{t}: {len(h)}' for t, h in cluster.items())})")
+        raise TrainError(
+            f"TF_CONFIG: task {task_type!r} index {index!r} is not in the cluster "
+            f"({', '.join(f'{t}: {len(h)}' for t, h in cluster.items())})"
+        )
     return resolver
 
 
@@ -101,8 +105,9 @@ def choose_strategy(strategy, tpu=None, replicas=None, tf_config=None, num_gpus=
     if tpu and kind != "tpu":
         raise TrainError(f"`tpu` {tpu} needs `strategy` tpu (or auto), got `strategy` {strategy}")
     if kind == "multiworker" and tf_config is None:
-        raise TrainError("`strategy` multiworker needs TF_CONFIG naming the cluster and this task "
-                         "(docs/scaling-out.md)")
+        raise TrainError(
+            "`strategy` multiworker needs TF_CONFIG naming the cluster and this task (docs/scaling-out.md)"
+        )
     if replicas is not None and kind != "mirrored":
         raise TrainError(f"`replicas` applies to `strategy` mirrored, and this run uses {kind}")
     if kind == "mirrored" and replicas and num_gpus and replicas > num_gpus:
@@ -114,8 +119,10 @@ def check_tpu_paths(data, model_dir, export_dir=None):
     """A Cloud TPU reads and writes through Cloud Storage only: every path must be gs://."""
     for argument, path in zip(_TPU_PATH_ARGUMENTS, (data, model_dir, export_dir)):
         if path is not None and not str(path).startswith("gs://"):
-            raise TrainError(f"`{argument}` must be a gs:// path with `strategy` tpu (the TPU reads and writes "
-                             f"Cloud Storage only), got {path}")
+            raise TrainError(
+                f"`{argument}` must be a gs:// path with `strategy` tpu (the TPU reads and writes "
+                f"Cloud Storage only), got {path}"
+            )
 
 
 def create_strategy(kind, replicas=None, tpu=None):
@@ -150,9 +157,10 @@ def _mirrored_devices(replicas):
         pass
     devices = [device.name for device in tf.config.list_logical_devices("CPU")]
     if replicas and len(devices) < replicas:
-        raise TrainError(f"`replicas` {replicas}: this process already has {len(devices)} CPU device(s); "
-                         "start a fresh process")
-    return devices[:replicas or 1]
+        raise TrainError(
+            f"`replicas` {replicas}: this process already has {len(devices)} CPU device(s); start a fresh process"
+        )
+    return devices[: replicas or 1]
 
 
 def num_input_pipelines(strategy):
@@ -185,8 +193,9 @@ def is_chief(strategy):
     task_type, index = task(strategy)
     if task_type is None:
         return True
-    return task_type == "chief" or (task_type == "worker" and index == 0
-                                    and "chief" not in read_tf_config().cluster_spec().jobs)
+    return task_type == "chief" or (
+        task_type == "worker" and index == 0 and "chief" not in read_tf_config().cluster_spec().jobs
+    )
 
 
 def write_dir(model_dir, strategy):
@@ -220,8 +229,9 @@ def _local_copies(variable):
 
 
 def describe(strategy):
-    if isinstance(strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy,
-                             tf.distribute.TPUStrategy)):
+    if isinstance(
+        strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy, tf.distribute.TPUStrategy)
+    ):
         devices = list(strategy.extended.worker_devices)
     else:  # the default strategy places ops itself and lists no devices
         devices = [device.name for device in tf.config.list_logical_devices()[:1]]
@@ -233,5 +243,4 @@ def describe(strategy):
     name = type(strategy).__name__
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         name = "MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
-    return (f"{name} with {strategy.num_replicas_in_sync} replica(s) on "
-            f"{', '.join(devices)}{where}")
+    return f"{name} with {strategy.num_replicas_in_sync} replica(s) on {', '.join(devices)}{where}"

@@ -45,6 +45,11 @@ class HeldOutPredictions:
 
     def write(self, model_dir):
         buffer = io.BytesIO()
-        np.savez(buffer, fold=np.int64(self.fold), ids=np.asarray(self.ids, dtype=str),
-                 labels=np.asarray(self.labels, np.int8), views=np.asarray(self.views, np.float32))
+        np.savez(
+            buffer,
+            fold=np.int64(self.fold),
+            ids=np.asarray(self.ids, dtype=str),
+            labels=np.asarray(self.labels, np.int8),
+            views=np.asarray(self.views, np.float32),
+        )
         output_files.write_atomic(posixpath.join(model_dir, FILE_NAME), buffer.getvalue())

@@ -39,9 +39,11 @@ def _maybe_symbolic_build(self, iterator=None, data_batch=None):
     if iterator is not None:
         for _, _, it in iterator:
             data_batch = tree.map_structure(
-                lambda x: strategy.experimental_local_results(x)[0]
-                if isinstance(x, tf.distribute.DistributedValues) else x,
-                next(it))
+                lambda x: (
+                    strategy.experimental_local_results(x)[0] if isinstance(x, tf.distribute.DistributedValues) else x
+                ),
+                next(it),
+            )
             break
     with strategy.scope():
         self._symbolic_build(data_batch=data_batch)

@@ -36,12 +36,16 @@ def open_run(config, settings, chief=True):
         differences = state.differences(settings, fingerprint)
         if differences:
             if state.status == EVALUATED:
-                raise TrainError(f"{model_dir}: holds a finished run made with other settings "
-                                 f"({'; '.join(differences)}); pass --overwrite to replace it, or pick another "
-                                 "--model-dir")
-            raise TrainError(f"{model_dir}: holds an unfinished run started with other settings "
-                             f"({'; '.join(differences)}); run its own command to finish it, or pass --overwrite "
-                             "to start again")
+                raise TrainError(
+                    f"{model_dir}: holds a finished run made with other settings "
+                    f"({'; '.join(differences)}); pass --overwrite to replace it, or pick another "
+                    "--model-dir"
+                )
+            raise TrainError(
+                f"{model_dir}: holds an unfinished run started with other settings "
+                f"({'; '.join(differences)}); run its own command to finish it, or pass --overwrite "
+                "to start again"
+            )
         if state.status == EVALUATED and chief:
             _remove_training_state(model_dir)  # left by a kill between run.json and their removal
         return state
@@ -59,11 +63,15 @@ def _open_folder_without_run_state(model_dir, chief):
     left is removed), or written by an earlier version (described by its files)."""
     found = run_state.describe_folder(model_dir)
     if found == "finished":
-        raise TrainError(f"{model_dir}: holds a finished run (model.keras, no run.json: written by an earlier "
-                         "version); pass --overwrite to replace it, or pick another --model-dir")
+        raise TrainError(
+            f"{model_dir}: holds a finished run (model.keras, no run.json: written by an earlier "
+            "version); pass --overwrite to replace it, or pick another --model-dir"
+        )
     if found == "unfinished":
-        print(f"resume: {model_dir} holds an unfinished run of an earlier version (backup/, no run.json); "
-              "resuming it with this command's settings")
+        print(
+            f"resume: {model_dir} holds an unfinished run of an earlier version (backup/, no run.json); "
+            "resuming it with this command's settings"
+        )
     elif chief:
         run_state.remove_run_files(model_dir)  # what a run killed before its first epoch left
 
@@ -105,8 +113,10 @@ def describe_progress(model_dir, epochs, export_dir=None):
     except TrainError:
         done = 0
     if done >= epochs:
-        return (f"all {epochs} epochs are saved in {model_dir}/backup; the same command writes the thresholds, "
-                "report and export")
+        return (
+            f"all {epochs} epochs are saved in {model_dir}/backup; the same command writes the thresholds, "
+            "report and export"
+        )
     if done:
         saved = f"epoch 1 of {epochs} is" if done == 1 else f"epochs 1-{done} of {epochs} are"
         return f"{saved} saved in {model_dir}/backup; the same command resumes from there"

@@ -47,8 +47,10 @@ def settle_fine_tuning(config):
     if freeze is None:
         freeze = 1 if pretrained(config) and config.epochs > 1 else 0
     if freeze and not pretrained(config):
-        raise TrainError(f"`freeze_epochs` {freeze}: a head-only warm-up needs a pretrained backbone (`weights` "
-                         "imagenet or PATH with a keras.applications `arch`)")
+        raise TrainError(
+            f"`freeze_epochs` {freeze}: a head-only warm-up needs a pretrained backbone (`weights` "
+            "imagenet or PATH with a keras.applications `arch`)"
+        )
     if not 0 <= freeze <= config.epochs:
         raise TrainError(f"`freeze_epochs` {freeze} must be between 0 and `epochs` {config.epochs}")
     scale = config.backbone_lr_scale
@@ -57,8 +59,10 @@ def settle_fine_tuning(config):
     if scale < 0:
         raise TrainError(f"`backbone_lr_scale` {scale:g} must be at least 0")
     if config.ema_momentum is not None and not 0 < config.ema_momentum < 1:
-        raise TrainError(f"`ema_momentum` {config.ema_momentum:g} must be between 0 and 1 (a momentum per step, 0.99 a "
-                         "window of about 100 steps)")
+        raise TrainError(
+            f"`ema_momentum` {config.ema_momentum:g} must be between 0 and 1 (a momentum per step, 0.99 a "
+            "window of about 100 steps)"
+        )
     return dataclasses.replace(config, freeze_epochs=freeze, backbone_lr_scale=scale)
 
 
@@ -112,8 +116,13 @@ def build_optimizer(config, steps_per_epoch, epochs=None, backbone_variables=(),
     averaging = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum is not None else {}
     if backbone_lr_scale == 1.0:
         return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay, **averaging)
-    return ScaledRateAdamW(schedule, weight_decay=config.weight_decay, scaled_variables=backbone_variables,
-                           rate_scale=backbone_lr_scale, **averaging)
+    return ScaledRateAdamW(
+        schedule,
+        weight_decay=config.weight_decay,
+        scaled_variables=backbone_variables,
+        rate_scale=backbone_lr_scale,
+        **averaging,
+    )
 
 
 def build_metrics(num_classes):
@@ -138,8 +147,12 @@ def compile_model(model, config, steps_per_epoch, epochs=None, train_backbone=Tr
         if train_backbone and config.backbone_lr_scale not in (None, 1.0):
             scaled, scale = backbone.trainable_variables, config.backbone_lr_scale
     optimizer = build_optimizer(config, steps_per_epoch, epochs, scaled, scale)
-    model.compile(optimizer=optimizer, loss=build_loss(config), jit_compile=config.jit_compile,
-                  weighted_metrics=build_metrics(int(model.output_shape[-1])))
+    model.compile(
+        optimizer=optimizer,
+        loss=build_loss(config),
+        jit_compile=config.jit_compile,
+        weighted_metrics=build_metrics(int(model.output_shape[-1])),
+    )
     build_training_state(model)
     return model
 
@@ -172,8 +185,12 @@ def build_loss(config):
     """BCE, or focal BCE for class imbalance (alpha weighting switched on:
     Keras applies alpha only with apply_class_balancing=True)."""
     if config.loss == "focal":
-        return keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=config.focal_alpha,
-                                                    gamma=config.focal_gamma, label_smoothing=config.label_smoothing)
+        return keras.losses.BinaryFocalCrossentropy(
+            apply_class_balancing=True,
+            alpha=config.focal_alpha,
+            gamma=config.focal_gamma,
+            label_smoothing=config.label_smoothing,
+        )
     if config.loss == "bce":
         return keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
     raise TrainError(f"`loss` must be bce or focal, got {config.loss!r}")
@@ -195,20 +212,38 @@ def make_datasets(config, plan, start_epoch=0):
     seed = data_seed(config.seed, start_epoch)
 
     def train_dataset(input_context=None):
-        return input_reader.make_dataset(plan.manifest, "train", config.batch_size, plan.image_size, training=True,
-                                      seed=seed, shuffle_buffer=config.shuffle_buffer, fold=config.fold,
-                                      augment_config=config.augmentation,
-                                      oversample_factors=plan.oversample_factors, input_context=input_context)
+        return input_reader.make_dataset(
+            plan.manifest,
+            "train",
+            config.batch_size,
+            plan.image_size,
+            training=True,
+            seed=seed,
+            shuffle_buffer=config.shuffle_buffer,
+            fold=config.fold,
+            augment_config=config.augmentation,
+            oversample_factors=plan.oversample_factors,
+            input_context=input_context,
+        )
 
-    train_data = (train_dataset() if plan.kind == "default"
-                  else plan.strategy.distribute_datasets_from_function(train_dataset))
+    train_data = (
+        train_dataset() if plan.kind == "default" else plan.strategy.distribute_datasets_from_function(train_dataset)
+    )
+
     def val_dataset(input_context=None):
         if input_context is None:
             return input_reader.make_dataset(plan.manifest, "val", config.batch_size, plan.image_size, fold=config.fold)
         # Endless, cut by fit's validation_steps (one pass each): Keras may
         # reuse the iterator of the last evaluation.
-        return input_reader.make_dataset(plan.manifest, "val", config.batch_size, plan.image_size, fold=config.fold,
-                                      input_context=input_context, pad_batches=True).repeat()
+        return input_reader.make_dataset(
+            plan.manifest,
+            "val",
+            config.batch_size,
+            plan.image_size,
+            fold=config.fold,
+            input_context=input_context,
+            pad_batches=True,
+        ).repeat()
 
     # Several replicas evaluate whole padded batches: a partial last batch
     # would leave a replica an empty one (which oneDNN's conv2d mishandles,

@@ -68,8 +68,10 @@ def check_batch(config, train_count, replicas):
     if config.batch_size % replicas:
         raise TrainError(f"`batch_size` {config.batch_size} is not divisible by the {replicas} replicas")
     if train_count < config.batch_size:
-        raise TrainError(f"{config.data}: the train split has {train_count} examples, fewer than one "
-                         f"batch of {config.batch_size}; lower --batch-size")
+        raise TrainError(
+            f"{config.data}: the train split has {train_count} examples, fewer than one "
+            f"batch of {config.batch_size}; lower --batch-size"
+        )
 
 
 def check_fit(fit, best_path, peak_rate):
@@ -78,17 +80,22 @@ def check_fit(fit, best_path, peak_rate):
     traceback from a later step or an export of weights nobody chose."""
     losses = fit.history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
-        raise TrainError(f"the training loss became {losses[-1]} in epoch {fit.epoch[-1] + 1} and the run stopped "
-                         f"(TerminateOnNaN); lower --lr (peak {peak_rate:.4g} here) or train with --precision float32; "
-                         "nothing was exported")
+        raise TrainError(
+            f"the training loss became {losses[-1]} in epoch {fit.epoch[-1] + 1} and the run stopped "
+            f"(TerminateOnNaN); lower --lr (peak {peak_rate:.4g} here) or train with --precision float32; "
+            "nothing was exported"
+        )
     if not tf.io.gfile.exists(best_path):
-        raise TrainError(f"{best_path}: no best checkpoint: no epoch of this run beat the best {SELECTION_METRIC} in "
-                         "its history.csv, and the file that held it is gone; train again with a new --model-dir")
+        raise TrainError(
+            f"{best_path}: no best checkpoint: no epoch of this run beat the best {SELECTION_METRIC} in "
+            "its history.csv, and the file that held it is gone; train again with a new --model-dir"
+        )
 
 
 @dataclasses.dataclass
 class RunPlan:
     """What a run settles before it builds anything: the strategy, the data and the steps."""
+
     kind: str
     strategy: tf.distribute.Strategy
     manifest: manifest_lib.DatasetManifest  # dataset.json, read once for the run
@@ -103,9 +110,13 @@ class RunPlan:
 
 def strategy_kind(config):
     """The strategy kind of a run's --strategy, --replicas, --tpu and TF_CONFIG."""
-    return distribute.choose_strategy(config.strategy, tpu=config.tpu, replicas=config.replicas,
-                                      tf_config=distribute.read_tf_config(),
-                                      num_gpus=len(tf.config.list_physical_devices("GPU")))
+    return distribute.choose_strategy(
+        config.strategy,
+        tpu=config.tpu,
+        replicas=config.replicas,
+        tf_config=distribute.read_tf_config(),
+        num_gpus=len(tf.config.list_physical_devices("GPU")),
+    )
 
 
 def create_strategy(config, kind):
@@ -151,31 +162,56 @@ def plan_run(config, settled_strategy=None):
     held_out = f" (fold {config.fold} held out)" if config.fold is not None else ""
     print(f"strategy: {distribute.describe(strategy)}")
     print(f"precision: {config.precision} ({precision_reason})")
-    print(f"data: {config.data}: train {train_count}, val {val_count}{held_out} "
-          f"examples at {image_size}px; global batch {config.batch_size} "
-          f"({config.batch_size // replicas} per replica), {steps_per_epoch} steps per epoch")
+    print(
+        f"data: {config.data}: train {train_count}, val {val_count}{held_out} "
+        f"examples at {image_size}px; global batch {config.batch_size} "
+        f"({config.batch_size // replicas} per replica), {steps_per_epoch} steps per epoch"
+    )
     if task.pretrained(config):
         warm_up = f"head only for {config.freeze_epochs} epoch(s), then " if config.freeze_epochs else ""
-        print(f"weights: {config.arch} from {config.weights}; {warm_up}the backbone at "
-              f"{config.backbone_lr_scale:g}x the head's rate")
-    print(f"learning rate: peak {peak_rate:.4g} = --lr {config.learning_rate:g} x global batch "
-          f"{config.batch_size} / {distribute.REFERENCE_BATCH} (linear scaling)")
+        print(
+            f"weights: {config.arch} from {config.weights}; {warm_up}the backbone at "
+            f"{config.backbone_lr_scale:g}x the head's rate"
+        )
+    print(
+        f"learning rate: peak {peak_rate:.4g} = --lr {config.learning_rate:g} x global batch "
+        f"{config.batch_size} / {distribute.REFERENCE_BATCH} (linear scaling)"
+    )
     if pipelines > 1:
-        how = ("whole shards to each" if policy == tf.data.experimental.AutoShardPolicy.FILE
-               else f"1 record in {pipelines} of every shard to each")
+        how = (
+            "whole shards to each"
+            if policy == tf.data.experimental.AutoShardPolicy.FILE
+            else f"1 record in {pipelines} of every shard to each"
+        )
         share = shares[0] if len(set(shares)) == 1 else shares
-        print(f"input: AutoShardPolicy.{policy.name}: {len(shard_counts)} train shards over {pipelines} workers, "
-              f"{how}; every worker reads {epoch_examples} examples per epoch (its share: {share})")
+        print(
+            f"input: AutoShardPolicy.{policy.name}: {len(shard_counts)} train shards over {pipelines} workers, "
+            f"{how}; every worker reads {epoch_examples} examples per epoch (its share: {share})"
+        )
     elif kind != "default":
-        print(f"input: one pipeline, no sharding; each step gives each of the {replicas} replicas "
-              f"{config.batch_size // replicas} distinct examples")
+        print(
+            f"input: one pipeline, no sharding; each step gives each of the {replicas} replicas "
+            f"{config.batch_size // replicas} distinct examples"
+        )
     oversample_factors = None
     if config.oversample:
         oversample_factors = input_reader.repeat_factors(train_label_counts, train_count, config.oversample)
-        print(f"oversample: classes rarer than {config.oversample:g} of training images repeated up to "
-              f"{oversample_factors.max():.1f}x per epoch (repeat-factor sampling)")
-    return config, RunPlan(kind, strategy, manifest, image_size, train_count, train_label_counts, pipelines,
-                           steps_per_epoch, peak_rate, oversample_factors)
+        print(
+            f"oversample: classes rarer than {config.oversample:g} of training images repeated up to "
+            f"{oversample_factors.max():.1f}x per epoch (repeat-factor sampling)"
+        )
+    return config, RunPlan(
+        kind,
+        strategy,
+        manifest,
+        image_size,
+        train_count,
+        train_label_counts,
+        pipelines,
+        steps_per_epoch,
+        peak_rate,
+        oversample_factors,
+    )
 
 
 def fit_model(config, plan):
@@ -192,9 +228,11 @@ def fit_model(config, plan):
     train_data, val_data, val_steps = task.make_datasets(config, plan, start_epoch)
     with plan.strategy.scope():
         model = task.build_model(config, plan.manifest, plan.train_label_counts, plan.train_count)
-    print(f"model: {model.name}, {model.count_params():,} parameters, input {model.input_shape[1:]}, "
-          f"{config.precision}{', XLA' if config.jit_compile else ''}, loss {config.loss}; "
-          f"augment {config.augmentation}")
+    print(
+        f"model: {model.name}, {model.count_params():,} parameters, input {model.input_shape[1:]}, "
+        f"{config.precision}{', XLA' if config.jit_compile else ''}, loss {config.loss}; "
+        f"augment {config.augmentation}"
+    )
 
     best_path = posixpath.join(write_dir, checkpoints.BEST_WEIGHTS)
     # One set of callbacks for every phase: the best checkpoint, history and
@@ -208,15 +246,23 @@ def fit_model(config, plan):
         with plan.strategy.scope():
             task.compile_model(model, config, plan.steps_per_epoch, epochs=end - first, train_backbone=train_backbone)
         if not train_backbone:
-            print(f"fine-tuning: epochs {first + 1}-{end} train the head only "
-                  f"({len(model.trainable_variables)} variables), the backbone frozen")
+            print(
+                f"fine-tuning: epochs {first + 1}-{end} train the head only "
+                f"({len(model.trainable_variables)} variables), the backbone frozen"
+            )
         stop_signals.raise_if_requested()
         # A stop signal waits for the next batch boundary (StopAtSignal); a read error names its shard.
         with input_reader.named_read_errors(plan.manifest, ("train", "val"), config.fold):
-            fit = model.fit(train_data, validation_data=val_data, initial_epoch=first, epochs=end,
-                            shuffle=False,  # shuffled in tf.data
-                            steps_per_epoch=plan.steps_per_epoch, validation_steps=val_steps,
-                            callbacks=phase_callbacks(config, run_callbacks, first, end, start_epoch))
+            fit = model.fit(
+                train_data,
+                validation_data=val_data,
+                initial_epoch=first,
+                epochs=end,
+                shuffle=False,  # shuffled in tf.data
+                steps_per_epoch=plan.steps_per_epoch,
+                validation_steps=val_steps,
+                callbacks=phase_callbacks(config, run_callbacks, first, end, start_epoch),
+            )
         fits.append(fit)
     fit_seconds = time.perf_counter() - start
     for earlier in fits[:-1]:  # one History for the run: the phases' epochs in order
@@ -226,8 +272,10 @@ def fit_model(config, plan):
         # The export takes the first replica's copy: all copies must be equal
         # (BatchNormalization(synchronized=True) keeps the moving statistics so).
         drift = distribute.replica_disagreement(model)
-        print(f"replicas: the {len(model.variables)} variables' copies on this worker's replicas differ by at "
-              f"most {drift:.3g}{' (WARNING: they drifted apart; the export takes the first)' if drift > 1e-6 else ''}")
+        print(
+            f"replicas: the {len(model.variables)} variables' copies on this worker's replicas differ by at "
+            f"most {drift:.3g}{' (WARNING: they drifted apart; the export takes the first)' if drift > 1e-6 else ''}"
+        )
     if write_dir != config.model_dir:
         distribute.remove_write_dir(config.model_dir, write_dir)
         print(f"worker: training done; the chief writes the model, report and export to {config.model_dir}")
@@ -236,8 +284,17 @@ def fit_model(config, plan):
     checkpoints.load_backup_weights(model, best_path)
     if distribute.is_multi_worker(plan.strategy):
         # The chief goes on alone: a plain copy of its replica predicts and exports without the other workers.
-        trained, model = model, task.build_and_compile(config, plan.manifest, plan.train_label_counts, plan.train_count,
-                                                       plan.steps_per_epoch, load_weights=False)
+        trained, model = (
+            model,
+            task.build_and_compile(
+                config,
+                plan.manifest,
+                plan.train_label_counts,
+                plan.train_count,
+                plan.steps_per_epoch,
+                load_weights=False,
+            ),
+        )
         model.set_weights(trained.get_weights())
     # Mixed precision was for speed: thresholds are tuned on the float32
     # computation, the one the export serves (model.float32_twin).
