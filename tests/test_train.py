@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from protein_location import models
-from protein_location.core import device_precision
+from protein_location.core import device_precision, manifest as manifest_lib
 from protein_location.data import augment, input_reader
 from protein_location.training import checkpoints, config as config_lib, evaluator, task, trainer
 from tests.helpers import ROOT, run_cli
@@ -165,7 +165,9 @@ def test_focal_oversampling_ema_mixed_bfloat16_and_xla_run_to_a_report(converted
 
 def test_head_bias_starts_at_the_class_log_odds_unless_bias_init_is_off():
     counts, examples = [50] + [2] * 27, 100
-    manifest = {"image_size": 32, "class_names": [f"class {c}" for c in range(28)]}
+    manifest = manifest_lib.DatasetManifest(
+        data_dir="unused", image_size=32, splits={}, class_names=tuple(f"class {c}" for c in range(28))
+    )
     heads = {}
     for bias_init in (True, False):
         config = config_lib.TrainConfig(data="unused", model_dir="unused", width=0.125, bias_init=bias_init)
@@ -205,7 +207,7 @@ def test_fit_creates_no_variables_so_the_train_step_is_traced_once(converted_dir
     train step, and tf.function would then trace the step a second time."""
     import tensorflow as tf
 
-    manifest = json.loads((converted_dir / "dataset.json").read_text())
+    manifest = manifest_lib.DatasetManifest.read(str(converted_dir))
     config = config_lib.TrainConfig(data=str(converted_dir), model_dir="unused", width=0.125, image_size=32)
     model = task.build_and_compile(config, manifest, [1] * 28, 34, steps_per_epoch=1)
     assert model.optimizer.built
