@@ -200,7 +200,7 @@ def test_layers_compute_in_their_policy_and_keep_float32_variables():
 
 @pytest.mark.parametrize("preset, channels", [("seresnet18", 64), ("seresnet50", 256)])
 def test_backbone_of_any_side_outputs_the_last_stage_at_a_32nd_of_the_side(preset, channels):
-    backbone = models.backbone_from_preset(preset, width=WIDTH)
+    backbone = models.SEResNetBackbone.from_preset(preset, width=WIDTH)
     assert backbone.input_shape == (None, None, None, 4)
     for side in (32, 64):
         assert tuple(backbone(keras.ops.zeros((1, side, side, 4))).shape) == (1, side // 32, side // 32, channels)
@@ -210,7 +210,7 @@ def test_backbone_of_any_side_outputs_the_last_stage_at_a_32nd_of_the_side(prese
 
 
 def test_backbone_config_round_trips():
-    backbone = models.backbone_from_preset("seresnet34", width=WIDTH, image_size=IMAGE_SIZE, se_ratio=8)
+    backbone = models.SEResNetBackbone.from_preset("seresnet34", width=WIDTH, image_size=IMAGE_SIZE, se_ratio=8)
     rebuilt = models.SEResNetBackbone.from_config(backbone.get_config())
     assert isinstance(rebuilt, models.SEResNetBackbone)
     assert rebuilt.get_config() == backbone.get_config()
@@ -337,9 +337,26 @@ def test_parameter_counts_match_the_models_page(arch):
     assert count == PARAMETER_COUNTS[arch]
 
 
+def test_every_arch_is_a_registered_backbone_preset_of_one_base_class():
+    """keras-hub's layout: one Backbone base, each family registering its presets."""
+    assert set(models.BACKBONE_PRESETS) == set(models.ARCHITECTURES)
+    for arch, (family, _) in models.BACKBONE_PRESETS.items():
+        assert issubclass(family, models.Backbone) and models.backbone_class(arch) is family
+        assert family is (models.SEResNetBackbone if arch in models.PRESETS else models.ApplicationBackbone)
+    assert models.SEResNetBackbone.takes_width and not models.SEResNetBackbone.takes_pretrained_weights
+    assert models.ApplicationBackbone.takes_pretrained_weights and not models.ApplicationBackbone.takes_width
+    backbone = models.Backbone.from_preset("densenet121", image_size=32)
+    assert isinstance(backbone, models.ApplicationBackbone) and backbone.name == "densenet121_backbone"
+    rebuilt = models.ApplicationBackbone.from_config(backbone.get_config())
+    assert rebuilt.get_config() == backbone.get_config()
+    with pytest.raises(ValueError) as error:
+        models.register_presets({"seresnet18": {}}, models.SEResNetBackbone)
+    assert str(error.value) == "preset 'seresnet18' is registered twice"
+
+
 def test_unknown_preset_is_named_in_the_error_by_its_argument():
     expected = "unknown `arch` 'resnet9'; choose one of seresnet18, seresnet34, seresnet50, seresnext50"
-    for build in (models.build_seresnet, models.backbone_from_preset):
+    for build in (models.build_seresnet, models.SEResNetBackbone.from_preset):
         with pytest.raises(ValueError) as error:
             build("resnet9")
         assert str(error.value) == expected

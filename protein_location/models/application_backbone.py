@@ -5,6 +5,8 @@ import warnings
 
 import keras
 
+from protein_location.models.backbone import Backbone, register_presets
+
 # Each backbone Keras ships that `--arch` takes: its builder, how its ImageNet
 # weights expect their input ("torch": per-channel z-scores in RGB order;
 # "caffe": 0-255 pixels less the ImageNet mean, BGR order) and the builder's
@@ -65,7 +67,7 @@ def build_network(arch, channels, image_size=None, weights=None):
 
 
 @keras.saving.register_keras_serializable(package="protein_location")
-class ApplicationBackbone(keras.Model):
+class ApplicationBackbone(Backbone):
     """A `keras.applications` network without its top, on four stains.
 
     Takes z-scored RGBY images (the `MultiLabelClassifier` normalizes raw
@@ -89,9 +91,11 @@ class ApplicationBackbone(keras.Model):
         (None, 2, 2, 2048)
     """
 
+    takes_pretrained_weights = True
+
     def __init__(self, arch, image_size=None, synchronized_bn=False, dtype=None, **kwargs):
         application_spec(arch)  # an unknown arch fails here, before anything is built
-        policy = keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
+        policy = Backbone.policy_of(dtype)
 
         # === Layers ===
         # keras.applications builders take the global policy: set it for the build only.
@@ -109,28 +113,16 @@ class ApplicationBackbone(keras.Model):
         # === Functional model ===
         inputs = keras.Input((image_size, image_size, 4), name="images")
         outputs = self.application(self.scale(inputs))
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        # A functional model does not take its policy from `dtype`: set it.
-        self.dtype_policy = policy
+        super().__init__(inputs, outputs, policy, **kwargs)
 
         # === Config ===
         self.arch = arch
         self.image_size = image_size
         self.synchronized_bn = synchronized_bn
 
-    def get_config(self):
-        # Not chained to super: a functional model's config is its layer
-        # graph, which this constructor does not take (keras-hub's Backbone).
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "arch": self.arch,
-            "image_size": self.image_size,
-            "synchronized_bn": self.synchronized_bn,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-        }
+    def argument_config(self):
+        return {"arch": self.arch, "image_size": self.image_size, "synchronized_bn": self.synchronized_bn}
 
-    @classmethod
-    def from_config(cls, config):
-        # The functional default would return a plain `keras.Model`.
-        return cls(**config)
+
+# Every keras.applications network above is a preset of its own name.
+register_presets({arch: {"arch": arch} for arch in APPLICATIONS}, ApplicationBackbone)

@@ -1,31 +1,34 @@
 """build_classifier: the multi-label classifier of any `--arch`, from scratch
 or from pretrained weights."""
 
-from protein_location.models.application_backbone import APPLICATIONS, ApplicationBackbone
+from protein_location.models import application_backbone, presets as seresnet_presets
+from protein_location.models.backbone import BACKBONE_PRESETS, Backbone, backbone_class
 from protein_location.models.multilabel_classifier import MultiLabelClassifier
-from protein_location.models.presets import PRESETS
 from protein_location.models.pretrained import load_three_channel_weights
-from protein_location.models.seresnet import build_seresnet
 
-# Our SE-ResNet/SE-ResNeXt presets (from scratch), then the keras.applications
+# Every registered preset (importing a family's module registers its own):
+# our SE-ResNet/SE-ResNeXt (from scratch), then the keras.applications
 # backbones (from scratch, ImageNet or a weights file).
-ARCHITECTURES = (*PRESETS, *APPLICATIONS)
+ARCHITECTURES = (*seresnet_presets.PRESETS, *application_backbone.APPLICATIONS)
 
 
 def check_arch_request(arch, width=1.0, weights=None):
     """A ValueError in one line, naming the argument, for an `arch` that cannot
-    be built as asked: an unknown one, pretrained `weights` for a preset, or
-    a `width` other than 1 for a keras.applications backbone."""
+    be built as asked: an unknown one, pretrained `weights` for a family that
+    takes none, or a `width` other than 1 for a family of one width."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown `arch` {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    if arch in PRESETS and weights is not None:
+    family = backbone_class(arch)
+    if weights is not None and not family.takes_pretrained_weights:
+        pretrainable = [name for name, (cls, _) in BACKBONE_PRESETS.items() if cls.takes_pretrained_weights]
         raise ValueError(
             f"`weights` {weights}: pretrained weights are for the keras.applications backbones "
-            f"({', '.join(APPLICATIONS)}); `arch` {arch} trains from scratch"
+            f"({', '.join(pretrainable)}); `arch` {arch} trains from scratch"
         )
-    if arch in APPLICATIONS and width != 1:
+    if width != 1 and not family.takes_width:
+        widened = [name for name, (cls, _) in BACKBONE_PRESETS.items() if cls.takes_width]
         raise ValueError(
-            f"`width` {width:g}: `arch` {arch} has one width; `width` is for the presets {', '.join(PRESETS)}"
+            f"`width` {width:g}: `arch` {arch} has one width; `width` is for the presets {', '.join(widened)}"
         )
 
 
@@ -41,16 +44,17 @@ def build_classifier(
     synchronized_bn=False,
     weights=None,
 ):
-    """A `MultiLabelClassifier` of `arch` (one of `ARCHITECTURES`).
+    """A `MultiLabelClassifier` on the backbone of preset `arch` (one of `ARCHITECTURES`).
 
     Args:
-        arch: an SE-ResNet preset (`build_seresnet`) or a keras.applications
-            backbone (`ApplicationBackbone`).
+        arch: a backbone preset (`Backbone.from_preset`): an SE-ResNet
+            (`SEResNetBackbone`) or a keras.applications network
+            (`ApplicationBackbone`).
         weights: `None` (random), "imagenet" or the path of a Keras weights
             file of the three-channel keras.applications backbone without its
-            top (`pretrained.load_three_channel_weights`). Only for
-            keras.applications backbones.
-        width: multiplier on the filters; only for the SE-ResNet presets.
+            top (`pretrained.load_three_channel_weights`). Only for a family
+            that `takes_pretrained_weights`.
+        width: multiplier on the filters; only for a family that `takes_width`.
         The others: as `build_seresnet`.
 
     Example:
@@ -59,21 +63,8 @@ def build_classifier(
         (None, 19)
     """
     check_arch_request(arch, width, weights)
-    if arch in PRESETS:
-        return build_seresnet(
-            arch,
-            image_size=image_size,
-            num_classes=num_classes,
-            width=width,
-            channel_mean=channel_mean,
-            channel_std=channel_std,
-            output_bias=output_bias,
-            dropout=dropout,
-            synchronized_bn=synchronized_bn,
-        )
-    backbone = ApplicationBackbone(
-        arch, image_size=image_size, synchronized_bn=synchronized_bn, name=f"{arch}_backbone"
-    )
+    overrides = {"width": width} if backbone_class(arch).takes_width else {}
+    backbone = Backbone.from_preset(arch, image_size=image_size, synchronized_bn=synchronized_bn, **overrides)
     if weights is not None:
         load_three_channel_weights(backbone, weights)
     return MultiLabelClassifier(
@@ -84,5 +75,5 @@ def build_classifier(
         channel_std=channel_std,
         output_bias=output_bias,
         dropout=dropout,
-        name=arch,
+        name=f"{arch}_x{width:g}" if width != 1 else arch,
     )

@@ -37,8 +37,8 @@ class MultiLabelClassifier(keras.Model):
         **kwargs: `keras.Model` arguments (`name`, `trainable`).
 
     Example:
-        >>> from protein_location.models import backbone_from_preset
-        >>> backbone = backbone_from_preset("seresnet18", width=0.25)
+        >>> from protein_location.models import Backbone
+        >>> backbone = Backbone.from_preset("seresnet18", width=0.25)
         >>> model = MultiLabelClassifier(backbone, num_classes=28, image_size=64)
         >>> model.output_shape
         (None, 28)

@@ -1,5 +1,6 @@
 """SE-ResNet and SE-ResNeXt presets: the `SEResNetBackbone` arguments of each `--arch`."""
 
+from protein_location.models.backbone import register_presets
 from protein_location.models.seresnet_backbone import SEResNetBackbone
 
 # Blocks per stage; "basic" = two 3x3 convs, "bottleneck" = 1x1-3x3-1x1 (x4);
@@ -12,24 +13,4 @@ PRESETS = {
 }
 
 
-def preset_arguments(name):
-    """The `SEResNetBackbone` arguments of preset `name`; a ValueError naming
-    the presets for an unknown one."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown `arch` {name!r}; choose one of {', '.join(PRESETS)}")
-    return dict(PRESETS[name])
-
-
-def backbone_from_preset(name, **overrides):
-    """An `SEResNetBackbone` of preset `name` (one of `PRESETS`), any of its arguments overridden (`width`,
-    `image_size`, `se_ratio`, `synchronized_bn`, `dtype`, `name`, ...).
-
-    Example:
-        >>> backbone = backbone_from_preset("seresnet18", width=0.25, image_size=64)
-        >>> backbone.output_shape
-        (None, 2, 2, 128)
-    """
-    arguments = preset_arguments(name)
-    arguments.setdefault("name", f"{name}_backbone")
-    arguments.update(overrides)
-    return SEResNetBackbone(**arguments)
+register_presets(PRESETS, SEResNetBackbone)

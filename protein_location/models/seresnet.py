@@ -1,7 +1,7 @@
 """build_seresnet: an SE-ResNet multi-label classifier of a preset."""
 
 from protein_location.models.multilabel_classifier import MultiLabelClassifier
-from protein_location.models.presets import backbone_from_preset, preset_arguments
+from protein_location.models.seresnet_backbone import SEResNetBackbone
 
 
 def build_seresnet(
@@ -37,8 +37,7 @@ def build_seresnet(
         >>> model.output_shape
         (None, 28)
     """
-    preset_arguments(preset)  # an unknown preset fails here, before anything is built
-    backbone = backbone_from_preset(
+    backbone = SEResNetBackbone.from_preset(
         preset, width=width, se_ratio=se_ratio, synchronized_bn=synchronized_bn, image_size=image_size
     )
     return MultiLabelClassifier(

@@ -2,6 +2,7 @@
 
 import keras
 
+from protein_location.models.backbone import Backbone
 from protein_location.models.layers import BLOCK_TYPES, FusedInferenceBatchNorm, ResidualBlock
 
 STAGE_FILTERS = (64, 128, 256, 512)
@@ -9,7 +10,7 @@ MIN_FILTERS = 8
 
 
 @keras.saving.register_keras_serializable(package="protein_location")
-class SEResNetBackbone(keras.Model):
+class SEResNetBackbone(Backbone):
     """SE-ResNet (Hu et al., 2018) without its head: normalized images in, the
     last stage's feature map out.
 
@@ -45,6 +46,8 @@ class SEResNetBackbone(keras.Model):
         (1, 2, 2, 128)
     """
 
+    takes_width = True
+
     def __init__(
         self,
         stackwise_depths,
@@ -63,7 +66,7 @@ class SEResNetBackbone(keras.Model):
             raise ValueError(
                 f"stackwise_depths must give {len(STAGE_FILTERS)} stages' depths, not {tuple(stackwise_depths)}"
             )
-        policy = keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
+        policy = Backbone.policy_of(dtype)
 
         # === Functional model ===
         inputs = keras.Input((image_size, image_size, 4), name="images")
@@ -94,9 +97,7 @@ class SEResNetBackbone(keras.Model):
                     dtype=policy,
                     name=f"stage{stage}_block{index + 1}",
                 )(x)
-        super().__init__(inputs=inputs, outputs=x, **kwargs)
-        # A functional model does not take its policy from `dtype`: set it.
-        self.dtype_policy = policy
+        super().__init__(inputs, x, policy, **kwargs)
 
         # === Config ===
         self.stackwise_depths = tuple(stackwise_depths)
@@ -107,12 +108,8 @@ class SEResNetBackbone(keras.Model):
         self.cardinality = cardinality
         self.image_size = image_size
 
-    def get_config(self):
-        # Not chained to super: a functional model's config is its layer
-        # graph, which this constructor does not take (keras-hub's Backbone).
+    def argument_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
             "stackwise_depths": list(self.stackwise_depths),
             "block_type": self.block_type,
             "width": self.width,
@@ -120,10 +117,4 @@ class SEResNetBackbone(keras.Model):
             "synchronized_bn": self.synchronized_bn,
             "cardinality": self.cardinality,
             "image_size": self.image_size,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
-
-    @classmethod
-    def from_config(cls, config):
-        # The functional default would return a plain `keras.Model`.
-        return cls(**config)

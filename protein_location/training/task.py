@@ -36,9 +36,10 @@ def settle_fine_tuning(config):
     head's rate; a backbone from scratch learns with the head from the start.
     A TrainError in one line for a request that cannot run."""
     weights = config.weights
-    if weights is None:
-        weights = "imagenet" if config.arch in models.APPLICATIONS else "none"
     try:
+        models.check_arch_request(config.arch, config.width)
+        if weights is None:
+            weights = "imagenet" if models.backbone_class(config.arch).takes_pretrained_weights else "none"
         models.check_arch_request(config.arch, config.width, None if weights == "none" else weights)
     except ValueError as error:
         raise TrainError(str(error)) from None
