@@ -21,17 +21,6 @@ def build_parser(prog=None):
     )
     config_lib.add_flags(parser)
     parser.add_argument(
-        "--tflite",
-        action="store_true",
-        help="with --export: also model.tflite (float32) in the SavedModel's version folder",
-    )
-    parser.add_argument(
-        "--tflite-quantize",
-        action="store_true",
-        help="with --export: also model_int8.tflite (dynamic-range int8 weights)",
-    )
-    parser.add_argument("--onnx", action="store_true", help="with --export: also model.onnx (needs tf2onnx)")
-    parser.add_argument(
         "--verbose",
         action="store_true",
         help="also TensorFlow's own start-up and log lines (as TF_CPP_MIN_LOG_LEVEL set does)",

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from protein_location.core import device_precision  # no TensorFlow at import
+from protein_location.core import cli_flags, device_precision  # no TensorFlow at import
 
 
 def _parser(prog=None):
@@ -176,11 +176,7 @@ def _parser(prog=None):
     )
     export.add_argument("--model-dir", required=True, help="run folder of train_keras.py --model-dir")
     export.add_argument("--out", required=True, help="export base: writes OUT/<next version>/")
-    export.add_argument("--tflite", action="store_true", help="also model.tflite (float32) in the version folder")
-    export.add_argument(
-        "--tflite-quantize", action="store_true", help="also model_int8.tflite (dynamic-range int8 weights)"
-    )
-    export.add_argument("--onnx", action="store_true", help="also model.onnx (needs tf2onnx)")
+    cli_flags.add_export_format_flags(export)
     export.add_argument(
         "--tta",
         type=int,

@@ -45,11 +45,11 @@ def main(data):
         "val_steps": val_steps,
         "mirrored": mirrored.evaluate(val_data, steps=val_steps, return_dict=True, verbose=0),
         "single": single.evaluate(
-            input_reader.make_dataset(data, "val", 8, plan.image_size), return_dict=True, verbose=0
+            input_reader.make_dataset(data, "val", 8, config.image_size), return_dict=True, verbose=0
         ),
     }
     views = {
-        name: evaluator.predict_views(model, data, "val", 8, plan.image_size)
+        name: evaluator.predict_views(model, data, "val", 8, config.image_size)
         for name, model in (("mirrored", mirrored), ("single", single))
     }
     results["predicted"] = {name: int(len(y)) for name, (y, _) in views.items()}

@@ -32,7 +32,7 @@ def default_policy():
 def test_architecture_trains_exports_and_predicts(arch, width, converted_dir, synthetic_dir, tmp_path, default_policy):
     manifest = manifest_lib.DatasetManifest.read(str(converted_dir))
     names = manifest.class_names
-    config = task.settle_fine_tuning(
+    config, _ = config_lib.resolve(
         config_lib.TrainConfig(
             data=str(converted_dir),
             model_dir=str(tmp_path),
@@ -41,7 +41,9 @@ def test_architecture_trains_exports_and_predicts(arch, width, converted_dir, sy
             epochs=1,
             batch_size=8,
             weights="none",
-        )
+        ),
+        "default",
+        manifest.image_size,
     )
     model = models.build_classifier(
         arch,

@@ -5,8 +5,9 @@ import dataclasses
 import pytest
 
 import train_keras
+from protein_location.core import device_precision
 from protein_location.data import augment
-from protein_location.training import config as config_lib
+from protein_location.training import config as config_lib, distribute
 
 NOT_FLAGS = {"augmentation", "export_formats"}  # from --augment-* and --tflite/--tflite-quantize/--onnx
 
@@ -94,3 +95,34 @@ def test_a_fold_of_cv_records_the_settings_of_a_plain_fold_run():
     assert config_lib.run_settings(cv)["--cv"] is True
     without_fold = {flag: value for flag, value in config_lib.run_settings(cv).items() if flag != "--fold"}
     assert cross_validation.cv_settings(cv) == without_fold
+
+
+def test_resolve_decides_every_default_once_and_leaves_the_request_as_given():
+    request = config_lib.TrainConfig(data="d", model_dir="m", arch="resnet50", epochs=3)
+    resolved, why = config_lib.resolve(request, "default", 64, cpu_flags=[], vendor="GenuineIntel")
+    assert (resolved.weights, resolved.freeze_epochs, resolved.backbone_lr_scale) == ("imagenet", 1, 0.1)
+    assert (resolved.precision, why) == device_precision.default_precision("default", 0, [], "GenuineIntel")
+    assert resolved.image_size == 64 and resolved.precision == "float32"
+    assert all(getattr(request, field) is None for field in config_lib.RESOLVED_FIELDS)
+    assert resolved.peak_learning_rate == distribute.scaled_learning_rate(request.learning_rate, request.batch_size)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.epochs = 5
+
+    given = config_lib.TrainConfig(data="d", model_dir="m", epochs=1, image_size=48, precision="mixed_bfloat16")
+    scratch, why = config_lib.resolve(given, "default", 64)
+    assert (scratch.weights, scratch.freeze_epochs, scratch.backbone_lr_scale) == ("none", 0, 1.0)
+    assert (scratch.image_size, scratch.precision, why) == (48, "mixed_bfloat16", "--precision")
+    assert config_lib.resolve(config_lib.TrainConfig(data="d", model_dir="m"), "tpu", 64)[0].precision == (
+        "mixed_bfloat16"
+    )
+
+
+def test_every_flag_is_in_one_group_of_the_help():
+    grouped = [name for names in config_lib.FLAG_GROUPS.values() for name in names]
+    flagged = [f.name for f in dataclasses.fields(config_lib.TrainConfig) if "flag" in f.metadata]
+    assert sorted(grouped) == sorted(flagged)
+    help_text = train_keras.build_parser().format_help()
+    sections = [line.rstrip(":") for line in help_text.splitlines() if line and not line.startswith(" ")]
+    assert [s for s in sections if s in config_lib.FLAG_GROUPS] == list(config_lib.FLAG_GROUPS)
+    export_section = help_text.split("\nexport:\n")[1]
+    assert all(flag in export_section for flag in ("--export", "--tta", "--tflite", "--tflite-quantize", "--onnx"))

@@ -170,7 +170,9 @@ def test_head_bias_starts_at_the_class_log_odds_unless_bias_init_is_off():
     )
     heads = {}
     for bias_init in (True, False):
-        config = config_lib.TrainConfig(data="unused", model_dir="unused", width=0.125, bias_init=bias_init)
+        config = config_lib.TrainConfig(
+            data="unused", model_dir="unused", width=0.125, bias_init=bias_init, image_size=32
+        )
         model = task.build_and_compile(config, manifest, counts, examples, steps_per_epoch=1)
         heads[bias_init] = model.get_layer("probabilities").bias.numpy()
     np.testing.assert_allclose(heads[True], task.class_log_odds(counts, examples), rtol=1e-6)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from protein_location.core.errors import TrainError, naming_flags
-from protein_location.training import checkpoints, config as config_lib, task, trainer
+from protein_location.training import checkpoints, config as config_lib, trainer
 
 EPOCHS = 4
 X = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
@@ -109,7 +109,7 @@ def test_ema_flag_alone_is_0_99_and_a_momentum_outside_0_1_is_refused_in_one_lin
     assert config_lib.config_from_args(args).ema_momentum is None
     args = parser.parse_args(["--data", "d", "--model-dir", "m", "--ema", "1"])
     with pytest.raises(TrainError) as error:
-        task.settle_fine_tuning(config_lib.config_from_args(args))
+        config_lib.resolve(config_lib.config_from_args(args), "default", 32)
     assert naming_flags(error.value, config_lib.flag_names()) == (  # as train_keras.py prints it
         "--ema 1 must be between 0 and 1 (a momentum per step, 0.99 a window of about 100 steps)"
     )

@@ -7,7 +7,7 @@ import posixpath
 import numpy as np
 
 from protein_location import models
-from protein_location.core import folder_lock, output_files, stop_signals
+from protein_location.core import cli_flags, folder_lock, output_files, stop_signals
 from protein_location.core.errors import ExportError, OutputError
 from protein_location.export import formats as formats_lib, saved_model
 from protein_location.export.versions import (
@@ -24,8 +24,8 @@ def export_formats_of(tflite=False, tflite_quantize=False, onnx=False, export_di
     `export_model`, checked (converter installed, an export folder given)."""
     formats = tuple(name for name, wanted in zip(formats_lib.FORMATS, (tflite, tflite_quantize, onnx)) if wanted)
     if formats and not export_dir:
-        flags = {"tflite": "--tflite", "tflite_int8": "--tflite-quantize", "onnx": "--onnx"}
-        raise ExportError(f"{' '.join(flags[f] for f in formats)} needs {out_flag} DIR")
+        flags = [cli_flags.EXPORT_FORMAT_FLAGS[name][0] for name in formats]
+        raise ExportError(f"{' '.join(flags)} needs {out_flag} DIR")
     formats_lib.check_available(formats)
     return formats
 

@@ -27,11 +27,12 @@ import posixpath
 import numpy as np
 import tensorflow as tf
 
+from protein_location.core import cli_flags
 from protein_location.core.errors import ExportError
 from protein_location.export import onnx_format, tflite_format
 from protein_location.export.signatures import SINGLE_VIEW_SIGNATURE
 
-FORMATS = ("tflite", "tflite_int8", "onnx")
+FORMATS = tuple(cli_flags.EXPORT_FORMAT_FLAGS)  # "tflite", "tflite_int8", "onnx"
 FILE_NAMES = {**tflite_format.FILE_NAMES, "onnx": onnx_format.FILE_NAME}
 FLOAT_TOLERANCE = 1e-3
 CHECK_IMAGES = 8

@@ -1,5 +1,6 @@
 """What a training run is asked to do: `TrainConfig`, and the command-line
-flags generated from its fields, so the two cannot drift.
+flags generated from its fields, so the two cannot drift; `resolve`, the one
+function that decides every default the flags leave open, before any work.
 
 Each field that is a flag carries its flag name and help in its metadata
 (`flag(...)`); `add_flags` adds them to an argparse parser with the field's
@@ -11,7 +12,10 @@ import argparse
 import dataclasses
 
 from protein_location import models
+from protein_location.core import cli_flags, device_precision
+from protein_location.core.errors import TrainError
 from protein_location.data import augment
+from protein_location.training import distribute
 
 
 def flag(name, help, default=dataclasses.MISSING, **argparse_kwargs):
@@ -19,7 +23,7 @@ def flag(name, help, default=dataclasses.MISSING, **argparse_kwargs):
     return dataclasses.field(default=default, metadata={"flag": name, "help": help, "argparse": argparse_kwargs})
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     data: str = flag("--data", "dataset folder from `python -m data_prep convert`", required=True)
     model_dir: str = flag("--model-dir", "run folder: checkpoints, logs, report", required=True)
@@ -154,6 +158,74 @@ class TrainConfig:
         False,
     )
 
+    @property
+    def peak_learning_rate(self):
+        """The peak rate a run trains at: --lr scaled linearly from the reference global batch to --batch-size."""
+        return distribute.scaled_learning_rate(self.learning_rate, self.batch_size)
+
+
+# The fields a request may leave None for `resolve` to decide.
+RESOLVED_FIELDS = ("weights", "freeze_epochs", "backbone_lr_scale", "precision", "image_size")
+
+
+def resolve(config, strategy_kind, stored_image_size, num_gpus=0, cpu_flags=None, vendor=None):
+    """The run `config` asks for, every default decided, once, before any work:
+    the one place a run's settings change (nothing after it hands back another
+    config). A TrainError in one line for a request that cannot run.
+
+    - `weights`: a keras.applications backbone starts from ImageNet, a preset
+      from scratch; `freeze_epochs`: a pretrained backbone warms its head up
+      for an epoch; `backbone_lr_scale`: then learns at 0.1 of the head's rate
+      (from scratch: with the head, at its rate).
+    - `precision`: `device_precision.default_precision` of the strategy kind
+      (`distribute.choose_strategy`), the GPUs and this CPU (`cpu_flags`,
+      `vendor`: /proc/cpuinfo's when None).
+    - `image_size`: the dataset's stored side (`stored_image_size`).
+
+    Returns (the resolved TrainConfig, why its precision, in words).
+    """
+    weights = config.weights
+    try:
+        models.check_arch_request(config.arch, config.width)
+        if weights is None:
+            weights = "imagenet" if models.backbone_class(config.arch).takes_pretrained_weights else "none"
+        models.check_arch_request(config.arch, config.width, None if weights == "none" else weights)
+    except ValueError as error:
+        raise TrainError(str(error)) from None
+    pretrained = weights != "none"
+    freeze = config.freeze_epochs
+    if freeze is None:
+        freeze = 1 if pretrained and config.epochs > 1 else 0
+    if freeze and not pretrained:
+        raise TrainError(
+            f"`freeze_epochs` {freeze}: a head-only warm-up needs a pretrained backbone (`weights` "
+            "imagenet or PATH with a keras.applications `arch`)"
+        )
+    if not 0 <= freeze <= config.epochs:
+        raise TrainError(f"`freeze_epochs` {freeze} must be between 0 and `epochs` {config.epochs}")
+    scale = config.backbone_lr_scale
+    if scale is None:
+        scale = 0.1 if pretrained else 1.0
+    if scale < 0:
+        raise TrainError(f"`backbone_lr_scale` {scale:g} must be at least 0")
+    if config.ema_momentum is not None and not 0 < config.ema_momentum < 1:
+        raise TrainError(
+            f"`ema_momentum` {config.ema_momentum:g} must be between 0 and 1 (a momentum per step, 0.99 a "
+            "window of about 100 steps)"
+        )
+    precision, precision_reason = config.precision, "--precision"
+    if precision is None:
+        precision, precision_reason = device_precision.default_precision(strategy_kind, num_gpus, cpu_flags, vendor)
+    resolved = dataclasses.replace(
+        config,
+        weights=weights,
+        freeze_epochs=freeze,
+        backbone_lr_scale=scale,
+        precision=precision,
+        image_size=config.image_size or stored_image_size,
+    )
+    return resolved, precision_reason
+
 
 # Flags that say how a run computes, not what it is: a killed run may resume with other values of these.
 RUNTIME_FIELDS = (
@@ -194,15 +266,40 @@ def _add(parser, dest, name, help, default, kwargs):
     parser.add_argument(name, dest=dest, help=help, **kwargs)
 
 
+# TrainConfig's flag fields by what they configure: `--help` lists them so.
+FLAG_GROUPS = {
+    "data": ("data", "image_size", "fold", "cv", "shuffle_buffer", "oversample"),  # and --augment-*
+    "model": ("arch", "width", "weights", "dropout", "bias_init"),
+    "optimizer": (
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "weight_decay",
+        "warmup_epochs",
+        "ema_momentum",
+        "freeze_epochs",
+        "backbone_lr_scale",
+    ),
+    "loss": ("loss", "focal_gamma", "focal_alpha", "label_smoothing"),
+    "runtime": ("model_dir", "strategy", "replicas", "tpu", "precision", "jit_compile", "seed", "overwrite"),
+    "export": ("export_dir", "tta"),  # and the formats' flags (cli_flags)
+}
+
+
 def add_flags(parser):
-    """Adds a flag for every flag field of TrainConfig (and AugmentConfig), with its default."""
-    for field in dataclasses.fields(TrainConfig):
-        if "flag" in field.metadata:
-            meta = field.metadata
-            _add(parser, field.name, meta["flag"], meta["help"], field.default, meta["argparse"])
+    """Adds a flag for every flag field of TrainConfig (and AugmentConfig),
+    with its default, in FLAG_GROUPS' argument groups, and the export formats'
+    flags (`cli_flags.add_export_format_flags`: `export_formats`)."""
+    fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
+    groups = {name: parser.add_argument_group(name) for name in FLAG_GROUPS}
+    for group, names in FLAG_GROUPS.items():
+        for name in names:
+            meta = fields[name].metadata
+            _add(groups[group], name, meta["flag"], meta["help"], fields[name].default, meta["argparse"])
     for field in dataclasses.fields(augment.AugmentConfig):
         name, help, kwargs = AUGMENT_FLAGS[field.name]
-        _add(parser, f"augment_{field.name}", name, help, field.default, kwargs)
+        _add(groups["data"], f"augment_{field.name}", name, help, field.default, kwargs)
+    cli_flags.add_export_format_flags(groups["export"], condition="with --export: ")
     return parser
 
 

@@ -48,7 +48,7 @@ def write_report(config, plan, model, fit, fit_seconds):
         posixpath.join(config.model_dir, "model.keras"), output_files.weights_bytes(model)
     ) as path:
         model.save(path)
-    y_true, y_views = predict_views(model, plan.manifest, "val", config.batch_size, plan.image_size, config.fold)
+    y_true, y_views = predict_views(model, plan.manifest, "val", config.batch_size, config.image_size, config.fold)
     if config.fold is not None:  # what --cv gathers: this model's predictions of the images it did not train on
         ids = input_reader.split_ids(plan.manifest, "val", config.fold)
         held_out.HeldOutPredictions(config.fold, ids, y_true, y_views).write(config.model_dir)
@@ -90,7 +90,7 @@ def write_report(config, plan, model, fit, fit_seconds):
         # --lr is the peak rate at a global batch of 256; the run used peak_learning_rate.
         "learning_rate": config.learning_rate,
         "reference_batch_size": distribute.REFERENCE_BATCH,
-        "peak_learning_rate": plan.peak_rate,
+        "peak_learning_rate": config.peak_learning_rate,
         # This process's epochs only: a resumed run does not count the ones before.
         "train_seconds": round(fit_seconds, 1),
         "train_images_per_second": (

@@ -4,8 +4,6 @@ input pipelines of a run. What a run compiles is what `bench/` compiles.
     model = task.build_and_compile(config, manifest, label_counts, count, steps_per_epoch)
 """
 
-import dataclasses
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -13,7 +11,6 @@ import tensorflow as tf
 from protein_location import models
 from protein_location.core.errors import TrainError, WeightsError
 from protein_location.data import input_reader
-from protein_location.training import distribute
 from protein_location.training.optimizer import ScaledRateAdamW
 
 
@@ -29,46 +26,8 @@ def pretrained(config):
     return config.weights not in (None, "none")
 
 
-def settle_fine_tuning(config):
-    """`config` with --weights, --freeze-epochs and --backbone-lr-scale
-    settled: a keras.applications backbone starts from ImageNet, and a
-    pretrained one warms its head up for an epoch, then learns at 0.1 of the
-    head's rate; a backbone from scratch learns with the head from the start.
-    A TrainError in one line for a request that cannot run."""
-    weights = config.weights
-    try:
-        models.check_arch_request(config.arch, config.width)
-        if weights is None:
-            weights = "imagenet" if models.backbone_class(config.arch).takes_pretrained_weights else "none"
-        models.check_arch_request(config.arch, config.width, None if weights == "none" else weights)
-    except ValueError as error:
-        raise TrainError(str(error)) from None
-    config = dataclasses.replace(config, weights=weights)
-    freeze = config.freeze_epochs
-    if freeze is None:
-        freeze = 1 if pretrained(config) and config.epochs > 1 else 0
-    if freeze and not pretrained(config):
-        raise TrainError(
-            f"`freeze_epochs` {freeze}: a head-only warm-up needs a pretrained backbone (`weights` "
-            "imagenet or PATH with a keras.applications `arch`)"
-        )
-    if not 0 <= freeze <= config.epochs:
-        raise TrainError(f"`freeze_epochs` {freeze} must be between 0 and `epochs` {config.epochs}")
-    scale = config.backbone_lr_scale
-    if scale is None:
-        scale = 0.1 if pretrained(config) else 1.0
-    if scale < 0:
-        raise TrainError(f"`backbone_lr_scale` {scale:g} must be at least 0")
-    if config.ema_momentum is not None and not 0 < config.ema_momentum < 1:
-        raise TrainError(
-            f"`ema_momentum` {config.ema_momentum:g} must be between 0 and 1 (a momentum per step, 0.99 a "
-            "window of about 100 steps)"
-        )
-    return dataclasses.replace(config, freeze_epochs=freeze, backbone_lr_scale=scale)
-
-
 def fine_tuning_phases(config):
-    """[(first epoch, end epoch, whether the backbone trains)] of a settled config:
+    """[(first epoch, end epoch, whether the backbone trains)] of a resolved config (`config.resolve`):
     the head-only warm-up (--freeze-epochs), then everything."""
     phases = [(0, config.freeze_epochs, False), (config.freeze_epochs, config.epochs, True)]
     return [phase for phase in phases if phase[1] > phase[0]]
@@ -83,7 +42,7 @@ def build_model(config, manifest, train_label_counts, train_count, load_weights=
     try:
         return models.build_classifier(
             config.arch,
-            image_size=config.image_size or manifest.image_size,
+            image_size=config.image_size,
             num_classes=manifest.num_classes,
             width=config.width,
             channel_mean=manifest.channel_mean or (0.0,) * 4,
@@ -107,7 +66,7 @@ def build_optimizer(config, steps_per_epoch, epochs=None, backbone_variables=(),
     epochs = config.epochs if epochs is None else epochs
     total_steps = max(epochs * steps_per_epoch, 1)
     warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
-    peak_rate = distribute.scaled_learning_rate(config.learning_rate, config.batch_size)
+    peak_rate = config.peak_learning_rate
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup_steps else peak_rate,
         decay_steps=total_steps - warmup_steps,
@@ -217,7 +176,7 @@ def make_datasets(config, plan, start_epoch=0):
             plan.manifest,
             "train",
             config.batch_size,
-            plan.image_size,
+            config.image_size,
             training=True,
             seed=seed,
             shuffle_buffer=config.shuffle_buffer,
@@ -233,14 +192,16 @@ def make_datasets(config, plan, start_epoch=0):
 
     def val_dataset(input_context=None):
         if input_context is None:
-            return input_reader.make_dataset(plan.manifest, "val", config.batch_size, plan.image_size, fold=config.fold)
+            return input_reader.make_dataset(
+                plan.manifest, "val", config.batch_size, config.image_size, fold=config.fold
+            )
         # Endless, cut by fit's validation_steps (one pass each): Keras may
         # reuse the iterator of the last evaluation.
         return input_reader.make_dataset(
             plan.manifest,
             "val",
             config.batch_size,
-            plan.image_size,
+            config.image_size,
             fold=config.fold,
             input_context=input_context,
             pad_batches=True,

@@ -11,10 +11,10 @@ import numpy as np
 import tensorflow as tf
 
 from protein_location import models
-from protein_location.core import device_precision, manifest as manifest_lib, output_files, run_state, stop_signals
+from protein_location.core import manifest as manifest_lib, output_files, run_state, stop_signals
 from protein_location.core.errors import TrainError
 from protein_location.data import input_reader
-from protein_location.training import checkpoints, distribute, task
+from protein_location.training import checkpoints, config as config_lib, distribute, task
 
 # The checkpoint kept is the epoch of best val macro ROC AUC: it does not
 # depend on a threshold, where macro F1 at 0.5 is the wrong cut for focal loss
@@ -99,12 +99,10 @@ class RunPlan:
     kind: str
     strategy: tf.distribute.Strategy
     manifest: manifest_lib.DatasetManifest  # dataset.json, read once for the run
-    image_size: int
     train_count: int
     train_label_counts: np.ndarray
     pipelines: int  # input pipelines, one per worker
     steps_per_epoch: int
-    peak_rate: float
     oversample_factors: np.ndarray | None
 
 
@@ -130,7 +128,8 @@ def plan_run(config, settled_strategy=None):
     multi-worker collectives are set up once per process) and precision,
     reads the dataset's counts, prints the set-up.
 
-    Returns (config with its precision settled, RunPlan).
+    Returns (the config as `config_lib.resolve` settled it, every default
+    decided, RunPlan).
     """
     # The strategy comes first: logical CPU devices and multi-worker
     # collectives can only be set up before the TensorFlow runtime starts.
@@ -138,12 +137,8 @@ def plan_run(config, settled_strategy=None):
     kind, strategy = settled_strategy or (strategy_kind(config), None)
     if kind == "tpu":
         distribute.check_tpu_paths(config.data, config.model_dir, config.export_dir)
-    config = task.settle_fine_tuning(config)
-    precision_reason = "--precision"
-    if config.precision is None:
-        precision, precision_reason = device_precision.default_precision(kind, num_gpus)
-        config = dataclasses.replace(config, precision=precision)
     manifest = manifest_lib.DatasetManifest.read(config.data)
+    config, precision_reason = config_lib.resolve(config, kind, manifest.image_size, num_gpus)
     if strategy is None:
         strategy = create_strategy(config, kind)
     keras.utils.set_random_seed(config.seed)
@@ -153,18 +148,16 @@ def plan_run(config, settled_strategy=None):
     val_count = manifest.num_examples("val", config.fold)
     input_reader.check_split_files(manifest, ("train", "val"), config.fold)
     check_batch(config, train_count, replicas)
-    image_size = config.image_size or manifest.image_size
     pipelines = distribute.num_input_pipelines(strategy)
     shard_counts = [s["num_examples"] for s in manifest.shards("train", config.fold)]
     policy, shares, epoch_examples = input_reader.share_input(shard_counts, pipelines, config.batch_size // pipelines)
     steps_per_epoch = epoch_examples // (config.batch_size // pipelines)
-    peak_rate = distribute.scaled_learning_rate(config.learning_rate, config.batch_size)
     held_out = f" (fold {config.fold} held out)" if config.fold is not None else ""
     print(f"strategy: {distribute.describe(strategy)}")
     print(f"precision: {config.precision} ({precision_reason})")
     print(
         f"data: {config.data}: train {train_count}, val {val_count}{held_out} "
-        f"examples at {image_size}px; global batch {config.batch_size} "
+        f"examples at {config.image_size}px; global batch {config.batch_size} "
         f"({config.batch_size // replicas} per replica), {steps_per_epoch} steps per epoch"
     )
     if task.pretrained(config):
@@ -174,7 +167,7 @@ def plan_run(config, settled_strategy=None):
             f"{config.backbone_lr_scale:g}x the head's rate"
         )
     print(
-        f"learning rate: peak {peak_rate:.4g} = --lr {config.learning_rate:g} x global batch "
+        f"learning rate: peak {config.peak_learning_rate:.4g} = --lr {config.learning_rate:g} x global batch "
         f"{config.batch_size} / {distribute.REFERENCE_BATCH} (linear scaling)"
     )
     if pipelines > 1:
@@ -204,12 +197,10 @@ def plan_run(config, settled_strategy=None):
         kind,
         strategy,
         manifest,
-        image_size,
         train_count,
         train_label_counts,
         pipelines,
         steps_per_epoch,
-        peak_rate,
         oversample_factors,
     )
 
@@ -280,7 +271,7 @@ def fit_model(config, plan):
         distribute.remove_write_dir(config.model_dir, write_dir)
         print(f"worker: training done; the chief writes the model, report and export to {config.model_dir}")
         return None
-    check_fit(fit, best_path, plan.peak_rate)
+    check_fit(fit, best_path, config.peak_learning_rate)
     checkpoints.load_backup_weights(model, best_path)
     if distribute.is_multi_worker(plan.strategy):
         # The chief goes on alone: a plain copy of its replica predicts and exports without the other workers.
