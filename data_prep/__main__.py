@@ -1,11 +1,12 @@
 """`python -m data_prep {synth,convert,crops,verify}`: the preprocessing stage."""
 
 import argparse
-import os
 import sys
 import time
 
 from data_prep import workers
+from data_prep.convert_request import ConvertRequest
+from protein_location.core.cli_flags import add_dataclass_flags, values_of
 
 
 def _parser(prog=None):
@@ -38,115 +39,7 @@ def _parser(prog=None):
     convert = commands.add_parser(
         "convert", formatter_class=formatter, help="convert a raw HPA-layout folder into sharded TFRecords"
     )
-    convert.add_argument(
-        "--images",
-        required=True,
-        action="append",
-        help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif|tif.gz> files; repeat it, each with "
-        "its --csv in the same order, to join several sources (e.g. Kaggle + HPAv18)",
-    )
-    convert.add_argument(
-        "--csv",
-        default=None,
-        action="append",
-        help="labels CSV: Id,Target (HPA 2018, 28 classes) or ID,Label (HPA 2021, 19 classes); "
-        "without it the folder becomes an unlabeled 'test' split",
-    )
-    convert.add_argument(
-        "--label-set",
-        choices=["hpa2018", "hpa2021"],
-        default=None,
-        help="the classes of the labels; default: detected from the CSV header",
-    )
-    convert.add_argument(
-        "--group-column",
-        default=None,
-        help="CSV column of groups kept on one side of the split and in one fold; default: "
-        "the fields of one HPAv18 well (the Id without its _<field>) are a group",
-    )
-    convert.add_argument("--out", required=True, help="output folder for the shards and dataset.json")
-    convert.add_argument(
-        "--size", type=int, default=None, help="output side in pixels (area-resized); default: keep the source size"
-    )
-    convert.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.1,
-        help="share of labeled images held out as the 'val' split (0 for none)",
-    )
-    convert.add_argument(
-        "--folds",
-        type=int,
-        default=None,
-        help="instead of --val-fraction: k stratified folds of train (train with --fold i)",
-    )
-    convert.add_argument(
-        "--shards",
-        type=int,
-        default=None,
-        help="shards per split (per fold); default: sized by content, see --shard-mb",
-    )
-    convert.add_argument("--shard-mb", type=float, default=150.0, help="target shard size when --shards is not given")
-    convert.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="decoding processes; the output is the same for any number. Default: one per "
-        f"{workers.IMAGES_PER_WORKER} images, up to the {os.cpu_count()} cores (a worker "
-        "starts in under a second; one that meets JPEGs loads TensorFlow, seconds)",
-    )
-    convert.add_argument(
-        "--runner",
-        choices=("local", "beam"),
-        default="local",
-        help="local: --workers processes on this machine; beam: the same plan as an Apache Beam "
-        "pipeline, one element per shard (pip install 'protein-location[beam]'), with "
-        "byte-identical output",
-    )
-    convert.add_argument(
-        "--beam-options",
-        default=None,
-        help="with --runner beam: Beam's pipeline options as one string, e.g. \"--runner="
-        'DataflowRunner --project=P --region=R --temp_location=gs://B/tmp"; default: '
-        "DirectRunner on this machine",
-    )
-    convert.add_argument(
-        "--on-error",
-        choices=["fail", "skip"],
-        default="fail",
-        help="fail: stop at the first bad input; skip: leave it out and list it in errors.csv",
-    )
-    convert.add_argument(
-        "--max-pixels",
-        type=int,
-        default=40_000_000,
-        help="refuse images with more pixels (decompression bombs), checked before decoding",
-    )
-    # records.IMAGE_FORMATS and its default, spelled out: `--help` loads no TensorFlow (a test compares them).
-    convert.add_argument(
-        "--image-format",
-        choices=("png", "raw"),
-        default="png",
-        help="how records store the image: png (the documented schema, compresses with "
-        "--png-compression 1-9) or raw bytes (schema 2: as large as png level 0, faster "
-        "to write and 2x faster to decode)",
-    )
-    convert.add_argument(
-        "--png-compression",
-        type=int,
-        default=0,
-        choices=range(10),
-        metavar="{0..9}",
-        help="with --image-format png, the zlib level: 0 is fastest to write and read, 9 smallest",
-    )
-    convert.add_argument("--seed", type=int, default=0, help="seed of the split and example order")
-    convert.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
-    convert.add_argument(
-        "--resume",
-        action="store_true",
-        help="finish an interrupted conversion (same arguments), reusing its completed shards; "
-        "on a finished one, do nothing",
-    )
+    add_dataclass_flags(convert, ConvertRequest)
 
     crops = commands.add_parser(
         "crops",
@@ -234,35 +127,14 @@ def _convert(args):
     from data_prep import convert
 
     start = time.perf_counter()
-    result = convert.convert(
-        args.images,
-        args.out,
-        csv_path=args.csv,
-        size=args.size,
-        val_fraction=args.val_fraction,
-        folds=args.folds,
-        num_shards=args.shards,
-        shard_mb=args.shard_mb,
-        seed=args.seed,
-        workers=args.workers,
-        on_error=args.on_error,
-        max_pixels=args.max_pixels,
-        image_format=args.image_format,
-        png_compression=args.png_compression,
-        overwrite=args.overwrite,
-        resume=args.resume,
-        label_set=args.label_set,
-        group_column=args.group_column,
-        runner=args.runner,
-        beam_options=args.beam_options,
-    )
+    result = convert.convert(**values_of(args, ConvertRequest))
     seconds = time.perf_counter() - start
     if result.get("already_complete"):
-        print(f"convert: {args.out}: already complete (dataset.json, every shard's sha256 matches); nothing to do")
+        print(f"convert: {args.out_dir}: already complete (dataset.json, every shard's sha256 matches); nothing to do")
         return
     if result.get("repaired"):
         print(
-            f"convert: {args.out}: rewrote {len(result['repaired'])} missing or damaged shard(s) "
+            f"convert: {args.out_dir}: rewrote {len(result['repaired'])} missing or damaged shard(s) "
             f"({', '.join(result['repaired'])}); every shard matches dataset.json again"
         )
         return
@@ -283,7 +155,7 @@ def _convert(args):
         f"convert: {counts} examples{skipped} ({result['label_set']}, {len(result['class_names'])} classes) "
         f"at {result['image_size']}px in {shards} shards, "
         f"{seconds:.1f} s ({total / max(seconds, 1e-9):.0f} img/s, "
-        f"{_engine(args, total)}) -> {args.out}"
+        f"{_engine(args, total)}) -> {args.out_dir}"
     )
 
 

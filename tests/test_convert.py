@@ -1,5 +1,6 @@
 import csv
 import dataclasses
+import inspect
 import json
 import multiprocessing
 import struct
@@ -412,14 +413,22 @@ def test_missing_images_folder(tmp_path):
     assert str(error.value) == f"{tmp_path / 'nowhere'}: images folder not found"
 
 
-def test_cli_defaults_are_the_library_defaults():
+def test_convert_flags_are_generated_from_the_arguments_of_convert_with_its_defaults():
+    """ConvertRequest's fields are convert()'s parameters, in name and default, and
+    `data_prep convert`'s flags are generated from them: the CLI restates nothing."""
     from data_prep.__main__ import _parser
+    from data_prep.convert_request import ConvertRequest
 
-    args = _parser().parse_args(["convert", "--images", "x", "--out", "y"])
+    parameters = inspect.signature(convert.convert).parameters
+    fields = {field.name: field for field in dataclasses.fields(ConvertRequest)}
+    assert set(fields) == set(parameters)
+    for name, parameter in parameters.items():
+        default = fields[name].default
+        assert default == (dataclasses.MISSING if parameter.default is inspect.Parameter.empty else parameter.default)
+    args = _parser().parse_args(["convert", "--images", "x", "--out", "y", "--shards", "3"])
+    assert (args.images_dir, args.out_dir, args.num_shards) == (["x"], "y", 3)
     assert args.max_pixels == raw_images.DEFAULT_MAX_PIXELS and args.image_format == records.DEFAULT_IMAGE_FORMAT
-    convert_parser = _parser()._subparsers._group_actions[0].choices["convert"]
-    choices = next(a.choices for a in convert_parser._actions if a.dest == "image_format")
-    assert tuple(choices) == records.IMAGE_FORMATS
+    assert tuple(fields["image_format"].metadata["argparse"]["choices"]) == records.IMAGE_FORMATS
 
 
 @pytest.mark.parametrize("image_format, compression, schema_version", [("raw", 0, 2), ("png", 1, 1)])

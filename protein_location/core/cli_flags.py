@@ -1,5 +1,56 @@
-"""Flags that more than one command takes, defined once (no TensorFlow at import:
-`python -m protein_location`'s parser is built before TensorFlow is imported)."""
+"""The commands' one flag convention: a dataclass field is a flag (`flag`),
+and argparse flags are generated from such fields (`add_field_flag`,
+`add_dataclass_flags`) and read back (`values_of`), so a command and the
+library call behind it cannot drift (`TrainConfig`, data_prep's
+`ConvertRequest`); and flags that more than one command takes, defined once.
+No TensorFlow at import: parsers are built before TensorFlow is imported.
+"""
+
+import argparse
+import dataclasses
+
+
+def flag(name, help, default=dataclasses.MISSING, **argparse_kwargs):
+    """A dataclass field that is also the command-line flag `name` (argparse's
+    options in `argparse_kwargs`; a bool default makes a switch)."""
+    return dataclasses.field(default=default, metadata={"flag": name, "help": help, "argparse": argparse_kwargs})
+
+
+def add_field_flag(parser, dest, name, help, default, kwargs):
+    """Adds flag `name` (stored in `dest`) to an argparse parser or group: a
+    bool default is a switch (--x/--no-x when on by default), another default
+    gives the type, and the metavar is the flag's name (--size SIZE)."""
+    kwargs = dict(kwargs)
+    if isinstance(default, bool):
+        kwargs.setdefault("action", argparse.BooleanOptionalAction if default else "store_true")
+    else:
+        kwargs.setdefault("metavar", None if "choices" in kwargs else name.lstrip("-").replace("-", "_").upper())
+        if default is not None and default is not dataclasses.MISSING and "type" not in kwargs:
+            kwargs["type"] = type(default)
+    if default is not dataclasses.MISSING:
+        kwargs["default"] = default
+    parser.add_argument(name, dest=dest, help=help, **kwargs)
+
+
+def add_dataclass_flags(parser, cls, names=None):
+    """Adds the flag of each flag field of dataclass `cls` (of `names`, in their
+    order, when given) to an argparse parser or group."""
+    fields = {field.name: field for field in dataclasses.fields(cls) if "flag" in field.metadata}
+    for name in fields if names is None else names:
+        meta = fields[name].metadata
+        add_field_flag(parser, name, meta["flag"], meta["help"], fields[name].default, meta["argparse"])
+    return parser
+
+
+def values_of(args, cls):
+    """{field: parsed value} of the flag fields of dataclass `cls` in parsed `args`."""
+    return {field.name: getattr(args, field.name) for field in dataclasses.fields(cls) if "flag" in field.metadata}
+
+
+def flag_names(cls):
+    """{field: its flag} of dataclass `cls`'s flag fields, for `errors.naming_flags`."""
+    return {field.name: field.metadata["flag"] for field in dataclasses.fields(cls) if "flag" in field.metadata}
+
 
 # The export formats beside a SavedModel (`export.formats`): each one's flag and
 # what it writes; `train_keras.py --export` and `python -m protein_location export` take them.

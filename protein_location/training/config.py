@@ -8,19 +8,14 @@ default, and `config_from_args` builds the config back. `AugmentConfig`'s
 fields become `--augment-*` flags the same way.
 """
 
-import argparse
 import dataclasses
 
 from protein_location import models
 from protein_location.core import cli_flags, device_precision
+from protein_location.core.cli_flags import flag
 from protein_location.core.errors import TrainError
 from protein_location.data import augment
 from protein_location.training import distribute
-
-
-def flag(name, help, default=dataclasses.MISSING, **argparse_kwargs):
-    """A dataclass field that is also the command-line flag `name`."""
-    return dataclasses.field(default=default, metadata={"flag": name, "help": help, "argparse": argparse_kwargs})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,20 +247,6 @@ AUGMENT_FLAGS = {
 }
 
 
-def _add(parser, dest, name, help, default, kwargs):
-    kwargs = dict(kwargs)
-    if isinstance(default, bool):
-        kwargs.setdefault("action", argparse.BooleanOptionalAction if default else "store_true")
-    else:
-        # Shown as the flag is named (--size SIZE), not as the field is.
-        kwargs.setdefault("metavar", None if "choices" in kwargs else name.lstrip("-").replace("-", "_").upper())
-        if default is not None and default is not dataclasses.MISSING and "type" not in kwargs:
-            kwargs["type"] = type(default)
-    if default is not dataclasses.MISSING:
-        kwargs["default"] = default
-    parser.add_argument(name, dest=dest, help=help, **kwargs)
-
-
 # TrainConfig's flag fields by what they configure: `--help` lists them so.
 FLAG_GROUPS = {
     "data": ("data", "image_size", "fold", "cv", "shuffle_buffer", "oversample"),  # and --augment-*
@@ -290,15 +271,12 @@ def add_flags(parser):
     """Adds a flag for every flag field of TrainConfig (and AugmentConfig),
     with its default, in FLAG_GROUPS' argument groups, and the export formats'
     flags (`cli_flags.add_export_format_flags`: `export_formats`)."""
-    fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
     groups = {name: parser.add_argument_group(name) for name in FLAG_GROUPS}
     for group, names in FLAG_GROUPS.items():
-        for name in names:
-            meta = fields[name].metadata
-            _add(groups[group], name, meta["flag"], meta["help"], fields[name].default, meta["argparse"])
+        cli_flags.add_dataclass_flags(groups[group], TrainConfig, names)
     for field in dataclasses.fields(augment.AugmentConfig):
         name, help, kwargs = AUGMENT_FLAGS[field.name]
-        _add(groups["data"], f"augment_{field.name}", name, help, field.default, kwargs)
+        cli_flags.add_field_flag(groups["data"], f"augment_{field.name}", name, help, field.default, kwargs)
     cli_flags.add_export_format_flags(groups["export"], condition="with --export: ")
     return parser
 
@@ -306,14 +284,12 @@ def add_flags(parser):
 def flag_names():
     """{TrainConfig field: its flag} (`export_dir`: --export), for
     `errors.naming_flags` where no parser is at hand."""
-    return {field.name: field.metadata["flag"] for field in dataclasses.fields(TrainConfig) if "flag" in field.metadata}
+    return cli_flags.flag_names(TrainConfig)
 
 
 def config_from_args(args, **overrides):
     """The TrainConfig of parsed flags (`add_flags`); `overrides` set non-flag fields."""
-    values = {
-        field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig) if "flag" in field.metadata
-    }
+    values = cli_flags.values_of(args, TrainConfig)
     augmentation = augment.AugmentConfig(
         **{field.name: getattr(args, f"augment_{field.name}") for field in dataclasses.fields(augment.AugmentConfig)}
     )
