@@ -1,7 +1,7 @@
 """Conversion's reader of the four stain files: `core.raw_images.read_image`
 with grayscale PNGs (the Kaggle 2018 and HPA 2021 releases) decoded by
-OpenCV, 1.6x faster than TensorFlow's decoder on the real Kaggle files
-(docs/benchmarks.md). PNG is lossless and the 16-bit rule is the same
+OpenCV, faster than TensorFlow's decoder on the real Kaggle files
+(docs/benchmarks.md has the figure). PNG is lossless and the 16-bit rule is the same
 (round(v / 257)), so the pixels are those of the TensorFlow decoder the
 SavedModel runs (tests/test_real_samples.py checks it on every real sample);
 any other file, and any that OpenCV does not decode to its header's shape,

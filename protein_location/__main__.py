@@ -40,9 +40,9 @@ def _parser(prog=None):
         "--precision",
         choices=device_precision.INFERENCE_PRECISIONS,
         default="auto",
-        help="float32, or bfloat16 through oneDNN's rewrite of the float32 SavedModel (1.5x faster "
-        "on AMD EPYC with AVX512_BF16, 0.7x on an Intel Xeon without AMX); auto: bfloat16 where "
-        "it pays (precision.bfloat16_pays), else float32",
+        help="float32, or bfloat16 through oneDNN's rewrite of the float32 SavedModel (faster on "
+        "AMD EPYC with AVX512_BF16, slower on an Intel Xeon without AMX: docs/inference.md); auto: "
+        "bfloat16 where it pays (device_precision.bfloat16_pays), else float32",
     )
     predict.add_argument(
         "--runner",

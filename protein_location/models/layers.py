@@ -39,9 +39,8 @@ class FusedInferenceBatchNorm(keras.layers.BatchNormalization):
     Keras computes inference as separate multiply and add ops, in float32
     even under a bfloat16 policy; TensorFlow's graph optimizer (grappler's
     remapper) folds the fused op into the convolution before it, with the
-    ReLU after, as one oneDNN primitive. The SE-ResNet-18 SavedModel's
-    inference at 224², batch 64, ran 1.4x faster with the bfloat16 rewrite
-    and 1.15x in float32 on 2 Intel Xeon cores (docs/benchmarks.md).
+    ReLU after, as one oneDNN primitive: the SavedModel's inference is
+    faster so, in bfloat16 and in float32 (docs/benchmarks.md has the figures).
     The same arithmetic (moving statistics, gamma, beta, epsilon, float32
     inside the kernel); training, any other input, and every other Keras
     backend is Keras's own path (no figure of ours compares them there).

@@ -124,7 +124,7 @@ def build_training_state(model):
     Under the default strategy Keras defers them to the first trace of the
     train step (Trainer._maybe_symbolic_build builds only under an explicit
     strategy), and a tf.function that creates variables is traced a second
-    time: 5-10 s per run for nothing on 2 cores. Under an explicit strategy
+    time, seconds per run for nothing. Under an explicit strategy
     Keras builds them itself, in the strategy's scope.
     """
     if tf.distribute.has_strategy():
