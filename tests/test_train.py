@@ -36,7 +36,7 @@ def test_same_command_twice_gives_the_same_metrics(converted_dir, tmp_path):
         run_cli(*_train_args(converted_dir, tmp_path / name, 2, "--seed", 5))
     assert _history(tmp_path / "a") == _history(tmp_path / "b")
     assert (tmp_path / "a/thresholds.json").read_text() == (tmp_path / "b/thresholds.json").read_text()
-    # Without --precision the machine decides: mixed_bfloat16 where bfloat16 pays (precision.bfloat16_pays), so
+    # Without --precision the machine decides: mixed_bfloat16 where bfloat16 pays (device_precision.bfloat16_pays), so
     # repeatability holds in the precision the demo trains in.
     report = json.loads((tmp_path / "a/report.json").read_text())
     assert report["precision"] == device_precision.default_precision("default")[0]
