@@ -20,7 +20,7 @@ stage beside the reference that tells how close it is to its limit:
   preset also once fed by the live pipeline, which shows whether training
   is input-bound on this machine, and (with --precision float32) once more
   in mixed_bfloat16, the precision `train_keras.py` picks by default on CPUs
-  with native bfloat16 (precision.default_precision);
+  with native bfloat16 (device_precision.default_precision);
 - inference: the SavedModel written by `protein_location.export` (untrained
   weights: speed does not depend on them) on batches of --infer-batch at the
   model size through `serving_single_view`, and with 8x TTA through
