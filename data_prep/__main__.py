@@ -1,80 +1,86 @@
 """`python -m data_prep {synth,convert,crops,verify}`: the preprocessing stage."""
 
 import argparse
+import dataclasses
 import sys
 import time
 
 from data_prep import workers
 from data_prep.convert_request import ConvertRequest
-from protein_location.core.cli_flags import add_dataclass_flags, values_of
+from protein_location.core.cli_flags import add_dataclass_flags, flag, values_of
+
+
+# Each command's flags, one dataclass each (core.cli_flags: a field is a flag);
+# convert's are ConvertRequest, the arguments of convert.convert.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SynthFlags:
+    out: str = flag("--out", "output folder (train.csv, train/, test/, ...)", required=True)
+    train: int = flag("--train", "number of labeled training images", 2000)
+    test: int = flag("--test", "number of unlabeled test images", 400)
+    size: int = flag("--size", "image side in pixels", 64)
+    seed: int = flag("--seed", "random seed; the same seed gives the same files", 0)
+    workers: int | None = flag(
+        "--workers", "rendering processes (default: all cores); the files are the same for any count", None, type=int
+    )
+    cells: bool = flag(
+        "--cells",
+        "per-cell truth for the test images: each cell shows each of its image's labels or not, "
+        "label images in test_cells/<Id>.png and the cells' labels in test_cells.csv "
+        "(Id,Cell,Target), what `score --cells` reads",
+        False,
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CropsFlags:
+    images: str = flag("--images", "folder of the fields (any layout convert reads)", required=True)
+    csv: str = flag("--csv", "their labels CSV (Id,Target or ID,Label)", required=True)
+    out: str = flag(
+        "--out",
+        "output folder: train/<Id>_cell<k>_<stain>.png and train.csv (the field's labels and "
+        "its Group: convert it with --group-column Group)",
+        required=True,
+    )
+    # cells.crops.DEFAULT_CROP_SIZE, spelled out: `--help` loads no TensorFlow (a test compares them).
+    size: int = flag("--size", "side of each cell's crop in pixels", 64)
+    masks: str | None = flag(
+        "--masks",
+        "folder of label images <Id>.png from another segmenter (16-bit, 0: background) "
+        "instead of segmenting the fields",
+        None,
+    )
+    workers: int | None = flag(
+        "--workers",
+        "processes (default: one per 50 fields, up to the cores); the files are the same for any count",
+        None,
+        type=int,
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VerifyFlags:
+    data: str = flag("data", "dataset folder (holds dataset.json)")
+
+
+# {command: (its flags, its one-line help)}, in `--help`'s order.
+COMMANDS = {
+    "synth": (SynthFlags, "write a synthetic dataset in the Kaggle HPA layout"),
+    "convert": (ConvertRequest, "convert a raw HPA-layout folder into sharded TFRecords"),
+    "crops": (
+        CropsFlags,
+        "write every cell of a labelled raw folder as an image of its own, labelled with "
+        "its field's labels (a training set for `cells --crop-model`)",
+    ),
+    "verify": (VerifyFlags, "re-read every shard and check it against dataset.json"),
+}
 
 
 def _parser(prog=None):
     parser = argparse.ArgumentParser(prog=prog or "python -m data_prep", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    formatter = argparse.ArgumentDefaultsHelpFormatter
-
-    synth = commands.add_parser(
-        "synth", formatter_class=formatter, help="write a synthetic dataset in the Kaggle HPA layout"
-    )
-    synth.add_argument("--out", required=True, help="output folder (train.csv, train/, test/, ...)")
-    synth.add_argument("--train", type=int, default=2000, help="number of labeled training images")
-    synth.add_argument("--test", type=int, default=400, help="number of unlabeled test images")
-    synth.add_argument("--size", type=int, default=64, help="image side in pixels")
-    synth.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files")
-    synth.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="rendering processes (default: all cores); the files are the same for any count",
-    )
-    synth.add_argument(
-        "--cells",
-        action="store_true",
-        help="per-cell truth for the test images: each cell shows each of its image's labels or not, "
-        "label images in test_cells/<Id>.png and the cells' labels in test_cells.csv "
-        "(Id,Cell,Target), what `score --cells` reads",
-    )
-
-    convert = commands.add_parser(
-        "convert", formatter_class=formatter, help="convert a raw HPA-layout folder into sharded TFRecords"
-    )
-    add_dataclass_flags(convert, ConvertRequest)
-
-    crops = commands.add_parser(
-        "crops",
-        formatter_class=formatter,
-        help="write every cell of a labelled raw folder as an image of its own, labelled with "
-        "its field's labels (a training set for `cells --crop-model`)",
-    )
-    crops.add_argument("--images", required=True, help="folder of the fields (any layout convert reads)")
-    crops.add_argument("--csv", required=True, help="their labels CSV (Id,Target or ID,Label)")
-    crops.add_argument(
-        "--out",
-        required=True,
-        help="output folder: train/<Id>_cell<k>_<stain>.png and train.csv (the field's labels and "
-        "its Group: convert it with --group-column Group)",
-    )
-    # crops.DEFAULT_CROP_SIZE, spelled out: `--help` loads no TensorFlow.
-    crops.add_argument("--size", type=int, default=64, help="side of each cell's crop in pixels")
-    crops.add_argument(
-        "--masks",
-        default=None,
-        help="folder of label images <Id>.png from another segmenter (16-bit, 0: background) "
-        "instead of segmenting the fields",
-    )
-    crops.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="processes (default: one per 50 fields, up to the cores); the files are the same for any count",
-    )
-
-    verify = commands.add_parser(
-        "verify", formatter_class=formatter, help="re-read every shard and check it against dataset.json"
-    )
-    verify.add_argument("data", help="dataset folder (holds dataset.json)")
-    for command in commands.choices.values():
+    for name, (flags_class, help) in COMMANDS.items():
+        command = commands.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, help=help)
+        add_dataclass_flags(command, flags_class)
         command.add_argument(
             "--verbose",
             action="store_true",

@@ -1,190 +1,196 @@
 """`python -m protein_location {predict,score,explain,export,cells}`: use a trained model."""
 
 import argparse
+import dataclasses
 import sys
 
 from protein_location.core import cli_flags, device_precision  # no TensorFlow at import
+from protein_location.core.cli_flags import add_dataclass_flags, flag
+
+IMAGES_HELP = "folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif|tif.gz> files"
+MODEL_HELP = "SavedModel folder (export base or version)"
+
+
+# Each command's flags, one dataclass each (core.cli_flags: a field is a flag).
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PredictFlags:
+    model: str = flag("--model", "SavedModel folder from train_keras.py --export", required=True)
+    images: str | None = flag("--images", IMAGES_HELP, None, one_of="source")
+    records: str | None = flag(
+        "--records",
+        "a dataset folder from `python -m data_prep convert` (dataset.json + shards)",
+        None,
+        one_of="source",
+        metavar="DATA_DIR",
+    )
+    split: str = flag("--split", "with --records: the split to predict", "test")
+    csv: str | None = flag(
+        "--csv",
+        "sample_submission.csv: predict its Ids in its order; without it every Id in --images, "
+        "sorted, or every record of --split in the manifest's order",
+        None,
+    )
+    out: str = flag("--out", "submission CSV to write (Id,Predicted)", required=True)
+    probabilities: str | None = flag(
+        "--probabilities",
+        "also write a CSV of every class's probability per Id (columns: Id, the model's class names)",
+        None,
+    )
+    batch_size: int = flag("--batch-size", "images per inference call", 64)
+    precision: str = flag(
+        "--precision",
+        "float32, or bfloat16 through oneDNN's rewrite of the float32 SavedModel (faster on "
+        "AMD EPYC with AVX512_BF16, slower on an Intel Xeon without AMX: docs/inference.md); auto: "
+        "bfloat16 where it pays (device_precision.bfloat16_pays), else float32",
+        "auto",
+        choices=device_precision.INFERENCE_PRECISIONS,
+    )
+    runner: str = flag(
+        "--runner",
+        "local: this process; beam: Apache Beam's RunInference over the images or shards "
+        "(pip install 'protein-location[beam]'), the same outputs",
+        "local",
+        choices=("local", "beam"),
+    )
+    beam_options: str | None = flag(
+        "--beam-options",
+        "with --runner beam: Beam's pipeline options as one string, e.g. \"--runner="
+        'DataflowRunner --project=P --region=R --temp_location=gs://B/tmp"; default: '
+        "DirectRunner on this machine",
+        None,
+    )
+    tta: int | None = flag(
+        "--tta",
+        "views averaged per image, each with thresholds tuned for it; default: the "
+        "SavedModel's own (serving_default); 1: serving_single_view, the fast path; 8: the 8 "
+        "flips/rotations (a SavedModel exported with --tta 8)",
+        None,
+        type=int,
+        choices=[1, 8],
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ScoreFlags:
+    submission: str = flag("--submission", "submission CSV (Id,Predicted)", required=True)
+    truth: str = flag(
+        "--truth",
+        "labels CSV, Id,Target (hpa2018) or ID,Label (hpa2021), e.g. the synthetic test_labels.csv",
+        required=True,
+    )
+    label_set: str | None = flag(
+        "--label-set",
+        "the classes of the labels (with --cells too); default: detected from the --truth header",
+        None,
+        choices=["hpa2018", "hpa2021"],
+    )
+    cells: bool = flag(
+        "--cells",
+        "score a `cells` submission (ID,ImageWidth,ImageHeight,PredictionString): mAP at IoU >= "
+        "0.6, the HPA 2021 metric, against per-cell truth: --truth Id,Cell,Target (or "
+        "ID,Cell,Label) and --masks",
+        False,
+    )
+    masks: str | None = flag(
+        "--masks", "with --cells: folder of the truth's label images <Id>.png (16-bit, 0: background)", None
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CellsFlags:
+    model: str = flag("--model", MODEL_HELP, required=True)
+    images: str = flag("--images", IMAGES_HELP + ", at full size", required=True)
+    csv: str | None = flag(
+        "--csv", "sample_submission.csv: its Ids in its order; default: every Id in --images, sorted", None
+    )
+    out: str = flag("--out", "submission CSV to write (ID,ImageWidth,ImageHeight,PredictionString)", required=True)
+    table: str | None = flag(
+        "--table",
+        "per-cell table to write (ID, Cell, bounding box, area, every class's confidence); "
+        "default: beside OUT, cells.csv -> cells_per_cell.csv",
+        None,
+    )
+    masks: str | None = flag(
+        "--masks",
+        "folder of label images <Id>.png from another segmenter (e.g. HPA-Cell-Segmentation; "
+        "16-bit, 0: background) instead of the built-in segmentation",
+        None,
+    )
+    overlays: str | None = flag(
+        "--overlays", "also write DIR/<Id>.png: the composite, each cell's outline and its top labels", None
+    )
+    crop_model: str | None = flag(
+        "--crop-model",
+        "SavedModel of a crop-level model (trained on `data_prep crops`, the same label set): "
+        "each cell's own crop through it as well",
+        None,
+    )
+    cell_scores: str | None = flag(
+        "--cell-scores",
+        "a cell's confidence: cam, the image's probability times the cell's mean class activation "
+        "over the field's most active cell's; image, the image's probability for every cell; "
+        "blend, the mean of the two; crop, the geometric mean of the image's probability and "
+        "the cell's own from --crop-model. Default: crop with --crop-model, else blend "
+        "(docs/single-cells.md)",
+        None,
+        choices=["blend", "cam", "image", "crop"],
+    )
+    min_confidence: float = flag(
+        "--min-confidence",
+        "leave out of the submission a cell's classes below this confidence (mAP counts every "
+        "one, so 0 keeps them all)",
+        0.0,
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExplainFlags:
+    model: str = flag("--model", MODEL_HELP, required=True)
+    images: str = flag("--images", IMAGES_HELP, required=True)
+    ids: list | None = flag("--ids", "Ids to explain (default: every Id in --images)", None, nargs="+")
+    out: str = flag("--out", "folder for <Id>.png and explain.json", required=True)
+    max_locations: int = flag("--max-locations", "heat maps per image: the most probable predicted locations", 4)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExportFlags:
+    model_dir: str = flag("--model-dir", "run folder of train_keras.py --model-dir", required=True)
+    out: str = flag("--out", "export base: writes OUT/<next version>/", required=True)
+    tta: int | None = flag(
+        "--tta",
+        "views serving_default averages (thresholds tuned for them); default: the run's",
+        None,
+        type=int,
+        choices=[1, 8],
+    )
+
+
+# {command: (its flags, its one-line help)}, in `--help`'s order.
+COMMANDS = {
+    "predict": (PredictFlags, "predict locations of raw images or TFRecords -> submission CSV"),
+    "score": (ScoreFlags, "macro F1 of a submission against known labels (Id,Target)"),
+    "cells": (
+        CellsFlags,
+        "segment each field into cells and give every cell its locations -> the HPA "
+        "2021 submission CSV (needs the cells extra)",
+    ),
+    "explain": (ExplainFlags, "Grad-CAM heat maps of the predicted locations -> one PNG per image"),
+    "export": (
+        ExportFlags,
+        "export a training run (model.keras + thresholds.json) as a new SavedModel "
+        "version, optionally with TFLite and ONNX files",
+    ),
+}
 
 
 def _parser(prog=None):
     parser = argparse.ArgumentParser(prog=prog or "python -m protein_location", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    formatter = argparse.ArgumentDefaultsHelpFormatter
-
-    predict = commands.add_parser(
-        "predict", formatter_class=formatter, help="predict locations of raw images or TFRecords -> submission CSV"
-    )
-    predict.add_argument("--model", required=True, help="SavedModel folder from train_keras.py --export")
-    source = predict.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif|tif.gz> files")
-    source.add_argument(
-        "--records",
-        metavar="DATA_DIR",
-        help="a dataset folder from `python -m data_prep convert` (dataset.json + shards)",
-    )
-    predict.add_argument("--split", default="test", help="with --records: the split to predict")
-    predict.add_argument(
-        "--csv",
-        default=None,
-        help="sample_submission.csv: predict its Ids in its order; without it every Id in --images, "
-        "sorted, or every record of --split in the manifest's order",
-    )
-    predict.add_argument("--out", required=True, help="submission CSV to write (Id,Predicted)")
-    predict.add_argument(
-        "--probabilities",
-        default=None,
-        help="also write a CSV of every class's probability per Id (columns: Id, the model's class names)",
-    )
-    predict.add_argument("--batch-size", type=int, default=64, help="images per inference call")
-    predict.add_argument(
-        "--precision",
-        choices=device_precision.INFERENCE_PRECISIONS,
-        default="auto",
-        help="float32, or bfloat16 through oneDNN's rewrite of the float32 SavedModel (faster on "
-        "AMD EPYC with AVX512_BF16, slower on an Intel Xeon without AMX: docs/inference.md); auto: "
-        "bfloat16 where it pays (device_precision.bfloat16_pays), else float32",
-    )
-    predict.add_argument(
-        "--runner",
-        choices=("local", "beam"),
-        default="local",
-        help="local: this process; beam: Apache Beam's RunInference over the images or shards "
-        "(pip install 'protein-location[beam]'), the same outputs",
-    )
-    predict.add_argument(
-        "--beam-options",
-        default=None,
-        help="with --runner beam: Beam's pipeline options as one string, e.g. \"--runner="
-        'DataflowRunner --project=P --region=R --temp_location=gs://B/tmp"; default: '
-        "DirectRunner on this machine",
-    )
-    predict.add_argument(
-        "--tta",
-        type=int,
-        choices=[1, 8],
-        default=None,
-        help="views averaged per image, each with thresholds tuned for it; default: the "
-        "SavedModel's own (serving_default); 1: serving_single_view, the fast path; 8: the 8 "
-        "flips/rotations (a SavedModel exported with --tta 8)",
-    )
-
-    score = commands.add_parser(
-        "score", formatter_class=formatter, help="macro F1 of a submission against known labels (Id,Target)"
-    )
-    score.add_argument("--submission", required=True, help="submission CSV (Id,Predicted)")
-    score.add_argument(
-        "--truth",
-        required=True,
-        help="labels CSV, Id,Target (hpa2018) or ID,Label (hpa2021), e.g. the synthetic test_labels.csv",
-    )
-    score.add_argument(
-        "--label-set",
-        choices=["hpa2018", "hpa2021"],
-        default=None,
-        help="the classes of the labels (with --cells too); default: detected from the --truth header",
-    )
-    score.add_argument(
-        "--cells",
-        action="store_true",
-        help="score a `cells` submission (ID,ImageWidth,ImageHeight,PredictionString): mAP at IoU >= "
-        "0.6, the HPA 2021 metric, against per-cell truth: --truth Id,Cell,Target (or "
-        "ID,Cell,Label) and --masks",
-    )
-    score.add_argument(
-        "--masks",
-        default=None,
-        help="with --cells: folder of the truth's label images <Id>.png (16-bit, 0: background)",
-    )
-
-    cells = commands.add_parser(
-        "cells",
-        formatter_class=formatter,
-        help="segment each field into cells and give every cell its locations -> the HPA "
-        "2021 submission CSV (needs the cells extra)",
-    )
-    cells.add_argument("--model", required=True, help="SavedModel folder (export base or version)")
-    cells.add_argument(
-        "--images",
-        required=True,
-        help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif|tif.gz> files, at full size",
-    )
-    cells.add_argument(
-        "--csv", default=None, help="sample_submission.csv: its Ids in its order; default: every Id in --images, sorted"
-    )
-    cells.add_argument(
-        "--out", required=True, help="submission CSV to write (ID,ImageWidth,ImageHeight,PredictionString)"
-    )
-    cells.add_argument(
-        "--table",
-        default=None,
-        help="per-cell table to write (ID, Cell, bounding box, area, every class's confidence); "
-        "default: beside OUT, cells.csv -> cells_per_cell.csv",
-    )
-    cells.add_argument(
-        "--masks",
-        default=None,
-        help="folder of label images <Id>.png from another segmenter (e.g. HPA-Cell-Segmentation; "
-        "16-bit, 0: background) instead of the built-in segmentation",
-    )
-    cells.add_argument(
-        "--overlays",
-        default=None,
-        help="also write DIR/<Id>.png: the composite, each cell's outline and its top labels",
-    )
-    cells.add_argument(
-        "--crop-model",
-        default=None,
-        help="SavedModel of a crop-level model (trained on `data_prep crops`, the same label set): "
-        "each cell's own crop through it as well",
-    )
-    cells.add_argument(
-        "--cell-scores",
-        choices=["blend", "cam", "image", "crop"],
-        default=None,
-        help="a cell's confidence: cam, the image's probability times the cell's mean class activation "
-        "over the field's most active cell's; image, the image's probability for every cell; "
-        "blend, the mean of the two; crop, the geometric mean of the image's probability and "
-        "the cell's own from --crop-model. Default: crop with --crop-model, else blend "
-        "(docs/single-cells.md)",
-    )
-    cells.add_argument(
-        "--min-confidence",
-        type=float,
-        default=0.0,
-        help="leave out of the submission a cell's classes below this confidence (mAP counts every "
-        "one, so 0 keeps them all)",
-    )
-
-    explain = commands.add_parser(
-        "explain", formatter_class=formatter, help="Grad-CAM heat maps of the predicted locations -> one PNG per image"
-    )
-    explain.add_argument("--model", required=True, help="SavedModel folder (export base or version)")
-    explain.add_argument(
-        "--images", required=True, help="folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif|tif.gz> files"
-    )
-    explain.add_argument("--ids", nargs="+", default=None, help="Ids to explain (default: every Id in --images)")
-    explain.add_argument("--out", required=True, help="folder for <Id>.png and explain.json")
-    explain.add_argument(
-        "--max-locations", type=int, default=4, help="heat maps per image: the most probable predicted locations"
-    )
-
-    export = commands.add_parser(
-        "export",
-        formatter_class=formatter,
-        help="export a training run (model.keras + thresholds.json) as a new SavedModel "
-        "version, optionally with TFLite and ONNX files",
-    )
-    export.add_argument("--model-dir", required=True, help="run folder of train_keras.py --model-dir")
-    export.add_argument("--out", required=True, help="export base: writes OUT/<next version>/")
-    cli_flags.add_export_format_flags(export)
-    export.add_argument(
-        "--tta",
-        type=int,
-        choices=[1, 8],
-        default=None,
-        help="views serving_default averages (thresholds tuned for them); default: the run's",
-    )
-    for command in commands.choices.values():
+    for name, (flags_class, help) in COMMANDS.items():
+        command = commands.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, help=help)
+        add_dataclass_flags(command, flags_class)
+        if name == "export":
+            cli_flags.add_export_format_flags(command)
         command.add_argument(
             "--verbose",
             action="store_true",

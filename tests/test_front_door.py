@@ -39,3 +39,34 @@ def test_an_unknown_command_is_named_with_the_usage(capsys):
     err = capsys.readouterr().err
     assert err.startswith("usage: protein-location <command>")
     assert err.splitlines()[-1] == "protein-location: error: unknown command 'fit'"
+
+
+def test_every_commands_flags_are_generated_from_its_dataclass():
+    """One convention behind the front door: each command's options are its
+    flags dataclass's fields (core.cli_flags), plus --verbose (and the export
+    formats' shared flags), nothing written by hand beside them."""
+    import train_keras
+    from protein_location.core import cli_flags
+    from protein_location.training import config as config_lib
+
+    def options(parser):
+        return {action.dest for action in parser._actions if action.dest not in ("help", "verbose")}
+
+    shared = {"tflite", "tflite_quantize", "onnx"}
+    for main in (data_prep_main, model_main):
+        commands = main._parser()._subparsers._group_actions[0].choices
+        assert list(commands) == list(main.COMMANDS)
+        for name, (flags_class, _) in main.COMMANDS.items():
+            assert options(commands[name]) - shared == set(cli_flags.flag_names(flags_class)), name
+    augment = {f"augment_{name}" for name in config_lib.AUGMENT_FLAGS}
+    assert options(train_keras.build_parser()) == set(config_lib.flag_names()) | augment | shared
+
+
+def test_flag_defaults_spelled_out_for_a_quick_help_are_the_librarys():
+    """`--help` imports no TensorFlow, so a few defaults are written out in the flags; they are the library's."""
+    import dataclasses
+
+    from protein_location.cells import crops
+
+    size = next(field for field in dataclasses.fields(data_prep_main.CropsFlags) if field.name == "size")
+    assert size.default == crops.DEFAULT_CROP_SIZE

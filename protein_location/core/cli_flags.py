@@ -10,10 +10,13 @@ import argparse
 import dataclasses
 
 
-def flag(name, help, default=dataclasses.MISSING, **argparse_kwargs):
-    """A dataclass field that is also the command-line flag `name` (argparse's
-    options in `argparse_kwargs`; a bool default makes a switch)."""
-    return dataclasses.field(default=default, metadata={"flag": name, "help": help, "argparse": argparse_kwargs})
+def flag(name, help, default=dataclasses.MISSING, one_of=None, **argparse_kwargs):
+    """A dataclass field that is also the command-line flag `name` (a name
+    without dashes: a positional argument), argparse's options in
+    `argparse_kwargs` (a bool default makes a switch). Fields with the same
+    `one_of` name are mutually exclusive flags, exactly one of them required."""
+    metadata = {"flag": name, "help": help, "argparse": argparse_kwargs, "one_of": one_of}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def add_field_flag(parser, dest, name, help, default, kwargs):
@@ -29,6 +32,10 @@ def add_field_flag(parser, dest, name, help, default, kwargs):
             kwargs["type"] = type(default)
     if default is not dataclasses.MISSING:
         kwargs["default"] = default
+    if not name.startswith("-"):  # a positional argument: argparse takes its dest from its name
+        kwargs.pop("metavar", None)
+        parser.add_argument(dest, metavar=name, help=help, **kwargs)
+        return
     parser.add_argument(name, dest=dest, help=help, **kwargs)
 
 
@@ -36,9 +43,15 @@ def add_dataclass_flags(parser, cls, names=None):
     """Adds the flag of each flag field of dataclass `cls` (of `names`, in their
     order, when given) to an argparse parser or group."""
     fields = {field.name: field for field in dataclasses.fields(cls) if "flag" in field.metadata}
+    exclusive = {}
     for name in fields if names is None else names:
         meta = fields[name].metadata
-        add_field_flag(parser, name, meta["flag"], meta["help"], fields[name].default, meta["argparse"])
+        target = parser
+        if meta.get("one_of"):
+            if meta["one_of"] not in exclusive:
+                exclusive[meta["one_of"]] = parser.add_mutually_exclusive_group(required=True)
+            target = exclusive[meta["one_of"]]
+        add_field_flag(target, name, meta["flag"], meta["help"], fields[name].default, meta["argparse"])
     return parser
 
 
