@@ -181,12 +181,11 @@ def resolve(config, strategy_kind, stored_image_size, num_gpus=0, cpu_flags=None
     """
     weights = config.weights
     try:
-        models.check_arch_request(config.arch, config.width)
-        if weights is None:
-            weights = "imagenet" if models.backbone_class(config.arch).takes_pretrained_weights else "none"
-        models.check_arch_request(config.arch, config.width, None if weights == "none" else weights)
+        models.check_arch_request(config.arch, config.width, None if weights in (None, "none") else weights)
     except ValueError as error:
         raise TrainError(str(error)) from None
+    if weights is None:  # the default is pretrained only for a family that takes weights: nothing more to check
+        weights = "imagenet" if models.backbone_class(config.arch).takes_pretrained_weights else "none"
     pretrained = weights != "none"
     freeze = config.freeze_epochs
     if freeze is None:
