@@ -14,17 +14,14 @@ def parse_args(argv=None, prog=None):
 
 def build_parser(prog=None):
     """train_keras.py's argparse parser (imports TensorFlow: the flags come from TrainConfig)."""
+    from protein_location.core.cli_flags import add_verbose_flag
     from protein_location.training import config as config_lib
 
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     config_lib.add_flags(parser)
-    parser.add_argument(
-        "--verbose",
-        action="store_true",
-        help="also TensorFlow's own start-up and log lines (as TF_CPP_MIN_LOG_LEVEL set does)",
-    )
+    add_verbose_flag(parser)
     return parser
 
 

@@ -7,7 +7,7 @@ import time
 
 from data_prep import workers
 from data_prep.convert_request import ConvertRequest
-from protein_location.core.cli_flags import add_dataclass_flags, flag, values_of
+from protein_location.core.cli_flags import add_command_parsers, flag, values_of
 
 
 # Each command's flags, one dataclass each (core.cli_flags: a field is a flag);
@@ -77,16 +77,7 @@ COMMANDS = {
 
 def _parser(prog=None):
     parser = argparse.ArgumentParser(prog=prog or "python -m data_prep", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, (flags_class, help) in COMMANDS.items():
-        command = commands.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, help=help)
-        add_dataclass_flags(command, flags_class)
-        command.add_argument(
-            "--verbose",
-            action="store_true",
-            help="also TensorFlow's own start-up and log lines (as TF_CPP_MIN_LOG_LEVEL set does)",
-        )
-    return parser
+    return add_command_parsers(parser, COMMANDS)
 
 
 def main(argv=None, prog=None):

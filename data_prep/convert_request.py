@@ -11,7 +11,7 @@ import dataclasses
 import os
 
 from data_prep import workers
-from protein_location.core.cli_flags import flag
+from protein_location.core.cli_flags import BEAM_OPTIONS_HELP, flag
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,13 +72,7 @@ class ConvertRequest:
         "local",
         choices=("local", "beam"),
     )
-    beam_options: str | None = flag(
-        "--beam-options",
-        "with --runner beam: Beam's pipeline options as one string, e.g. \"--runner="
-        'DataflowRunner --project=P --region=R --temp_location=gs://B/tmp"; default: '
-        "DirectRunner on this machine",
-        None,
-    )
+    beam_options: str | None = flag("--beam-options", BEAM_OPTIONS_HELP, None)
     on_error: str = flag(
         "--on-error",
         "fail: stop at the first bad input; skip: leave it out and list it in errors.csv",

@@ -5,7 +5,7 @@ import dataclasses
 import sys
 
 from protein_location.core import cli_flags, device_precision  # no TensorFlow at import
-from protein_location.core.cli_flags import add_dataclass_flags, flag
+from protein_location.core.cli_flags import flag
 
 IMAGES_HELP = "folder of <Id>_<red|green|blue|yellow>.<png|jpg|tif|tif.gz> files"
 MODEL_HELP = "SavedModel folder (export base or version)"
@@ -52,13 +52,7 @@ class PredictFlags:
         "local",
         choices=("local", "beam"),
     )
-    beam_options: str | None = flag(
-        "--beam-options",
-        "with --runner beam: Beam's pipeline options as one string, e.g. \"--runner="
-        'DataflowRunner --project=P --region=R --temp_location=gs://B/tmp"; default: '
-        "DirectRunner on this machine",
-        None,
-    )
+    beam_options: str | None = flag("--beam-options", cli_flags.BEAM_OPTIONS_HELP, None)
     tta: int | None = flag(
         "--tta",
         "views averaged per image, each with thresholds tuned for it; default: the "
@@ -185,18 +179,7 @@ COMMANDS = {
 
 def _parser(prog=None):
     parser = argparse.ArgumentParser(prog=prog or "python -m protein_location", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, (flags_class, help) in COMMANDS.items():
-        command = commands.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, help=help)
-        add_dataclass_flags(command, flags_class)
-        if name == "export":
-            cli_flags.add_export_format_flags(command)
-        command.add_argument(
-            "--verbose",
-            action="store_true",
-            help="also TensorFlow's own start-up and log lines (as TF_CPP_MIN_LOG_LEVEL set does)",
-        )
-    return parser
+    return cli_flags.add_command_parsers(parser, COMMANDS, {"export": cli_flags.add_export_format_flags})
 
 
 def _predict(args):

@@ -65,6 +65,38 @@ def flag_names(cls):
     return {field.name: field.metadata["flag"] for field in dataclasses.fields(cls) if "flag" in field.metadata}
 
 
+def add_verbose_flag(parser):
+    """--verbose, which every command takes (`command_line.run_command` reads it)."""
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also TensorFlow's own start-up and log lines (as TF_CPP_MIN_LOG_LEVEL set does)",
+    )
+
+
+def add_command_parsers(parser, commands, extra_flags=None):
+    """A subcommand of `parser` for each of `commands` ({name: (its flags
+    dataclass, its one-line help)}, in `--help`'s order), its flags generated
+    from the dataclass, then `extra_flags` ({name: a function adding more to
+    that subcommand}) and --verbose."""
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name, (flags_class, help) in commands.items():
+        command = subparsers.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, help=help)
+        add_dataclass_flags(command, flags_class)
+        if extra_flags and name in extra_flags:
+            extra_flags[name](command)
+        add_verbose_flag(command)
+    return parser
+
+
+# --beam-options of every command that runs on Beam (convert, predict).
+BEAM_OPTIONS_HELP = (
+    "with --runner beam: Beam's pipeline options as one string, e.g. \"--runner="
+    'DataflowRunner --project=P --region=R --temp_location=gs://B/tmp"; default: '
+    "DirectRunner on this machine"
+)
+
+
 # The export formats beside a SavedModel (`export.formats`): each one's flag and
 # what it writes; `train_keras.py --export` and `python -m protein_location export` take them.
 EXPORT_FORMAT_FLAGS = {
