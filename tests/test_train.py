@@ -31,9 +31,15 @@ def _history(run):
 
 
 @pytest.mark.slow
-def test_same_command_twice_gives_the_same_metrics(converted_dir, tmp_path):
+def test_same_command_twice_gives_the_same_metrics(converted_dir, tmp_path, monkeypatch):
+    # A run reads dataset.json once (trainer.plan_run) and passes it along: pipelines, evaluator, Ids.
+    reads, read = [], manifest_lib.DatasetManifest.read.__func__
+    monkeypatch.setattr(
+        manifest_lib.DatasetManifest, "read", classmethod(lambda cls, path: reads.append(path) or read(cls, path))
+    )
     for name in ("a", "b"):
         run_cli(*_train_args(converted_dir, tmp_path / name, 2, "--seed", 5))
+    assert reads == [str(converted_dir)] * 2
     assert _history(tmp_path / "a") == _history(tmp_path / "b")
     assert (tmp_path / "a/thresholds.json").read_text() == (tmp_path / "b/thresholds.json").read_text()
     # Without --precision the machine decides: mixed_bfloat16 where bfloat16 pays (device_precision.bfloat16_pays), so
