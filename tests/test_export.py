@@ -339,3 +339,12 @@ def test_thresholds_json_is_read_back_as_written_and_a_file_of_an_earlier_versio
     (tmp_path / "thresholds.json").write_text(json.dumps({"class_names": list(names)}))
     with pytest.raises(ValueError, match=r"^not a thresholds file \('thresholds'\)$"):
         ThresholdsFile.read(str(tmp_path))
+
+
+def test_a_views_count_other_than_1_or_8_is_refused_by_its_argument_before_loading(tmp_path):
+    from protein_location.core.errors import PredictError, naming_flags
+
+    with pytest.raises(PredictError) as error:
+        serving.load_serving_model(str(tmp_path / "not-even-there"), tta=3)
+    assert str(error.value) == "`tta` must be 1 or 8, got 3"
+    assert naming_flags(error.value, {"tta": "--tta"}) == "--tta must be 1 or 8, got 3"
